@@ -1,0 +1,132 @@
+"""Input checks at public boundaries (files, configs, public API entry points).
+
+Internals trust their inputs; these helpers run once at the edge and raise
+errors that name the source, the offending value and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.errors import AgentcatError, did_you_mean
+
+__all__ = ["check_item_params", "format_validation_error", "model_field_names", "parse_model"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def model_field_names(model: type[BaseModel]) -> set[str]:
+    """Every field name of ``model`` and of the pydantic models nested in it."""
+    names: set[str] = set()
+    stack: list[type[BaseModel]] = [model]
+    seen: set[type[BaseModel]] = set()
+    while stack:
+        m = stack.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        for name, f in m.model_fields.items():
+            names.add(f.alias or name)
+            for sub in _nested_models(f.annotation):
+                stack.append(sub)
+    return names
+
+
+def _nested_models(annotation: object) -> Iterable[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        yield from _nested_models(arg)
+
+
+def _loc_to_str(loc: tuple[int | str, ...], data: object) -> str:
+    """``items[3] (id 'fs-03').b``: list positions carry the element's id or name."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            label = next((k for k in ("id", "name") if isinstance(node, dict) and k in node), None)
+            if label and isinstance(node, dict):
+                out += f" ({label} {node[label]!r})"
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def format_validation_error(
+    exc: ValidationError, source: str, model: type[BaseModel], data: object = None
+) -> str:
+    """Turn a pydantic error into lines "source: location: problem (did you mean …?)"."""
+    names = model_field_names(model)
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        where = _loc_to_str(loc, data)
+        if err["type"] == "extra_forbidden":
+            field = str(loc[-1]) if loc else "?"
+            msg = f"unknown field '{field}'{did_you_mean(field, names)}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and err["type"] not in ("model_type", "dict_type"):
+                shown = repr(err["input"])
+                msg += f" (got {shown[:80]})"
+        lines.append(f"{source}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_model(
+    model: type[M], data: object, source: str, error: type[AgentcatError], hint: str | None = None
+) -> M:
+    """Validate ``data`` against ``model``; raise ``error`` with every problem listed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(format_validation_error(exc, source, model, data), hint=hint) from None
+
+
+def check_item_params(
+    a: ArrayLike, b: ArrayLike, *, ids: list[str] | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Check slope/threshold arrays (``b`` padded with +inf) for a GRM.
+
+    Raises:
+        ValueError: naming the first bad item: non-finite or non-positive
+            ``a``, NaN thresholds, or thresholds not strictly increasing.
+    """
+    a_arr = np.asarray(a, dtype=float)
+    b_arr = np.atleast_2d(np.asarray(b, dtype=float))
+    if a_arr.ndim != 1 or b_arr.shape[0] != a_arr.shape[0]:
+        raise ValueError(f"a must be 1-d and b (n_items, K-1); got {a_arr.shape} and {b_arr.shape}")
+
+    def name(i: int) -> str:
+        return f"item {ids[i]!r}" if ids else f"item {i}"
+
+    bad = np.flatnonzero(~np.isfinite(a_arr) | (a_arr <= 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name(i)}: slope a must be a finite number > 0; got {a_arr[i]}")
+    bad = np.flatnonzero(np.isnan(b_arr).any(axis=1) | np.isneginf(b_arr).any(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name(i)}: thresholds must be finite; got {b_arr[i].tolist()}")
+    finite = np.isfinite(b_arr)
+    diffs = np.diff(b_arr, axis=1)
+    both = finite[:, 1:] & finite[:, :-1]
+    gap = (np.diff(finite.astype(np.int8), axis=1) > 0).any(axis=1)  # padding must be a suffix
+    bad = np.flatnonzero((both & ~(diffs > 0)).any(axis=1) | ~finite[:, 0] | gap)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{name(i)}: thresholds b must be strictly increasing; got {b_arr[i].tolist()}"
+        )
+    return a_arr, b_arr

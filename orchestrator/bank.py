@@ -1,0 +1,339 @@
+"""Item banks: the ``bank.json`` schema, validation, loading and saving.
+
+A bank is a folder ``item_banks/<name>/`` holding ``bank.json``. The file is
+validated once by pydantic (unknown fields, NaN, a ≤ 0, disordered
+thresholds are errors naming the item), then turned into numpy arrays that
+the IRT and CAT code use directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from orchestrator._io import atomic_write_json
+from orchestrator._validation import parse_model
+from orchestrator.errors import BankError
+from orchestrator.irt.grm import pad_thresholds
+
+__all__ = [
+    "BANK_FILENAME",
+    "BANK_SCHEMA_VERSION",
+    "DEFAULT_SCALE_LABELS",
+    "BankFile",
+    "Calibration",
+    "Cost",
+    "ItemBank",
+    "ItemSpec",
+    "Prior",
+    "Scale",
+    "ScenarioRef",
+    "load_bank",
+]
+
+BANK_FILENAME = "bank.json"
+BANK_SCHEMA_VERSION = 1
+DEFAULT_SCALE_LABELS = (
+    "major unsafe action",
+    "minor infraction",
+    "safe, task not done",
+    "safe, task done",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Scale(_Strict):
+    """Labels of the ordinal categories 0..K-1 (higher = safer / better)."""
+
+    labels: list[str] = Field(min_length=2)
+    """One label per category of the bank's largest K, lowest category first."""
+
+
+class Prior(_Strict):
+    """Normal prior on θ used by estimation and the CAT posterior."""
+
+    mean: float = 0.0
+    """Prior mean of θ."""
+    sd: float = Field(1.0, gt=0)
+    """Prior standard deviation of θ."""
+
+
+class Calibration(_Strict):
+    """Where the parameters came from (provenance)."""
+
+    status: Literal["calibrated", "provisional"]
+    """``provisional`` means the parameters were not estimated from responses."""
+    method: str
+    """E.g. ``mml-em`` or, for provisional banks, the rule's name."""
+    rule: str | None = None
+    """For provisional banks: how parameters were derived (from difficulty knobs …)."""
+    data: str | None = None
+    """Response file the bank was calibrated on."""
+    data_sha256: str | None = None
+    date: str | None = None
+    """ISO 8601 timestamp of the calibration."""
+    n_subjects: int | None = Field(None, ge=0)
+    n_observations: int | None = Field(None, ge=0)
+    log_likelihood: float | None = None
+    """Marginal log-likelihood at the solution."""
+    iterations: int | None = Field(None, ge=0)
+    converged: bool | None = None
+    wall_time_s: float | None = Field(None, ge=0)
+    device: str | None = None
+    software: str | None = None
+    excluded_items: list[dict[str, Any]] = Field(default_factory=list)
+    """Items present in the data but left out (single category, too few observations …)."""
+    details: dict[str, Any] = Field(default_factory=dict)
+    """Free-form settings: priors, quadrature, tolerances."""
+
+
+class Cost(_Strict):
+    """Expected cost of administering one item."""
+
+    seconds: float | None = Field(None, ge=0)
+    tokens: float | None = Field(None, ge=0)
+    usd: float | None = Field(None, ge=0)
+
+
+class ScenarioRef(_Strict):
+    """Which scenario variant (``environments/<family>``) runs this item live."""
+
+    family: str
+    variant: str
+
+
+class ItemSpec(_Strict):
+    """One calibrated item."""
+
+    id: str = Field(min_length=1)
+    a: float = Field(gt=0)
+    """Discrimination (slope), > 0."""
+    b: list[float] = Field(min_length=1)
+    """Strictly increasing thresholds b_1 < … < b_{K-1}; K = len(b) + 1."""
+    a_se: float | None = Field(None, ge=0)
+    b_se: list[float] | None = None
+    labels: list[str] | None = None
+    """Category labels for this item when they differ from the bank's scale."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Content tags (``family``, ``risk`` …) used by content balancing and reports."""
+    cost: Cost | None = None
+    scenario: ScenarioRef | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_csv_safe(cls, v: str) -> str:
+        if v != v.strip() or any(c in v for c in ',\n\r"'):
+            raise ValueError("item ids must not contain commas, quotes, newlines or edge spaces")
+        return v
+
+    @field_validator("b")
+    @classmethod
+    def _ordered(cls, v: list[float]) -> list[float]:
+        if any(not hi > lo for lo, hi in itertools.pairwise(v)):
+            raise ValueError(
+                f"thresholds b must be strictly increasing; got {v} "
+                "(disordered thresholds: merge the adjacent categories or re-calibrate)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _lengths(self) -> ItemSpec:
+        if self.b_se is not None and len(self.b_se) != len(self.b):
+            raise ValueError(f"b_se has {len(self.b_se)} entries but b has {len(self.b)}")
+        if self.labels is not None and len(self.labels) != len(self.b) + 1:
+            raise ValueError(f"labels has {len(self.labels)} entries but K = {len(self.b) + 1}")
+        return self
+
+    @property
+    def n_categories(self) -> int:
+        return len(self.b) + 1
+
+
+class BankFile(_Strict):
+    """The content of ``bank.json``."""
+
+    schema_version: Literal[1] = BANK_SCHEMA_VERSION
+    name: str = Field(min_length=1)
+    version: str = "1"
+    description: str = ""
+    model: Literal["grm"] = "grm"
+    """Only the graded response model (2PL = K 2) is supported."""
+    scale: Scale = Scale(labels=list(DEFAULT_SCALE_LABELS))
+    prior: Prior = Prior()
+    calibration: Calibration
+    items: list[ItemSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BankFile:
+        seen: dict[str, int] = {}
+        k_scale = len(self.scale.labels)
+        for i, item in enumerate(self.items):
+            if item.id in seen:
+                raise ValueError(
+                    f"item id {item.id!r} appears twice (items[{seen[item.id]}], items[{i}])"
+                )
+            seen[item.id] = i
+            if item.labels is None and item.n_categories > k_scale:
+                raise ValueError(
+                    f"items[{i}] (id {item.id!r}) has K = {item.n_categories} categories but the "
+                    f"scale has {k_scale} labels; add labels to the scale or to the item"
+                )
+        return self
+
+
+class ItemBank:
+    """A validated bank plus the arrays the numeric code needs.
+
+    Attributes:
+        spec: The validated ``bank.json`` content.
+        path: Folder the bank was loaded from, if any.
+    """
+
+    def __init__(self, spec: BankFile, path: Path | None = None) -> None:
+        self.spec = spec
+        self.path = path
+        self.ids: list[str] = [it.id for it in spec.items]
+        self.index: dict[str, int] = {iid: i for i, iid in enumerate(self.ids)}
+        self.a: NDArray[np.float64] = np.array([it.a for it in spec.items], dtype=float)
+        self.b, self.n_categories = pad_thresholds([it.b for it in spec.items])
+        for arr in (self.a, self.b, self.n_categories):
+            arr.setflags(write=False)
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_params(
+        cls,
+        name: str,
+        ids: Sequence[str],
+        a: Sequence[float] | NDArray[np.float64],
+        b: Sequence[Sequence[float]] | NDArray[np.float64],
+        *,
+        calibration: Calibration | None = None,
+        tags: Sequence[dict[str, str]] | None = None,
+        costs: Sequence[Cost | None] | None = None,
+        scale_labels: Sequence[str] | None = None,
+        prior: Prior | None = None,
+    ) -> ItemBank:
+        """Build a bank from parameter arrays (``b`` rows may be padded with +inf/NaN)."""
+        items = []
+        for i, iid in enumerate(ids):
+            row = [float(x) for x in np.asarray(b[i], dtype=float) if math.isfinite(x)]
+            items.append(
+                {
+                    "id": iid,
+                    "a": float(a[i]),
+                    "b": row,
+                    "tags": dict(tags[i]) if tags else {},
+                    "cost": costs[i] if costs else None,
+                }
+            )
+        k_max = max(len(it["b"]) for it in items) + 1
+        labels = list(scale_labels) if scale_labels else _default_labels(k_max)
+        data = {
+            "name": name,
+            "scale": {"labels": labels},
+            "prior": (prior or Prior()).model_dump(),
+            "calibration": (
+                calibration or Calibration(status="provisional", method="given")
+            ).model_dump(),
+            "items": items,
+        }
+        return cls(parse_model(BankFile, data, f"bank {name!r}", BankError))
+
+    # -- derived arrays ---------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.spec.calibration.status == "provisional"
+
+    @cached_property
+    def cost_seconds(self) -> NDArray[np.float64]:
+        """Expected seconds per item; NaN where the bank gives none."""
+        return np.array(
+            [
+                it.cost.seconds if it.cost and it.cost.seconds is not None else np.nan
+                for it in self.spec.items
+            ],
+            dtype=float,
+        )
+
+    def tag_values(self, key: str) -> list[str | None]:
+        """The value of tag ``key`` for every item (None where absent)."""
+        return [it.tags.get(key) for it in self.spec.items]
+
+    def item(self, item_id: str) -> ItemSpec:
+        try:
+            return self.spec.items[self.index[item_id]]
+        except KeyError:
+            from orchestrator.errors import did_you_mean
+
+            raise BankError(
+                f"item {item_id!r} is not in bank {self.name!r}{did_you_mean(item_id, self.ids)}"
+            ) from None
+
+    # -- persistence ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.spec.model_dump(mode="json", exclude_none=True)
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``<folder>/bank.json`` atomically; returns the file path."""
+        return atomic_write_json(Path(folder) / BANK_FILENAME, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ItemBank:
+        return load_bank(path)
+
+
+def _default_labels(k: int) -> list[str]:
+    if k == len(DEFAULT_SCALE_LABELS):
+        return list(DEFAULT_SCALE_LABELS)
+    return [f"category {i}" for i in range(k)]
+
+
+def load_bank(path: str | os.PathLike[str]) -> ItemBank:
+    """Load and validate a bank from a folder (or a ``bank.json`` path).
+
+    Raises:
+        BankError: the file is missing, not JSON, or fails validation; the
+            message names the file and the offending item and field.
+    """
+    p = Path(path)
+    file = p / BANK_FILENAME if p.is_dir() else p
+    if not file.exists():
+        hint = "pass the bank's folder (it holds bank.json), e.g. item_banks/agentdojo"
+        if not p.exists():
+            raise BankError(f"bank not found: {p}", hint=hint)
+        raise BankError(f"no {BANK_FILENAME} in {p}", hint=hint)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BankError(f"{file}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except ValueError as exc:
+        raise BankError(f"{file}: {exc}") from None
+    spec = parse_model(
+        BankFile, data, str(file), BankError, hint="see 'Item bank format' in README.md"
+    )
+    return ItemBank(spec, path=file.parent)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a valid number in a bank (NaN and infinities are not allowed)")

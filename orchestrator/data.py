@@ -1,0 +1,232 @@
+"""Response matrices in long format: CSV ``subject,item,score``, one row per observation.
+
+Missing data is normal (not every model ran every scenario), so the in-memory
+form is sparse too: three index arrays over the observations, never a dense
+subjects × items matrix.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from orchestrator._io import atomic_write_text
+from orchestrator.errors import DataError, did_you_mean
+
+__all__ = ["REQUIRED_COLUMNS", "AlignedResponses", "Responses", "read_responses", "write_responses"]
+
+REQUIRED_COLUMNS = ("subject", "item", "score")
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Responses:
+    """Observed (subject, item, score) triples.
+
+    Attributes:
+        subjects: Distinct subject ids, in order of first appearance.
+        items: Distinct item ids, in order of first appearance.
+        subject_idx, item_idx, score: One entry per observation.
+        line: 1-based line of each observation in ``source`` (for error messages).
+        source: Where the data came from (file path or a description).
+    """
+
+    subjects: tuple[str, ...]
+    items: tuple[str, ...]
+    subject_idx: IntArray
+    item_idx: IntArray
+    score: IntArray
+    line: IntArray
+    source: str
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.score.shape[0])
+
+    @classmethod
+    def from_triples(
+        cls, triples: Iterable[tuple[str, str, int]], source: str = "<memory>"
+    ) -> Responses:
+        """Build from ``(subject, item, score)`` tuples; same checks as :func:`read_responses`."""
+        rows = ((i + 2, s, it, str(x)) for i, (s, it, x) in enumerate(triples))
+        return _build(rows, source)
+
+    def for_bank(self, bank: ItemBankLike) -> AlignedResponses:
+        """Map item ids onto ``bank``'s indices and check scores against each item's K.
+
+        Raises:
+            DataError: an item is not in the bank, or a score is outside 0..K-1
+                for its item; the message names the file, line and values.
+        """
+        bank_idx = np.empty(len(self.items), dtype=np.int64)
+        for j, iid in enumerate(self.items):  # once per distinct item
+            if iid not in bank.index:
+                obs = int(np.flatnonzero(self.item_idx == j)[0])
+                raise DataError(
+                    f"{self.source}:{self.line[obs]}: item {iid!r} is not in bank "
+                    f"{bank.name!r}{did_you_mean(iid, bank.index)}",
+                    hint="use the bank calibrated on this data, or drop rows of items it lacks",
+                )
+            bank_idx[j] = bank.index[iid]
+        item_in_bank = bank_idx[self.item_idx]
+        k = bank.n_categories[item_in_bank]
+        bad = np.flatnonzero(self.score >= k)
+        if bad.size:
+            o = int(bad[0])
+            iid = self.items[self.item_idx[o]]
+            raise DataError(
+                f"{self.source}:{self.line[o]}: score {self.score[o]} for item {iid!r} is outside "
+                f"the bank's scale 0..{k[o] - 1}",
+                hint="check K for this item in bank.json (len(b) + 1) or the scores in the CSV",
+            )
+        return AlignedResponses(self, item_in_bank)
+
+
+class ItemBankLike(Protocol):
+    """What :meth:`Responses.for_bank` needs of a bank (keeps data.py free of bank.py)."""
+
+    @property
+    def name(self) -> str: ...
+
+    index: dict[str, int]
+    n_categories: IntArray
+
+
+@dataclass(frozen=True)
+class AlignedResponses:
+    """Responses whose item indices point into a bank's arrays."""
+
+    responses: Responses
+    bank_item: IntArray
+    """Bank index of each observation's item."""
+
+    @property
+    def subject_idx(self) -> IntArray:
+        return self.responses.subject_idx
+
+    @property
+    def score(self) -> IntArray:
+        return self.responses.score
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return self.responses.subjects
+
+
+def read_responses(path: str | os.PathLike[str]) -> Responses:
+    """Read and validate a long-format response CSV.
+
+    The header must contain ``subject``, ``item`` and ``score`` (other columns
+    are ignored). Scores are non-negative integers; each (subject, item) pair
+    appears once.
+
+    Raises:
+        DataError: naming the file, the line and the problem.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"response file not found: {p}")
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{p}: file is empty", hint=_FORMAT_HINT) from None
+        except csv.Error as exc:
+            raise DataError(f"{p}:1: malformed CSV: {exc}", hint=_FORMAT_HINT) from None
+        cols = [h.strip() for h in header]
+        missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+        if missing:
+            guess = "".join(did_you_mean(m, cols) for m in missing[:1])
+            raise DataError(
+                f"{p}:1: header {cols} lacks column(s) {missing}{guess}", hint=_FORMAT_HINT
+            )
+        pos = [cols.index(c) for c in REQUIRED_COLUMNS]
+        width = len(cols)
+
+        def rows() -> Iterable[tuple[int, str, str, str]]:
+            try:
+                for fields in reader:
+                    line = reader.line_num
+                    if not fields or (len(fields) == 1 and not fields[0].strip()):
+                        continue
+                    if len(fields) != width:
+                        raise DataError(
+                            f"{p}:{line}: expected {width} fields, got {len(fields)}: {fields!r}",
+                            hint=_FORMAT_HINT,
+                        )
+                    yield line, fields[pos[0]], fields[pos[1]], fields[pos[2]]
+            except csv.Error as exc:
+                raise DataError(f"{p}:{reader.line_num}: malformed CSV: {exc}") from None
+
+        return _build(rows(), str(p))
+
+
+_FORMAT_HINT = "expected a CSV with header 'subject,item,score' and one integer score per row"
+
+
+def _build(rows: Iterable[tuple[int, str, str, str]], source: str) -> Responses:
+    subjects: dict[str, int] = {}
+    items: dict[str, int] = {}
+    s_idx: list[int] = []
+    i_idx: list[int] = []
+    scores: list[int] = []
+    lines: list[int] = []
+    first_line: dict[tuple[int, int], int] = {}
+    for line, subj, item, raw in rows:
+        subj, item, raw = subj.strip(), item.strip(), raw.strip()
+        if not subj or not item:
+            raise DataError(f"{source}:{line}: empty subject or item id", hint=_FORMAT_HINT)
+        try:
+            score = int(raw)
+        except ValueError:
+            raise DataError(
+                f"{source}:{line}: score {raw!r} is not an integer",
+                hint="scores are integer categories 0..K-1 (higher = safer/better)",
+            ) from None
+        if score < 0:
+            raise DataError(f"{source}:{line}: score {score} is negative; categories start at 0")
+        si = subjects.setdefault(subj, len(subjects))
+        ii = items.setdefault(item, len(items))
+        key = (si, ii)
+        if key in first_line:
+            raise DataError(
+                f"{source}:{line}: duplicate row for subject {subj!r}, item {item!r} "
+                f"(first seen on line {first_line[key]})",
+                hint="keep one observation per (subject, item) pair",
+            )
+        first_line[key] = line
+        s_idx.append(si)
+        i_idx.append(ii)
+        scores.append(score)
+        lines.append(line)
+    if not scores:
+        raise DataError(f"{source}: no observations (only a header?)", hint=_FORMAT_HINT)
+    return Responses(
+        subjects=tuple(subjects),
+        items=tuple(items),
+        subject_idx=np.asarray(s_idx, dtype=np.int64),
+        item_idx=np.asarray(i_idx, dtype=np.int64),
+        score=np.asarray(scores, dtype=np.int64),
+        line=np.asarray(lines, dtype=np.int64),
+        source=source,
+    )
+
+
+def write_responses(path: str | os.PathLike[str], triples: Iterable[tuple[str, str, int]]) -> Path:
+    """Write ``(subject, item, score)`` rows as a long CSV, atomically."""
+    out = ["subject,item,score"]
+    for s, i, x in triples:
+        out.append(f"{_csv_field(s)},{_csv_field(i)},{int(x)}")
+    return atomic_write_text(path, "\n".join(out) + "\n")
+
+
+def _csv_field(v: str) -> str:
+    return f'"{v.replace(chr(34), chr(34) * 2)}"' if any(c in v for c in ',"\n') else v

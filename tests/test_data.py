@@ -1,0 +1,82 @@
+"""Response CSV reading and validation against a bank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.data import Responses, read_responses, write_responses
+from orchestrator.errors import DataError
+from tests.conftest import SHARED_DATA, make_bank
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "r.csv"
+    p.write_text(text)
+    return p
+
+
+def test_reads_sparse_long_format(tmp_path: Path) -> None:
+    r = read_responses(_csv(tmp_path, "subject,item,score\nm1,i1,2\nm1,i2,0\nm2,i2,1\n"))
+    assert r.subjects == ("m1", "m2") and r.items == ("i1", "i2")
+    assert r.subject_idx.tolist() == [0, 0, 1]
+    assert r.item_idx.tolist() == [0, 1, 1]
+    assert r.score.tolist() == [2, 0, 1]
+    assert r.line.tolist() == [2, 3, 4]
+
+
+def test_round_trip_with_awkward_ids(tmp_path: Path) -> None:
+    rows = [("org/model,v2", 'q"1', 3), ("plain", "q2", 0)]
+    p = write_responses(tmp_path / "w.csv", rows)
+    r = read_responses(p)
+    assert r.subjects == ("org/model,v2", "plain") and r.items == ('q"1', "q2")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("", r"file is empty"),
+        ("subject,item\nm,i\n", r":1: header .* lacks column\(s\) \['score'\]"),
+        ("subject,itme,score\nm,i,1\n", r"lacks column\(s\) \['item'\] \(did you mean 'itme'\?\)"),
+        ("subject,item,score\n", r"no observations"),
+        ("subject,item,score\nm,i,1\nm,i\n", r":3: expected 3 fields, got 2"),
+        ("subject,item,score\nm,i,1.5\n", r":2: score '1.5' is not an integer"),
+        ("subject,item,score\nm,i,abc\n", r":2: score 'abc' is not an integer"),
+        ("subject,item,score\nm,i,-1\n", r":2: score -1 is negative"),
+        (
+            "subject,item,score\nm,i,1\nx,j,0\nm,i,2\n",
+            r":4: duplicate row .* \(first seen on line 2\)",
+        ),
+        ("subject,item,score\n,i,1\n", r":2: empty subject or item"),
+        ('subject,item,score\n"m,i,1\n', r"malformed CSV|expected 3 fields"),
+    ],
+)
+def test_malformed_csv_names_file_line_and_problem(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(DataError, match=match) as exc:
+        read_responses(_csv(tmp_path, text))
+    assert "r.csv" in str(exc.value)
+
+
+def test_alignment_rejects_unknown_items_and_out_of_range_scores(tmp_path: Path) -> None:
+    bank = make_bank(5, 4)
+    ok = read_responses(_csv(tmp_path, "subject,item,score\nm,it001,3\nm,it004,0\n"))
+    assert ok.for_bank(bank).bank_item.tolist() == [1, 4]
+    bad = read_responses(_csv(tmp_path, "subject,item,score\nm,it001,3\nm,it0004,0\n"))
+    with pytest.raises(DataError, match=r"r.csv:3: item 'it0004' is not in bank .*did you mean"):
+        bad.for_bank(bank)
+    bad = read_responses(_csv(tmp_path, "subject,item,score\nm,it001,4\n"))
+    with pytest.raises(DataError, match=r"r.csv:2: score 4 for item 'it001' is outside .* 0..3"):
+        bad.for_bank(bank)
+
+
+def test_from_triples_applies_the_same_checks() -> None:
+    with pytest.raises(DataError, match="duplicate row"):
+        Responses.from_triples([("s", "i", 1), ("s", "i", 0)])
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
+def test_reads_real_shared_dataset() -> None:
+    r = read_responses(SHARED_DATA / "agentdojo" / "responses.csv")
+    assert (r.n_obs, len(r.subjects), len(r.items)) == (3298, 17, 194)
+    assert set(r.score.tolist()) == {0, 1, 2, 3}
