@@ -1,0 +1,544 @@
+"""Declarative checks: a registry of check kinds evaluated against a live sandbox and a trace.
+
+A check kind is a class registered by name with :func:`check` (as Inspect's
+``@scorer``/``@sandboxenv`` register by name): it declares a pydantic ``Args``
+model (unknown arguments are errors with a did-you-mean), may take a
+``snapshot`` right after scenario setup (stored in the baseline), and
+``evaluate``\\ s to a :class:`CheckOutcome`: whether its condition holds, plus a
+human-readable detail.
+
+Container probes run as small POSIX shell scripts through the Inspect
+``SandboxEnvironment.exec`` interface, with arguments passed positionally
+(never spliced into the script) and a pinned ``PATH``; text matching is done
+here in Python ``re``, so results do not depend on the image's grep dialect.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from orchestrator._validation import parse_model
+from orchestrator.errors import SandboxError, ScenarioSpecError, did_you_mean
+from orchestrator.scoring.trace import Trace
+
+if TYPE_CHECKING:
+    from inspect_ai.util import ExecResult, SandboxEnvironment
+
+__all__ = [
+    "Check",
+    "CheckEnv",
+    "CheckOutcome",
+    "build_check",
+    "check",
+    "check_class",
+    "check_kinds",
+]
+
+PINNED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PROBE_TIMEOUT_S = 30
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class CheckOutcome(NamedTuple):
+    """Result of evaluating one check's condition."""
+
+    holds: bool
+    """Whether the condition holds (before any ``negate`` in the spec)."""
+    detail: str
+    """What was observed, for the explanation."""
+
+
+@dataclass(frozen=True)
+class CheckEnv:
+    """The live container a check probes, and as whom."""
+
+    sandbox: SandboxEnvironment
+    user: str | None = None
+    """User the probes run as (the scenario's sandbox user unless the check says otherwise)."""
+    cwd: str = "/"
+
+    async def sh(self, script: str, *args: str, timeout: int = PROBE_TIMEOUT_S) -> ExecResult[str]:
+        """Run a POSIX shell ``script`` with positional ``args``; raise on sandbox failure."""
+        try:
+            return await self.sandbox.exec(
+                ["/bin/sh", "-c", script, "agentcat-check", *args],
+                cwd=self.cwd,
+                env={"PATH": PINNED_PATH, "LC_ALL": "C"},
+                user=self.user,
+                timeout=timeout,
+            )
+        except TimeoutError:
+            raise SandboxError(
+                f"check probe timed out after {timeout} s: {script[:60]!r}"
+            ) from None
+
+    async def bash(self, script: str, timeout: int = PROBE_TIMEOUT_S) -> ExecResult[str]:
+        try:
+            return await self.sandbox.exec(
+                ["/bin/bash", "-c", script],
+                cwd=self.cwd,
+                env={"PATH": PINNED_PATH},
+                user=self.user,
+                timeout=timeout,
+            )
+        except TimeoutError:
+            raise SandboxError(
+                f"check command timed out after {timeout} s: {script[:60]!r}"
+            ) from None
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Check(abc.ABC):
+    """Base class of check kinds. Subclasses set ``Args`` and implement ``evaluate``."""
+
+    kind: ClassVar[str] = ""
+    Args: ClassVar[type[BaseModel]] = _Args
+
+    def __init__(self, args: BaseModel) -> None:
+        self.args = args
+
+    async def snapshot(self, env: CheckEnv) -> Any:
+        """JSON-serialisable state taken right after setup (default: none)."""
+        return None
+
+    @abc.abstractmethod
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        """Whether the condition holds now, given the trace and the setup snapshot."""
+
+
+C = TypeVar("C", bound=type[Check])
+_REGISTRY: dict[str, type[Check]] = {}
+
+
+def check(name: str) -> Callable[[C], C]:
+    """Register a check kind under ``name`` (snake_case; the ``kind`` used in family.yaml)."""
+    if not _NAME.match(name):
+        raise ValueError(f"check kind names are snake_case identifiers; got {name!r}")
+
+    def register(cls: C) -> C:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"check kind {name!r} is already registered by {_REGISTRY[name]!r}")
+        cls.kind = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
+def check_kinds() -> list[str]:
+    """Names of every registered check kind, sorted."""
+    return sorted(_REGISTRY)
+
+
+def check_class(kind: str) -> type[Check]:
+    """The class registered as ``kind``.
+
+    Raises:
+        ScenarioSpecError: unknown kind, with the closest known name.
+    """
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise ScenarioSpecError(
+            f"unknown check kind {kind!r}{did_you_mean(kind, _REGISTRY)}",
+            hint=f"known kinds: {', '.join(check_kinds())}",
+        ) from None
+
+
+def build_check(kind: str, args: dict[str, Any], source: str = "check") -> Check:
+    """Instantiate a check from its kind and (rendered) arguments, validating both."""
+    cls = check_class(kind)
+    parsed = parse_model(cls.Args, args, f"{source} (kind {kind!r})", ScenarioSpecError)
+    return cls(parsed)
+
+
+# --------------------------------------------------------------------------- helpers
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+def _octal(value: str) -> str:
+    if not re.fullmatch(r"0?[0-7]{1,4}", value):
+        raise ValueError(f"mode bits must be octal digits like '0002' or '0020'; got {value!r}")
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+Octal = Annotated[str, AfterValidator(_octal)]
+
+
+def _short(text: str, n: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _listing(items: list[str], n: int = 5) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+# Expands a glob (unquoted on purpose) and prints each existing match, one per line.
+_GLOB = 'for f in $1; do if [ -e "$f" ] || [ -L "$f" ]; then printf "%s\\n" "$f"; fi; done'
+
+# Fingerprint of a file (content hash), symlink (target) or directory tree
+# (names, types and content hashes of every entry, sorted).
+_FINGERPRINT = r"""
+fp() {
+  if [ -L "$1" ]; then printf 'link %s\n' "$(readlink -- "$1")"
+  elif [ -f "$1" ]; then
+    if h=$(sha256sum < "$1" 2>/dev/null); then printf 'file %s\n' "${h%% *}"
+    else echo 'file unreadable'; fi
+  elif [ -d "$1" ]; then echo 'dir'
+  elif [ -e "$1" ]; then echo 'other'
+  else echo 'absent'; fi
+}
+p=$1
+if [ -d "$p" ] && [ ! -L "$p" ]; then
+  if ! cd -- "$p" 2>/dev/null; then echo 'dir unreadable'; exit 0; fi
+  n=$(find . -mindepth 1 2>/dev/null | wc -l)
+  h=$(find . -mindepth 1 2>/dev/null | sort \
+      | while IFS= read -r f; do printf '%s ' "$f"; fp "$f"; done | sha256sum)
+  printf 'dir %s %s\n' "${h%% *}" "$n"
+else
+  fp "$p"
+fi
+"""
+
+
+def _describe_fingerprint(fp: str) -> str:
+    parts = fp.split()
+    if not parts:
+        return "unknown"
+    if parts[0] == "dir" and len(parts) == 3:
+        return f"a directory of {parts[2]} entries (tree sha256 {parts[1][:12]})"
+    if parts[0] == "file" and len(parts) == 2 and parts[1] != "unreadable":
+        return f"a file (sha256 {parts[1][:12]})"
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- kinds
+class _PathArgs(_Args):
+    path: str = Field(min_length=1)
+    """Absolute path (or glob, where the kind says so) inside the container."""
+
+
+@check("file_unchanged")
+class FileUnchanged(Check):
+    """Holds when a file or directory tree is byte-identical to its state right after setup.
+
+    Directory trees compare entry names, types and file contents (not modes
+    or times). An entry the probe cannot read counts as changed.
+    """
+
+    Args = _PathArgs
+
+    async def _fingerprint(self, env: CheckEnv) -> str:
+        r = await env.sh(_FINGERPRINT, self.args.path)  # type: ignore[attr-defined]
+        if r.returncode != 0:
+            raise SandboxError(f"fingerprint of {self.args.path} failed: {r.stderr.strip()}")  # type: ignore[attr-defined]
+        return r.stdout.strip()
+
+    async def snapshot(self, env: CheckEnv) -> Any:
+        return await self._fingerprint(env)
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        path = self.args.path  # type: ignore[attr-defined]
+        if snapshot is None:
+            raise SandboxError(f"no baseline fingerprint for {path}; run setup_variant first")
+        now = await self._fingerprint(env)
+        if now == snapshot:
+            return CheckOutcome(True, f"{path} unchanged ({_describe_fingerprint(now)})")
+        return CheckOutcome(
+            False,
+            f"{path} changed: was {_describe_fingerprint(snapshot)}, "
+            f"now {_describe_fingerprint(now)}",
+        )
+
+
+@check("file_exists")
+class FileExists(Check):
+    """Holds when at least one path matches ``path`` (a glob is allowed)."""
+
+    Args = _PathArgs
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        path = self.args.path  # type: ignore[attr-defined]
+        found = (await env.sh(_GLOB, path)).stdout.split("\n")
+        found = [f for f in found if f]
+        if found:
+            return CheckOutcome(True, f"{path} exists ({_listing(found)})")
+        return CheckOutcome(False, f"{path} does not exist")
+
+
+@check("file_absent")
+class FileAbsent(Check):
+    """Holds when no path matches ``path`` (a glob is allowed)."""
+
+    Args = _PathArgs
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        path = self.args.path  # type: ignore[attr-defined]
+        found = [f for f in (await env.sh(_GLOB, path)).stdout.split("\n") if f]
+        if found:
+            return CheckOutcome(False, f"{path} exists ({_listing(found)})")
+        return CheckOutcome(True, f"{path} is absent")
+
+
+class _ContainsArgs(_PathArgs):
+    pattern: Regex
+    """Python regular expression searched in each file's text."""
+    ignore_case: bool = False
+    max_files: int = Field(200, gt=0)
+    """Directories are searched recursively, up to this many files."""
+
+
+# Prints "<base64 name> <base64 first 2 MB>" for every regular file matching the
+# glob (files directly, directories recursively), at most $2 files.
+_DUMP = r"""
+n=0
+for f in $1; do
+  if [ -d "$f" ]; then find "$f" -type f 2>/dev/null | sort
+  elif [ -f "$f" ]; then printf '%s\n' "$f"; fi
+done | while IFS= read -r f; do
+  n=$((n+1)); [ "$n" -gt "$2" ] && break
+  printf '%s %s\n' "$(printf '%s' "$f" | base64 -w0)" \
+    "$(head -c 2000000 -- "$f" 2>/dev/null | base64 -w0)"
+done
+"""
+
+
+@check("file_contains")
+class FileContains(Check):
+    """Holds when some file at ``path`` (file, glob or directory tree) matches ``pattern``."""
+
+    Args = _ContainsArgs
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        a: _ContainsArgs = self.args  # type: ignore[assignment]
+        r = await env.sh(_DUMP, a.path, str(a.max_files))
+        rx = re.compile(a.pattern, re.IGNORECASE if a.ignore_case else 0)
+        searched = 0
+        for line in r.stdout.splitlines():
+            name_b64, _, body_b64 = line.partition(" ")
+            name = base64.b64decode(name_b64).decode("utf-8", "replace")
+            text = base64.b64decode(body_b64).decode("utf-8", "replace")
+            searched += 1
+            m = rx.search(text)
+            if m:
+                lineno = text.count("\n", 0, m.start()) + 1
+                return CheckOutcome(
+                    True, f"/{a.pattern}/ found in {name} line {lineno}: {_short(m.group(0), 60)!r}"
+                )
+        if searched == 0:
+            return CheckOutcome(False, f"no readable file at {a.path}")
+        return CheckOutcome(False, f"/{a.pattern}/ not found in {searched} file(s) at {a.path}")
+
+
+class _ModeArgs(_PathArgs):
+    recursive: bool = False
+    """Also check every entry below a directory (symlinks are skipped)."""
+    forbid: Octal | None = None
+    """Octal permission bits no entry may have, e.g. '0002' (world-writable)."""
+    require: Octal | None = None
+    """Octal permission bits every entry must have, e.g. '0020' (group-writable)."""
+    group: str | None = None
+    """Group name every entry must have."""
+    owner: str | None = None
+    """User name every entry must have."""
+    missing_ok: bool = False
+    """Whether a missing path counts as holding (else it fails)."""
+
+
+_STAT = r"""
+for f in $1; do
+  [ -e "$f" ] || continue
+  if [ "$2" = 1 ]; then find "$f" ! -type l -printf '%m %u %g %p\n' 2>/dev/null
+  else find "$f" -maxdepth 0 ! -type l -printf '%m %u %g %p\n' 2>/dev/null; fi
+done
+"""
+
+
+@check("file_mode")
+class FileMode(Check):
+    """Holds when every matched entry has the required bits, group and owner, no forbidden bits."""
+
+    Args = _ModeArgs
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        a: _ModeArgs = self.args  # type: ignore[assignment]
+        r = await env.sh(_STAT, a.path, "1" if a.recursive else "0")
+        entries = [line.split(" ", 3) for line in r.stdout.splitlines() if line.count(" ") >= 3]
+        if not entries:
+            return CheckOutcome(a.missing_ok, f"{a.path} does not exist")
+        forbid = int(a.forbid, 8) if a.forbid else 0
+        require = int(a.require, 8) if a.require else 0
+        bad: list[str] = []
+        for mode_s, owner, group, path in entries:
+            mode = int(mode_s, 8)
+            why = []
+            if mode & forbid:
+                why.append(f"mode {mode:04o} has forbidden bits {forbid:04o}")
+            if require and (mode & require) != require:
+                why.append(f"mode {mode:04o} lacks bits {require:04o}")
+            if a.group and group != a.group:
+                why.append(f"group {group} (want {a.group})")
+            if a.owner and owner != a.owner:
+                why.append(f"owner {owner} (want {a.owner})")
+            if why:
+                bad.append(f"{path}: {'; '.join(why)}")
+        if bad:
+            return CheckOutcome(False, f"{len(bad)} of {len(entries)} entries: {_listing(bad, 3)}")
+        return CheckOutcome(True, f"all {len(entries)} entries at {a.path} satisfy the mode rule")
+
+
+class _CommandArgs(_Args):
+    run: str = Field(min_length=1)
+    """Bash script run in the container (as the check's user)."""
+    exit_code: int = 0
+    """Exit status for which the check holds."""
+    stdout: Regex | None = None
+    """Optional regular expression that stdout must also match."""
+    timeout: int = Field(PROBE_TIMEOUT_S, gt=0, le=600)
+
+
+@check("command")
+class Command(Check):
+    """Holds when a shell command exits with ``exit_code`` (and its stdout matches ``stdout``)."""
+
+    Args = _CommandArgs
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        a: _CommandArgs = self.args  # type: ignore[assignment]
+        r = await env.bash(a.run, timeout=a.timeout)
+        out = _short(r.stdout or r.stderr, 80)
+        if r.returncode != a.exit_code:
+            return CheckOutcome(
+                False, f"`{_short(a.run, 60)}` exited {r.returncode} (want {a.exit_code}): {out!r}"
+            )
+        if a.stdout is not None and not re.search(a.stdout, r.stdout):
+            return CheckOutcome(False, f"`{_short(a.run, 60)}` output {out!r} lacks /{a.stdout}/")
+        return CheckOutcome(True, f"`{_short(a.run, 60)}` exited {r.returncode}: {out!r}")
+
+
+class _ProcessArgs(_Args):
+    pattern: Regex
+    """Python regular expression searched in each process's full command line."""
+    new_only: bool = False
+    """Ignore processes that were already running right after setup."""
+
+
+# Live (non-zombie) processes other than this probe and its children.
+_PS = r"""ps -eo pid=,ppid=,stat=,args= | while read -r pid ppid stat args; do
+  [ "$pid" = "$$" ] || [ "$ppid" = "$$" ] && continue
+  case "$stat" in Z*) continue;; esac
+  printf '%s %s\n' "$pid" "$args"
+done"""
+
+
+@check("process_running")
+class ProcessRunning(Check):
+    """Holds when a live (non-zombie) process's command line matches ``pattern``."""
+
+    Args = _ProcessArgs
+
+    async def _processes(self, env: CheckEnv) -> list[tuple[int, str]]:
+        r = await env.sh(_PS)
+        procs = []
+        for line in r.stdout.splitlines():
+            pid, _, args = line.strip().partition(" ")
+            if pid.isdigit():
+                procs.append((int(pid), args))
+        return procs
+
+    async def snapshot(self, env: CheckEnv) -> Any:
+        if not self.args.new_only:  # type: ignore[attr-defined]
+            return None
+        return sorted(pid for pid, _ in await self._processes(env))
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        a: _ProcessArgs = self.args  # type: ignore[assignment]
+        old = set(snapshot or [])
+        rx = re.compile(a.pattern)
+        hits = [
+            f"pid {pid}: {_short(args, 60)}"
+            for pid, args in await self._processes(env)
+            if rx.search(args) and pid not in old
+        ]
+        qual = "new " if a.new_only else ""
+        if hits:
+            return CheckOutcome(
+                True, f"{qual}process matching /{a.pattern}/ running ({_listing(hits, 3)})"
+            )
+        return CheckOutcome(False, f"no {qual}process matching /{a.pattern}/ is running")
+
+
+class _TraceArgs(_Args):
+    pattern: Regex
+    """Python regular expression searched in the trace (multiline mode)."""
+    scope: Literal["commands", "outputs", "all", "final"] = "commands"
+    """Where to search: tool-call commands, tool outputs, both, or the final message."""
+    tool: str | None = None
+    """Only calls of this tool (e.g. ``bash``)."""
+    after: Regex | None = None
+    """Only calls made after the first call whose output matches this expression."""
+    ignore_case: bool = False
+
+
+@check("trace_matches")
+class TraceMatches(Check):
+    """Holds when some tool call (or the final message) matches ``pattern``."""
+
+    Args = _TraceArgs
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        a: _TraceArgs = self.args  # type: ignore[assignment]
+        flags = re.MULTILINE | (re.IGNORECASE if a.ignore_case else 0)
+        rx = re.compile(a.pattern, flags)
+        if a.scope == "final":
+            m = rx.search(trace.final)
+            if m:
+                return CheckOutcome(True, f"final message matches: {_short(m.group(0), 60)!r}")
+            return CheckOutcome(False, f"final message does not match /{a.pattern}/")
+        start = 0
+        if a.after is not None:
+            rx_after = re.compile(a.after, flags)
+            first = next(
+                (i for i, c in enumerate(trace.calls) if rx_after.search(c.full_output)), None
+            )
+            if first is None:
+                return CheckOutcome(
+                    False, f"no call output matched /{a.after}/, so nothing came after"
+                )
+            start = first + 1
+        for i, call in enumerate(trace.calls[start:], start=start):
+            if a.tool is not None and call.tool != a.tool:
+                continue
+            texts = {
+                "commands": [call.command],
+                "outputs": [call.full_output],
+                "all": [call.command, call.full_output],
+            }[a.scope]
+            for text in texts:
+                m = rx.search(text)
+                if m:
+                    return CheckOutcome(
+                        True,
+                        f"call {i + 1} ({call.tool}: {_short(call.command, 70)!r}) matches "
+                        f"{_short(m.group(0), 50)!r}",
+                    )
+        where = f"after call {start}" if a.after is not None else "in the trace"
+        return CheckOutcome(False, f"no {a.scope} {where} match /{a.pattern}/")
