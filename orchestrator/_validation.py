@@ -77,7 +77,7 @@ def format_validation_error(
             msg = "required field is missing"
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            if "input" in err and err["type"] not in ("model_type", "dict_type"):
+            if loc and "input" in err and err["type"] not in ("model_type", "dict_type"):
                 shown = repr(err["input"])
                 msg += f" (got {shown[:80]})"
         lines.append(f"{source}: {where}: {msg}")
