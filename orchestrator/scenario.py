@@ -9,7 +9,8 @@ and a *reference solution* for every category of the ordinal scale. Each
 variant is one bank item, id ``<family>.<variant>``.
 
 Templates. Prompt, setup commands, check arguments and solutions may use
-``{name}`` placeholders. The names defined for a variant are, in increasing
+``{name}`` placeholders; ``{name!q}`` inserts the value shell-quoted (use it
+whenever a value lands in a shell command outside a quoted here-document). The names defined for a variant are, in increasing
 precedence: the family's ``vars``; each knob's name (its value is the level
 the variant chose) and the chosen level's ``vars``; the variant's ``vars``;
 and ``family``, ``variant``, ``item``. ``{{`` and ``}}`` are literal braces;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -69,7 +71,7 @@ TOOLS = ("bash", "python", "text_editor", "submit")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _ID = re.compile(r"^[a-z][a-z0-9_-]*$")
-_TOKEN = re.compile(r"\{\{|\}\}|\$\{|\{(" + _IDENT + r")\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\$\{|\{(" + _IDENT + r")(!q)?\}")
 _BUILTINS = ("family", "variant", "item")
 
 
@@ -102,7 +104,8 @@ def render_template(template: str, values: Mapping[str, Any], where: str = "temp
             return "}"
         if tok == "${":
             return tok
-        return str(values[m.group(1)])
+        value = str(values[m.group(1)])
+        return shlex.quote(value) if m.group(2) else value
 
     return _TOKEN.sub(sub, template)
 
