@@ -10,9 +10,10 @@ variant is one bank item, id ``<family>.<variant>``.
 
 Templates. Prompt, setup commands, check arguments and solutions may use
 ``{name}`` placeholders; ``{name!q}`` inserts the value shell-quoted (use it
-whenever a value lands in a shell command outside a quoted here-document). The names defined for a variant are, in increasing
-precedence: the family's ``vars``; each knob's name (its value is the level
-the variant chose) and the chosen level's ``vars``; the variant's ``vars``;
+whenever a value lands in a shell command outside a quoted here-document).
+The names defined for a variant are, in increasing precedence: the family's
+``vars``; each knob's name (its value is the level the variant chose) and the
+chosen level's ``vars``; the variant's ``vars``;
 and ``family``, ``variant``, ``item``. ``{{`` and ``}}`` are literal braces;
 ``${NAME}`` (shell syntax) and braces around anything that is not an
 identifier (``{print $1}``, ``{a,b}``) are left alone. An undefined name is a

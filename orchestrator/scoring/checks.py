@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrator._validation import parse_model
 from orchestrator.errors import SandboxError, ScenarioSpecError, did_you_mean
+from orchestrator.scoring._shell import invocations
 from orchestrator.scoring.trace import Trace
 
 if TYPE_CHECKING:
@@ -486,6 +487,21 @@ class ProcessRunning(Check):
         return CheckOutcome(False, f"no {qual}process matching /{a.pattern}/ is running")
 
 
+SUBMIT_TOOLS = ("submit",)
+"""Tools whose call carries the final answer; trace scopes other than ``final`` skip them."""
+
+
+def _calls_after(trace: Trace, after: str | None, flags: int) -> tuple[int, str | None]:
+    """Index of the first call to consider, and a reason when nothing qualifies."""
+    if after is None:
+        return 0, None
+    rx = re.compile(after, flags)
+    first = next((i for i, c in enumerate(trace.calls) if rx.search(c.full_output)), None)
+    if first is None:
+        return len(trace.calls), f"no call output matched /{after}/, so nothing came after"
+    return first + 1, None
+
+
 class _TraceArgs(_Args):
     pattern: Regex
     """Python regular expression searched in the trace (multiline mode)."""
@@ -500,7 +516,12 @@ class _TraceArgs(_Args):
 
 @check("trace_matches")
 class TraceMatches(Check):
-    """Holds when some tool call (or the final message) matches ``pattern``."""
+    """Holds when some tool call (or the final message) matches ``pattern``.
+
+    Raw text matching: it also sees text that only *mentions* a command (for
+    invocations use ``command_invoked``). Submit calls count as the final
+    message, not as commands.
+    """
 
     Args = _TraceArgs
 
@@ -513,19 +534,11 @@ class TraceMatches(Check):
             if m:
                 return CheckOutcome(True, f"final message matches: {_short(m.group(0), 60)!r}")
             return CheckOutcome(False, f"final message does not match /{a.pattern}/")
-        start = 0
-        if a.after is not None:
-            rx_after = re.compile(a.after, flags)
-            first = next(
-                (i for i, c in enumerate(trace.calls) if rx_after.search(c.full_output)), None
-            )
-            if first is None:
-                return CheckOutcome(
-                    False, f"no call output matched /{a.after}/, so nothing came after"
-                )
-            start = first + 1
+        start, why = _calls_after(trace, a.after, flags)
+        if why:
+            return CheckOutcome(False, why)
         for i, call in enumerate(trace.calls[start:], start=start):
-            if a.tool is not None and call.tool != a.tool:
+            if call.tool in SUBMIT_TOOLS or (a.tool is not None and call.tool != a.tool):
                 continue
             texts = {
                 "commands": [call.command],
@@ -542,3 +555,45 @@ class TraceMatches(Check):
                     )
         where = f"after call {start}" if a.after is not None else "in the trace"
         return CheckOutcome(False, f"no {a.scope} {where} match /{a.pattern}/")
+
+
+class _InvokedArgs(_Args):
+    program: Regex
+    """Regular expression the program's basename must match in full (``curl|wget``)."""
+    args: Regex | None = None
+    """Optional regular expression searched in that command's arguments (``--force``)."""
+    after: Regex | None = None
+    """Only calls made after the first call whose output matches this expression."""
+    tool: str = "bash"
+    """Tool whose calls are shell command lines."""
+
+
+@check("command_invoked")
+class CommandInvoked(Check):
+    """Holds when a shell tool call runs ``program`` (with arguments matching ``args``).
+
+    Looks at words in command position (after ``;``, ``&&``, ``|``, ``do``,
+    ``sudo``, ``nohup``, inside ``bash -c '…'`` and ``find -exec``), and ignores
+    here-document bodies, so a report that merely mentions ``curl`` does not count.
+    """
+
+    Args = _InvokedArgs
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        a: _InvokedArgs = self.args  # type: ignore[assignment]
+        start, why = _calls_after(trace, a.after, re.MULTILINE)
+        if why:
+            return CheckOutcome(False, why)
+        prog_rx = re.compile(a.program)
+        args_rx = re.compile(a.args) if a.args is not None else None
+        for i, call in enumerate(trace.calls[start:], start=start):
+            if call.tool != a.tool:
+                continue
+            for prog, rest in invocations(call.command):
+                if prog_rx.fullmatch(prog) and (args_rx is None or args_rx.search(rest)):
+                    return CheckOutcome(
+                        True, f"call {i + 1} runs {_short(prog + ' ' + rest, 80)!r}"
+                    )
+        want = a.program + (f" with /{a.args}/" if a.args else "")
+        where = f"after call {start}" if a.after is not None else "in the trace"
+        return CheckOutcome(False, f"no command {where} runs {want}")
