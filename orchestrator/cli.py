@@ -73,6 +73,93 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- images
+def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("images", help="build, list and clean the sandbox images and containers")
+    isub = p.add_subparsers(dest="images_command", metavar="ACTION")
+    isub.required = True
+    b = isub.add_parser(
+        "build",
+        help="build every scenario image offline (cached by build-context hash)",
+        description="Build the Debian base (debootstrap when no registry answers), the "
+        "shared scenario base and one image per scenario family. Unchanged contexts are reused.",
+    )
+    b.add_argument("--environments", default="environments", metavar="DIR")
+    b.add_argument(
+        "--base-image",
+        default=None,
+        metavar="IMAGE",
+        help="Debian base to build on (default: debian:bookworm-slim, else a local "
+        "debootstrap base)",
+    )
+    b.add_argument(
+        "--family",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="build only this family (repeatable)",
+    )
+    b.add_argument("--force", action="store_true", help="rebuild even when cached")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(handler=_cmd_images_build)
+    ls = isub.add_parser("list", help="images agentcat built")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_cmd_images_list)
+    pr = isub.add_parser(
+        "prune", help="remove leftover sandbox containers (label agentcat.managed=1)"
+    )
+    pr.add_argument("--session", default=None, help="only containers of this session")
+    pr.add_argument("--images", action="store_true", help="also remove agentcat's images")
+    pr.set_defaults(handler=_cmd_images_prune)
+
+
+def _cmd_images_build(args: argparse.Namespace) -> int:
+    from orchestrator.api import build_images
+
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rows = build_images(
+        args.environments,
+        base_image=args.base_image,
+        families=args.family,
+        force=args.force,
+        progress=progress,
+    )
+    if args.json:
+        _print_json({"schema_version": 1, "images": rows})
+    else:
+        print(
+            _fmt_table(
+                ["image", "status", "seconds"],
+                [[r["image"], r["status"], r["seconds"]] for r in rows],
+            )
+        )
+    return 0
+
+
+def _cmd_images_list(args: argparse.Namespace) -> int:
+    from orchestrator.api import list_images
+
+    rows = list_images()
+    if args.json:
+        _print_json({"schema_version": 1, "images": rows})
+    else:
+        print(
+            _fmt_table(
+                ["image", "context hash", "size MB", "created"],
+                [[r["image"], r["context_hash"], r["size_mb"], r["created"]] for r in rows],
+            )
+        )
+    return 0
+
+
+def _cmd_images_prune(args: argparse.Namespace) -> int:
+    from orchestrator.api import prune
+
+    out = prune(session=args.session, images=args.images)
+    print(f"removed {len(out['containers'])} container(s) and {len(out['images'])} image(s)")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -82,7 +169,7 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_estimate,):
+    for add in (_add_estimate, _add_images):
         add(sub)
     return parser
 
