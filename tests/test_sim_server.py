@@ -121,12 +121,12 @@ def test_injected_http_faults(fault: str, check) -> None:
 
 def test_injected_slow_answers_and_dropped_connections() -> None:
     body = {"model": "careful", "messages": [{"role": "user", "content": "x"}]}
-    with SimServer(_agent(), faults=FaultConfig(rate_slow=1.0, slow_s=3)) as srv:
-        with pytest.raises(httpx.ReadTimeout):
-            _post(srv.url, body, timeout=0.5)
-    with SimServer(_agent(), faults=FaultConfig(rate_drop=1.0)) as srv:
-        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-            _post(srv.url, body)
+    slow = SimServer(_agent(), faults=FaultConfig(rate_slow=1.0, slow_s=3))
+    with slow as srv, pytest.raises(httpx.ReadTimeout):
+        _post(srv.url, body, timeout=0.5)
+    dropping = SimServer(_agent(), faults=FaultConfig(rate_drop=1.0))
+    with dropping as srv, pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        _post(srv.url, body)
 
 
 def test_fault_rates_are_seeded_and_roughly_honoured() -> None:
