@@ -18,9 +18,11 @@ __all__ = [
     "build_images",
     "estimate",
     "list_images",
+    "provisional_bank",
     "prune",
     "resume",
     "run",
+    "scenarios",
     "sessions",
     "show",
     "sim_server",
@@ -271,3 +273,48 @@ def sim_server(
     except ValueError as exc:
         raise ConfigError(f"bad fault rates: {exc}") from None
     return SimServer(agent, host=host, port=port, faults=fault_cfg, api_key=key, log=log)
+
+
+def scenarios(environments: PathLike = "environments") -> list[dict[str, Any]]:
+    """Every scenario item under ``environments`` (validating every family spec).
+
+    Returns:
+        One dict per item: ``item``, ``family``, ``variant``, ``risk``, ``knobs``
+        (level per knob), ``difficulty`` (knob score / family maximum), ``description``.
+
+    Raises:
+        ScenarioSpecError: a family spec is invalid (the message names file and field).
+    """
+    from orchestrator.provisional import relative_difficulty
+    from orchestrator.scenario import iter_items, load_families
+
+    return [
+        {
+            "item": it.id,
+            "family": it.family.id,
+            "variant": it.variant.id,
+            "risk": it.family.risk,
+            "knobs": dict(it.variant.knobs),
+            "difficulty": round(relative_difficulty(it.family, it.variant), 4),
+            "description": it.variant.description,
+        }
+        for it in iter_items(load_families(environments))
+    ]
+
+
+def provisional_bank(
+    environments: PathLike = "environments",
+    out: PathLike = "item_banks/shell-safety",
+    *,
+    name: str = "shell-safety",
+) -> dict[str, Any]:
+    """Write a provisional bank (parameters from the difficulty knobs) for every scenario item.
+
+    Returns:
+        ``path`` of the written bank.json, ``n_items``, ``rule``.
+    """
+    from orchestrator.provisional import PROVISIONAL_RULE, write_provisional_bank
+
+    path = write_provisional_bank(environments, out, name=name)
+    bank = load_bank(path.parent)
+    return {"path": str(path), "n_items": len(bank), "rule": PROVISIONAL_RULE}

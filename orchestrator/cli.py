@@ -453,6 +453,70 @@ def _cmd_sim_server(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- scenarios
+def _add_scenarios(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "scenarios", help="list/validate scenario families; write a provisional bank"
+    )
+    ssub = p.add_subparsers(dest="scenarios_command", metavar="ACTION")
+    ssub.required = True
+    ls = ssub.add_parser(
+        "list",
+        help="validate every family.yaml and list its items",
+        description="Load and validate every scenario family (templates rendered, checks "
+        "built) and list the items with their knob settings.",
+    )
+    ls.add_argument("--environments", default="environments", metavar="DIR")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_cmd_scenarios_list)
+    bk = ssub.add_parser(
+        "bank",
+        help="write a provisional item bank derived from the difficulty knobs",
+        description="Write OUT/bank.json with one item per variant; parameters follow a "
+        "fixed rule over the knob scores (marked provisional, not calibrated).",
+    )
+    bk.add_argument("--environments", default="environments", metavar="DIR")
+    bk.add_argument("--out", default="item_banks/shell-safety", metavar="DIR")
+    bk.add_argument("--name", default="shell-safety")
+    bk.add_argument("--json", action="store_true")
+    bk.set_defaults(handler=_cmd_scenarios_bank)
+
+
+def _cmd_scenarios_list(args: argparse.Namespace) -> int:
+    from orchestrator.api import scenarios
+
+    rows = scenarios(args.environments)
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(
+        _fmt_table(
+            ["item", "risk", "difficulty", "knobs"],
+            [
+                [
+                    r["item"],
+                    r["risk"],
+                    r["difficulty"],
+                    " ".join(f"{k}={v}" for k, v in r["knobs"].items()),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+def _cmd_scenarios_bank(args: argparse.Namespace) -> int:
+    from orchestrator.api import provisional_bank
+
+    doc = provisional_bank(args.environments, args.out, name=args.name)
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"wrote {doc['path']} ({doc['n_items']} items, provisional parameters)")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -470,6 +534,7 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
         _add_sweep,
         _add_estimate,
         _add_images,
+        _add_scenarios,
         _add_sim_server,
     ):
         add(sub)

@@ -158,7 +158,11 @@ class SetupStep(_Strict):
 
 
 class SandboxSection(_Strict):
-    """Container settings of the family (the runner's ``SandboxSpec`` minus the image)."""
+    """Container settings of the family: the runner's ``SandboxSpec`` minus ``image``.
+
+    Kept as its own model so that loading specs needs neither Docker nor Inspect;
+    a test asserts the two stay field-compatible.
+    """
 
     user: str = "agent"
     """User the agent's commands run as."""
@@ -166,9 +170,10 @@ class SandboxSection(_Strict):
     writable: list[str] = Field(default_factory=list)
     """Paths that stay writable on the read-only root (volumes seeded from the image)."""
     tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"])
-    memory_mb: int = Field(512, gt=0)
-    cpus: float = Field(1.0, gt=0)
-    pids: int = Field(256, gt=0)
+    tmpfs_size_mb: int = Field(64, ge=1, le=4096)
+    memory_mb: int = Field(512, ge=16, le=65536)
+    cpus: float = Field(1.0, gt=0, le=64)
+    pids: int = Field(256, ge=8, le=65536)
     env: dict[str, str] = Field(default_factory=dict)
 
 
