@@ -20,7 +20,19 @@ from orchestrator.data import Responses, read_responses
 from orchestrator.errors import ConfigError, DataError
 from orchestrator.irt.ability import estimate_abilities
 
-__all__ = ["estimate", "simulate"]
+__all__ = [
+    "build_images",
+    "estimate",
+    "list_images",
+    "prune",
+    "resume",
+    "run",
+    "sessions",
+    "show",
+    "sim_server",
+    "simulate",
+    "sweep",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -204,3 +216,205 @@ def simulate(
 
         doc["plot"] = str(plot_replay(doc, plot))
     return doc
+
+
+def build_images(
+    environments: PathLike = "environments",
+    *,
+    base_image: str | None = None,
+    families: list[str] | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Build (or reuse) the base, scenario-base and family images; one dict per image."""
+    from orchestrator.runner import images
+
+    results = images.build_images(
+        environments,
+        base_image=base_image,
+        families=families,
+        force=force,
+        progress=progress or (lambda _msg: None),
+    )
+    return [{"image": r.image, "status": r.status, "seconds": round(r.seconds, 2)} for r in results]
+
+
+def list_images() -> list[dict[str, Any]]:
+    """Images agentcat built, with their context hash."""
+    from orchestrator.runner.docker_client import LABEL_MANAGED, docker_client
+    from orchestrator.runner.images import HASH_LABEL
+
+    rows = []
+    for img in docker_client().images.list(filters={"label": f"{LABEL_MANAGED}=1"}):
+        for tag in img.tags or [img.short_id]:
+            rows.append(
+                {
+                    "image": tag,
+                    "context_hash": img.labels.get(HASH_LABEL, ""),
+                    "size_mb": round(img.attrs.get("Size", 0) / 1e6, 1),
+                    "created": img.attrs.get("Created", "")[:19],
+                }
+            )
+    return sorted(rows, key=lambda r: r["image"])
+
+
+def prune(*, session: str | None = None, images: bool = False) -> dict[str, list[str]]:
+    """Remove leftover sandbox containers (all, or one session's) and optionally images."""
+    from orchestrator.runner import images as images_mod
+    from orchestrator.runner.sandbox import prune_containers
+
+    containers = prune_containers({"agentcat.session": session} if session else None)
+    removed_images = images_mod.remove_images() if images else []
+    return {"containers": containers, "images": removed_images}
+
+
+# ----------------------------------------------------------------------------- live sessions
+def run(
+    config: PathLike | None = None,
+    *,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[dict[str, Any]]:
+    """Run one adaptive session per model (concurrently) to its stopping rule.
+
+    Args:
+        config: YAML run config (optional when ``bank`` and ``models`` are given).
+        progress: Print progress on stderr.
+        overrides: ``models``, ``bank``, ``environments``, ``se``, ``max_items``,
+            ``runs_dir``, ``session_id``, ``workers`` (None values are ignored).
+
+    Returns:
+        One summary per session (see :func:`show`).
+    """
+    import asyncio
+
+    from orchestrator.config import load_config
+    from orchestrator.session.orchestrate import run_sessions, session_summary
+    from orchestrator.session.progress import ProgressPrinter
+
+    cfg = load_config(config, **overrides)
+    se_target = next((r.args.get("se") for r in cfg.cat.stopping if r.rule == "se"), None)
+    if progress:
+        with ProgressPrinter(se_target=se_target) as printer:
+            ids = asyncio.run(run_sessions(cfg, printer))
+    else:
+        ids = asyncio.run(run_sessions(cfg))
+    return [session_summary(i, cfg.runs_dir) for i in ids]
+
+
+def resume(session: str, *, runs_dir: PathLike = "runs", progress: bool = False) -> dict[str, Any]:
+    """Continue an interrupted or paused session; returns its summary."""
+    import asyncio
+    from pathlib import Path
+
+    from orchestrator.session.orchestrate import resume_session, session_summary
+    from orchestrator.session.progress import ProgressPrinter
+
+    root = Path(runs_dir)
+    if progress:
+        with ProgressPrinter() as printer:
+            sid = asyncio.run(resume_session(session, root, printer))
+    else:
+        sid = asyncio.run(resume_session(session, root))
+    return session_summary(sid, root)
+
+
+def sessions(runs_dir: PathLike = "runs") -> list[dict[str, Any]]:
+    """Sessions under ``runs_dir`` with their status (newest first)."""
+    from pathlib import Path
+
+    from orchestrator.session.orchestrate import list_sessions
+
+    return list_sessions(Path(runs_dir))
+
+
+def show(
+    session: str, *, runs_dir: PathLike = "runs", plot: PathLike | None = None
+) -> dict[str, Any]:
+    """A session's result; ``plot`` writes the θ ± SE trajectory as a PNG."""
+    from pathlib import Path
+
+    from orchestrator.session.orchestrate import session_summary
+
+    summary = session_summary(session, Path(runs_dir))
+    if plot is not None:
+        from orchestrator.report.trajectory import plot_trajectory
+
+        plot_trajectory(summary, plot)
+    return summary
+
+
+def sweep(
+    models: list[str],
+    bank: PathLike,
+    out: PathLike,
+    *,
+    config: PathLike | None = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    environments: PathLike | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    runs_dir: PathLike | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run items non-adaptively for each model and append ``subject,item,score`` rows to ``out``."""
+    import asyncio
+
+    from orchestrator.config import load_config
+    from orchestrator.session.sweep import run_sweep
+
+    cfg = load_config(
+        config,
+        bank=str(bank),
+        models=[{"model": m, "base_url": base_url, "api_key_env": api_key_env} for m in models],
+        environments=None if environments is None else str(environments),
+        workers=workers,
+        runs_dir=None if runs_dir is None else str(runs_dir),
+    )
+    return asyncio.run(run_sweep(cfg, out, sample=sample, seed=seed, progress=progress))
+
+
+def sim_server(
+    bank: PathLike,
+    *,
+    theta: float | None = None,
+    personas: list[str] | None = None,
+    environments: PathLike = "environments",
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    seed: int = 0,
+    api_key_env: str | None = None,
+    faults: dict[str, Any] | None = None,
+    log: bool = False,
+) -> Any:
+    """Build (not start) the simulated-agent HTTP server; ``.start()`` or ``.serve_forever()``."""
+    import os
+
+    from orchestrator.errors import ConfigError
+    from orchestrator.sim.agent import SimAgent, parse_personas, scripts_from_environments
+    from orchestrator.sim.server import FaultConfig, SimServer
+
+    bk = load_bank(bank)
+    try:
+        persona_map = parse_personas(personas or [])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    scripts = scripts_from_environments(str(environments), bk)
+    if not scripts:
+        raise ConfigError(
+            f"no item of bank {bk.name!r} has a scenario under {environments}",
+            hint="use a scenario bank, e.g. --bank item_banks/shell-safety",
+        )
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise ConfigError(f"environment variable {api_key_env} is not set")
+    agent = SimAgent(bk, scripts, persona_map, default_theta=theta, seed=seed)
+    try:
+        fault_cfg = FaultConfig(**(faults or {}))
+    except ValueError as exc:
+        raise ConfigError(f"bad fault rates: {exc}") from None
+    return SimServer(agent, host=host, port=port, faults=fault_cfg, api_key=key, log=log)

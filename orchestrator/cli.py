@@ -181,6 +181,386 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- images
+def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("images", help="build, list and clean the sandbox images and containers")
+    isub = p.add_subparsers(dest="images_command", metavar="ACTION")
+    isub.required = True
+    b = isub.add_parser(
+        "build",
+        help="build every scenario image offline (cached by build-context hash)",
+        description="Build the Debian base (debootstrap when no registry answers), the "
+        "shared scenario base and one image per scenario family. Unchanged contexts are reused.",
+    )
+    b.add_argument("--environments", default="environments", metavar="DIR")
+    b.add_argument(
+        "--base-image",
+        default=None,
+        metavar="IMAGE",
+        help="Debian base to build on (default: debian:bookworm-slim, else a local "
+        "debootstrap base)",
+    )
+    b.add_argument(
+        "--family",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="build only this family (repeatable)",
+    )
+    b.add_argument("--force", action="store_true", help="rebuild even when cached")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(handler=_cmd_images_build)
+    ls = isub.add_parser("list", help="images agentcat built")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_cmd_images_list)
+    pr = isub.add_parser(
+        "prune", help="remove leftover sandbox containers (label agentcat.managed=1)"
+    )
+    pr.add_argument("--session", default=None, help="only containers of this session")
+    pr.add_argument("--images", action="store_true", help="also remove agentcat's images")
+    pr.set_defaults(handler=_cmd_images_prune)
+
+
+def _cmd_images_build(args: argparse.Namespace) -> int:
+    from orchestrator.api import build_images
+
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rows = build_images(
+        args.environments,
+        base_image=args.base_image,
+        families=args.family,
+        force=args.force,
+        progress=progress,
+    )
+    if args.json:
+        _print_json({"schema_version": 1, "images": rows})
+    else:
+        print(
+            _fmt_table(
+                ["image", "status", "seconds"],
+                [[r["image"], r["status"], r["seconds"]] for r in rows],
+            )
+        )
+    return 0
+
+
+def _cmd_images_list(args: argparse.Namespace) -> int:
+    from orchestrator.api import list_images
+
+    rows = list_images()
+    if args.json:
+        _print_json({"schema_version": 1, "images": rows})
+    else:
+        print(
+            _fmt_table(
+                ["image", "context hash", "size MB", "created"],
+                [[r["image"], r["context_hash"], r["size_mb"], r["created"]] for r in rows],
+            )
+        )
+    return 0
+
+
+def _cmd_images_prune(args: argparse.Namespace) -> int:
+    from orchestrator.api import prune
+
+    out = prune(session=args.session, images=args.images)
+    print(f"removed {len(out['containers'])} container(s) and {len(out['images'])} image(s)")
+    return 0
+
+
+# --------------------------------------------------------------------------- live sessions
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="evaluate model(s) adaptively, scenario by scenario, until SE is small enough",
+        description="Run a live adaptive session per model (concurrently). Every step is "
+        "journalled; an interrupted session continues with `agentcat resume`.",
+    )
+    p.add_argument("--config", metavar="FILE", help="run config (YAML), e.g. configs/demo.yaml")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="MODEL",
+        help="Inspect model string (repeatable: one concurrent session each)",
+    )
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible base URL for --model")
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding the API key for --model",
+    )
+    p.add_argument("--bank", default=None, metavar="DIR")
+    p.add_argument("--environments", default=None, metavar="DIR")
+    p.add_argument("--se", type=float, default=None, help="stop when SE ≤ this (default 0.3)")
+    p.add_argument("--max-items", type=int, default=None)
+    p.add_argument("--runs-dir", default=None, metavar="DIR")
+    p.add_argument(
+        "--session-id",
+        default=None,
+        help="fixed id: continue this session if it exists and is unfinished",
+    )
+    p.add_argument("--workers", type=int, default=None, help="concurrent scenario runs")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.api import run
+
+    if args.se is not None and not args.se > 0:
+        raise ConfigError(f"--se must be > 0; got {args.se}")
+    if args.max_items is not None and args.max_items < 1:
+        raise ConfigError(f"--max-items must be ≥ 1; got {args.max_items}")
+    models = None
+    if args.model:
+        models = [
+            {"model": m, "base_url": args.base_url, "api_key_env": args.api_key_env}
+            for m in args.model
+        ]
+    summaries = run(
+        args.config,
+        models=models,
+        bank=args.bank,
+        environments=args.environments,
+        se=args.se,
+        max_items=args.max_items,
+        runs_dir=args.runs_dir,
+        session_id=args.session_id,
+        workers=args.workers,
+        progress=not args.json,
+    )
+    _print_summaries(summaries, args.json)
+    return 0 if all(s["status"] == "completed" for s in summaries) else 3
+
+
+def _add_resume(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("resume", help="continue an interrupted or paused session")
+    p.add_argument("session", metavar="SESSION", help="session id (or its folder)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_resume)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.api import resume
+
+    summary = resume(args.session, runs_dir=args.runs_dir, progress=not args.json)
+    _print_summaries([summary], args.json)
+    return 0 if summary["status"] == "completed" else 3
+
+
+def _add_sessions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sessions", help="list sessions and their status")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_sessions)
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from orchestrator.api import sessions
+
+    rows = sessions(args.runs_dir)
+    if args.json:
+        _print_json({"schema_version": 1, "sessions": rows})
+    elif not rows:
+        print(f"no sessions under {args.runs_dir}")
+    else:
+        print(
+            _fmt_table(
+                ["session", "model", "status", "items", "theta", "se", "updated"],
+                [
+                    [
+                        r["session"],
+                        r.get("model", ""),
+                        r["status"],
+                        r.get("n_items", ""),
+                        "" if r.get("theta") is None else r["theta"],
+                        "" if r.get("se") is None else r["se"],
+                        r.get("updated", ""),
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+    return 0
+
+
+def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("show", help="a session's result: θ with interval, SE, items, trajectory")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png", help="write the θ ± SE trajectory plot")
+    p.set_defaults(handler=_cmd_show)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from orchestrator.api import show
+
+    summary = show(args.session, runs_dir=args.runs_dir, plot=args.plot)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(_format_summary(summary))
+        if args.plot:
+            print(f"trajectory plot: {args.plot}")
+    return 0
+
+
+def _print_summaries(summaries: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        _print_json({"schema_version": 1, "sessions": summaries})
+        return
+    for s in summaries:
+        print(_format_summary(s))
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"session {s['session']}  ({s['model']} on bank {s['bank']})",
+        f"  status      {s['status']}" + (f" — {s['stop_reason']}" if s.get("stop_reason") else ""),
+    ]
+    if s.get("theta") is not None:
+        lo, hi = s["ci95"]
+        lines.append(f"  theta       {s['theta']:+.3f}   95% interval [{lo:+.3f}, {hi:+.3f}]")
+        lines.append(f"  SE          {s['se']:.3f}")
+    lines.append(
+        f"  items       {s['n_items']}   (runs {s['runs']['total']}, "
+        f"errored {s['runs']['errored']})"
+    )
+    for fam, counts in s.get("categories_by_family", {}).items():
+        cells = " ".join(f"{k}:{v}" for k, v in counts.items())
+        lines.append(f"    {fam:<28} {cells}")
+    cost = "" if s.get("cost_usd") is None else f", ${s['cost_usd']:.4f}"
+    lines.append(f"  cost        {s['tokens']} tokens{cost}, {s['wall_s']:.1f} s of runs")
+    return "\n".join(lines)
+
+
+def _add_sweep(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run every (or a sampled set of) item(s) non-adaptively; write a response matrix",
+        description="Gather calibration data: run the bank's items for each model and append "
+        "subject,item,score rows to OUT. Rows already in OUT are not re-run.",
+    )
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL")
+    p.add_argument("--bank", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="RESPONSES.csv")
+    p.add_argument("--config", default=None, metavar="FILE", help="limits/retry/workers from here")
+    p.add_argument("--base-url", default=None)
+    p.add_argument("--api-key-env", default=None, metavar="VAR")
+    p.add_argument("--environments", default=None, metavar="DIR")
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run a random sample of N items per model (default: all)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--runs-dir", default=None, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from orchestrator.api import sweep
+
+    if args.sample is not None and args.sample < 1:
+        raise ConfigError(f"--sample must be ≥ 1; got {args.sample}")
+    report = sweep(
+        args.models,
+        args.bank,
+        args.out,
+        config=args.config,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        environments=args.environments,
+        sample=args.sample,
+        seed=args.seed,
+        workers=args.workers,
+        runs_dir=args.runs_dir,
+        progress=not args.json,
+    )
+    if args.json:
+        _print_json(report)
+    else:
+        print(
+            f"wrote {report['written']} new row(s) to {report['out']} "
+            f"({report['skipped_existing']} already there, {report['errors']} errored)"
+        )
+    return 0 if report["errors"] == 0 else 3
+
+
+def _add_sim_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sim-server",
+        help="serve a simulated agent of ability θ (OpenAI-compatible chat completions)",
+        description="A real HTTP server that plays an agent of ability θ: it recognises the "
+        "scenario, draws the outcome from the bank's model at θ and replays that category's "
+        "reference solution as tool calls. Model names select personas: NAME from --persona, "
+        "or theta_<x> for any x.",
+    )
+    p.add_argument("--bank", required=True, metavar="DIR")
+    p.add_argument("--theta", type=float, default=None, help="θ for any other model name")
+    p.add_argument("--persona", action="append", default=[], metavar="NAME=THETA")
+    p.add_argument("--environments", default="environments", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="require this key (read from the variable) as a Bearer token",
+    )
+    for fault in ("429", "500", "slow", "malformed", "drop"):
+        p.add_argument(
+            f"--rate-{fault}",
+            type=float,
+            default=0.0,
+            metavar="P",
+            help=f"fraction of requests answered with the '{fault}' fault",
+        )
+    p.add_argument("--slow-s", type=float, default=30.0, help="delay of a 'slow' answer")
+    p.add_argument("--log", action="store_true", help="log every request to stderr")
+    p.set_defaults(handler=_cmd_sim_server)
+
+
+def _cmd_sim_server(args: argparse.Namespace) -> int:
+    from orchestrator.api import sim_server
+
+    faults = {
+        f"rate_{k}": getattr(args, f"rate_{k}") for k in ("429", "500", "slow", "malformed", "drop")
+    }
+    server = sim_server(
+        args.bank,
+        theta=args.theta,
+        personas=args.persona,
+        environments=args.environments,
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        api_key_env=args.api_key_env,
+        faults={**faults, "slow_s": args.slow_s, "seed": args.seed},
+        log=args.log,
+    )
+    names = ", ".join(sorted(server.agent.personas)) or "theta_<x>"
+    print(
+        f"simulated agent on {server.url} (personas: {names}; "
+        f"{len(server.agent.scripts)} scenarios)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -190,7 +570,17 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_estimate, _add_simulate):
+    for add in (
+        _add_run,
+        _add_resume,
+        _add_sessions,
+        _add_show,
+        _add_sweep,
+        _add_estimate,
+        _add_simulate,
+        _add_images,
+        _add_sim_server,
+    ):
         add(sub)
     return parser
 

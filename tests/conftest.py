@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +37,44 @@ def make_bank(n_items: int = 40, k: int = 4, seed: int = 0, name: str = "synthet
 @pytest.fixture
 def bank4() -> ItemBank:
     return make_bank(40, 4)
+
+
+# ----------------------------------------------------------------------------- docker
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[None]:
+    """Skip (or, with AGENTCAT_REQUIRE_DOCKER=1 as in CI, fail) without a Docker engine.
+
+    At the end of the session, no container labelled by this test process may remain.
+    """
+    from orchestrator.errors import PrerequisiteError
+    from orchestrator.runner.docker_client import docker_client
+    from orchestrator.runner.sandbox import managed_containers
+
+    try:
+        docker_client()
+    except PrerequisiteError as exc:
+        if os.environ.get("AGENTCAT_REQUIRE_DOCKER"):
+            pytest.fail(f"Docker is required here: {exc}")
+        pytest.skip(f"no Docker engine: {exc.message}")
+    yield
+    leftovers = managed_containers({"agentcat.pid": str(os.getpid())})
+    assert not leftovers, f"sandbox containers left behind by the tests: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine: None) -> str:
+    from orchestrator.runner.images import ensure_base_image
+
+    return ensure_base_image().image
+
+
+@pytest.fixture(scope="session")
+def sandbox_test_image(base_image: str) -> str:
+    """tests/docker/sandbox built on the local Debian base (cached by context hash)."""
+    from orchestrator.runner.images import build_context_image
+
+    tag = "agentcat/test-sandbox:latest"
+    build_context_image(
+        REPO / "tests" / "docker" / "sandbox", tag, {"BASE_IMAGE": base_image}, base_image
+    )
+    return tag

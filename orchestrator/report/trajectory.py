@@ -1,0 +1,53 @@
+"""The θ ± SE trajectory of a live session, as a PNG."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["plot_trajectory"]
+
+
+def plot_trajectory(summary: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Plot θ after each step with a ±1 SE band (and the 95 % band at the end).
+
+    Args:
+        summary: A session summary (``agentcat show --json``).
+        path: PNG file to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    traj = summary["trajectory"]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    if traj:
+        n = np.arange(1, len(traj) + 1)
+        theta = np.array([t["theta"] for t in traj], dtype=float)
+        se = np.array([t["se"] for t in traj], dtype=float)
+        ax.fill_between(n, theta - 1.96 * se, theta + 1.96 * se, alpha=0.15, label="95% interval")
+        ax.fill_between(n, theta - se, theta + se, alpha=0.3, label="±1 SE")
+        ax.plot(n, theta, "-", color="black", lw=1)
+        scores = np.array([t["score"] for t in traj], dtype=float)
+        sc = ax.scatter(
+            n,
+            theta,
+            c=scores,
+            cmap="RdYlGn",
+            vmin=0,
+            vmax=max(3, scores.max()),
+            zorder=3,
+            edgecolor="black",
+            linewidth=0.4,
+        )
+        fig.colorbar(sc, ax=ax, label="score of the item at this step")
+    ax.set_xlabel("items administered")
+    ax.set_ylabel("θ (safety ability)")
+    ax.set_title(f"{summary['session']} — {summary['model']}", fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

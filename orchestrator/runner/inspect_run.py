@@ -1,0 +1,276 @@
+"""Run one bank item as an Inspect evaluation, and classify what came back.
+
+Inspect allows one ``eval_async`` per process at a time, so this module is what
+a worker process executes (see :mod:`orchestrator.runner.pool`): one item, one
+``eval_async`` with a one-sample task, in the process's own event loop.
+
+The task: the item's rendered prompt; the solver runs the variant's setup in a
+fresh sandbox (and stores the baseline the checks compare against), then the
+agent (Inspect's ``react`` with a ``bash`` tool and ``submit``, or a plain
+tool loop when the family offers no ``submit``); the ordinal scorer grades the
+container and the trace while the sandbox still exists.
+
+Classification (never a score for a fault): a model API failure after the
+bounded retries → ``model_api``; our sandbox/Docker failing → ``sandbox``; the
+run's wall-clock limit → ``timeout``; cancellation → ``cancelled``; an error
+inside grading → ``scorer``; anything else → ``internal``. Hitting the
+message or token limit is not a fault: the agent ran out of budget and the
+container is graded as it stands.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.runner.result import ErrorKind, ItemResult
+
+__all__ = ["RunJob", "classify_error", "run_job"]
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Everything a worker needs to run one item (picklable; the API key stays in memory)."""
+
+    session_id: str
+    item_id: str
+    step: int
+    attempt: int
+    family: str
+    variant: str
+    environments: str
+    image: str
+    model: str
+    log_dir: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model_args: dict[str, Any] = field(default_factory=dict)
+    sandbox_provider: str = "agentcat"
+    message_limit: int = 30
+    token_limit: int | None = None
+    time_limit_s: int = 600
+    command_timeout_s: int = 60
+    model_max_retries: int = 3
+    model_timeout_s: int = 120
+    usd_per_mtok_input: float | None = None
+    usd_per_mtok_output: float | None = None
+
+
+def classify_error(text: str) -> ErrorKind:
+    """Map an Inspect error message/traceback onto a fault kind."""
+    t = text.lower()
+    sandbox_marks = (
+        "sandboxerror",
+        "prerequisiteerror",
+        "docker.errors",
+        "sandbox image",
+        "sandbox environment",
+        "cannot reach the docker engine",
+    )
+    model_marks = (
+        "ratelimiterror",
+        "apiconnectionerror",
+        "apitimeouterror",
+        "apistatuserror",
+        "internalservererror",
+        "openai.",
+        "anthropic.",
+        "httpx",
+        "rate limit",
+        "connection error",
+        "authenticationerror",
+        "notfounderror",
+        "json decode",
+        "jsondecodeerror",
+        "model api",
+        "remoteprotocolerror",
+        "readtimeout",
+    )
+    if any(m in t for m in sandbox_marks):
+        return "sandbox"
+    if any(m in t for m in model_marks):
+        return "model_api"
+    if "scorer" in t or "scoring" in t or "ordinal_scorer" in t:
+        return "scorer"
+    if "timeouterror" in t or "timed out" in t:
+        return "timeout"
+    if "cancel" in t:
+        return "cancelled"
+    return "internal"
+
+
+def _build_task(job: RunJob) -> Any:
+    from inspect_ai import Task
+    from inspect_ai.agent import react
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import bash
+    from inspect_ai.util import SandboxEnvironmentSpec
+
+    from orchestrator.runner.sandbox import SandboxSpec
+    from orchestrator.scenario import load_family
+    from orchestrator.scoring.scorer import (
+        METADATA_ROOT,
+        ordinal_scorer,
+        scenario_sample,
+        scenario_setup,
+    )
+
+    family = load_family(Path(job.environments) / job.family)
+    base = scenario_sample(family, job.variant)
+    sbx = family.sandbox
+    spec = SandboxSpec(
+        image=job.image,
+        user=sbx.user,
+        workdir=sbx.workdir,
+        writable=list(sbx.writable),
+        tmpfs=list(sbx.tmpfs),
+        memory_mb=sbx.memory_mb,
+        cpus=sbx.cpus,
+        pids=sbx.pids,
+        env=dict(sbx.env),
+    )
+    if job.sandbox_provider == "agentcat":
+        sandbox: Any = SandboxEnvironmentSpec("agentcat", spec)
+    else:  # Inspect's own providers (compose-based docker, k8s) with their defaults
+        sandbox = job.sandbox_provider
+    metadata = {
+        **(base.metadata or {}),
+        METADATA_ROOT: str(Path(job.environments).resolve()),
+        "session": job.session_id,
+        "item": job.item_id,
+        "run": f"{job.step}.{job.attempt}",
+    }
+    from inspect_ai.dataset import Sample
+
+    sample = Sample(id=job.item_id, input=base.input, metadata=metadata, sandbox=sandbox)
+    tools = [bash(timeout=job.command_timeout_s, user=sbx.user)]
+    if "submit" in family.tools:
+        agent: Any = react(tools=tools)
+        solver: Any = [scenario_setup(), agent]
+    else:
+        solver = [scenario_setup(), use_tools(tools), generate(tool_calls="loop")]
+    return Task(
+        name=f"agentcat_{job.family}",
+        dataset=[sample],
+        solver=solver,
+        scorer=ordinal_scorer(),
+        message_limit=job.message_limit,
+        token_limit=job.token_limit,
+        time_limit=job.time_limit_s,
+    )
+
+
+async def run_job(job: RunJob) -> ItemResult:
+    """Run ``job`` with ``eval_async`` (call once per process at a time)."""
+    from inspect_ai import eval_async
+    from inspect_ai.model import GenerateConfig, get_model
+
+    t0 = time.perf_counter()
+    try:
+        task = _build_task(job)
+        model = get_model(
+            job.model,
+            base_url=job.base_url,
+            api_key=job.api_key,
+            config=GenerateConfig(max_retries=job.model_max_retries, timeout=job.model_timeout_s),
+            **job.model_args,
+        )
+    except Exception as exc:
+        kind = classify_error(f"{type(exc).__name__}: {exc}")
+        return ItemResult(
+            job.item_id, error_kind=kind, error_message=_short(exc), wall_s=time.perf_counter() - t0
+        )
+    logs = await eval_async(
+        task,
+        model=model,
+        log_dir=job.log_dir,
+        log_level="warning",
+        fail_on_error=True,
+        retry_on_error=0,
+        score_on_error=False,
+        sandbox_cleanup=True,
+        log_samples=True,
+    )
+    return _result_from_log(job, logs[0], time.perf_counter() - t0)
+
+
+def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
+    usage = getattr(log.stats, "model_usage", {}) or {}
+    tin = sum(int(u.input_tokens or 0) for u in usage.values())
+    tout = sum(int(u.output_tokens or 0) for u in usage.values())
+    total = sum(int(u.total_tokens or 0) for u in usage.values())
+    cost = None
+    if job.usd_per_mtok_input is not None or job.usd_per_mtok_output is not None:
+        cost = (tin * (job.usd_per_mtok_input or 0) + tout * (job.usd_per_mtok_output or 0)) / 1e6
+    common: dict[str, Any] = {
+        "wall_s": wall,
+        "input_tokens": tin,
+        "output_tokens": tout,
+        "total_tokens": total,
+        "cost_usd": cost,
+        "log_path": str(log.location) if log.location else None,
+    }
+    sample = log.samples[0] if log.samples else None
+    if log.status == "cancelled":
+        return ItemResult(
+            job.item_id, error_kind="cancelled", error_message="run cancelled", **common
+        )
+    if sample is not None and sample.limit is not None and sample.limit.type in ("time", "working"):
+        return ItemResult(
+            job.item_id,
+            error_kind="timeout",
+            error_message=f"{sample.limit.type} limit of {sample.limit.limit} s exceeded",
+            **common,
+        )
+    err = (sample.error if sample is not None else None) or log.error
+    if err is not None:
+        text = f"{err.message}\n{err.traceback}"
+        return ItemResult(
+            job.item_id, error_kind=classify_error(text), error_message=err.message[:1000], **common
+        )
+    if sample is None or not sample.scores:
+        return ItemResult(
+            job.item_id,
+            error_kind="internal",
+            error_message=f"eval ended '{log.status}' without a score",
+            **common,
+        )
+    score = next(iter(sample.scores.values()))
+    try:
+        value = int(score.value)
+    except (TypeError, ValueError):
+        return ItemResult(
+            job.item_id,
+            error_kind="scorer",
+            error_message=f"non-integer score {score.value!r}",
+            **common,
+        )
+    label = (score.metadata or {}).get("label")
+    return ItemResult(
+        job.item_id, score=value, label=label, explanation=score.explanation, **common
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:1000]
+
+
+def worker_entry(job: RunJob) -> dict[str, Any]:
+    """Process-pool entry point: run one job in a fresh event loop; never raises."""
+    import asyncio
+
+    os.environ.setdefault("INSPECT_DISPLAY", "none")
+    try:
+        result = asyncio.run(run_job(job))
+    except BaseException as exc:
+        kind: ErrorKind = (
+            "cancelled"
+            if isinstance(exc, KeyboardInterrupt)
+            else classify_error(f"{type(exc).__name__}: {exc}")
+        )
+        result = ItemResult(job.item_id, error_kind=kind, error_message=_short(exc))
+    return {"item_id": result.item_id, **result.journal_fields()}

@@ -1,0 +1,141 @@
+"""Worker processes that run scenarios, and the runner the session loop talks to.
+
+Inspect allows one ``eval_async`` per process at a time, so concurrency comes
+from a pool of spawned worker processes, each running one item at a time
+(:func:`orchestrator.runner.inspect_run.worker_entry`). All sessions of an
+invocation share the pool; its size (``workers``) bounds concurrent sandboxes.
+Workers die with their parent (``PR_SET_PDEATHSIG``), and a session prunes its
+own leftover containers when it resumes, so a killed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from orchestrator.bank import ItemBank
+from orchestrator.config import ModelSpec, RunConfig
+from orchestrator.errors import RunnerError
+from orchestrator.runner.inspect_run import RunJob, worker_entry
+from orchestrator.runner.result import ItemResult, RunRequest
+
+__all__ = ["InspectRunner", "WorkerPool"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker() -> None:
+    """Die with the parent; keep Inspect's display quiet."""
+    os.environ["INSPECT_DISPLAY"] = "none"
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: orphans finish their run and exit
+        pass
+
+
+class WorkerPool:
+    """A pool of ``workers`` spawned processes running one scenario each at a time."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be ≥ 1; got {workers}")
+        self.workers = workers
+        self._executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+        )
+
+    async def submit(self, job: RunJob) -> ItemResult:
+        loop = asyncio.get_running_loop()
+        try:
+            raw = await loop.run_in_executor(self._executor, worker_entry, job)
+        except BrokenProcessPool as exc:  # a worker died (OOM, signal): fault, new pool
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new()
+            return ItemResult(
+                job.item_id, error_kind="internal", error_message=f"worker process died: {exc}"
+            )
+        return ItemResult(**raw)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class InspectRunner:
+    """Runs a session's items through the worker pool (implements ``ItemRunner``)."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        config: RunConfig,
+        model: ModelSpec,
+        bank: ItemBank,
+        log_dir: Path,
+        images: dict[str, str],
+    ) -> None:
+        self.pool = pool
+        self.config = config
+        self.model = model
+        self.bank = bank
+        self.log_dir = log_dir
+        self.images = images
+        self._api_key = model.resolved_api_key()
+
+    async def prepare(self, session_id: str) -> None:
+        """Called by the session once it holds its lock: remove this session's leftover
+        sandboxes (a killed driver cannot clean up after itself)."""
+        if self.config.sandbox == "agentcat":
+            from orchestrator.runner.sandbox import prune_containers
+
+            await asyncio.to_thread(prune_containers, {"agentcat.session": session_id})
+
+    async def run(self, request: RunRequest) -> ItemResult:
+        item = self.bank.item(request.item_id)
+        if item.scenario is None:
+            raise RunnerError(
+                f"item {request.item_id!r} has no scenario to run",
+                hint="live sessions need a bank whose items reference scenarios",
+            )
+        cfg, lim, retry = self.config, self.config.limits, self.config.retry
+        job = RunJob(
+            session_id=request.session_id,
+            item_id=request.item_id,
+            step=request.step,
+            attempt=request.attempt,
+            family=item.scenario.family,
+            variant=item.scenario.variant,
+            environments=str(cfg.environments),
+            image=self.images[item.scenario.family],
+            model=self.model.model,
+            log_dir=str(self.log_dir),
+            base_url=self.model.base_url,
+            api_key=self._api_key,
+            model_args=dict(self.model.model_args),
+            sandbox_provider=cfg.sandbox,
+            message_limit=lim.message_limit,
+            token_limit=lim.token_limit,
+            time_limit_s=lim.time_limit_s,
+            command_timeout_s=lim.command_timeout_s,
+            model_max_retries=retry.model_max_retries,
+            model_timeout_s=retry.model_timeout_s,
+            usd_per_mtok_input=self.model.usd_per_mtok_input,
+            usd_per_mtok_output=self.model.usd_per_mtok_output,
+        )
+        return await self.pool.submit(job)

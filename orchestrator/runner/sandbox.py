@@ -1,0 +1,450 @@
+"""Hardened Docker sandboxes as an Inspect sandbox provider (``sandbox="agentcat"``).
+
+Inspect's own ``docker`` provider drives ``docker compose`` v2; this one talks
+to the engine through the Docker SDK, so it works wherever an engine answers
+(Debian ships only compose v1). One container per scenario run:
+
+* no network, all capabilities dropped, ``no-new-privileges``, memory (no
+  swap) / CPU / pids / open-file limits, an init process that reaps zombies;
+* read-only root filesystem; only the paths a scenario declares writable are
+  anonymous volumes (populated from the image, removed with the container),
+  plus small tmpfs mounts; nothing of the host is mounted;
+* labelled ``agentcat.managed=1`` (+ session, item, creating pid) so leftovers
+  of a crashed process can be found and pruned;
+* removed on every exit path, cancellation included (cleanup runs shielded).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import posixpath
+import shlex
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Literal, overload
+
+import anyio
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import Mount, Ulimit
+from docker.utils.socket import frames_iter
+from inspect_ai.util import (
+    ExecResult,
+    OutputLimitExceededError,
+    SandboxConnection,
+    SandboxEnvironment,
+    SandboxEnvironmentConfigType,
+    sandboxenv,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.errors import PrerequisiteError, SandboxError
+from orchestrator.runner.docker_client import LABEL_MANAGED, docker_client
+
+__all__ = [
+    "AgentcatSandbox",
+    "SandboxSpec",
+    "managed_containers",
+    "open_sandbox",
+    "prune_containers",
+]
+
+MAX_EXEC_OUTPUT = int(os.environ.get("INSPECT_SANDBOX_MAX_EXEC_OUTPUT_SIZE", 10 * 1024 * 1024))
+MAX_READ_FILE = int(os.environ.get("INSPECT_SANDBOX_MAX_READ_FILE_SIZE", 100 * 1024 * 1024))
+_TIMEOUT_BIN = "/usr/bin/timeout"  # absolute path: wrappers must not resolve through the image PATH
+
+
+class SandboxSpec(BaseModel):
+    """How to run one scenario container (the ``sandbox:`` section of a family spec)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str = ""
+    """Image to run; filled in from the family's built image when empty."""
+    user: str = "agent"
+    """Default user for ``exec`` (the agent's commands); ``root`` only where a scenario needs it."""
+    workdir: str = "/home/agent"
+    """Working directory; always writable."""
+    writable: list[str] = Field(default_factory=list)
+    """Absolute paths that stay writable on the read-only root (anonymous volumes,
+    populated from the image's content at that path)."""
+    tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"])
+    """Absolute paths mounted as small, empty tmpfs."""
+    tmpfs_size_mb: int = Field(64, ge=1, le=4096)
+    read_only_root: bool = True
+    memory_mb: int = Field(512, ge=16, le=65536)
+    """Memory limit (swap disabled)."""
+    cpus: float = Field(1.0, gt=0, le=64)
+    pids: int = Field(256, ge=8, le=65536)
+    """Maximum number of processes/threads (fork bombs stop here)."""
+    env: dict[str, str] = Field(default_factory=dict)
+
+    def with_image(self, image: str) -> SandboxSpec:
+        return self.model_copy(update={"image": image})
+
+
+# ----------------------------------------------------------------------------- sync core
+_live: set[str] = set()  # containers this process created and has not removed yet
+
+# PID 1 of the container: bash reaps orphaned zombies (fork bombs leave many), and
+# the kernel ignores SIGKILL sent to a namespace's PID 1 from inside, so a
+# command like `kill -9 -1` cannot stop the container before it is graded.
+_KEEPER = "trap '' TERM INT HUP; while :; do sleep 86400 & wait $!; done"
+
+
+def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
+    if not spec.image:
+        raise SandboxError("sandbox spec has no image", hint="set `image` or build the family")
+    client = docker_client()
+    try:
+        client.images.get(spec.image)
+    except ImageNotFound:
+        raise PrerequisiteError(
+            f"sandbox image {spec.image!r} is not built",
+            hint="run `agentcat images build` (builds every scenario image offline)",
+        ) from None
+    for path in (*spec.writable, *spec.tmpfs, spec.workdir):
+        if not posixpath.isabs(path):
+            raise SandboxError(f"sandbox path {path!r} must be absolute")
+    writable = dict.fromkeys([spec.workdir, *spec.writable]) if spec.read_only_root else {}
+    mounts = [Mount(target=p, source=None, type="volume") for p in writable if p not in spec.tmpfs]
+    all_labels = {
+        LABEL_MANAGED: "1",
+        "agentcat.pid": str(os.getpid()),
+        "agentcat.host": socket.gethostname(),
+        "agentcat.created": f"{time.time():.0f}",
+        **labels,
+    }
+    try:
+        container = client.containers.run(
+            spec.image,
+            command=["/bin/bash", "-c", _KEEPER],
+            detach=True,
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            read_only=spec.read_only_root,
+            tmpfs={p: f"rw,nosuid,nodev,size={spec.tmpfs_size_mb}m" for p in spec.tmpfs},
+            mounts=mounts,
+            mem_limit=f"{spec.memory_mb}m",
+            memswap_limit=f"{spec.memory_mb}m",
+            nano_cpus=int(spec.cpus * 1e9),
+            pids_limit=spec.pids,
+            ulimits=[Ulimit(name="nofile", soft=1024, hard=1024)],
+            user="root",  # the keeper; commands run as spec.user (see exec)
+            working_dir=spec.workdir,
+            environment=dict(spec.env),
+            labels=all_labels,
+            hostname="sandbox",
+            stop_signal="SIGKILL",
+        )
+    except APIError as exc:
+        raise SandboxError(
+            f"could not start a sandbox from {spec.image!r}: {exc.explanation}"
+        ) from None
+    _live.add(container.id)
+    return str(container.id)
+
+
+def _remove_container(container_id: str) -> None:
+    try:
+        docker_client().api.remove_container(container_id, v=True, force=True)
+    except NotFound:
+        pass
+    finally:
+        _live.discard(container_id)
+
+
+@atexit.register
+def _remove_live_containers() -> None:  # normal interpreter exit (Ctrl-C included)
+    for cid in list(_live):
+        with suppress(Exception):
+            _remove_container(cid)
+
+
+def _run_exec(
+    container_id: str,
+    cmd: list[str],
+    stdin: bytes | None,
+    user: str | None,
+    workdir: str | None,
+    env: Mapping[str, str] | None,
+    io_timeout: float | None,
+) -> tuple[int, bytes, bytes]:
+    """docker exec with optional stdin; output capped (the head is dropped past the cap)."""
+    api = docker_client().api
+    exec_id = api.exec_create(
+        container_id,
+        cmd,
+        stdin=stdin is not None,
+        stdout=True,
+        stderr=True,
+        user=user or "",
+        workdir=workdir,
+        environment=dict(env) if env else None,
+    )["Id"]
+    sock = api.exec_start(exec_id, socket=True)
+    raw = getattr(sock, "_sock", sock)
+    out, err = bytearray(), bytearray()
+    try:
+        raw.settimeout(io_timeout)
+        if stdin is not None:
+            raw.sendall(stdin)
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
+        for stream, chunk in frames_iter(sock, tty=False):
+            buf = out if stream == 1 else err
+            buf += chunk
+            if len(buf) > MAX_EXEC_OUTPUT:
+                del buf[: len(buf) - MAX_EXEC_OUTPUT]
+    except TimeoutError:
+        raise TimeoutError(f"sandbox command did not finish: {shlex.join(cmd)[:200]}") from None
+    finally:
+        sock.close()
+    info = api.exec_inspect(exec_id)
+    code = info.get("ExitCode")
+    return (int(code) if code is not None else -1), bytes(out), bytes(err)
+
+
+# ----------------------------------------------------------------------------- provider
+@sandboxenv(name="agentcat")
+class AgentcatSandbox(SandboxEnvironment):
+    """One hardened container; see the module docstring for what "hardened" means."""
+
+    def __init__(self, container_id: str, spec: SandboxSpec) -> None:
+        super().__init__()
+        self.container_id = container_id
+        self.spec = spec
+
+    # -- lifecycle ------------------------------------------------------------
+    @classmethod
+    async def create(
+        cls, spec: SandboxSpec, labels: Mapping[str, str] | None = None
+    ) -> AgentcatSandbox:
+        """Start a container; a cancellation while it starts still removes it.
+
+        The Docker call runs in a worker thread that cancellation cannot stop
+        (and asyncio's native ``Task.cancel`` is not held off by anyio's shielded
+        scopes), so the cancelled caller waits for the thread and removes its
+        container before the cancellation propagates.
+        """
+        finished = threading.Event()
+        made: list[str] = []
+
+        def work() -> str:
+            try:
+                made.append(_create_container(spec, dict(labels or {})))
+                return made[0]
+            finally:
+                finished.set()
+
+        try:
+            return cls(await anyio.to_thread.run_sync(work), spec)
+        except BaseException:
+            # cancelled (or failed) while the thread may still be creating: wait for it
+            # (blocking on purpose, rare) and remove what it made before propagating
+            finished.wait(timeout=300)
+            for cid in made:
+                _remove_container(cid)
+            raise
+
+    async def remove(self) -> None:
+        """Remove the container and its volumes, finishing even when cancelled."""
+        try:
+            await anyio.to_thread.run_sync(_remove_container, self.container_id)
+        except BaseException:
+            _remove_container(self.container_id)  # blocking on purpose; idempotent
+            raise
+
+    @classmethod
+    def config_deserialize(cls, config: dict[str, Any]) -> BaseModel:
+        return SandboxSpec(**config)
+
+    @classmethod
+    async def sample_init(
+        cls,
+        task_name: str,
+        config: SandboxEnvironmentConfigType | None,
+        metadata: dict[str, str],
+    ) -> dict[str, SandboxEnvironment]:
+        spec = _as_spec(config)
+        labels = {
+            f"agentcat.{k}": str(metadata[k]) for k in ("session", "item", "run") if k in metadata
+        }
+        labels["agentcat.task"] = task_name
+        return {"default": await cls.create(spec, labels)}
+
+    @classmethod
+    async def sample_cleanup(
+        cls,
+        task_name: str,
+        config: SandboxEnvironmentConfigType | None,
+        environments: dict[str, SandboxEnvironment],
+        interrupted: bool,
+    ) -> None:
+        for env in environments.values():
+            if isinstance(env, AgentcatSandbox):
+                await env.remove()
+
+    @classmethod
+    async def task_cleanup(
+        cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool
+    ) -> None:
+        if cleanup:  # last chance: anything this process started for the task
+            labels = {"agentcat.task": task_name, "agentcat.pid": str(os.getpid())}
+            await anyio.to_thread.run_sync(prune_containers, labels)
+
+    @classmethod
+    async def cli_cleanup(cls, id: str | None) -> None:
+        await anyio.to_thread.run_sync(
+            lambda: prune_containers({"agentcat.session": id} if id else None)
+        )
+
+    # -- operations -----------------------------------------------------------
+    async def exec(
+        self,
+        cmd: list[str],
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: int | None = None,
+        timeout_retry: bool = True,
+        concurrency: bool = True,
+    ) -> ExecResult[str]:
+        full = list(cmd)
+        if timeout is not None:
+            full = [_TIMEOUT_BIN, "-k", "5", str(int(timeout)), *full]
+        workdir = self._resolve(cwd) if cwd else self.spec.workdir
+        stdin = input.encode() if isinstance(input, str) else input
+        io_timeout = None if timeout is None else timeout + 30
+        started = time.monotonic()
+        code, out, err = await anyio.to_thread.run_sync(
+            _run_exec,
+            self.container_id,
+            full,
+            stdin,
+            user or self.spec.user,
+            workdir,
+            env,
+            io_timeout,
+        )
+        # `timeout` exits 124, or 137 when it had to KILL; 137 alone may also be the OOM killer
+        if timeout is not None and (
+            code == 124 or (code == 137 and time.monotonic() - started >= timeout)
+        ):
+            raise TimeoutError(f"command timed out after {timeout} s")
+        if code == 126 and b"permission denied" in err.lower():
+            raise PermissionError(err.decode(errors="replace").strip())
+        return ExecResult(
+            success=code == 0,
+            returncode=code,
+            stdout=out.decode("utf-8", errors="replace"),
+            stderr=err.decode("utf-8", errors="replace"),
+        )
+
+    async def write_file(self, file: str, contents: str | bytes) -> None:
+        path = self._resolve(file)
+        data = contents.encode("utf-8") if isinstance(contents, str) else contents
+        script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
+        res = await self.exec(["/bin/sh", "-c", script, "sh", path], input=data)
+        if not res.success:
+            _raise_file_error(path, res.stderr)
+
+    @overload
+    async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
+
+    @overload
+    async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
+
+    async def read_file(self, file: str, text: bool = True) -> str | bytes:
+        path = self._resolve(file)
+        script = (
+            'if [ -d "$1" ]; then echo "is a directory" >&2; exit 21; fi; '
+            'n=$(stat -c %s -- "$1") || exit 2; '
+            f'if [ "$n" -gt {MAX_READ_FILE} ]; then echo "too large: $n" >&2; exit 27; fi; '
+            'exec cat -- "$1"'
+        )
+        code, out, err = await anyio.to_thread.run_sync(
+            _run_exec,
+            self.container_id,
+            ["/bin/sh", "-c", script, "sh", path],
+            None,
+            self.spec.user,
+            self.spec.workdir,
+            None,
+            120.0,
+        )
+        if code == 27:
+            raise OutputLimitExceededError(
+                limit_str=f"{MAX_READ_FILE} bytes", truncated_output=None
+            )
+        if code != 0:
+            _raise_file_error(path, err.decode(errors="replace"), code)
+        return out.decode("utf-8") if text else out
+
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
+        who = f"--user {shlex.quote(user)} " if user else ""
+        return SandboxConnection(
+            type="agentcat",
+            command=f"docker exec -it {who}{self.container_id[:12]} bash -l",
+            container=self.container_id,
+        )
+
+    def _resolve(self, path: str) -> str:
+        return path if posixpath.isabs(path) else posixpath.join(self.spec.workdir, path)
+
+
+def _raise_file_error(path: str, stderr: str, code: int | None = None) -> None:
+    low = stderr.lower()
+    if code == 21 or "is a directory" in low:
+        raise IsADirectoryError(path)
+    if "no such file" in low or "cannot stat" in low:
+        raise FileNotFoundError(path)
+    if "permission denied" in low or "read-only file system" in low:
+        raise PermissionError(f"{path}: {stderr.strip()}")
+    raise SandboxError(f"file operation on {path!r} failed: {stderr.strip()[:300]}")
+
+
+def _as_spec(config: SandboxEnvironmentConfigType | None) -> SandboxSpec:
+    if isinstance(config, SandboxSpec):
+        return config
+    if isinstance(config, BaseModel):
+        return SandboxSpec(**config.model_dump())
+    raise SandboxError(
+        f"the 'agentcat' sandbox needs a SandboxSpec config; got {type(config).__name__}",
+        hint="build samples with orchestrator.runner (it attaches the family's SandboxSpec)",
+    )
+
+
+@asynccontextmanager
+async def open_sandbox(
+    spec: SandboxSpec, labels: Mapping[str, str] | None = None
+) -> AsyncIterator[AgentcatSandbox]:
+    """Start a sandbox for the duration of the block; removed on every exit path."""
+    sb = await AgentcatSandbox.create(spec, labels)
+    try:
+        yield sb
+    finally:
+        await sb.remove()
+
+
+# ----------------------------------------------------------------------------- housekeeping
+def managed_containers(labels: Mapping[str, str] | None = None) -> list[str]:
+    """Ids of agentcat containers (running or not), optionally filtered by more labels."""
+    wanted = [f"{LABEL_MANAGED}=1", *(f"{k}={v}" for k, v in (labels or {}).items())]
+    found = docker_client().api.containers(all=True, filters={"label": wanted})
+    return [c["Id"] for c in found]
+
+
+def prune_containers(labels: Mapping[str, str] | None = None) -> list[str]:
+    """Remove agentcat containers (and their anonymous volumes); returns the removed ids."""
+    removed = []
+    for cid in managed_containers(labels):
+        _remove_container(cid)
+        removed.append(cid)
+    return removed

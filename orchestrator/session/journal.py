@@ -1,0 +1,406 @@
+"""The session journal: one SQLite file (WAL) per session, committed before every next step.
+
+Row life cycle of one scenario run (``steps`` table, key = step, attempt):
+
+    started ──► scored ──► done          (graded; applied to the CAT controller)
+       │  └───► error ──► skipped        (fault: never a score; retried, or given up)
+       └──────► interrupted              (the process died mid-run; resume re-runs it)
+
+``scored`` is written the moment a run's result is known and ``done`` when the
+controller has absorbed it (same transaction as the controller's new state in
+``sessions``), so a crash between the two loses nothing: resume applies
+``scored`` rows without re-running them and re-runs only ``started`` ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import SessionError
+
+__all__ = ["JOURNAL_FILENAME", "Journal", "SessionRow", "StepRow"]
+
+JOURNAL_APP = "agentcat-journal"
+JOURNAL_SCHEMA = 1
+JOURNAL_FILENAME = "journal.sqlite"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE session (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    model TEXT NOT NULL,
+    model_label TEXT NOT NULL,
+    bank_path TEXT NOT NULL,
+    bank_name TEXT NOT NULL,
+    bank_sha256 TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    controller_json TEXT NOT NULL,
+    theta REAL,
+    se REAL,
+    n_items INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE steps (
+    step INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    item_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    score INTEGER,
+    label TEXT,
+    explanation TEXT,
+    theta REAL,
+    se REAL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    wall_s REAL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    total_tokens INTEGER,
+    cost_usd REAL,
+    error_kind TEXT,
+    error_message TEXT,
+    log_path TEXT,
+    controller_json TEXT,
+    PRIMARY KEY (step, attempt)
+);
+"""
+
+SESSION_STATUSES = ("running", "paused", "completed", "failed")
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    created: float
+    updated: float
+    status: str
+    status_reason: str | None
+    model: str
+    model_label: str
+    bank_path: str
+    bank_name: str
+    bank_sha256: str
+    config_json: str
+    controller_json: str
+    theta: float | None
+    se: float | None
+    n_items: int
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: int
+    attempt: int
+    item_id: str
+    status: str
+    score: int | None
+    label: str | None
+    explanation: str | None
+    theta: float | None
+    se: float | None
+    started_at: float
+    finished_at: float | None
+    wall_s: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+    error_kind: str | None
+    error_message: str | None
+    log_path: str | None
+    controller_json: str | None
+
+
+_STEP_COLS = [f.name for f in fields(StepRow)]
+_SESSION_COLS = [f.name for f in fields(SessionRow)]
+
+
+class Journal:
+    """A session's SQLite journal. Use :meth:`create` or :meth:`open`, not the constructor."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock_fd: int | None = None
+
+    # -- opening --------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    @classmethod
+    def create(
+        cls,
+        folder: Path,
+        *,
+        session_id: str,
+        model: str,
+        model_label: str,
+        bank_path: str,
+        bank_name: str,
+        bank_sha256: str,
+        config: dict[str, Any],
+        controller: dict[str, Any],
+    ) -> Journal:
+        """Create ``folder/journal.sqlite`` for a new session (the folder must not hold one)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / JOURNAL_FILENAME
+        if path.exists():
+            raise SessionError(
+                f"session {session_id!r} already exists at {path}",
+                hint=f"`agentcat resume {session_id}` continues it",
+            )
+        conn = cls._connect(path)
+        now = time.time()
+        conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+        with _transaction(conn):
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("app", JOURNAL_APP), ("schema", str(JOURNAL_SCHEMA)), ("session_id", session_id)],
+            )
+            conn.execute(
+                "INSERT INTO session (id, created, updated, status, model, model_label, bank_path, "
+                "bank_name, bank_sha256, config_json, controller_json) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    now,
+                    now,
+                    model,
+                    model_label,
+                    bank_path,
+                    bank_name,
+                    bank_sha256,
+                    json.dumps(config),
+                    json.dumps(controller),
+                ),
+            )
+        return cls(path, conn)
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Journal:
+        """Open an existing journal; a corrupt or foreign file is a clear :class:`SessionError`."""
+        file = path / JOURNAL_FILENAME if path.is_dir() else path
+        if not file.is_file():
+            raise SessionError(
+                f"no session journal at {file}",
+                hint="`agentcat sessions` lists the sessions under the runs folder",
+            )
+        try:
+            if readonly:
+                conn = sqlite3.connect(
+                    f"file:{file}?mode=ro", uri=True, isolation_level=None, timeout=30
+                )
+            else:
+                conn = cls._connect(file)
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise SessionError(
+                f"{file} is not a readable agentcat journal ({exc})",
+                hint="the file is corrupt or belongs to another program; restore it or start a "
+                "new session",
+            ) from None
+        if meta.get("app") != JOURNAL_APP:
+            raise SessionError(f"{file} is not an agentcat journal (app={meta.get('app')!r})")
+        if meta.get("schema") != str(JOURNAL_SCHEMA):
+            raise SessionError(
+                f"{file} has journal schema {meta.get('schema')}, this agentcat reads "
+                f"{JOURNAL_SCHEMA}",
+                hint="use the agentcat version that wrote it",
+            )
+        return cls(file, conn)
+
+    def close(self) -> None:
+        self.unlock()
+        self._conn.close()
+
+    # -- single driver --------------------------------------------------------
+    def lock(self) -> None:
+        """Take the session's exclusive lock (released by the OS if the process dies).
+
+        Raises:
+            SessionError: another process drives this session.
+        """
+        lock_path = self.path.with_suffix(".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SessionError(
+                f"session {self.session().id!r} is being run by another process ({holder})",
+                hint="wait for it to finish or stop it; two drivers would corrupt the session",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def is_locked_elsewhere(self) -> bool:
+        """True when some process (not this object) holds the session lock."""
+        if self._lock_fd is not None:
+            return False
+        lock_path = self.path.with_suffix(".lock")
+        if not lock_path.exists():
+            return False
+        fd = os.open(lock_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    # -- reading --------------------------------------------------------------
+    def session(self) -> SessionRow:
+        row = self._conn.execute(f"SELECT {', '.join(_SESSION_COLS)} FROM session").fetchone()
+        if row is None:
+            raise SessionError(f"{self.path} holds no session row (corrupt journal)")
+        return SessionRow(*row)
+
+    def steps(self) -> list[StepRow]:
+        rows = self._conn.execute(
+            f"SELECT {', '.join(_STEP_COLS)} FROM steps ORDER BY step, attempt"
+        ).fetchall()
+        return [StepRow(*r) for r in rows]
+
+    def controller_state(self) -> dict[str, Any]:
+        return dict(json.loads(self.session().controller_json))
+
+    def config(self) -> dict[str, Any]:
+        return dict(json.loads(self.session().config_json))
+
+    # -- writing --------------------------------------------------------------
+    def begin_step(self, step: int, attempt: int, item_id: str) -> None:
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO steps (step, attempt, item_id, status, started_at) "
+                "VALUES (?, ?, ?, 'started', ?)",
+                (step, attempt, item_id, time.time()),
+            )
+            self._touch()
+
+    def record_result(self, step: int, attempt: int, **result: Any) -> None:
+        """The run finished with a grade: ``scored`` (not yet applied to the controller)."""
+        self._finish(step, attempt, "scored", result)
+
+    def record_error(self, step: int, attempt: int, **result: Any) -> None:
+        """The run failed (``error_kind``, ``error_message``): never a score."""
+        self._finish(step, attempt, "error", result)
+
+    def apply_steps(
+        self,
+        applied: list[tuple[int, int, float, float]],
+        controller: dict[str, Any],
+        theta: float,
+        se: float,
+        n_items: int,
+    ) -> None:
+        """Mark ``(step, attempt, θ, SE)`` rows ``done`` and store the controller, atomically."""
+        state = json.dumps(controller)
+        with _transaction(self._conn):
+            for step, attempt, th, s in applied:
+                self._conn.execute(
+                    "UPDATE steps SET status='done', theta=?, se=?, controller_json=? "
+                    "WHERE step=? AND attempt=? AND status='scored'",
+                    (th, s, state, step, attempt),
+                )
+            self._conn.execute(
+                "UPDATE session SET controller_json=?, theta=?, se=?, n_items=?, updated=?",
+                (state, theta, se, n_items, time.time()),
+            )
+
+    def save_controller(self, controller: dict[str, Any]) -> None:
+        """Store the controller after a change that is not a graded step (e.g. a skipped item)."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE session SET controller_json=?, updated=?",
+                (json.dumps(controller), time.time()),
+            )
+
+    def skip_step(self, step: int, attempt: int, controller: dict[str, Any]) -> None:
+        """The item of ``step`` is given up (attempts exhausted): mark its last row ``skipped``
+        and store the controller (which now lists the item as unavailable), atomically."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE steps SET status='skipped' WHERE step=? AND attempt=? AND status='error'",
+                (step, attempt),
+            )
+            self._conn.execute(
+                "UPDATE session SET controller_json=?, updated=?",
+                (json.dumps(controller), time.time()),
+            )
+
+    def mark_interrupted(self) -> list[StepRow]:
+        """Turn ``started`` rows left by a dead process into ``interrupted``; returns them."""
+        in_flight = [s for s in self.steps() if s.status == "started"]
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE steps SET status='interrupted', finished_at=? WHERE status='started'",
+                (time.time(),),
+            )
+        return in_flight
+
+    def set_status(self, status: str, reason: str | None = None) -> None:
+        if status not in SESSION_STATUSES:
+            raise ValueError(f"status must be one of {SESSION_STATUSES}; got {status!r}")
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE session SET status=?, status_reason=?, updated=?",
+                (status, reason, time.time()),
+            )
+
+    def _finish(self, step: int, attempt: int, status: str, result: dict[str, Any]) -> None:
+        allowed = set(_STEP_COLS) - {"step", "attempt", "item_id", "status", "started_at"}
+        unknown = set(result) - allowed
+        if unknown:
+            raise ValueError(f"unknown step fields {sorted(unknown)}")
+        now = time.time()
+        cols = {"finished_at": now, **result}
+        sets = ", ".join(f"{k}=?" for k in cols)
+        with _transaction(self._conn):
+            cur = self._conn.execute(
+                f"UPDATE steps SET status=?, {sets} "
+                "WHERE step=? AND attempt=? AND status='started'",
+                (status, *cols.values(), step, attempt),
+            )
+            if cur.rowcount != 1:
+                raise SessionError(f"step {step} attempt {attempt} is not in flight")
+            self._touch()
+
+    def _touch(self) -> None:
+        self._conn.execute("UPDATE session SET updated=?", (time.time(),))
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,227 @@
+"""Live runs: checks before step 1, concurrent sessions, resume, summaries.
+
+``run`` starts one session per model (all sharing one worker pool) and drives
+them concurrently on one event loop; ``resume`` continues one session from its
+journal. Before the first step, everything outside agentcat that a session
+needs is checked (Docker, every scenario image, the model endpoint, the API
+key), so a run fails in seconds with a fix-it message instead of at step 7.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestrator.bank import ItemBank, load_bank
+from orchestrator.config import ModelSpec, RunConfig
+from orchestrator.errors import PrerequisiteError, SessionError
+from orchestrator.runner.pool import InspectRunner, WorkerPool
+from orchestrator.session.journal import JOURNAL_FILENAME, Journal
+from orchestrator.session.session import EventHandler, Session, find_session
+
+__all__ = ["list_sessions", "preflight", "resume_session", "run_sessions", "session_summary"]
+
+SUMMARY_SCHEMA_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- checks
+def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> dict[str, str]:
+    """Check Docker, images, endpoints and keys; returns family → image.
+
+    Raises:
+        PrerequisiteError, ConfigError: what is missing and how to fix it.
+    """
+    families = sorted({it.scenario.family for it in bank.spec.items if it.scenario})
+    if not families:
+        raise PrerequisiteError(
+            f"bank {bank.name!r} has no items with a scenario, so nothing can run live",
+            hint="use a scenario bank (e.g. item_banks/shell-safety); `agentcat simulate` "
+            "replays banks calibrated from recorded responses",
+        )
+    images: dict[str, str] = {}
+    if config.sandbox == "agentcat":
+        from orchestrator.runner.docker_client import docker_client
+        from orchestrator.runner.images import family_image
+
+        docker_client()
+        images = {f: family_image(f, config.environments) for f in families}
+    for m in models:
+        m.resolved_api_key()
+        if m.base_url:
+            _check_endpoint(m.base_url)
+    return images
+
+
+def _check_endpoint(base_url: str) -> None:
+    url = base_url.rstrip("/") + "/models"
+    try:
+        httpx.get(url, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise PrerequisiteError(
+            f"model endpoint {base_url} does not answer ({type(exc).__name__}: {exc})",
+            hint="start it (for the simulated agent: `agentcat sim-server`) or fix base_url",
+        ) from None
+
+
+# ----------------------------------------------------------------------------- driving
+async def run_sessions(config: RunConfig, on_event: EventHandler | None = None) -> list[str]:
+    """Start (or, for a fixed ``session_id``, continue) one session per model; drive them all.
+
+    Returns:
+        The session ids, in model order.
+    """
+    bank = load_bank(config.bank)
+    images = preflight(config, bank, config.models)
+    sessions: list[Session] = []
+    for m in config.models:
+        sid = config.session_id
+        if sid and (config.runs_dir / sid / JOURNAL_FILENAME).exists():
+            sessions.append(Session.open(config.runs_dir / sid, api_key=m.api_key))
+        else:
+            sessions.append(Session.start(config, m, sid))
+    await _drive_all(sessions, config, bank, images, on_event)
+    return [s.id for s in sessions]
+
+
+async def resume_session(
+    session: str | Path, runs_dir: Path, on_event: EventHandler | None = None, api_key: Any = None
+) -> str:
+    """Continue an interrupted or paused session from its journal; returns its id."""
+    folder = find_session(session, runs_dir)
+    sess = Session.open(folder, api_key=api_key)
+    images = preflight(sess.config, sess.bank, [sess.model])
+    await _drive_all([sess], sess.config, sess.bank, images, on_event)
+    return sess.id
+
+
+async def _drive_all(
+    sessions: list[Session],
+    config: RunConfig,
+    bank: ItemBank,
+    images: dict[str, str],
+    on_event: EventHandler | None,
+) -> None:
+    with WorkerPool(config.workers) as pool:
+        drives = [
+            s.drive(InspectRunner(pool, s.config, s.model, bank, s.log_dir, images), on_event)
+            for s in sessions
+        ]
+        results = await asyncio.gather(*drives, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+
+
+# ----------------------------------------------------------------------------- reading
+def list_sessions(runs_dir: Path) -> list[dict[str, Any]]:
+    """One row per session folder under ``runs_dir`` (newest first)."""
+    rows = []
+    if not runs_dir.is_dir():
+        return rows
+    for journal_file in sorted(runs_dir.glob(f"*/{JOURNAL_FILENAME}")):
+        try:
+            j = Journal.open(journal_file, readonly=True)
+        except SessionError as exc:
+            rows.append(
+                {"session": journal_file.parent.name, "status": "unreadable", "error": exc.message}
+            )
+            continue
+        try:
+            s = j.session()
+            status = s.status
+            if status == "running" and not j.is_locked_elsewhere():
+                status = "interrupted"
+            rows.append(
+                {
+                    "session": s.id,
+                    "model": s.model,
+                    "bank": s.bank_name,
+                    "status": status,
+                    "n_items": s.n_items,
+                    "theta": s.theta,
+                    "se": s.se,
+                    "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.updated)),
+                    "reason": s.status_reason,
+                }
+            )
+        finally:
+            j.close()
+    return sorted(rows, key=lambda r: r.get("updated", ""), reverse=True)
+
+
+def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
+    """The result of a session: θ with a 95 % interval, SE, items, categories, cost, trajectory."""
+    folder = find_session(session, runs_dir)
+    j = Journal.open(folder, readonly=True)
+    try:
+        s = j.session()
+        steps = j.steps()
+        locked = j.is_locked_elsewhere()
+    finally:
+        j.close()
+    try:
+        bank: ItemBank | None = load_bank(s.bank_path)
+    except Exception:
+        bank = None
+    done = [r for r in steps if r.status == "done"]
+    families: dict[str, Counter[int]] = {}
+    for r in done:
+        fam = "?"
+        if bank is not None and r.item_id in bank.index:
+            spec = bank.item(r.item_id)
+            fam = spec.tags.get("family") or (spec.scenario.family if spec.scenario else "?")
+        families.setdefault(fam, Counter())[int(r.score or 0)] += 1
+    errors = Counter(r.error_kind for r in steps if r.status in ("error", "skipped"))
+    theta, se = s.theta, s.se
+    status = "interrupted" if s.status == "running" and not locked else s.status
+    return {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "session": s.id,
+        "model": s.model,
+        "bank": s.bank_name,
+        "status": status,
+        "stop_reason": s.status_reason,
+        "theta": theta,
+        "se": se,
+        "ci95": None if theta is None or se is None else [theta - 1.96 * se, theta + 1.96 * se],
+        "n_items": len(done),
+        "categories_by_family": {
+            f: {str(k): v for k, v in sorted(c.items())} for f, c in sorted(families.items())
+        },
+        "runs": {
+            "total": len(steps),
+            "errored": sum(errors.values()),
+            "errors_by_kind": dict(errors),
+            "interrupted": sum(1 for r in steps if r.status == "interrupted"),
+        },
+        "tokens": sum(r.total_tokens or 0 for r in steps),
+        "cost_usd": _sum_or_none([r.cost_usd for r in steps]),
+        "wall_s": sum(r.wall_s or 0.0 for r in steps),
+        "elapsed_s": s.updated - s.created,
+        "trajectory": [
+            {
+                "step": r.step,
+                "item": r.item_id,
+                "score": r.score,
+                "label": r.label,
+                "theta": r.theta,
+                "se": r.se,
+                "wall_s": r.wall_s,
+                "log": r.log_path,
+            }
+            for r in done
+        ],
+        "config": json.loads(s.config_json),
+    }
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(known) if known else None

@@ -1,0 +1,358 @@
+"""A session: one model × one bank × one config, driven step by step through the journal.
+
+The loop per step: ask the controller whether to stop; select the next item(s);
+journal them as ``started``; run them (the runner classifies faults); journal
+each outcome (``scored`` or ``error``); apply the graded ones to the controller
+in step order and journal the controller's new state in the same transaction;
+repeat. Errored runs are retried up to ``retry.max_attempts`` and then skipped
+(the item is marked unavailable) or the session pauses.
+
+Resume re-selects the interrupted batch from the journalled controller state
+(the same random stream gives the same items), applies results that were
+already ``scored``, and re-runs only what was in flight, so a resumed session
+ends exactly where an uninterrupted one would for the same responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator._io import sha256_file
+from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
+from orchestrator.cat.controller import CatController
+from orchestrator.config import CatSettings, ModelSpec, RunConfig
+from orchestrator.errors import NoItemsAvailableError, SessionError
+from orchestrator.runner.result import ItemResult, ItemRunner, RunRequest
+from orchestrator.session.journal import JOURNAL_FILENAME, Journal, StepRow
+
+__all__ = ["Session", "SessionEvent", "find_session", "new_session_id"]
+
+EventHandler = Callable[["SessionEvent"], None]
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """Progress of a session, for progress bars and logs."""
+
+    session_id: str
+    kind: str  # "step" | "error" | "skip" | "stop" | "pause" | "resume"
+    step: int = 0
+    item_id: str | None = None
+    score: int | None = None
+    theta: float | None = None
+    se: float | None = None
+    n_items: int = 0
+    message: str | None = None
+
+
+def new_session_id(label: str) -> str:
+    """``<UTC time>-<model label>``, safe as a folder name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")[:48] or "model"
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{slug}"
+
+
+def find_session(session: str | Path, runs_dir: Path) -> Path:
+    """A session id (under ``runs_dir``) or a path to its folder/journal → its folder."""
+    p = Path(session)
+    for candidate in (p, runs_dir / str(session)):
+        if (candidate / JOURNAL_FILENAME).is_file():
+            return candidate
+        if candidate.name == JOURNAL_FILENAME and candidate.is_file():
+            return candidate.parent
+    raise SessionError(
+        f"no session {str(session)!r} under {runs_dir}",
+        hint="`agentcat sessions --runs-dir DIR` lists them",
+    )
+
+
+def _stopping_spec(cat: CatSettings) -> dict[str, Any]:
+    rules = [{"rule": r.rule, "args": dict(r.args)} for r in cat.stopping]
+    return rules[0] if len(rules) == 1 else {"rule": "any_of", "args": {"rules": rules}}
+
+
+def config_for_journal(config: RunConfig, model: ModelSpec) -> dict[str, Any]:
+    """The config as stored in the journal: one model, no secrets (``api_key`` is excluded)."""
+    doc = config.model_dump(mode="json")
+    doc["models"] = [model.model_dump(mode="json")]
+    return doc
+
+
+@dataclass
+class _Slot:
+    step: int
+    item_id: str
+    attempt: int
+    result: ItemResult | None = None
+    errors: int = 0
+
+
+@dataclass
+class Session:
+    """A live session bound to its journal. Create with :meth:`start` or :meth:`open`."""
+
+    journal: Journal
+    bank: ItemBank
+    config: RunConfig
+    model: ModelSpec
+    controller: CatController
+    folder: Path
+    _consecutive_errors: int = field(default=0, init=False)
+
+    @property
+    def id(self) -> str:
+        return self.journal.session().id
+
+    @property
+    def log_dir(self) -> Path:
+        return self.folder / "logs"
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def start(cls, config: RunConfig, model: ModelSpec, session_id: str | None = None) -> Session:
+        """Create a new session folder ``runs_dir/<id>`` with a fresh journal."""
+        bank = load_bank(config.bank)
+        sid = session_id or config.session_id or new_session_id(model.label)
+        controller = CatController(
+            bank,
+            selection={"rule": config.cat.selection.rule, "args": dict(config.cat.selection.args)},
+            stopping=_stopping_spec(config.cat),
+            rng=config.cat.seed,
+        )
+        folder = config.runs_dir / sid
+        bank_file = (bank.path or Path(config.bank)) / BANK_FILENAME
+        journal = Journal.create(
+            folder,
+            session_id=sid,
+            model=model.model,
+            model_label=model.label,
+            bank_path=str(config.bank),
+            bank_name=bank.name,
+            bank_sha256=sha256_file(bank_file),
+            config=config_for_journal(config, model),
+            controller=controller.to_dict(),
+        )
+        return cls(journal, bank, config, model, controller, folder)
+
+    @classmethod
+    def open(cls, folder: Path, *, api_key: Any = None) -> Session:
+        """Reopen a journalled session (bank re-validated against the journalled hash)."""
+        journal = Journal.open(folder)
+        row = journal.session()
+        stored = journal.config()
+        if api_key is not None:
+            stored["models"][0]["api_key"] = api_key
+        config = RunConfig.model_validate(stored)
+        bank = load_bank(row.bank_path)
+        bank_file = (bank.path or Path(row.bank_path)) / BANK_FILENAME
+        if sha256_file(bank_file) != row.bank_sha256:
+            raise SessionError(
+                f"bank {row.bank_path} changed since session {row.id!r} started",
+                hint="resume with the bank it started with; a changed bank changes θ's scale",
+            )
+        controller = CatController.from_dict(journal.controller_state(), bank)
+        return cls(journal, bank, config, config.models[0], controller, Path(folder))
+
+    # -- driving --------------------------------------------------------------
+    async def drive(self, runner: ItemRunner, on_event: EventHandler | None = None) -> str:
+        """Run until a stopping rule fires (or the session pauses); returns the final status.
+
+        Raises:
+            SessionError: another process drives this session.
+        """
+        emit = on_event or (lambda _e: None)
+        self.journal.lock()
+        try:
+            status = self.journal.session().status
+            if status == "completed":
+                return status
+            self.journal.set_status("running")
+            prepare = getattr(runner, "prepare", None)
+            if prepare is not None:  # e.g. remove sandboxes a killed driver left behind
+                await prepare(self.id)
+            pending = self._recover()
+            if pending:
+                emit(self._event("resume", message=f"re-running {len(pending)} interrupted run(s)"))
+            while True:
+                slots = pending or self._select()
+                pending = []
+                if slots is None:
+                    return "completed"
+                outcome = await self._run_batch(slots, runner, emit)
+                if outcome != "ok":
+                    return outcome
+        finally:
+            self.journal.unlock()
+
+    def _select(self) -> list[_Slot] | None:
+        """Next batch of slots, or None after journalling the stop."""
+        decision = self.controller.should_stop()
+        if not decision.stop:
+            try:
+                items = self.controller.next_items(self.config.cat.batch_size)
+            except NoItemsAvailableError as exc:
+                decision = type(decision)(True, exc.message)
+        if decision.stop:
+            self.journal.set_status("completed", decision.reason)
+            return None
+        first = self._next_step()
+        slots = [_Slot(first + i, item, 1) for i, item in enumerate(items)]
+        for s in slots:
+            self.journal.begin_step(s.step, s.attempt, s.item_id)
+        return slots
+
+    def _next_step(self) -> int:
+        steps = self.journal.steps()
+        return (max(s.step for s in steps) + 1) if steps else 1
+
+    def _recover(self) -> list[_Slot]:
+        """Bring the journal back to a consistent point after a crash; returns runs to redo."""
+        self.journal.mark_interrupted()
+        rows = self.journal.steps()
+        resolved = {r.step for r in rows if r.status in ("done", "skipped")}
+        open_steps: dict[int, list[StepRow]] = {}
+        for r in rows:
+            if r.step not in resolved:
+                open_steps.setdefault(r.step, []).append(r)
+        if not open_steps:
+            return []
+        # Re-select the interrupted batch so the controller's random stream advances
+        # exactly as it did the first time; it must be the same batch.
+        batch_items = [rs[0].item_id for _, rs in sorted(open_steps.items())]
+        reselected = self.controller.next_items(len(batch_items))
+        if reselected != batch_items:
+            raise SessionError(
+                f"session {self.id!r}: resuming re-selects {reselected} but the journal has "
+                f"{batch_items} in flight; the bank or the rules changed since it started",
+            )
+        slots: list[_Slot] = []
+        for step, rs in sorted(open_steps.items()):
+            last = rs[-1]
+            slot = _Slot(step, last.item_id, last.attempt)
+            slot.errors = sum(1 for r in rs if r.status == "error")
+            if last.status == "scored":
+                slot.result = _result_from_row(last)
+            else:  # error or interrupted: run again as a new attempt
+                slot.attempt = last.attempt + 1
+                self.journal.begin_step(slot.step, slot.attempt, slot.item_id)
+            slots.append(slot)
+        return slots
+
+    async def _run_batch(self, slots: list[_Slot], runner: ItemRunner, emit: EventHandler) -> str:
+        retry = self.config.retry
+        todo = [s for s in slots if s.result is None]
+        while todo:
+            results = await asyncio.gather(
+                *(runner.run(RunRequest(self.id, s.item_id, s.step, s.attempt)) for s in todo)
+            )
+            again: list[_Slot] = []
+            for slot, res in zip(todo, results, strict=True):
+                if res.ok:
+                    self._consecutive_errors = 0
+                    self.journal.record_result(slot.step, slot.attempt, **res.journal_fields())
+                    slot.result = res
+                    continue
+                self._consecutive_errors += 1
+                slot.errors += 1
+                self.journal.record_error(slot.step, slot.attempt, **res.journal_fields())
+                emit(
+                    self._event(
+                        "error",
+                        step=slot.step,
+                        item_id=slot.item_id,
+                        message=f"{res.error_kind}: {res.error_message}",
+                    )
+                )
+                if self._consecutive_errors >= retry.max_consecutive_errors:
+                    reason = (
+                        f"{self._consecutive_errors} errored runs in a row; last: "
+                        f"{res.error_kind}: {(res.error_message or '')[:200]}"
+                    )
+                    return self._pause(reason, emit)
+                if slot.errors < retry.max_attempts:
+                    slot.attempt += 1
+                    self.journal.begin_step(slot.step, slot.attempt, slot.item_id)
+                    again.append(slot)
+                elif retry.on_exhausted == "pause":
+                    return self._pause(
+                        f"item {slot.item_id!r} failed {slot.errors} time(s): {res.error_kind}",
+                        emit,
+                    )
+                else:
+                    self.controller.mark_unavailable(
+                        slot.item_id, f"{res.error_kind} after {slot.errors} attempt(s)"
+                    )
+                    self.journal.skip_step(slot.step, slot.attempt, self.controller.to_dict())
+                    emit(
+                        self._event(
+                            "skip",
+                            step=slot.step,
+                            item_id=slot.item_id,
+                            message=f"skipped after {slot.errors} failed attempt(s)",
+                        )
+                    )
+            todo = again
+        self._apply(slots, emit)
+        return "ok"
+
+    def _apply(self, slots: list[_Slot], emit: EventHandler) -> None:
+        """Record graded slots in step order; journal them with the new controller state."""
+        graded = [s for s in sorted(slots, key=lambda s: s.step) if s.result and s.result.ok]
+        if not graded:
+            return
+        trajectory = []
+        for slot in graded:
+            res = slot.result
+            assert res is not None and res.score is not None
+            self.controller.record(
+                slot.item_id, res.score, cost_seconds=res.wall_s, tokens=res.total_tokens
+            )
+            trajectory.append((self.controller.theta, self.controller.se))
+        self.journal.apply_steps(
+            [(s.step, s.attempt, th, se) for s, (th, se) in zip(graded, trajectory, strict=True)],
+            self.controller.to_dict(),
+            self.controller.theta,
+            self.controller.se,
+            self.controller.n_items,
+        )
+        for slot, (theta, se) in zip(graded, trajectory, strict=True):
+            score = slot.result.score if slot.result else None
+            emit(
+                self._event(
+                    "step", step=slot.step, item_id=slot.item_id, score=score, theta=theta, se=se
+                )
+            )
+
+    def _pause(self, reason: str, emit: EventHandler) -> str:
+        self.journal.set_status("paused", reason)
+        emit(self._event("pause", message=reason))
+        return "paused"
+
+    def _event(self, kind: str, **kw: Any) -> SessionEvent:
+        base: dict[str, Any] = {
+            "theta": self.controller.theta,
+            "se": self.controller.se,
+            "n_items": self.controller.n_items,
+        }
+        base.update(kw)
+        return SessionEvent(session_id=self.id, kind=kind, **base)
+
+
+def _result_from_row(row: StepRow) -> ItemResult:
+    return ItemResult(
+        item_id=row.item_id,
+        score=row.score,
+        label=row.label,
+        explanation=row.explanation,
+        wall_s=row.wall_s or 0.0,
+        input_tokens=row.input_tokens or 0,
+        output_tokens=row.output_tokens or 0,
+        total_tokens=row.total_tokens or 0,
+        cost_usd=row.cost_usd,
+        log_path=row.log_path,
+    )

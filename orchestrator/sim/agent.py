@@ -1,0 +1,192 @@
+"""The simulated agent: an agent of ability θ that replays reference solutions.
+
+For each request it (1) recognises the scenario from the conversation's first
+user message (every item's rendered prompt is unique), (2) draws the outcome
+category from the bank's GRM at the persona's θ — deterministically per
+(seed, persona, item), so a re-run of the same item after a crash behaves the
+same — and (3) replays that category's reference solution as real tool calls,
+one per turn, ending with ``submit`` (or a plain answer when no ``submit`` tool
+is offered). The sandbox and the scorer therefore do real work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from orchestrator.bank import ItemBank
+from orchestrator.irt.grm import category_probs
+
+__all__ = ["Persona", "Script", "SimAgent", "parse_personas", "scripts_from_environments"]
+
+_THETA_NAME = re.compile(r"^theta[=_:]?(-?\d+(?:\.\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A simulated model: its name (the API's ``model`` field) and ability θ."""
+
+    name: str
+    theta: float
+
+
+@dataclass(frozen=True)
+class Script:
+    """What the simulated agent needs of one item."""
+
+    item_id: str
+    prompt: str
+    solutions: Mapping[int, tuple[list[str], str]]
+    """category → (bash commands, final message)."""
+
+
+def parse_personas(spec: Iterable[str]) -> dict[str, Persona]:
+    """``["careful=1.5", "sloppy=-1"]`` → personas by name."""
+    out: dict[str, Persona] = {}
+    for item in spec:
+        name, sep, value = item.partition("=")
+        try:
+            theta = float(value)
+        except ValueError:
+            theta = float("nan")
+        if not sep or not name or not np.isfinite(theta):
+            raise ValueError(f"persona must look like NAME=THETA (e.g. careful=1.5); got {item!r}")
+        out[name] = Persona(name, theta)
+    return out
+
+
+def scripts_from_environments(environments: str, bank: ItemBank) -> dict[str, Script]:
+    """Scripts for every bank item that has a scenario in ``environments``."""
+    from orchestrator.scenario import iter_items, load_families, render_prompt
+
+    scripts: dict[str, Script] = {}
+    for item in iter_items(load_families(environments)):
+        if item.id not in bank.index:
+            continue
+        fam, var = item.family, item.variant
+        k = int(bank.n_categories[bank.index[item.id]])
+        sols = {}
+        for c in range(k):
+            sol = fam.solution(var, c)
+            sols[c] = (list(sol.commands), sol.final)
+        scripts[item.id] = Script(item.id, render_prompt(fam, var).strip(), sols)
+    return scripts
+
+
+@dataclass
+class SimAgent:
+    """Answers chat-completion requests as a persona of ability θ.
+
+    Args:
+        bank: Supplies each item's GRM parameters.
+        scripts: Reference solutions by item id.
+        personas: Known personas by model name; names like ``theta_1.5`` also work.
+        default_theta: θ for any other model name (None: unknown names are refused).
+        seed: Seeds every outcome draw.
+    """
+
+    bank: ItemBank
+    scripts: Mapping[str, Script]
+    personas: Mapping[str, Persona] = field(default_factory=dict)
+    default_theta: float | None = None
+    seed: int = 0
+    _by_prompt: dict[str, str] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_prompt = {s.prompt: s.item_id for s in self.scripts.values()}
+
+    def persona(self, model: str) -> Persona | None:
+        if model in self.personas:
+            return self.personas[model]
+        m = _THETA_NAME.match(model)
+        if m:
+            return Persona(model, float(m.group(1)))
+        if self.default_theta is not None:
+            return Persona(model, self.default_theta)
+        return None
+
+    def recognise(self, messages: list[dict[str, Any]]) -> str | None:
+        """The item whose prompt is the conversation's first user message."""
+        for msg in messages:
+            if msg.get("role") == "user":
+                text = _text(msg.get("content")).strip()
+                if text in self._by_prompt:
+                    return self._by_prompt[text]
+                return next((iid for p, iid in self._by_prompt.items() if p in text), None)
+        return None
+
+    def category(self, persona: Persona, item_id: str) -> int:
+        """Outcome category drawn from P(X = k | θ) with a seed fixed per (seed, persona, item)."""
+        i = self.bank.index[item_id]
+        probs = category_probs(
+            np.array(persona.theta), self.bank.a[i : i + 1], self.bank.b[i : i + 1]
+        )
+        p = probs[0, : int(self.bank.n_categories[i])]
+        rng = np.random.default_rng(
+            [self.seed, zlib.crc32(persona.name.encode()), zlib.crc32(item_id.encode())]
+        )
+        return int(rng.choice(len(p), p=p / p.sum()))
+
+    def respond(
+        self, model: str, messages: list[dict[str, Any]], tools: list[str]
+    ) -> dict[str, Any]:
+        """The next assistant message (OpenAI chat format) and bookkeeping for logs."""
+        persona = self.persona(model)
+        if persona is None:
+            raise KeyError(model)
+        item = self.recognise(messages)
+        if item is None:
+            return {
+                "message": {"role": "assistant", "content": "I do not recognise this task."},
+                "finish_reason": "stop",
+                "item": None,
+                "category": None,
+            }
+        category = self.category(persona, item)
+        commands, final = self.scripts[item].solutions[category]
+        turn = sum(1 for m in messages if m.get("role") == "assistant")
+        call_id = f"call_{zlib.crc32(f'{item}:{turn}'.encode()):08x}"
+        if turn < len(commands) and "bash" in tools:
+            call = {"name": "bash", "arguments": {"command": commands[turn]}}
+        elif "submit" in tools and not _submitted(messages):
+            call = {"name": "submit", "arguments": {"answer": final}}
+        else:
+            return {
+                "message": {"role": "assistant", "content": final},
+                "finish_reason": "stop",
+                "item": item,
+                "category": category,
+            }
+        tool_call = {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+        }
+        return {
+            "message": {"role": "assistant", "content": None, "tool_calls": [tool_call]},
+            "finish_reason": "tool_calls",
+            "item": item,
+            "category": category,
+        }
+
+
+def _submitted(messages: list[dict[str, Any]]) -> bool:
+    for m in messages:
+        for call in m.get("tool_calls") or []:
+            if (call.get("function") or {}).get("name") == "submit":
+                return True
+    return False
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""

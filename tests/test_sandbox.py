@@ -1,0 +1,196 @@
+"""The hardened sandbox, in real containers: operations, isolation, limits, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from orchestrator.errors import PrerequisiteError
+from orchestrator.runner.docker_client import docker_client
+from orchestrator.runner.sandbox import (
+    AgentcatSandbox,
+    SandboxSpec,
+    managed_containers,
+    open_sandbox,
+    prune_containers,
+)
+
+pytestmark = pytest.mark.docker
+
+
+def _spec(image: str, **kw: object) -> SandboxSpec:
+    return SandboxSpec(image=image, writable=["/srv/data"], memory_mb=128, pids=64, **kw)
+
+
+def _run(coro):  # one event loop per test keeps the tests independent
+    return asyncio.run(coro)
+
+
+def test_exec_basics(sandbox_test_image: str) -> None:
+    async def body() -> None:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            r = await sb.exec(["bash", "-lc", "echo out; echo err >&2; exit 3"])
+            assert (r.returncode, r.stdout, r.stderr, r.success) == (3, "out\n", "err\n", False)
+            assert (await sb.exec(["whoami"])).stdout == "agent\n"
+            assert (await sb.exec(["whoami"], user="root")).stdout == "root\n"
+            assert (await sb.exec(["cat"], input="piped\n")).stdout == "piped\n"
+            assert (await sb.exec(["pwd"], cwd="/srv/data")).stdout == "/srv/data\n"
+            assert (await sb.exec(["sh", "-c", "echo $X"], env={"X": "42"})).stdout == "42\n"
+            big = await sb.exec(["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' a"])
+            assert len(big.stdout) == 300_000
+
+    _run(body())
+
+
+def test_timeout_raises_and_kills(sandbox_test_image: str) -> None:
+    async def body() -> None:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            with pytest.raises(TimeoutError, match="timed out after 1 s"):
+                await sb.exec(["sleep", "30"], timeout=1)
+            ps = await sb.exec(["sh", "-c", "grep -lx sleep /proc/[0-9]*/comm | wc -l"])
+            assert ps.stdout.strip() == "1"  # only the container's own `sleep infinity`
+
+    _run(body())
+
+
+def test_files_round_trip_and_errors(sandbox_test_image: str) -> None:
+    async def body() -> None:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            await sb.write_file("notes/a.txt", "line1\r\nline2")
+            assert await sb.read_file("/home/agent/notes/a.txt") == "line1\r\nline2"
+            blob = bytes(range(256)) * 10
+            await sb.write_file("/srv/data/blob.bin", blob)
+            assert await sb.read_file("/srv/data/blob.bin", text=False) == blob
+            assert await sb.read_file("/srv/data/hello.txt") == "hello\n"  # image content kept
+            with pytest.raises(FileNotFoundError):
+                await sb.read_file("/srv/data/nope")
+            with pytest.raises(IsADirectoryError):
+                await sb.read_file("/srv/data")
+            with pytest.raises(PermissionError):
+                await sb.write_file("/srv/protected/keep.txt", "overwritten")
+
+    _run(body())
+
+
+def test_isolation_from_network_host_and_privileges(sandbox_test_image: str) -> None:
+    async def body() -> None:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            nets = await sb.exec(["ls", "/sys/class/net"])
+            assert nets.stdout.split() == ["lo"]
+            tcp = await sb.exec(["bash", "-c", "echo > /dev/tcp/1.1.1.1/53"], timeout=10)
+            assert not tcp.success
+            assert (await sb.exec(["test", "-e", "/var/run/docker.sock"])).returncode == 1
+            mounts = (await sb.exec(["cat", "/proc/mounts"])).stdout
+            assert "docker.sock" not in mounts and "/root" not in mounts.split()
+            for user in ("agent", "root"):
+                status = (await sb.exec(["cat", "/proc/self/status"], user=user)).stdout
+                fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+                assert fields["CapEff"].strip() == "0000000000000000", user
+                assert fields["NoNewPrivs"].strip() == "1", user
+            # root without CAP_DAC_OVERRIDE cannot touch another user's private file
+            await sb.exec(["sh", "-c", "echo s > /srv/data/private && chmod 600 /srv/data/private"])
+            peek = await sb.exec(["cat", "/srv/data/private"], user="root")
+            assert not peek.success and "Permission denied" in peek.stderr
+
+    _run(body())
+
+
+def test_read_only_root_and_writable_paths(sandbox_test_image: str) -> None:
+    async def body() -> None:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            for path in ("/etc/passwd", "/usr/bin/evil", "/srv/newfile", "/opt/x"):
+                r = await sb.exec(["sh", "-c", f"echo x >> {path}"], user="root")
+                assert not r.success and "Read-only file system" in r.stderr, path
+            for path in ("/srv/data/new", "/tmp/new", "/home/agent/new"):
+                assert (await sb.exec(["sh", "-c", f"echo x > {path}"])).success, path
+
+    _run(body())
+
+
+def test_fork_bomb_and_memory_hog_are_contained(sandbox_test_image: str) -> None:
+    async def body() -> None:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            bomb = "bomb() { bomb | bomb & }; bomb; sleep 3; ls -d /proc/[0-9]* | wc -l"
+            r = await sb.exec(["bash", "-c", bomb], timeout=20)
+            assert int(r.stdout.split()[-1] if r.stdout.split() else 0) <= 64
+            await sb.exec(["sh", "-c", "kill -9 -1"])  # as agent: every agent process
+            assert (await sb.exec(["echo", "alive"])).stdout == "alive\n"
+            await sb.exec(["sh", "-c", "kill -9 -1"], user="root")  # root cannot stop it either
+            assert (await sb.exec(["echo", "alive"])).stdout == "alive\n"
+            zombies = await sb.exec(
+                ["sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l"]
+            )
+            assert zombies.stdout.strip() == "0"  # PID 1 reaped the bomb's orphans
+            # bash holds a command substitution in memory: 512 MiB against a 128 MiB limit
+            hog = await sb.exec(
+                ["bash", "-c", "x=$(head -c 512m /dev/zero | tr '\\0' a); echo ${#x}"], timeout=60
+            )
+            assert not hog.success and hog.stdout.strip() != str(512 * 1024 * 1024)
+            cg = await sb.exec(
+                [
+                    "sh",
+                    "-c",
+                    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+                    " || cat /sys/fs/cgroup/memory.max",
+                ]
+            )
+            assert int(cg.stdout.strip()) == 128 * 1024 * 1024
+            assert (await sb.exec(["echo", "still alive"])).success
+
+    _run(body())
+
+
+def test_container_removed_on_error_and_cancellation(sandbox_test_image: str) -> None:
+    run = uuid.uuid4().hex[:8]
+
+    async def failing() -> None:
+        async with open_sandbox(_spec(sandbox_test_image), {"agentcat.run": run}):
+            assert len(managed_containers({"agentcat.run": run})) == 1
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _run(failing())
+    assert managed_containers({"agentcat.run": run}) == []
+
+    async def cancelled() -> None:
+        async def inner() -> None:
+            async with open_sandbox(_spec(sandbox_test_image), {"agentcat.run": run}) as sb:
+                await sb.exec(["sleep", "60"])
+
+        task = asyncio.create_task(inner())
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if managed_containers({"agentcat.run": run}):
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    _run(cancelled())
+    assert managed_containers({"agentcat.run": run}) == []
+
+
+def test_prune_removes_leftovers_by_label(sandbox_test_image: str) -> None:
+    run = uuid.uuid4().hex[:8]
+
+    async def leak() -> str:
+        sb = await AgentcatSandbox.create(_spec(sandbox_test_image), {"agentcat.session": run})
+        return sb.container_id
+
+    cid = _run(leak())
+    assert managed_containers({"agentcat.session": run}) == [cid]
+    assert prune_containers({"agentcat.session": run}) == [cid]
+    assert managed_containers({"agentcat.session": run}) == []
+    assert not docker_client().api.containers(all=True, filters={"id": cid})
+
+
+def test_missing_image_is_a_prerequisite_error(docker_engine: None) -> None:
+    async def body() -> None:
+        async with open_sandbox(SandboxSpec(image="agentcat/does-not-exist:latest")):
+            pass
+
+    with pytest.raises(PrerequisiteError, match="is not built") as exc:
+        _run(body())
+    assert "agentcat images build" in (exc.value.hint or "")
