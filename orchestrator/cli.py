@@ -174,7 +174,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         median = "-" if hit["median"] is None else f"{hit['median']:g}"
         print(
             f"{n}: SE ≤ {doc['se_target']:g} reached by {hit['reached']}/{doc['n_subjects']} "
-            f"subjects (median {median} items; never within their items: {hit['never']})"
+            f"subjects (median {median} items; not within their items or --max-items: "
+            f"{hit['never']})"
         )
     if args.plot:
         print(f"plot: {doc['plot']}")

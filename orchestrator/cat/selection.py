@@ -89,6 +89,9 @@ class SelectionRule(ABC):
     """
 
     name: ClassVar[str]
+    needs_grid_information: ClassVar[bool] = False
+    """Reads the administered items' information on the posterior grid even for k = 1
+    (the replay then keeps it up to date; live it is derived when asked)."""
     _spec: RuleSpec
 
     def __init__(
@@ -235,7 +238,7 @@ class SelectionRule(ABC):
         out = np.full(masked.shape[0], -1, dtype=np.int64)
         for s in np.flatnonzero(any_eligible):  # one draw per subject, from its own stream
             choices = top[s][valid[s]]
-            out[s] = choices[rngs[s].integers(len(choices))]
+            out[s] = choices[_draw(rngs[s], len(choices))]
         return out
 
     def _content_filter(self, state: CatState, mask: BoolArray, batch: IntArray) -> BoolArray:
@@ -260,6 +263,15 @@ class SelectionRule(ABC):
         deficit = np.where(avail, deficit, -np.inf)
         chosen = np.argmax(deficit, axis=1)
         return codes[None, :] == chosen[:, None]
+
+
+def _draw(rng: np.random.Generator, n: int) -> int:
+    """Uniform index in 0..n−1 from one double.
+
+    Twice as cheap as ``rng.integers(n)``, which matters when the replay draws
+    once per subject and step; live and replay share it, so streams agree.
+    """
+    return int(rng.random() * n)
 
 
 def _check_content(rule: str, content: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -400,6 +412,8 @@ class VarianceReduction(SelectionRule):
     test it weighs the whole posterior, not just its mean.
     """
 
+    needs_grid_information = True
+
     def __init__(
         self,
         *,
@@ -435,8 +449,6 @@ class RandomSelection(SelectionRule):
         self, scores: FloatArray, mask: BoolArray, rngs: Sequence[np.random.Generator]
     ) -> IntArray:
         counts = mask.sum(axis=1)
-        draws = np.array(
-            [rngs[s].integers(c) if c else -1 for s, c in enumerate(counts)], dtype=np.int64
-        )
+        draws = np.array([_draw(rngs[s], c) if c else -1 for s, c in enumerate(counts)])
         position = np.argmax(np.cumsum(mask, axis=1) > draws[:, None], axis=1)
         return np.where(counts > 0, position, -1)

@@ -253,7 +253,15 @@ class CatState:
     def information_at_theta(self) -> FloatArray:
         """Every item's information at each subject's EAP, ``(S, N)`` (computed once)."""
         if self._info_theta is None:
-            self._info_theta = self.bank.information(self.theta)
+            s, n = self.eligible.shape
+            rows = max(1, _BLOCK // max(1, n * (self.bank._ab.shape[0] + 2)))
+            if s <= rows:
+                self._info_theta = self.bank.information(self.theta)
+            else:  # replay of many subjects: blocks of rows bound the temporaries
+                out = np.empty((s, n))
+                for lo in range(0, s, rows):
+                    out[lo : lo + rows] = self.bank.information(self.theta[lo : lo + rows])
+                self._info_theta = out
         return self._info_theta
 
     def weights(self) -> FloatArray:

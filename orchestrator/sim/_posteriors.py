@@ -51,6 +51,8 @@ class PosteriorBatch:
         n_subjects: S.
         max_steps: Most responses any row will receive.
         prior_mean, prior_sd, grid, regrid_ratio: As for ``Posterior``.
+        track_information: Keep Σ information of administered items on each grid
+            (for rules with ``needs_grid_information``).
     """
 
     def __init__(
@@ -63,8 +65,10 @@ class PosteriorBatch:
         prior_sd: float = 1.0,
         grid: GridSpec = DEFAULT_GRID,
         regrid_ratio: float = 2.0,
+        track_information: bool = True,
     ) -> None:
         self.bank = bank
+        self.track_information = track_information
         self.prior_mean = prior_mean
         self.prior_sd = prior_sd
         self.grid = grid
@@ -105,7 +109,8 @@ class PosteriorBatch:
         pts = self.points[rows]
         a = self.bank.a[items][:, None]
         self.loglik[rows] += _log_prob(pts, a, b_x[:, None], b_next[:, None])
-        self.admin_info[rows] += self.bank.information_paired(pts, items)
+        if self.track_information:
+            self.admin_info[rows] += self.bank.information_paired(pts, items)
         step = self.count[rows]
         self.items[rows, step] = items
         self.scores[rows, step] = scores
@@ -138,7 +143,8 @@ class PosteriorBatch:
                 b_next[sl, :, None],
             )
             self.loglik[rows[sl]] = logp.sum(axis=1)
-            self.admin_info[rows[sl]] = self.bank.information_rows(pts[sl], items[sl])
+            if self.track_information:
+                self.admin_info[rows[sl]] = self.bank.information_rows(pts[sl], items[sl])
         self.points[rows] = pts
         self._summarise(rows)
 
@@ -159,5 +165,5 @@ class PosteriorBatch:
             spent_seconds=np.zeros(n),
             spent_tokens=np.zeros(n),
             prior_sd=self.prior_sd,
-            admin_info=self.admin_info[rows],
+            admin_info=self.admin_info[rows] if self.track_information else None,
         )

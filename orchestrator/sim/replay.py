@@ -180,7 +180,7 @@ def replay(
     """
     prepared = PreparedBank.of(bank)
     n_subj = len(responses.subjects)
-    scores = np.full((n_subj, len(bank)), -1, dtype=np.int64)
+    scores = np.full((n_subj, len(bank)), -1, dtype=np.int16)  # dense, S × N: 2 bytes a cell
     scores[responses.subject_idx, responses.bank_item] = responses.score
     answered = scores >= 0
     n_responses = answered.sum(axis=1)
@@ -210,7 +210,13 @@ def replay(
         rule.check_bank(prepared)
         start = time.perf_counter()
         post = PosteriorBatch(
-            prepared, n_subj, n_steps, prior_mean=prior.mean, prior_sd=prior.sd, grid=grid
+            prepared,
+            n_subj,
+            n_steps,
+            prior_mean=prior.mean,
+            prior_sd=prior.sd,
+            grid=grid,
+            track_information=rule.needs_grid_information,
         )
         rngs = [subject_rng(seed, s) for s in range(n_subj)]
         eligible = answered.copy()
@@ -223,7 +229,7 @@ def replay(
             if rows.size:
                 state = post.state(rows, eligible[rows])
                 picks = rule.select_each(state, [rngs[s] for s in rows])
-                post.update(rows, picks, scores[rows, picks])
+                post.update(rows, picks, scores[rows, picks].astype(np.int64))
                 eligible[rows, picks] = False
             theta[t], se[t] = post.eap, post.sd
             items_to_se[(items_to_se < 0) & (post.sd <= se_target)] = t
