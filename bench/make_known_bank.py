@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         (f"s{s:04d}", ids[j], int(x[s, j])) for s in range(args.subjects) for j in range(args.items)
     ]
     write_responses(args.out / "responses.csv", rows)
-    truth = "\n".join(f"s{s:04d},{t!r}" for s, t in enumerate(theta))
+    truth = "\n".join(f"s{s:04d},{float(t)!r}" for s, t in enumerate(theta))
     (args.out / "theta_true.csv").write_text("subject,theta\n" + truth + "\n")
     print(f"wrote {args.out}/bank/bank.json, responses.csv ({len(rows)} rows), theta_true.csv")
     return 0
