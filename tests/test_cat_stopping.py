@@ -100,3 +100,19 @@ def test_any_of_reports_the_first_rule_that_fires_and_respects_min_items() -> No
         make_stopping({"rule": "any_of", "args": {"rules": []}})
     with pytest.raises(ConfigError, match="unknown stopping rule 'ses'"):
         make_stopping({"rule": "any_of", "args": {"rules": ["ses"]}})
+
+
+def test_any_of_stores_full_child_specs() -> None:
+    short = make_stopping({"rule": "any_of", "args": {"rules": ["se", "info_floor"]}})
+    full = make_stopping(short.spec())
+    assert full == short
+    assert short.spec()["args"]["rules"][0] == {
+        "rule": "se",
+        "args": {
+            "se": 0.3,
+            "min_items": 1,
+            "max_items": None,
+            "max_seconds": None,
+            "max_tokens": None,
+        },
+    }

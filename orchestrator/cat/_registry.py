@@ -73,7 +73,11 @@ class Registry(Generic[T]):
                     return
                 bound = signature.bind(self_, *args, **kwargs)
                 bound.apply_defaults()
-                recorded = {k: _jsonable(v) for k, v in bound.arguments.items() if k != "self"}
+                recorded = {k: v for k, v in bound.arguments.items() if k != "self"}
+                normalise = getattr(self_, "_normalise_args", None)
+                if normalise is not None:  # e.g. nested rules stored with their full specs
+                    recorded = normalise(recorded)
+                recorded = {k: _jsonable(v) for k, v in recorded.items()}
                 try:
                     json.dumps(recorded, allow_nan=False)
                 except (TypeError, ValueError) as exc:

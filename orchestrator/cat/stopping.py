@@ -317,6 +317,9 @@ class AnyOf(StoppingRule):
             )
         self.rules = [make_stopping(r) for r in rules]
 
+    def _normalise_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {**args, "rules": [r.spec() for r in self.rules]}
+
     def decide(self, state: CatState) -> list[str | None]:
         reasons = self._limit_reasons(state)
         open_ = np.array([r is None for r in reasons]) & (state.n_items >= self.min_items)
