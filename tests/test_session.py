@@ -163,7 +163,7 @@ def test_a_second_driver_is_refused(tmp_path: Path) -> None:
 
 
 def test_changed_bank_refuses_to_resume(tmp_path: Path) -> None:
-    cfg, scores = _setup(tmp_path)
+    cfg, _scores = _setup(tmp_path)
     session = Session.start(cfg, cfg.models[0], "s1")
     text = (tmp_path / "bank" / "bank.json").read_text().replace('"version": "1"', '"version": "2"')
     (tmp_path / "bank" / "bank.json").write_text(text)
