@@ -73,6 +73,115 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- simulate
+_CHECKPOINTS = (1, 2, 3, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="replay CAT vs random selection vs the full data on recorded responses",
+        description="For every subject in RESPONSES, replay an adaptive test using only the "
+        "items it has responses for, and compare each strategy step by step with the estimate "
+        "from all of its responses: RMSE, Spearman rank correlation across subjects, mean SE, "
+        "and the items each subject needs to reach the SE target. No model is called.",
+    )
+    p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
+    p.add_argument(
+        "--responses", required=True, metavar="RESPONSES.csv", help="long CSV subject,item,score"
+    )
+    p.add_argument(
+        "--strategy",
+        action="append",
+        metavar="NAME",
+        help="cat (= max_info), random, variance_reduction, or a JSON rule spec; repeat to "
+        "compare several (default: cat and random)",
+    )
+    p.add_argument("--max-items", type=int, metavar="N", help="items per subject (default: all)")
+    p.add_argument("--se", type=float, default=0.3, metavar="X", help="SE target (default 0.3)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument(
+        "--drop-unknown-items",
+        action="store_true",
+        help="ignore responses to items the bank lacks instead of failing",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="write RMSE and rank correlation plots")
+    p.set_defaults(handler=_cmd_simulate)
+
+
+def _progress_printer() -> Callable[[str, int, int], None]:
+    """Progress on stderr: a live counter on a terminal, one line per strategy otherwise."""
+    tty = sys.stderr.isatty()
+
+    def show(strategy: str, step: int, total: int) -> None:
+        if tty:
+            end = "\n" if step == total else ""
+            print(f"\rsimulate: {strategy} step {step}/{total}", end=end, file=sys.stderr)
+        elif step == total:
+            print(f"simulate: {strategy} done ({total} steps)", file=sys.stderr)
+
+    return show
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from orchestrator.api import DEFAULT_STRATEGIES, simulate
+
+    if not args.se > 0:  # also rejects NaN
+        raise ConfigError(f"--se must be a number > 0; got {args.se}")
+    if args.max_items is not None and args.max_items < 1:
+        raise ConfigError(f"--max-items must be at least 1; got {args.max_items}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be ≥ 0; got {args.seed}")
+    doc = simulate(
+        args.bank,
+        args.responses,
+        strategies=args.strategy or DEFAULT_STRATEGIES,
+        max_items=args.max_items,
+        se=args.se,
+        seed=args.seed,
+        drop_unknown_items=args.drop_unknown_items,
+        plot=args.plot,
+        progress=_progress_printer(),
+    )
+    if args.json:
+        _print_json(doc)
+        return 0
+    names = list(doc["strategies"])
+    print(
+        f"bank {doc['bank']}: {doc['n_subjects']} subjects, {doc['n_responses']} responses; "
+        f"reference: {doc['reference']}"
+    )
+    if doc["dropped_items"]:
+        print(f"ignored responses to {len(doc['dropped_items'])} items the bank lacks")
+    header = ["items", "active"]
+    for n in names:
+        header += [f"rmse[{n}]", f"rho[{n}]", f"se[{n}]"]
+    steps = {n: doc["strategies"][n]["steps"] for n in names}
+    total = len(steps[names[0]])
+    show = [t for t in _CHECKPOINTS if t < total] + [total]
+    rows = []
+    for t in show:
+        first = steps[names[0]][t - 1]
+        row: list[Any] = [t, first["n_active"]]
+        for n in names:
+            s = steps[n][t - 1]
+            row += [s["rmse"], "-" if s["spearman"] is None else s["spearman"], s["mean_se"]]
+        rows.append(row)
+    print(_fmt_table(header, rows))
+    for n in names:
+        hit = doc["strategies"][n]["items_to_se"]
+        median = "-" if hit["median"] is None else f"{hit['median']:g}"
+        print(
+            f"{n}: SE ≤ {doc['se_target']:g} reached by {hit['reached']}/{doc['n_subjects']} "
+            f"subjects (median {median} items; not within their items or --max-items: "
+            f"{hit['never']})"
+        )
+    if args.plot:
+        print(f"plot: {doc['plot']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- images
 def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("images", help="build, list and clean the sandbox images and containers")
@@ -533,6 +642,7 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
         _add_show,
         _add_sweep,
         _add_estimate,
+        _add_simulate,
         _add_images,
         _add_scenarios,
         _add_sim_server,

@@ -28,7 +28,7 @@ from typing import Any
 
 from orchestrator.runner.result import ErrorKind, ItemResult
 
-__all__ = ["RunJob", "classify_error", "run_job"]
+__all__ = ["RunJob", "check_model", "classify_error", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,31 @@ def classify_error(text: str) -> ErrorKind:
     return "internal"
 
 
+def check_model(
+    model: str, base_url: str | None, api_key: str | None, args: dict[str, Any]
+) -> None:
+    """Instantiate the model once, as the worker will, so a missing key fails before step 1.
+
+    Raises:
+        PrerequisiteError: Inspect cannot set the model up (message without console markup).
+    """
+    import re
+
+    from inspect_ai.model import get_model
+
+    from orchestrator.errors import PrerequisiteError
+
+    try:
+        get_model(model, base_url=base_url, api_key=api_key, memoize=False, **args)
+    except Exception as exc:
+        text = re.sub(r"\[/?[a-z ]+\]", "", str(exc)).strip()
+        raise PrerequisiteError(
+            f"model {model!r} cannot be set up: {text}",
+            hint="set the provider's API key variable (or --api-key-env VAR) and check the "
+            "model name and base URL",
+        ) from None
+
+
 def _build_task(job: RunJob) -> Any:
     from inspect_ai import Task
     from inspect_ai.agent import react
@@ -167,7 +192,9 @@ async def run_job(job: RunJob) -> ItemResult:
     """Run ``job`` with ``eval_async`` (call once per process at a time)."""
     from inspect_ai import eval_async
     from inspect_ai.model import GenerateConfig, get_model
+    from inspect_ai.util._display import init_display_type
 
+    init_display_type("none")  # eval_async would default to "plain" console output
     t0 = time.perf_counter()
     try:
         task = _build_task(job)
@@ -255,8 +282,13 @@ def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
 
 
 def _short(exc: BaseException) -> str:
+    """Type, message and (for unexpected errors) the innermost frames, for the journal."""
+    import traceback
+
     text = f"{type(exc).__name__}: {exc}"
-    return text[:1000]
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+    return (f"{text} (at {where})" if where else text)[:1000]
 
 
 def worker_entry(job: RunJob) -> dict[str, Any]:

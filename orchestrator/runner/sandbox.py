@@ -86,6 +86,9 @@ class SandboxSpec(BaseModel):
     def with_image(self, image: str) -> SandboxSpec:
         return self.model_copy(update={"image": image})
 
+    def __hash__(self) -> int:  # Inspect groups samples by sandbox spec (lists/dicts inside)
+        return hash(self.model_dump_json())
+
 
 # ----------------------------------------------------------------------------- sync core
 _live: set[str] = set()  # containers this process created and has not removed yet

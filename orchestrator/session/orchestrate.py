@@ -52,10 +52,13 @@ def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> dic
 
         docker_client()
         images = {f: family_image(f, config.environments) for f in families}
+    from orchestrator.runner.inspect_run import check_model
+
     for m in models:
-        m.resolved_api_key()
+        key = m.resolved_api_key()
         if m.base_url:
             _check_endpoint(m.base_url)
+        check_model(m.model, m.base_url, key, dict(m.model_args))
     return images
 
 

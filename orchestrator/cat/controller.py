@@ -1,0 +1,361 @@
+"""The CAT controller: one adaptive test, driven one step at a time.
+
+The live session asks :meth:`CatController.next_items`, runs the items,
+:meth:`~CatController.record`\\ s each score, asks
+:meth:`~CatController.should_stop`, and journals :meth:`~CatController.to_dict`
+after every step. :meth:`CatController.from_dict` rebuilds an identical
+controller (same posterior, same rules, same random stream, hence the same
+next choice), which is what makes an interrupted session resumable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from orchestrator._random import RandomLike, as_generator
+from orchestrator.bank import ItemBank
+from orchestrator.cat.selection import SelectionRule, make_selection
+from orchestrator.cat.state import CatState, PreparedBank
+from orchestrator.cat.stopping import StopDecision, StoppingRule, make_stopping
+from orchestrator.errors import (
+    AgentcatError,
+    DataError,
+    NoItemsAvailableError,
+    SessionError,
+    did_you_mean,
+)
+from orchestrator.irt.posterior import DEFAULT_GRID, GridSpec, Posterior
+
+__all__ = ["CONTROLLER_SCHEMA_VERSION", "CatController"]
+
+CONTROLLER_SCHEMA_VERSION = 1
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+class CatController:
+    """Adaptive test over one bank: posterior, administered items, rules, random stream.
+
+    Args:
+        bank: The calibrated item bank; its ``prior`` is the θ prior.
+        selection: Selection rule (name, ``{"rule", "args"}`` spec or object);
+            default ``max_info``.
+        stopping: Stopping rule, likewise; default ``se`` (SE ≤ 0.3).
+        rng: Seed or Generator for randomised rules; the same seed gives the
+            same test for the same responses.
+        grid: Quadrature grid of the posterior.
+
+    Raises:
+        ConfigError: a rule is unknown, has bad arguments, or does not fit the bank.
+    """
+
+    def __init__(
+        self,
+        bank: ItemBank,
+        selection: str | Mapping[str, Any] | SelectionRule | None = None,
+        stopping: str | Mapping[str, Any] | StoppingRule | None = None,
+        rng: RandomLike = None,
+        *,
+        grid: GridSpec = DEFAULT_GRID,
+    ) -> None:
+        self.bank = bank
+        self._prepared = PreparedBank.of(bank)
+        self.selection = make_selection(selection)
+        self.selection.check_bank(self._prepared)
+        self.stopping = make_stopping(stopping)
+        self._rng = as_generator(rng)
+        prior = bank.spec.prior
+        self._posterior = Posterior(prior_mean=prior.mean, prior_sd=prior.sd, grid=grid)
+        self._eligible = np.ones(len(bank), dtype=bool)
+        self._administered: list[int] = []
+        self._step_of: dict[int, int] = {}
+        self._scores: list[int] = []
+        self._costs: list[dict[str, float | None]] = []
+        self._spent_seconds = 0.0
+        self._spent_tokens = 0.0
+        self._unavailable: dict[int, str | None] = {}
+        self._state: CatState | None = None
+
+    # -- reading -------------------------------------------------------------
+    @property
+    def theta(self) -> float:
+        """Current ability estimate (posterior mean, EAP)."""
+        return self._posterior.eap
+
+    @property
+    def se(self) -> float:
+        """Posterior SD of θ, reported as its standard error."""
+        return self._posterior.sd
+
+    @property
+    def posterior(self) -> Posterior:
+        """The grid posterior (read it; update it only through :meth:`record`)."""
+        return self._posterior
+
+    @property
+    def administered(self) -> list[str]:
+        """Item ids in the order they were recorded."""
+        return [self.bank.ids[i] for i in self._administered]
+
+    @property
+    def scores(self) -> list[int]:
+        """Scores in the order they were recorded."""
+        return list(self._scores)
+
+    @property
+    def n_items(self) -> int:
+        return len(self._administered)
+
+    @property
+    def spent_seconds(self) -> float:
+        return self._spent_seconds
+
+    @property
+    def spent_tokens(self) -> float:
+        return self._spent_tokens
+
+    @property
+    def unavailable(self) -> dict[str, str | None]:
+        """Items marked unavailable, with the reason given."""
+        return {self.bank.ids[i]: why for i, why in self._unavailable.items()}
+
+    def state(self) -> CatState:
+        """The :class:`CatState` the rules see now (S = 1)."""
+        if self._state is None:
+            self._state = CatState.single(
+                self._prepared,
+                self._posterior,
+                self._administered,
+                self._scores,
+                self._eligible,
+                self._spent_seconds,
+                self._spent_tokens,
+            )
+        return self._state
+
+    # -- the loop ------------------------------------------------------------
+    def next_items(
+        self, k: int = 1, exclude: Iterable[str] = (), pending: Iterable[str] = ()
+    ) -> list[str]:
+        """Choose the next item(s) to administer.
+
+        Args:
+            k: How many to run in parallel; a batch is chosen to be informative
+                together. Fewer are returned when fewer items are eligible.
+            exclude: Item ids not to pick this time (on top of administered and
+                unavailable items).
+            pending: Item ids already running (not yet recorded): never picked
+                again, and the new picks condition on them.
+
+        Raises:
+            NoItemsAvailableError: no item is eligible.
+            DataError: an id in ``exclude``/``pending`` is not in the bank, or a
+                pending item was already recorded.
+        """
+        skip = [self._index(i, "exclude") for i in exclude]
+        batch = [self._index(i, "pending") for i in pending]
+        for i in batch:
+            if i in self._step_of:
+                raise DataError(
+                    f"pending item {self.bank.ids[i]!r} was already recorded "
+                    f"(step {self._step_of[i] + 1}); drop it from pending"
+                )
+        state = self.state()
+        if skip or batch:
+            eligible = state.eligible.copy()
+            eligible[0, skip + batch] = False
+            shared = state
+            state = replace(state, eligible=eligible)
+            state._info_theta, state._weights = shared._info_theta, shared._weights
+        picks = self.selection.select(state, k, self._rng, batch=batch)
+        if not picks:
+            raise NoItemsAvailableError(
+                f"no eligible item left in bank {self.bank.name!r}: {self.n_items} administered, "
+                f"{len(self._unavailable)} unavailable, "
+                f"{len(set(skip + batch))} excluded or pending",
+                hint="should_stop() reports this as a stop; or mark items available again",
+            )
+        return [self.bank.ids[i] for i in picks]
+
+    def record(
+        self,
+        item_id: str,
+        score: int,
+        cost_seconds: float | None = None,
+        tokens: float | None = None,
+    ) -> None:
+        """Add one administered item's score (and what it cost) and update the posterior.
+
+        Raises:
+            DataError: unknown item, item already administered, score not an
+                integer in 0..K-1 for that item, or a negative/NaN cost.
+        """
+        i = self._index(item_id, "record")
+        if i in self._step_of:
+            raise DataError(
+                f"item {item_id!r} was already administered (step {self._step_of[i] + 1}); "
+                "each item is administered at most once per test"
+            )
+        k = int(self.bank.n_categories[i])
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, (int, np.integer))
+            or not 0 <= score < k
+        ):
+            raise DataError(
+                f"score {score!r} for item {item_id!r} is outside its scale 0..{k - 1}",
+                hint="scores are integer categories; check the scorer's output and K in bank.json",
+            )
+        for name, value in (("cost_seconds", cost_seconds), ("tokens", tokens)):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise DataError(f"{name} for item {item_id!r} must be a number ≥ 0; got {value!r}")
+        self._posterior.update(self.bank.a[i], self.bank.b[i], int(score))
+        self._step_of[i] = len(self._administered)
+        self._administered.append(i)
+        self._scores.append(int(score))
+        self._costs.append(
+            {
+                "seconds": None if cost_seconds is None else float(cost_seconds),
+                "tokens": None if tokens is None else float(tokens),
+            }
+        )
+        self._spent_seconds += float(cost_seconds or 0.0)
+        self._spent_tokens += float(tokens or 0.0)
+        self._eligible[i] = False
+        self._state = None
+
+    def should_stop(self) -> StopDecision:
+        """Ask the stopping rule; ``reason`` says why when ``stop`` is True."""
+        return self.stopping.check(self.state())
+
+    def mark_unavailable(self, item_id: str, reason: str | None = None) -> None:
+        """Never pick ``item_id`` (its image is missing, its scenario is broken …)."""
+        i = self._index(item_id, "mark_unavailable")
+        self._unavailable[i] = reason
+        self._eligible[i] = False
+        self._state = None
+
+    def mark_available(self, item_id: str) -> None:
+        """Undo :meth:`mark_unavailable`."""
+        i = self._index(item_id, "mark_available")
+        self._unavailable.pop(i, None)
+        self._eligible[i] = i not in self._step_of
+        self._state = None
+
+    def _index(self, item_id: str, what: str) -> int:
+        try:
+            return self.bank.index[item_id]
+        except (KeyError, TypeError):
+            raise DataError(
+                f"{what}: item {item_id!r} is not in bank {self.bank.name!r}"
+                f"{did_you_mean(str(item_id), self.bank.ids)}"
+            ) from None
+
+    # -- persistence -----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state; :meth:`from_dict` restores an identical controller."""
+        return {
+            "schema_version": CONTROLLER_SCHEMA_VERSION,
+            "bank": {
+                "name": self.bank.name,
+                "version": self.bank.spec.version,
+                "fingerprint": self._prepared.fingerprint,
+            },
+            "selection": self.selection.spec(),
+            "stopping": self.stopping.spec(),
+            "posterior": self._posterior.to_dict(),
+            "administered": self.administered,
+            "scores": list(self._scores),
+            "costs": [dict(c) for c in self._costs],
+            "unavailable": self.unavailable,
+            "rng": _jsonable_state(self._rng.bit_generator.state),
+            "theta": self.theta,
+            "se": self.se,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], bank: ItemBank) -> CatController:
+        """Rebuild a controller from :meth:`to_dict` output and the same bank.
+
+        Raises:
+            SessionError: the state is from another schema or another bank, or malformed.
+        """
+        try:
+            version = data["schema_version"]
+            if version != CONTROLLER_SCHEMA_VERSION:
+                raise SessionError(
+                    f"controller state has schema_version {version!r}; this agentcat reads "
+                    f"{CONTROLLER_SCHEMA_VERSION}",
+                    hint="resume with the agentcat version that wrote the session",
+                )
+            prepared = PreparedBank.of(bank)
+            saved = data["bank"]
+            if saved["fingerprint"] != prepared.fingerprint:
+                raise SessionError(
+                    f"controller state was written with bank {saved['name']!r} "
+                    f"(version {saved['version']!r}) whose items or parameters differ from "
+                    f"bank {bank.name!r} (version {bank.spec.version!r})",
+                    hint="resume with the exact bank the session started with",
+                )
+            ctl = cls(bank, data["selection"], data["stopping"], rng=_restore_rng(data["rng"]))
+            ctl._posterior = Posterior.from_dict(data["posterior"])
+            for step, (iid, score, cost) in enumerate(
+                zip(data["administered"], data["scores"], data["costs"], strict=True)
+            ):
+                i = ctl._index(iid, "restore")
+                ctl._step_of[i] = step
+                ctl._administered.append(i)
+                ctl._scores.append(int(score))
+                ctl._costs.append({"seconds": cost["seconds"], "tokens": cost["tokens"]})
+                ctl._spent_seconds += float(cost["seconds"] or 0.0)
+                ctl._spent_tokens += float(cost["tokens"] or 0.0)
+                ctl._eligible[i] = False
+            if ctl._posterior.n_responses != len(ctl._administered):
+                raise SessionError(
+                    f"controller state is inconsistent: posterior holds "
+                    f"{ctl._posterior.n_responses} responses, administered lists "
+                    f"{len(ctl._administered)}"
+                )
+            for iid, why in data["unavailable"].items():
+                ctl.mark_unavailable(iid, why)
+        except AgentcatError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionError(f"controller state is malformed: {exc!r}") from None
+        return ctl
+
+
+def _jsonable_state(state: Any) -> Any:
+    if isinstance(state, dict):
+        return {k: _jsonable_state(v) for k, v in state.items()}
+    if isinstance(state, np.ndarray):
+        return {"__ndarray__": state.tolist(), "dtype": str(state.dtype)}
+    if isinstance(state, np.integer):
+        return int(state)
+    return state
+
+
+def _restore_state(state: Any) -> Any:
+    if isinstance(state, dict):
+        if "__ndarray__" in state:
+            return np.asarray(state["__ndarray__"], dtype=state["dtype"])
+        return {k: _restore_state(v) for k, v in state.items()}
+    return state
+
+
+def _restore_rng(state: Mapping[str, Any]) -> np.random.Generator:
+    name = state["bit_generator"]
+    if name not in _BIT_GENERATORS:
+        raise SessionError(f"controller state names an unknown bit generator {name!r}")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = _restore_state(dict(state))
+    return np.random.Generator(bit_generator)

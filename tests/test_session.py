@@ -1,0 +1,171 @@
+"""The session loop over a real SQLite journal and the real CAT controller.
+
+The runner here answers from a fixed response table in-process (the loop's only
+dependency is the ItemRunner role); the Docker + Inspect + HTTP path is covered
+end to end in test_live.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.bank import ItemBank, ScenarioRef
+from orchestrator.cat.controller import CatController
+from orchestrator.config import RunConfig
+from orchestrator.errors import SessionError
+from orchestrator.irt import sample_responses
+from orchestrator.runner.result import ItemResult, RunRequest
+from orchestrator.session.session import Session
+from tests.conftest import make_bank
+
+
+class Crash(BaseException):
+    """Stands in for the process dying mid-run (nothing after it runs)."""
+
+
+@dataclass
+class TableRunner:
+    scores: dict[str, int]
+    crash_at_call: int | None = None
+    fail: dict[str, int] = field(default_factory=dict)  # item -> number of failures before success
+    calls: list[RunRequest] = field(default_factory=list)
+
+    async def run(self, request: RunRequest) -> ItemResult:
+        self.calls.append(request)
+        if self.crash_at_call is not None and len(self.calls) == self.crash_at_call:
+            raise Crash
+        await asyncio.sleep(0)
+        if self.fail.get(request.item_id, 0) > 0:
+            self.fail[request.item_id] -= 1
+            return ItemResult(request.item_id, error_kind="model_api", error_message="HTTP 500")
+        return ItemResult(
+            request.item_id, score=self.scores[request.item_id], wall_s=1.0, total_tokens=100
+        )
+
+
+def _setup(tmp_path: Path, theta: float = 0.7, **cat: object) -> tuple[RunConfig, dict[str, int]]:
+    base = make_bank(80, 4, seed=5)
+    items = [
+        {**it.model_dump(), "scenario": ScenarioRef(family="f", variant=it.id)}
+        for it in base.spec.items
+    ]
+    bank = ItemBank(
+        base.spec.model_copy(update={"items": [type(base.spec.items[0])(**i) for i in items]})
+    )
+    bank.save(tmp_path / "bank")
+    x = sample_responses(np.array([theta]), bank.a, bank.b, np.random.default_rng(9))[0]
+    scores = {iid: int(x[i]) for i, iid in enumerate(bank.ids)}
+    cfg = RunConfig.model_validate(
+        {
+            "bank": str(tmp_path / "bank"),
+            "models": [{"model": "openai-api/sim/theta_0.7"}],
+            "runs_dir": str(tmp_path / "runs"),
+            "cat": {"stopping": [{"rule": "se", "args": {"se": 0.35, "max_items": 40}}], **cat},
+            "retry": {"max_attempts": 2, "max_consecutive_errors": 3},
+        }
+    )
+    return cfg, scores
+
+
+def _direct(cfg: RunConfig, scores: dict[str, int]) -> CatController:
+    """The same test driven by hand, no journal."""
+    s = Session.start(cfg, cfg.models[0], "reference")
+    c = s.controller
+    while not c.should_stop().stop:
+        (item,) = c.next_items(cfg.cat.batch_size)
+        c.record(item, scores[item], cost_seconds=1.0, tokens=100)
+    return c
+
+
+def test_session_runs_to_the_se_rule_and_journals_every_step(tmp_path: Path) -> None:
+    cfg, scores = _setup(tmp_path)
+    session = Session.start(cfg, cfg.models[0], "s1")
+    status = asyncio.run(session.drive(TableRunner(scores)))
+    assert status == "completed"
+    again = Session.open(session.folder)
+    rows = again.journal.steps()
+    assert [r.step for r in rows] == list(range(1, len(rows) + 1))
+    assert all(r.status == "done" for r in rows)
+    assert again.controller.se <= 0.35 < rows[-2].se
+    assert again.journal.session().status_reason
+    ref = _direct(cfg, scores)
+    assert again.controller.administered == ref.administered
+    assert again.controller.theta == ref.theta
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 5, 9])
+def test_crash_and_resume_gives_the_uninterrupted_result(tmp_path: Path, crash_at: int) -> None:
+    cfg, scores = _setup(tmp_path, selection={"rule": "max_info", "args": {"randomesque": 3}})
+    session = Session.start(cfg, cfg.models[0], "s1")
+    with pytest.raises(Crash):
+        asyncio.run(session.drive(TableRunner(scores, crash_at_call=crash_at)))
+    resumed = Session.open(session.folder)
+    runner = TableRunner(scores)
+    assert asyncio.run(resumed.drive(runner)) == "completed"
+    assert runner.calls[0].step == crash_at and runner.calls[0].attempt == 2  # re-run once
+    rows = resumed.journal.steps()
+    done = [r for r in rows if r.status == "done"]
+    assert [r.step for r in done] == list(range(1, len(done) + 1))  # none lost or duplicated
+    assert [r.status for r in rows if r.step == crash_at] == ["interrupted", "done"]
+    ref = _direct(cfg, scores)
+    assert resumed.controller.administered == ref.administered
+    assert resumed.controller.theta == ref.theta and resumed.controller.se == ref.se
+
+
+def test_errored_runs_are_retried_then_skipped_never_scored(tmp_path: Path) -> None:
+    cfg, scores = _setup(tmp_path)
+    first = Session.start(cfg, cfg.models[0], "probe").controller.next_items(1)[0]
+    runner = TableRunner(scores, fail={first: 5})
+    session = Session.start(cfg, cfg.models[0], "s1")
+    assert asyncio.run(session.drive(runner)) == "completed"
+    rows = session.journal.steps()
+    first_rows = [r for r in rows if r.item_id == first]
+    assert [r.status for r in first_rows] == ["error", "skipped"]
+    assert all(r.score is None for r in first_rows)
+    assert first not in session.controller.administered
+    assert first in session.controller.unavailable
+
+
+def test_consecutive_errors_pause_and_resume_continues(tmp_path: Path) -> None:
+    cfg, scores = _setup(tmp_path)
+    session = Session.start(cfg, cfg.models[0], "s1")
+    broken = TableRunner(scores, fail=dict.fromkeys(scores, 2))
+    assert asyncio.run(session.drive(broken)) == "paused"
+    assert "3 errored runs in a row" in session.journal.session().status_reason
+    resumed = Session.open(session.folder)
+    assert asyncio.run(resumed.drive(TableRunner(scores))) == "completed"
+    assert all(r.score is None for r in resumed.journal.steps() if r.status == "error")
+
+
+def test_a_second_driver_is_refused(tmp_path: Path) -> None:
+    cfg, scores = _setup(tmp_path)
+    session = Session.start(cfg, cfg.models[0], "s1")
+
+    async def both() -> None:
+        class Slow(TableRunner):
+            async def run(self, request: RunRequest) -> ItemResult:
+                await asyncio.sleep(0.2)
+                return await super().run(request)
+
+        first = asyncio.create_task(session.drive(Slow(scores)))
+        await asyncio.sleep(0.05)
+        other = Session.open(session.folder)
+        with pytest.raises(SessionError, match="being run by another process"):
+            await other.drive(TableRunner(scores))
+        assert await first == "completed"  # the first driver is undisturbed
+
+    asyncio.run(both())
+
+
+def test_changed_bank_refuses_to_resume(tmp_path: Path) -> None:
+    cfg, _scores = _setup(tmp_path)
+    session = Session.start(cfg, cfg.models[0], "s1")
+    text = (tmp_path / "bank" / "bank.json").read_text().replace('"version": "1"', '"version": "2"')
+    (tmp_path / "bank" / "bank.json").write_text(text)
+    with pytest.raises(SessionError, match="changed since session 's1' started"):
+        Session.open(session.folder)
