@@ -313,7 +313,7 @@ def test_inspect_eval_with_scripted_model(
     from inspect_ai import Task, eval_async
     from inspect_ai.agent import react
     from inspect_ai.dataset import Sample
-    from inspect_ai.model import ModelOutput, get_model
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
     from inspect_ai.tool import bash
     from inspect_ai.util import SandboxEnvironmentSpec
 
@@ -331,6 +331,8 @@ def test_inspect_eval_with_scripted_model(
         ModelOutput.for_tool_call("mockllm/model", "bash", {"command": c}) for c in sol.commands
     ]
     outputs.append(ModelOutput.for_tool_call("mockllm/model", "submit", {"answer": sol.final}))
+    for out in outputs:  # given usage: mockllm would otherwise fetch a tokenizer (no network)
+        out.usage = ModelUsage(input_tokens=100, output_tokens=20, total_tokens=120)
     base = scenario_sample(fam, variant)
     sample = Sample(
         id=base.id,

@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.getcwd())
-import stats  # noqa: E402
+import stats
 
 cases = [
     (stats.median([5, 3, 9, 1, 7]), 5),

@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stats import mean, median, percentile  # noqa: E402
+from stats import mean, median, percentile
 
 
 def test_mean():
