@@ -7,7 +7,7 @@ phase is recorded. Part 1 times ``--runs`` runs one at a time (default 24,
 cycling over families and categories) for per-run medians; part 2 (unless
 ``--no-matrix``) runs the whole reference matrix (every variant × category)
 with ``--jobs`` concurrent sandboxes and reports its wall time. Also records
-image build time (cached) for reference. Numbers, not asserts: prints a table
+the time of a cached ``build_images`` call for reference. Numbers, not asserts: prints a table
 and writes ``bench/results/scenario_runs.json``.
 
     python bench/bench_scenario_runs.py [--runs 24] [--jobs 3] [--no-matrix]
