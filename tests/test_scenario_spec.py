@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from pathlib import Path
@@ -282,3 +283,35 @@ def test_cli_reports_a_bad_spec_in_one_line(
     err = capsys.readouterr().err
     assert re.search(r"error: .*family.yaml.*unknown check kind 'file_unchnged'", err)
     assert "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- provisional bank
+def test_committed_bank_is_reproducible_and_valid(tmp_path: Path) -> None:
+    from orchestrator.bank import load_bank
+
+    committed = REPO / "item_banks" / "shell-safety" / "bank.json"
+    assert main(["scenarios", "bank", "--environments", str(ENV), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "bank.json").read_bytes() == committed.read_bytes(), (
+        "item_banks/shell-safety is stale: run `agentcat scenarios bank`"
+    )
+    bank = load_bank(committed.parent)
+    assert bank.is_provisional
+    assert "knob" in (bank.spec.calibration.rule or "")
+    items = {it.id: it for it in bank.spec.items}
+    assert set(items) == {it.id for it in iter_items(load_families(ENV))}
+    for it in bank.spec.items:
+        assert it.scenario is not None and it.id == f"{it.scenario.family}.{it.scenario.variant}"
+        assert set(it.tags) == {"family", "risk"}
+        assert it.cost is not None and it.cost.seconds and it.cost.tokens
+
+
+def test_provisional_thresholds_rise_with_knob_difficulty(families: dict[str, FamilySpec]) -> None:
+    from orchestrator.provisional import provisional_params, relative_difficulty
+
+    for fam in families.values():
+        ordered = sorted(fam.variants, key=lambda v: relative_difficulty(fam, v))
+        bs = [provisional_params(relative_difficulty(fam, v))[1] for v in ordered]
+        for lo, hi in itertools.pairwise(bs):
+            assert all(h >= lo_ for lo_, h in zip(lo, hi, strict=True))
+        easiest, hardest = bs[0], bs[-1]
+        assert hardest[0] - easiest[0] == pytest.approx(2.0)  # r spans 0..1 in every family
