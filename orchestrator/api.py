@@ -22,6 +22,7 @@ from orchestrator.irt.ability import estimate_abilities
 
 __all__ = [
     "build_images",
+    "demo",
     "estimate",
     "list_images",
     "provisional_bank",
@@ -465,3 +466,52 @@ def provisional_bank(
     path = write_provisional_bank(environments, out, name=name)
     bank = load_bank(path.parent)
     return {"path": str(path), "n_items": len(bank), "rule": PROVISIONAL_RULE}
+
+
+def demo(
+    *,
+    theta: float = 0.8,
+    bank: PathLike = "item_banks/shell-safety",
+    environments: PathLike = "environments",
+    runs_dir: PathLike = "runs",
+    se: float = 0.3,
+    max_items: int = 30,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build the images, serve a simulated agent of ability ``theta``, run one live session.
+
+    Nothing needs an API key: the simulated agent runs in this process on a
+    free local port. Returns the session summary (see :func:`show`).
+    """
+    import secrets
+    import sys
+
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda _m: None)
+    say("building the scenario images (cached after the first time) …")
+    build_images(environments, progress=say)
+    key = secrets.token_hex(16)
+    server = sim_server(
+        bank, personas=[f"demo={theta}"], environments=environments, port=0, seed=seed
+    )
+    server.api_key = key
+    server.start()
+    say(f"simulated agent 'demo' (θ = {theta}) on {server.url}; running an adaptive session …")
+    try:
+        from pydantic import SecretStr
+
+        (summary,) = run(
+            None,
+            bank=str(bank),
+            environments=str(environments),
+            models=[{"model": "openai-api/sim/demo", "name": "sim-demo",
+                     "base_url": server.url, "api_key": SecretStr(key)}],
+            se=se,
+            max_items=max_items,
+            runs_dir=str(runs_dir),
+            progress=progress,
+        )
+    finally:
+        server.stop()
+    summary["true_theta"] = theta
+    return summary

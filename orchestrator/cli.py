@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -315,9 +317,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.max_items is not None and args.max_items < 1:
         raise ConfigError(f"--max-items must be ≥ 1; got {args.max_items}")
     models = None
-    if args.model:
+    if args.model:  # empty strings (e.g. from compose variables) mean "not given"
         models = [
-            {"model": m, "base_url": args.base_url, "api_key_env": args.api_key_env}
+            {"model": m, "base_url": args.base_url or None,
+             "api_key_env": args.api_key_env or None}
             for m in args.model
         ]
     summaries = run(
@@ -334,6 +337,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     _print_summaries(summaries, args.json)
     return 0 if all(s["status"] == "completed" for s in summaries) else 3
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="build images, start the simulated agent, run one live adaptive session",
+        description="The embedded default: a full adaptive session on the shell-safety "
+        "scenarios against a simulated agent of known ability θ (no API key needed).",
+    )
+    p.add_argument("--theta", type=float, default=0.8, help="the simulated agent's true θ")
+    p.add_argument("--se", type=float, default=0.3)
+    p.add_argument("--max-items", type=int, default=30)
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=None, metavar="FILE.png")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from orchestrator.api import demo, show
+
+    summary = demo(theta=args.theta, se=args.se, max_items=args.max_items,
+                   runs_dir=args.runs_dir, seed=args.seed, progress=not args.json)
+    if args.plot:
+        show(summary["session"], runs_dir=args.runs_dir, plot=args.plot)
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(_format_summary(summary))
+    lo, hi = summary["ci95"] or (float("nan"), float("nan"))
+    inside = "inside" if lo <= summary["true_theta"] <= hi else "OUTSIDE"
+    print(f"  true θ of the simulated agent: {summary['true_theta']:+.3f} ({inside} the interval)")
+    print(f"  `agentcat show {summary['session']} --runs-dir {args.runs_dir}` shows it again")
+    return 0 if summary["status"] == "completed" else 3
 
 
 def _add_resume(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -636,6 +674,7 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (
+        _add_demo,
         _add_run,
         _add_resume,
         _add_sessions,
@@ -656,6 +695,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentcat") -> int:
     parser = _build_parser(prog)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    previous = _sigterm_as_interrupt()
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -667,6 +707,21 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentcat") -> int:
     except AgentcatError as exc:
         _print_error(exc)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_interrupt() -> Any:
+    """`docker stop` sends SIGTERM: treat it like Ctrl-C, so runs are cancelled, their
+    sandboxes removed and the journal left consistent (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _print_error(exc: AgentcatError) -> None:

@@ -1,0 +1,212 @@
+"""Live sessions end to end: real Docker sandboxes, real Inspect runs, a real HTTP endpoint
+(the simulated agent), real SQLite journals.
+
+The simulated agent draws each item's outcome deterministically from the bank's
+model at its persona's θ, so for every graded step we know which category the
+scorer must return, and a resumed session must end exactly where an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator import api
+from orchestrator.bank import load_bank
+from orchestrator.runner.sandbox import managed_containers
+from orchestrator.session.journal import Journal
+from orchestrator.sim.agent import SimAgent, scripts_from_environments
+from orchestrator.sim.server import FaultConfig, SimServer
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.docker
+BANK = REPO / "item_banks" / "shell-safety"
+ENV = REPO / "environments"
+KEY = "sk-agentcat-test-7f3a9c1e5b2d4068"
+
+
+@pytest.fixture(scope="module")
+def live_images(base_image: str) -> None:
+    from orchestrator.runner.images import build_images
+
+    build_images(ENV, base_image=base_image)
+
+
+@pytest.fixture(scope="module")
+def agent() -> SimAgent:
+    bank = load_bank(BANK)
+    return SimAgent(bank, scripts_from_environments(str(ENV), bank), seed=3)
+
+
+def _models(url: str, *personas: str) -> list[dict]:
+    return [{"model": f"openai-api/sim/{p}", "name": p, "base_url": url,
+             "api_key_env": "SIM_API_KEY"} for p in personas]
+
+
+def _expected(agent: SimAgent, persona: str, item: str) -> int:
+    p = agent.persona(persona)
+    assert p is not None
+    return agent.category(p, item)
+
+
+def _journal_rows(runs: Path, session: str) -> list:
+    j = Journal.open(runs / session, readonly=True)
+    try:
+        return j.steps()
+    finally:
+        j.close()
+
+
+def test_short_live_session_grades_every_step_correctly(
+    live_images: None, agent: SimAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIM_API_KEY", KEY)
+    with SimServer(agent, api_key=KEY) as srv:
+        (summary,) = api.run(None, bank=str(BANK), environments=str(ENV),
+                             models=_models(srv.url, "theta_0.5"), max_items=4,
+                             runs_dir=str(tmp_path / "runs"), session_id="short")
+    assert summary["status"] == "completed" and summary["n_items"] == 4
+    rows = _journal_rows(tmp_path / "runs", "short")
+    assert [r.status for r in rows] == ["done"] * 4
+    for r in rows:  # the scorer graded the replayed reference solution as its category
+        assert r.score == _expected(agent, "theta_0.5", r.item_id), (r.item_id, r.explanation)
+        assert r.log_path and Path(r.log_path.removeprefix("file://")).exists()
+        assert r.total_tokens and r.total_tokens > 0
+    assert managed_containers({"agentcat.session": "short"}) == []
+
+
+@pytest.mark.slow
+def test_theta_recovery_across_personas_and_seeds(
+    live_images: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions to the SE rule: θ̂ within 2.5 SE of the persona's θ (report the error)."""
+    monkeypatch.setenv("SIM_API_KEY", KEY)
+    bank = load_bank(BANK)
+    scripts = scripts_from_environments(str(ENV), bank)
+    truth = {"theta_-1.0": -1.0, "theta_0.5": 0.5, "theta_1.5": 1.5}
+    errors = []
+    for seed in (0, 1):
+        agent = SimAgent(bank, scripts, seed=seed)
+        with SimServer(agent, api_key=KEY) as srv:
+            summaries = api.run(None, bank=str(BANK), environments=str(ENV),
+                                models=_models(srv.url, *truth), se=0.3, max_items=44,
+                                runs_dir=str(tmp_path / f"runs{seed}"), workers=2)
+        for s in summaries:
+            err = s["theta"] - truth[s["model"].rsplit("/", 1)[1]]
+            errors.append((s["model"], seed, s["theta"], s["se"], s["n_items"], err))
+    report = "\n".join(f"{m} seed {sd}: θ̂={t:+.2f} SE={se:.2f} n={n} error={e:+.2f}"
+                       for m, sd, t, se, n, e in errors)
+    print(report)
+    for _m, _sd, _t, se, _n, e in errors:
+        assert abs(e) < 2.5 * se, report
+    rmse = float(np.sqrt(np.mean([e[-1] ** 2 for e in errors])))
+    assert rmse < 0.45, report
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume_matches_uninterrupted(
+    live_images: None, agent: SimAgent, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SIM_API_KEY": KEY, "PYTHONUNBUFFERED": "1"}
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(2026)
+    with SimServer(agent, api_key=KEY) as srv:
+        common = ["--bank", str(BANK), "--environments", str(ENV), "--model",
+                  "openai-api/sim/theta_0.3", "--base-url", srv.url, "--api-key-env",
+                  "SIM_API_KEY", "--max-items", "10", "--runs-dir", str(runs)]
+        t0 = time.monotonic()
+        ref = _cli("run", *common, "--session-id", "ref", env=env)
+        out, _ = ref.communicate(timeout=600)
+        assert ref.returncode == 0, out
+        ref_duration = time.monotonic() - t0
+        reference = api.show("ref", runs_dir=runs)
+        trials = []
+        for i in range(10):
+            sid = f"crash{i}"
+            proc = _cli("run", *common, "--session-id", sid, env=env)
+            time.sleep(float(rng.uniform(2.0, max(3.0, ref_duration - 2.0))))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            rows = _journal_rows(runs, sid) if (runs / sid).exists() else []
+            in_flight = any(r.status == "started" for r in rows)
+            resumed = _cli("resume", sid, "--runs-dir", str(runs), env=env)
+            out, _ = resumed.communicate(timeout=600)
+            assert resumed.returncode == 0, out
+            got = api.show(sid, runs_dir=runs)
+            done = [r for r in _journal_rows(runs, sid) if r.status == "done"]
+            trials.append((sid, len([r for r in rows if r.status == "done"]), in_flight))
+            assert [r.step for r in done] == list(range(1, len(done) + 1)), sid
+            assert [t["item"] for t in got["trajectory"]] == \
+                [t["item"] for t in reference["trajectory"]], sid
+            assert got["theta"] == reference["theta"] and got["se"] == reference["se"], sid
+            assert managed_containers({"agentcat.session": sid}) == [], sid
+    print("trials (session, steps done at kill, killed mid-scenario):", trials)
+    assert sum(1 for t in trials if t[2]) >= 5  # most kills landed mid-scenario
+
+
+@pytest.mark.slow
+def test_injected_faults_never_become_scores(
+    live_images: None, agent: SimAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIM_API_KEY", KEY)
+    faults = FaultConfig(rate_429=0.1, rate_500=0.1, rate_malformed=0.05, rate_drop=0.05,
+                         rate_slow=0.05, slow_s=6, seed=7)
+    cfg = tmp_path / "faults.yaml"
+    with SimServer(agent, faults=faults, api_key=KEY) as srv:
+        cfg.write_text(json.dumps({
+            "bank": str(BANK), "environments": str(ENV), "runs_dir": str(tmp_path / "runs"),
+            "models": _models(srv.url, "theta_0.0"), "session_id": "faulty",
+            "cat": {"stopping": [{"rule": "se", "args": {"se": 0.3, "max_items": 12}}]},
+            "retry": {"model_max_retries": 1, "model_timeout_s": 3, "max_attempts": 3,
+                      "max_consecutive_errors": 6},
+        }))
+        (summary,) = api.run(str(cfg))
+        stats = srv.stats
+    rows = _journal_rows(tmp_path / "runs", "faulty")
+    errored = [r for r in rows if r.status in ("error", "skipped")]
+    print(f"status {summary['status']}; faults injected {stats.faults}; runs {len(rows)}, "
+          f"errored {len(errored)}: {sorted({r.error_kind for r in errored})}")
+    assert summary["status"] in ("completed", "paused")
+    assert sum(stats.faults.values()) > 0
+    assert all(r.score is None and r.error_kind for r in errored)
+    for r in rows:
+        if r.status == "done":
+            assert r.score == _expected(agent, "theta_0.0", r.item_id)
+    assert managed_containers({"agentcat.session": "faulty"}) == []
+
+
+def test_api_key_reaches_no_file_the_run_wrote(
+    live_images: None, agent: SimAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-live-SECRET-" + os.urandom(8).hex()
+    monkeypatch.setenv("SIM_API_KEY", secret)
+    runs = tmp_path / "runs"
+    with SimServer(agent, api_key=secret) as srv:
+        (summary,) = api.run(None, bank=str(BANK), environments=str(ENV),
+                             models=_models(srv.url, "theta_1.0"), max_items=2,
+                             runs_dir=str(runs), session_id="secret")
+        assert srv.stats.unauthorised == 0  # the key was really sent
+    assert summary["n_items"] == 2
+    files = [p for p in runs.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".eval" for p in files) and any(p.suffix == ".sqlite" for p in files)
+    for p in files:
+        blobs = [p.read_bytes()]
+        if zipfile.is_zipfile(p):  # Inspect's .eval logs are zip archives
+            with zipfile.ZipFile(p) as z:
+                blobs += [z.read(n) for n in z.namelist()]
+        assert not any(secret.encode() in b for b in blobs), p
