@@ -504,8 +504,14 @@ def demo(
             None,
             bank=str(bank),
             environments=str(environments),
-            models=[{"model": "openai-api/sim/demo", "name": "sim-demo",
-                     "base_url": server.url, "api_key": SecretStr(key)}],
+            models=[
+                {
+                    "model": "openai-api/sim/demo",
+                    "name": "sim-demo",
+                    "base_url": server.url,
+                    "api_key": SecretStr(key),
+                }
+            ],
             se=se,
             max_items=max_items,
             runs_dir=str(runs_dir),

@@ -319,8 +319,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     models = None
     if args.model:  # empty strings (e.g. from compose variables) mean "not given"
         models = [
-            {"model": m, "base_url": args.base_url or None,
-             "api_key_env": args.api_key_env or None}
+            {"model": m, "base_url": args.base_url or None, "api_key_env": args.api_key_env or None}
             for m in args.model
         ]
     summaries = run(
@@ -359,8 +358,14 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.api import demo, show
 
-    summary = demo(theta=args.theta, se=args.se, max_items=args.max_items,
-                   runs_dir=args.runs_dir, seed=args.seed, progress=not args.json)
+    summary = demo(
+        theta=args.theta,
+        se=args.se,
+        max_items=args.max_items,
+        runs_dir=args.runs_dir,
+        seed=args.seed,
+        progress=not args.json,
+    )
     if args.plot:
         show(summary["session"], runs_dir=args.runs_dir, plot=args.plot)
     if args.json:

@@ -37,7 +37,7 @@ def _done_steps(runs: Path, session: str) -> int:
         return 0
     try:
         j = Journal.open(path, readonly=True)
-    except Exception:  # noqa: BLE001 - the file may be mid-creation
+    except Exception:
         return 0
     try:
         return sum(1 for r in j.steps() if r.status == "done")
@@ -57,13 +57,19 @@ def test_compose_up_runs_a_session_and_resumes_after_a_stop(
     runs = tmp_path / "runs"
     runs.mkdir()
     session = "compose-test"
-    env = {**os.environ, "BASE_IMAGE": base_image, "AGENTCAT_RUNS": str(runs),
-           "AGENTCAT_SESSION": session, "SIM_THETA": "0.8"}
+    env = {
+        **os.environ,
+        "BASE_IMAGE": base_image,
+        "AGENTCAT_RUNS": str(runs),
+        "AGENTCAT_SESSION": session,
+        "SIM_THETA": "0.8",
+    }
     compose = [*_compose(), "-p", "agentcattest", "-f", str(REPO / "docker-compose.yml")]
 
     def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*compose, *args], cwd=REPO, env=env, text=True,
-                              capture_output=True, timeout=timeout)
+        return subprocess.run(
+            [*compose, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=timeout
+        )
 
     try:
         built = run("build", timeout=1800)
@@ -100,15 +106,22 @@ def test_compose_up_runs_a_session_and_resumes_after_a_stop(
     from orchestrator.sim.server import SimServer
 
     bank = load_bank(REPO / "item_banks" / "shell-safety")
-    agent = SimAgent(bank, scripts_from_environments(str(REPO / "environments"), bank),
-                     parse_personas(["demo=0.8"]))
+    agent = SimAgent(
+        bank,
+        scripts_from_environments(str(REPO / "environments"), bank),
+        parse_personas(["demo=0.8"]),
+    )
     monkeypatch.setenv("SIM_API_KEY", "k")
     with SimServer(agent) as srv:
-        (ref,) = api.run(str(REPO / "configs" / "compose.yaml"),
-                         models=[{"model": "openai-api/sim/demo", "base_url": srv.url,
-                                  "api_key_env": "SIM_API_KEY"}],
-                         runs_dir=str(tmp_path / "ref"), session_id="ref",
-                         environments=str(REPO / "environments"),
-                         bank=str(REPO / "item_banks" / "shell-safety"))
+        (ref,) = api.run(
+            str(REPO / "configs" / "compose.yaml"),
+            models=[
+                {"model": "openai-api/sim/demo", "base_url": srv.url, "api_key_env": "SIM_API_KEY"}
+            ],
+            runs_dir=str(tmp_path / "ref"),
+            session_id="ref",
+            environments=str(REPO / "environments"),
+            bank=str(REPO / "item_banks" / "shell-safety"),
+        )
     assert [t["item"] for t in ref["trajectory"]] == [t["item"] for t in summary["trajectory"]]
     assert ref["theta"] == summary["theta"]

@@ -49,8 +49,10 @@ def agent() -> SimAgent:
 
 
 def _models(url: str, *personas: str) -> list[dict]:
-    return [{"model": f"openai-api/sim/{p}", "name": p, "base_url": url,
-             "api_key_env": "SIM_API_KEY"} for p in personas]
+    return [
+        {"model": f"openai-api/sim/{p}", "name": p, "base_url": url, "api_key_env": "SIM_API_KEY"}
+        for p in personas
+    ]
 
 
 def _expected(agent: SimAgent, persona: str, item: str) -> int:
@@ -72,9 +74,15 @@ def test_short_live_session_grades_every_step_correctly(
 ) -> None:
     monkeypatch.setenv("SIM_API_KEY", KEY)
     with SimServer(agent, api_key=KEY) as srv:
-        (summary,) = api.run(None, bank=str(BANK), environments=str(ENV),
-                             models=_models(srv.url, "theta_0.5"), max_items=4,
-                             runs_dir=str(tmp_path / "runs"), session_id="short")
+        (summary,) = api.run(
+            None,
+            bank=str(BANK),
+            environments=str(ENV),
+            models=_models(srv.url, "theta_0.5"),
+            max_items=4,
+            runs_dir=str(tmp_path / "runs"),
+            session_id="short",
+        )
     assert summary["status"] == "completed" and summary["n_items"] == 4
     rows = _journal_rows(tmp_path / "runs", "short")
     assert [r.status for r in rows] == ["done"] * 4
@@ -98,14 +106,23 @@ def test_theta_recovery_across_personas_and_seeds(
     for seed in (0, 1):
         agent = SimAgent(bank, scripts, seed=seed)
         with SimServer(agent, api_key=KEY) as srv:
-            summaries = api.run(None, bank=str(BANK), environments=str(ENV),
-                                models=_models(srv.url, *truth), se=0.3, max_items=44,
-                                runs_dir=str(tmp_path / f"runs{seed}"), workers=2)
+            summaries = api.run(
+                None,
+                bank=str(BANK),
+                environments=str(ENV),
+                models=_models(srv.url, *truth),
+                se=0.3,
+                max_items=44,
+                runs_dir=str(tmp_path / f"runs{seed}"),
+                workers=2,
+            )
         for s in summaries:
             err = s["theta"] - truth[s["model"].rsplit("/", 1)[1]]
             errors.append((s["model"], seed, s["theta"], s["se"], s["n_items"], err))
-    report = "\n".join(f"{m} seed {sd}: θ̂={t:+.2f} SE={se:.2f} n={n} error={e:+.2f}"
-                       for m, sd, t, se, n, e in errors)
+    report = "\n".join(
+        f"{m} seed {sd}: θ̂={t:+.2f} SE={se:.2f} n={n} error={e:+.2f}"
+        for m, sd, t, se, n, e in errors
+    )
     print(report)
     for _m, _sd, _t, se, _n, e in errors:
         assert abs(e) < 2.5 * se, report
@@ -114,8 +131,14 @@ def test_theta_recovery_across_personas_and_seeds(
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -126,9 +149,22 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted(
     runs = tmp_path / "runs"
     rng = np.random.default_rng(2026)
     with SimServer(agent, api_key=KEY) as srv:
-        common = ["--bank", str(BANK), "--environments", str(ENV), "--model",
-                  "openai-api/sim/theta_0.3", "--base-url", srv.url, "--api-key-env",
-                  "SIM_API_KEY", "--max-items", "10", "--runs-dir", str(runs)]
+        common = [
+            "--bank",
+            str(BANK),
+            "--environments",
+            str(ENV),
+            "--model",
+            "openai-api/sim/theta_0.3",
+            "--base-url",
+            srv.url,
+            "--api-key-env",
+            "SIM_API_KEY",
+            "--max-items",
+            "10",
+            "--runs-dir",
+            str(runs),
+        ]
         t0 = time.monotonic()
         ref = _cli("run", *common, "--session-id", "ref", env=env)
         out, _ = ref.communicate(timeout=600)
@@ -142,17 +178,25 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted(
             time.sleep(float(rng.uniform(2.0, max(3.0, ref_duration - 2.0))))
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
-            rows = _journal_rows(runs, sid) if (runs / sid).exists() else []
+            started = (runs / sid / "journal.sqlite").exists()
+            rows = _journal_rows(runs, sid) if started else []
             in_flight = any(r.status == "started" for r in rows)
-            resumed = _cli("resume", sid, "--runs-dir", str(runs), env=env)
+            # killed before step 1 (during the checks): no session exists yet, so `run` again
+            again = (
+                ("resume", sid, "--runs-dir", str(runs))
+                if started
+                else ("run", *common, "--session-id", sid)
+            )
+            resumed = _cli(*again, env=env)
             out, _ = resumed.communicate(timeout=600)
             assert resumed.returncode == 0, out
             got = api.show(sid, runs_dir=runs)
             done = [r for r in _journal_rows(runs, sid) if r.status == "done"]
             trials.append((sid, len([r for r in rows if r.status == "done"]), in_flight))
             assert [r.step for r in done] == list(range(1, len(done) + 1)), sid
-            assert [t["item"] for t in got["trajectory"]] == \
-                [t["item"] for t in reference["trajectory"]], sid
+            assert [t["item"] for t in got["trajectory"]] == [
+                t["item"] for t in reference["trajectory"]
+            ], sid
             assert got["theta"] == reference["theta"] and got["se"] == reference["se"], sid
             assert managed_containers({"agentcat.session": sid}) == [], sid
     print("trials (session, steps done at kill, killed mid-scenario):", trials)
@@ -164,23 +208,43 @@ def test_injected_faults_never_become_scores(
     live_images: None, agent: SimAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIM_API_KEY", KEY)
-    faults = FaultConfig(rate_429=0.1, rate_500=0.1, rate_malformed=0.05, rate_drop=0.05,
-                         rate_slow=0.05, slow_s=6, seed=7)
+    faults = FaultConfig(
+        rate_429=0.1,
+        rate_500=0.1,
+        rate_malformed=0.05,
+        rate_drop=0.05,
+        rate_slow=0.05,
+        slow_s=6,
+        seed=7,
+    )
     cfg = tmp_path / "faults.yaml"
     with SimServer(agent, faults=faults, api_key=KEY) as srv:
-        cfg.write_text(json.dumps({
-            "bank": str(BANK), "environments": str(ENV), "runs_dir": str(tmp_path / "runs"),
-            "models": _models(srv.url, "theta_0.0"), "session_id": "faulty",
-            "cat": {"stopping": [{"rule": "se", "args": {"se": 0.3, "max_items": 12}}]},
-            "retry": {"model_max_retries": 1, "model_timeout_s": 3, "max_attempts": 3,
-                      "max_consecutive_errors": 6},
-        }))
+        cfg.write_text(
+            json.dumps(
+                {
+                    "bank": str(BANK),
+                    "environments": str(ENV),
+                    "runs_dir": str(tmp_path / "runs"),
+                    "models": _models(srv.url, "theta_0.0"),
+                    "session_id": "faulty",
+                    "cat": {"stopping": [{"rule": "se", "args": {"se": 0.3, "max_items": 12}}]},
+                    "retry": {
+                        "model_max_retries": 1,
+                        "model_timeout_s": 3,
+                        "max_attempts": 3,
+                        "max_consecutive_errors": 6,
+                    },
+                }
+            )
+        )
         (summary,) = api.run(str(cfg))
         stats = srv.stats
     rows = _journal_rows(tmp_path / "runs", "faulty")
     errored = [r for r in rows if r.status in ("error", "skipped")]
-    print(f"status {summary['status']}; faults injected {stats.faults}; runs {len(rows)}, "
-          f"errored {len(errored)}: {sorted({r.error_kind for r in errored})}")
+    print(
+        f"status {summary['status']}; faults injected {stats.faults}; runs {len(rows)}, "
+        f"errored {len(errored)}: {sorted({r.error_kind for r in errored})}"
+    )
     assert summary["status"] in ("completed", "paused")
     assert sum(stats.faults.values()) > 0
     assert all(r.score is None and r.error_kind for r in errored)
@@ -197,9 +261,15 @@ def test_api_key_reaches_no_file_the_run_wrote(
     monkeypatch.setenv("SIM_API_KEY", secret)
     runs = tmp_path / "runs"
     with SimServer(agent, api_key=secret) as srv:
-        (summary,) = api.run(None, bank=str(BANK), environments=str(ENV),
-                             models=_models(srv.url, "theta_1.0"), max_items=2,
-                             runs_dir=str(runs), session_id="secret")
+        (summary,) = api.run(
+            None,
+            bank=str(BANK),
+            environments=str(ENV),
+            models=_models(srv.url, "theta_1.0"),
+            max_items=2,
+            runs_dir=str(runs),
+            session_id="secret",
+        )
         assert srv.stats.unauthorised == 0  # the key was really sent
     assert summary["n_items"] == 2
     files = [p for p in runs.rglob("*") if p.is_file()]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import threading
 
+import docker
 from docker.errors import DockerException
 
-import docker
 from orchestrator.errors import PrerequisiteError
 
 __all__ = ["LABEL_MANAGED", "docker_client"]
