@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# a live adaptive session against the built-in simulated agent (needs a Docker engine)
 demo: $(STAMP)
-	$(BIN)/agentcat estimate --bank tests/data/demo_bank tests/data/demo_responses.csv
+	$(BIN)/agentcat demo --plot runs/demo-trajectory.png
 
 # fast default suite (minutes); slow tests are marked and run by `make test-slow`
 test: $(STAMP)
