@@ -65,17 +65,14 @@ def test_unknown_family_and_missing_image_errors(tmp_path: Path, base_image: str
         family_image("absent", env, namespace=NS)
 
 
-def test_cli_images_prune_and_errors(tmp_path: Path, docker_engine: None, capsys) -> None:
+def test_cli_images_prune_and_errors(tmp_path: Path, sandbox_test_image: str, capsys) -> None:
     import asyncio
 
     from orchestrator.runner.sandbox import AgentcatSandbox, SandboxSpec, managed_containers
 
     session = f"prune-{tmp_path.name[-8:]}"
-    spec = SandboxSpec(image="agentcat/test-sandbox:latest", user="root", workdir="/root")
-    try:
-        asyncio.run(AgentcatSandbox.create(spec, {"agentcat.session": session}))
-    except PrerequisiteError:
-        pytest.skip("needs the sandbox test image (built by tests/test_sandbox.py)")
+    spec = SandboxSpec(image=sandbox_test_image, user="root", workdir="/root")
+    asyncio.run(AgentcatSandbox.create(spec, {"agentcat.session": session}))
     assert len(managed_containers({"agentcat.session": session})) == 1
     assert main(["images", "prune", "--session", session]) == 0
     assert "removed 1 container(s)" in capsys.readouterr().out
