@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
@@ -73,6 +75,64 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- health
+def _add_health(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "health",
+        help="psychometric health report of an item bank (HTML + JSON)",
+        description="Check a bank against a response matrix: test information and difficulty "
+        "gaps, low-discrimination and defective items, merged thresholds, item misfit, "
+        "redundant item pairs (Q3) and aberrant subjects (l_z). Writes an HTML page and its "
+        "JSON twin.",
+    )
+    p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
+    p.add_argument(
+        "--responses", required=True, metavar="RESPONSES.csv", help="long CSV subject,item,score"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="REPORT.html", help="HTML page; REPORT.json goes beside it"
+    )
+    p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
+    p.add_argument("--se-target", type=float, metavar="SE", help="SE the bank should reach (0.3)")
+    p.add_argument("--lz-cut", type=float, metavar="LZ", help="flag subjects below this l_z (-2)")
+    p.add_argument("--json", action="store_true", help="also print the JSON document to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=_cmd_health)
+
+
+def _progress_printer() -> Callable[[str], None]:
+    start = time.monotonic()
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from orchestrator.api import health
+
+    overrides = {
+        k: v for k, v in (("se_target", args.se_target), ("lz_cut", args.lz_cut)) if v is not None
+    }
+    doc = health(
+        args.bank,
+        args.responses,
+        args.out,
+        thresholds=overrides,
+        figures_dir=args.figures,
+        progress=None if args.quiet else _progress_printer(),
+    )
+    if args.json:
+        _print_json(doc)
+        return 0
+    for line in doc["summary"]:
+        print(f"- {line}")
+    json_path = Path(args.out).with_suffix(".json")
+    print(f"wrote {args.out} and {json_path}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -82,7 +142,7 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_estimate,):
+    for add in (_add_estimate, _add_health):
         add(sub)
     return parser
 
