@@ -17,9 +17,11 @@ from orchestrator.irt.fit import (
     category_max_prob,
     complete_case_matrix,
     flag_q3,
+    group_dependence,
     item_rest_correlation,
     mean_squares,
     person_fit_lz,
+    q3_null_max,
     residual_correlations,
     rest_abilities,
     summed_score_fit,
@@ -129,10 +131,13 @@ def test_q3_flags_a_duplicated_triple_as_one_cluster_and_nothing_on_clean_data(c
     b2[[7, 8]] = b[6]
     a2 = a.copy()
     a2[[7, 8]] = a[6]
-    flags = flag_q3(residual_correlations(a2, b2, s, i, x2.ravel(), theta, 800))
+    null = q3_null_max(a2, b2, s, i, theta, 800, n_boot=20, rng=np.random.default_rng(1))
+    assert np.nanmax(null) < 0.2  # with 800 subjects the 0.2 convention is the binding cut
+    flags = flag_q3(residual_correlations(a2, b2, s, i, x2.ravel(), theta, 800), null_max=null)
     assert {tuple(p) for p in flags.pairs} == {(6, 7), (6, 8), (7, 8)}
     assert flags.clusters == [[6, 7, 8]]
-    assert (flags.q3_adj > 0.4).all() and (flags.q_value < 1e-6).all()
+    assert (flags.q3_adj > 0.4).all()
+    np.testing.assert_allclose(flags.p_adjusted, 1 / 21)  # beyond every simulated maximum
 
 
 def test_q3_is_not_flagged_on_noise_with_few_subjects() -> None:
@@ -141,8 +146,12 @@ def test_q3_is_not_flagged_on_noise_with_few_subjects() -> None:
     theta = estimate_abilities(a, b, s, i, sc, 17).theta
     q = residual_correlations(a, b, s, i, sc, theta, 17)
     loose = np.nansum(np.triu(q.q3 - np.nanmean(q.q3) > 0.2, 1))
-    assert loose > 50  # the bare 0.2 rule would flag many pairs of pure noise …
-    assert len(flag_q3(q, min_common=10).pairs) == 0  # … the significance guard does not
+    assert loose > 50  # the bare 0.2 rule flags many pairs of pure noise …
+    assert len(flag_q3(q, min_common=10).pairs) == loose
+    null = q3_null_max(a, b, s, i, theta, 17, n_boot=40, rng=np.random.default_rng(0))
+    flags = flag_q3(q, min_common=10, null_max=null)
+    assert len(flags.pairs) == 0  # … the simulated critical value does not
+    assert flags.threshold > 0.5  # chance alone reaches this with 17 subjects
 
 
 def test_lz_matches_definition_is_near_nominal_and_catches_a_gamer(clean) -> None:
@@ -166,8 +175,9 @@ def test_item_rest_correlation_exposes_a_reversed_item(clean) -> None:
     a, b, _x, s, i, sc, _ = clean
     rev = np.where(i == 2, 3 - sc, sc)
     t_rest = rest_abilities(a, b, s, i, rev, 800)
-    r, upper, n = item_rest_correlation(i, rev, t_rest, 30)
-    assert r[2] < -0.3 and upper[2] < 0
+    r, p_below, n = item_rest_correlation(i, rev, t_rest, 30)
+    assert r[2] < -0.3 and p_below[2] < 1e-20
+    assert np.delete(p_below, 2).min() > 0.05
     assert np.delete(r, 2).min() > 0.2
     assert (n == 800).all()
 
@@ -226,3 +236,25 @@ def test_complete_case_matrix_keeps_only_subjects_with_every_item() -> None:
     subj, dense = complete_case_matrix(s, i, x, 3, np.array([2, 0]))
     np.testing.assert_array_equal(subj, [0, 1, 2])
     np.testing.assert_array_equal(dense, [[3, 1], [1, 1], [0, 2]])
+
+
+def test_group_dependence_detects_a_second_dimension_and_not_a_random_label() -> None:
+    rng = np.random.default_rng(8)
+    n_sub, n_items = 300, 24
+    a, b = spaced_params(n_items, seed=9)
+    t1 = rng.normal(size=n_sub)
+    t2 = 0.3 * t1 + np.sqrt(1 - 0.09) * rng.normal(size=n_sub)  # weakly related 2nd ability
+    x = sample_responses(t1, a, b, rng)
+    x[:, 12:] = sample_responses(t2, a[12:], b[12:], rng)  # half the items measure θ2
+    s, i = np.indices(x.shape)
+    s, i, sc = s.ravel(), i.ravel(), x.ravel()
+    theta = estimate_abilities(a, b, s, i, sc, n_sub).theta
+    q = residual_correlations(a, b, s, i, sc, theta, n_sub).q3
+    dims = ["first"] * 12 + ["second"] * 12
+    res = group_dependence(q, dims, rng=np.random.default_rng(0), n_perm=199)
+    assert res is not None and res.groups == ["first", "second"]
+    assert res.within > res.between + 0.1 and res.p_value <= 0.01
+    mixed = ["u", "v"] * 12  # a label unrelated to the dimensions
+    res = group_dependence(q, mixed, rng=np.random.default_rng(0), n_perm=199)
+    assert res is not None and res.p_value > 0.05
+    assert group_dependence(q, ["only"] * 24, rng=np.random.default_rng(0)) is None

@@ -205,7 +205,7 @@ def test_cli_human_output_lists_the_summary(tmp_path: Path, capsys) -> None:
                  "--quiet"]) == 0  # fmt: skip
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert "- Items flagged: 1 defective/mislabelled" in captured.out
+    assert "- Items flagged: 1 defective/mislabelled, 0 suspect, 0 constant" in captured.out
     assert f"wrote {out}" in captured.out
 
 
@@ -238,3 +238,25 @@ def test_unknown_threshold_is_a_config_error(tmp_path: Path) -> None:
     bank, csv = _write(tmp_path)
     with pytest.raises(ConfigError, match="lz_cutt"):
         health(bank, csv, thresholds={"lz_cutt": -3})
+
+
+def test_tag_dimension_and_constant_item_are_reported() -> None:
+    rng = np.random.default_rng(51)
+    n_sub, n = 300, 24
+    a, b = spaced_params(n, seed=52)
+    b[0] = [-9.0, -8.5, -8.0]  # nobody fails this item: a constant column
+    t1 = rng.normal(size=n_sub)
+    t2 = 0.3 * t1 + np.sqrt(0.91) * rng.normal(size=n_sub)
+    x = sample_responses(t1, a, b, rng)
+    x[:, 12:] = sample_responses(t2, a[12:], b[12:], rng)
+    tags = [{"kind": "utility" if j < 12 else "security", "odd": str(j % 2)} for j in range(n)]
+    bank = ItemBank.from_params("twodim", [f"t{j:02d}" for j in range(n)], a, b, tags=tags)
+    r = analyse_health(bank, _responses(x, bank.ids))
+    assert r.items[0].category_counts == [0, 0, 0, n_sub]
+    assert r.discrimination.constant == ["t00"] and "constant" in r.items[0].flags
+    by_tag = {t.tag: t for t in r.local_dependence.tag_dependence}
+    assert by_tag["kind"].p_value < 0.01 and by_tag["kind"].within > by_tag["kind"].between
+    assert by_tag["odd"].p_value > 0.05
+    assert any(f.startswith("Items sharing the same 'kind'") for f in r.summary)
+    assert not any("'odd'" in f for f in r.summary)
+    assert r.items[5].tags == {"kind": "utility", "odd": "1"}

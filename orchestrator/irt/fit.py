@@ -27,8 +27,12 @@ What is here, and what each assumes:
 * :func:`residual_correlations` — Yen's Q3, the correlation of residuals
   x − E[X | θ̂] over the subjects who answered both items (pairwise on sparse
   data). Q3 is biased negative (about −1/(n_items − 1)), hence the usual
-  report of Q3 − mean(Q3); :func:`flag_q3` adds a Fisher-z test (ρ > 0) so
-  that noise with few common subjects is not reported as dependence.
+  report of Q3 − mean(Q3). :func:`q3_null_max` simulates the null of the
+  largest Q3 − mean from the model itself, because with few subjects and
+  near-deterministic items residuals are far from normal and Fisher-z
+  p-values are badly anti-conservative; :func:`flag_q3` flags pairs beyond
+  both the conventional 0.2 and that simulated critical value, and
+  :func:`group_dependence` tests whether items sharing a tag correlate more.
 * :func:`person_fit_lz` — Drasgow's standardised log-likelihood l_z for
   polytomous items at θ̂. With estimated θ its null distribution is narrower
   than N(0, 1) (Snijders 2001), so a cut at −2 flags fewer than 2.3 % of
@@ -56,6 +60,7 @@ from orchestrator.irt.grm import category_probs, item_information, log_category_
 from orchestrator.irt.posterior import grid_summaries, make_grid
 
 __all__ = [
+    "GroupDependence",
     "MeanSquares",
     "Q3Flags",
     "Q3Result",
@@ -65,12 +70,14 @@ __all__ = [
     "category_max_prob",
     "complete_case_matrix",
     "flag_q3",
+    "group_dependence",
     "information_curve",
     "item_rest_correlation",
     "mean_squares",
     "observation_moments",
     "observation_probs",
     "person_fit_lz",
+    "q3_null_max",
     "residual_correlations",
     "rest_abilities",
     "summed_score_fit",
@@ -450,45 +457,112 @@ class Q3Flags:
 
     mean_q3: float
     """Mean Q3 over the pairs with at least ``min_common`` common subjects."""
+    threshold: float
+    """Q3 − mean above which a pair is flagged (``excess``, raised to the null's critical value)."""
     pairs: IntArray
     """``(n_flagged, 2)`` item indices, i < j, sorted by adjusted Q3 (largest first)."""
     q3_adj: FloatArray
     """Q3 − mean Q3 of each flagged pair."""
-    q_value: FloatArray
-    """Benjamini–Hochberg q of each flagged pair (one-sided Fisher-z test of ρ > 0)."""
+    p_adjusted: FloatArray
+    """Family-wise (max-statistic) bootstrap p of each flagged pair; NaN without a null."""
     clusters: list[list[int]]
     """Connected components (size ≥ 2) of the flagged-pair graph, largest first."""
     n_tested: int
 
 
+def _tested_pairs(
+    result: Q3Result, min_common: int
+) -> tuple[IntArray, IntArray, FloatArray, NDArray[np.bool_]]:
+    iu, ju = np.triu_indices(result.q3.shape[0], k=1)
+    q = result.q3[iu, ju]
+    tested = np.isfinite(q) & (result.n_common[iu, ju] >= max(min_common, 4))
+    return iu, ju, q, tested
+
+
+def q3_null_max(
+    a: FloatArray,
+    b: FloatArray,
+    subject_idx: IntArray,
+    item_idx: IntArray,
+    theta: FloatArray,
+    n_subjects: int,
+    *,
+    n_boot: int = 50,
+    min_common: int = 10,
+    prior_mean: float = 0.0,
+    prior_sd: float = 1.0,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
+) -> FloatArray:
+    """Parametric-bootstrap null of max(Q3 − mean Q3) over the tested pairs, ``(n_boot,)``.
+
+    Each replicate redraws every observed (subject, item) score from the
+    model at the subject's θ̂ (same missingness), re-estimates θ and
+    recomputes Q3. The null therefore carries everything the normal
+    approximation ignores: skewed residuals of near-deterministic items
+    (with few subjects one surprising subject makes Q3 ≈ 1), θ estimated
+    from the same items, and the number of pairs (Christensen, Makransky &
+    Horton 2017 recommend simulated critical values for Q3 for these reasons).
+    """
+    from orchestrator.irt.ability import estimate_abilities
+
+    p = observation_probs(theta[subject_idx], a[item_idx], b[item_idx])
+    cdf = np.cumsum(p, axis=1)
+    grid = make_grid(-6.0, 6.0, 241)
+    out = np.full(n_boot, np.nan)
+    for r in range(n_boot):  # replicates, each fully vectorised
+        u = rng.random(len(subject_idx))[:, None]
+        x = np.minimum((u > cdf).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+        th = estimate_abilities(
+            a, b, subject_idx, item_idx, x, n_subjects,
+            prior_mean=prior_mean, prior_sd=prior_sd, grid=grid,
+        ).theta  # fmt: skip
+        res = residual_correlations(a, b, subject_idx, item_idx, x, th, n_subjects)
+        _, _, q, tested = _tested_pairs(res, min_common)
+        if tested.any():
+            out[r] = float((q[tested] - q[tested].mean()).max())
+        if progress is not None and ((r + 1) % 10 == 0 or r + 1 == n_boot):
+            progress(f"Q3 null: {r + 1}/{n_boot} simulated data sets")
+    return out
+
+
 def flag_q3(
-    result: Q3Result, *, excess: float = 0.2, alpha: float = 0.05, min_common: int = 20
+    result: Q3Result,
+    *,
+    excess: float = 0.2,
+    min_common: int = 10,
+    null_max: FloatArray | None = None,
+    alpha: float = 0.05,
 ) -> Q3Flags:
-    """Flag pairs whose Q3 exceeds the mean by ``excess`` *and* is significantly positive.
+    """Flag pairs whose Q3 exceeds the mean by ``excess`` and, given a null, beyond chance.
 
     The effect-size rule (Q3 − mean > 0.2, Christensen et al. 2017) alone
-    flags noise when few subjects are shared (the SE of a correlation is
-    ≈ 1/√n: 0.24 with 17 subjects), so a pair must also pass a one-sided
-    Fisher-z test of ρ > 0, Benjamini–Hochberg adjusted over all tested
-    pairs at ``alpha``. The test is against 0, not against the mean: Q3's
-    null centre is negative (≈ −1/(n − 1)), and one strongly dependent group
-    drags the mean further down for every other pair, so testing against
-    the mean would turn that artefact into false flags. Redundant groups are
-    the connected components of the flagged pairs.
+    flags noise when few subjects are shared: the SE of a correlation is
+    ≈ 1/√n (0.24 with 17 subjects) and skewed residuals make large Q3 common.
+    With ``null_max`` (from :func:`q3_null_max`) a pair must also beat the
+    simulated maximum: its family-wise p = (1 + #{null max ≥ Q3 − mean}) /
+    (1 + B) must be ≤ ``alpha`` (single-step max-T, controls the chance of
+    any false flag at ``alpha``). Redundant groups are the connected
+    components of the flagged pairs.
     """
     n_items = result.q3.shape[0]
-    iu, ju = np.triu_indices(n_items, k=1)
-    q = result.q3[iu, ju]
-    n = result.n_common[iu, ju]
-    tested = np.isfinite(q) & (n >= max(min_common, 4))
+    iu, ju, q, tested = _tested_pairs(result, min_common)
     if not tested.any():
-        return Q3Flags(np.nan, np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0), [], 0)
+        return Q3Flags(np.nan, np.nan, np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0), [], 0)
     mean = float(q[tested].mean())
-    z = np.arctanh(np.clip(q, -0.999999, 0.999999)) * np.sqrt(np.maximum(n - 3, 1))
-    p = np.where(tested, stats.norm.sf(z), np.nan)
-    qv = benjamini_hochberg(p)
     adj = q - mean
-    flagged = tested & (adj > excess) & (qv < alpha)
+    threshold = excess
+    p_adj = np.full(q.shape, np.nan)
+    flagged = tested & (adj > excess)
+    null = None if null_max is None else np.asarray(null_max)[np.isfinite(null_max)]
+    if null is not None and null.size:
+        null = np.sort(null)
+        exceed = null.size - np.searchsorted(null, np.where(flagged, adj, np.inf), side="left")
+        p_adj = np.where(flagged, (1.0 + exceed) / (1.0 + null.size), np.nan)
+        flagged &= p_adj <= alpha
+        k = int(np.floor(alpha * (null.size + 1))) - 1  # largest count of exceedances allowed
+        critical = null[null.size - 1 - k] if 0 <= k < null.size else np.inf
+        threshold = max(excess, float(critical))
     order = np.flatnonzero(flagged)[np.argsort(-adj[flagged])]
     pairs = np.stack([iu[order], ju[order]], axis=1).astype(np.int64)
     clusters: list[list[int]] = []
@@ -500,7 +574,65 @@ def flag_q3(
         sizes = np.bincount(label)
         for lab in np.flatnonzero(sizes >= 2)[np.argsort(-sizes[sizes >= 2], kind="stable")]:
             clusters.append(np.flatnonzero(label == lab).tolist())
-    return Q3Flags(mean, pairs, adj[order], qv[order], clusters, int(tested.sum()))
+    return Q3Flags(mean, threshold, pairs, adj[order], p_adj[order], clusters, int(tested.sum()))
+
+
+@dataclass(frozen=True)
+class GroupDependence:
+    """Mean Q3 within vs between the groups an item label defines."""
+
+    groups: list[str]
+    within_by_group: FloatArray
+    """Mean Q3 over pairs inside each group (NaN for groups with < 2 items)."""
+    within: float
+    between: float
+    p_value: float
+    """Permutation p of (within − between) under random relabelling of the items."""
+    n_items: int
+
+
+def group_dependence(
+    q3: FloatArray,
+    labels: list[str | None],
+    *,
+    n_perm: int = 999,
+    rng: np.random.Generator,
+) -> GroupDependence | None:
+    """Do items that share a label (suite, item type …) correlate more in their residuals?
+
+    Averages Q3 over many pairs, so unlike single-pair flags it has power
+    with few subjects; a clear excess means the label marks a second
+    dimension that one θ does not capture. Items without a label or without
+    any finite Q3 are left out. Returns None when fewer than two groups have
+    two items each.
+    """
+    keep = np.array([lab is not None for lab in labels]) & np.isfinite(q3).any(axis=1)
+    idx = np.flatnonzero(keep)
+    values = sorted({labels[i] for i in idx})  # type: ignore[type-var]
+    code = np.array([values.index(labels[i]) for i in idx])
+    counts = np.bincount(code, minlength=len(values))
+    if (counts >= 2).sum() < 2:
+        return None
+    sub = q3[np.ix_(idx, idx)]
+    finite = np.isfinite(sub)
+    val = np.where(finite, sub, 0.0)
+    fin = finite.astype(float)
+
+    def stat(c: IntArray) -> tuple[float, float, FloatArray]:
+        one_hot = np.eye(len(values))[c]  # (items, groups)
+        s_g = np.einsum("ig,ij,jg->g", one_hot, val, one_hot)
+        n_g = np.einsum("ig,ij,jg->g", one_hot, fin, one_hot)
+        within_sum, within_n = s_g.sum(), n_g.sum()
+        between = (val.sum() - within_sum) / max(fin.sum() - within_n, 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_group = s_g / n_g
+        return within_sum / max(within_n, 1.0), between, by_group
+
+    within, between, by_group = stat(code)
+    observed = within - between
+    perm = np.array([np.subtract(*stat(rng.permutation(code))[:2]) for _ in range(n_perm)])
+    p = (1.0 + (perm >= observed).sum()) / (1.0 + n_perm)
+    return GroupDependence(values, by_group, float(within), float(between), float(p), idx.size)
 
 
 # --------------------------------------------------------------------------- person fit
@@ -571,15 +703,20 @@ def rest_abilities(
 
 
 def item_rest_correlation(
-    item_idx: IntArray, score: IntArray, theta_rest: FloatArray, n_items: int
+    item_idx: IntArray,
+    score: IntArray,
+    theta_rest: FloatArray,
+    n_items: int,
+    *,
+    reference: float = 0.1,
 ) -> tuple[FloatArray, FloatArray, IntArray]:
-    """Pearson r of score with θ-without-the-item, per item, and a 95 % upper bound.
+    """Pearson r of score with θ-without-the-item, per item, and a one-sided p-value.
 
     Returns:
-        ``(r, upper95, n)``: r is NaN when the item has < 4 observations or
-        no variance in score or θ; ``upper95`` is the one-sided 95 % upper
-        confidence bound from Fisher's z (so ``upper95 < c`` is evidence that
-        the item discriminates less than c, which noise alone rarely gives).
+        ``(r, p_below, n)``: r is NaN when the item has < 4 observations or
+        no variance in score or θ; ``p_below`` is the Fisher-z p-value of
+        H0: ρ ≥ ``reference`` (small = evidence that the item discriminates
+        less than ``reference``, e.g. that it is reversed).
     """
     x = score.astype(float)
     t = theta_rest
@@ -596,9 +733,9 @@ def item_rest_correlation(
         r = cov / np.sqrt(vx * vt)
     r = np.where((n >= 4) & (vx > 1e-12) & (vt > 1e-12), np.clip(r, -1, 1), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.arctanh(np.clip(r, -0.999999, 0.999999))
-        upper = np.tanh(z + stats.norm.ppf(0.95) / np.sqrt(np.maximum(n - 3, 1)))
-    return r, np.where(np.isfinite(r), upper, np.nan), n.astype(np.int64)
+        z = np.arctanh(np.clip(r, -0.999999, 0.999999)) - np.arctanh(reference)
+        p = stats.norm.cdf(z * np.sqrt(np.maximum(n - 3, 1)))
+    return r, np.where(np.isfinite(r), p, np.nan), n.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- thresholds

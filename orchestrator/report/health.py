@@ -43,6 +43,7 @@ __all__ = [
     "PairRow",
     "PersonFitSection",
     "SubjectRow",
+    "TagDependenceRow",
     "analyse_health",
 ]
 
@@ -67,10 +68,11 @@ class HealthThresholds(_Model):
     min_category_prob: float = Field(0.1, gt=0, lt=1)
     """A middle category whose peak probability stays below this is 'nearly merged'
     (not repeated for items already flagged for a low slope, whose categories are all flat)."""
-    min_item_rest: float = Field(0.1)
-    """An item is 'defective' when the 95 % upper bound of its item–rest r is below this."""
+    min_item_rest: float = Field(0.1, gt=-1, lt=1)
+    """An item is 'defective' when its item–rest r is significantly below this (BH FDR
+    ``alpha`` over items), 'suspect' when r < 0 without that evidence."""
     alpha: float = Field(0.05, gt=0, lt=1)
-    """False-discovery rate for item-fit and Q3 flags (Benjamini–Hochberg)."""
+    """Error rate of every flag: Benjamini–Hochberg FDR for items, family-wise for Q3 pairs."""
     ms_low: float = Field(0.7, gt=0)
     ms_high: float = Field(1.3, gt=0)
     """Infit/outfit outside [ms_low, ms_high] *and* significant flags misfit."""
@@ -78,6 +80,10 @@ class HealthThresholds(_Model):
     """Flag pairs with Q3 − mean(Q3) above this (and significant)."""
     q3_min_common: int = Field(10, ge=4)
     """Pairs with fewer common subjects are not tested."""
+    q3_bootstrap: int = Field(50, ge=0)
+    """Simulated data sets for the Q3 critical value (0: only the excess rule)."""
+    seed: int = 0
+    """Seed of the Q3 simulation and the tag permutation tests (reports are reproducible)."""
     lz_cut: float = -2.0
     """Subjects with l_z below this are flagged."""
     lz_min_items: int = Field(10, ge=1)
@@ -127,8 +133,13 @@ class DiscriminationSection(_Model):
     merged_thresholds: list[str]
     defective: list[str]
     """Items whose item–rest r is confidently below ``min_item_rest``."""
-    negative_item_rest: list[str]
-    """Items whose item–rest r point estimate is negative (weaker evidence)."""
+    suspect: list[str]
+    """Items whose item–rest r is below ``min_item_rest`` at uncorrected level ``alpha``
+    but not after correcting for the number of items (inspect them)."""
+    constant: list[str]
+    """Items every subject gave the same score: no information about these subjects."""
+    merged_category_counts: dict[str, int]
+    """For the merged-threshold items: how often each middle category is the one that vanishes."""
     findings: list[str]
 
 
@@ -152,7 +163,20 @@ class PairRow(_Model):
     q3: float
     q3_adjusted: float
     n_common: int
-    q_value: float
+    p_adjusted: float | None
+    """Family-wise p from the simulated null (None when not simulated)."""
+
+
+class TagDependenceRow(_Model):
+    """Residual correlation within vs between the groups of one item tag."""
+
+    tag: str
+    n_items: int
+    groups: dict[str, float | None]
+    """Mean Q3 among the items of each tag value."""
+    within: float
+    between: float
+    p_value: float
 
 
 class ClusterRow(_Model):
@@ -163,11 +187,15 @@ class ClusterRow(_Model):
 class LocalDependenceSection(_Model):
     mean_q3: float | None
     excess: float
+    threshold: float | None
+    """Q3 − mean a pair had to exceed: ``excess`` or the simulated critical value if larger."""
+    n_bootstrap: int
     alpha: float
     min_common: int
     n_pairs_tested: int
     flagged_pairs: list[PairRow]
     clusters: list[ClusterRow]
+    tag_dependence: list[TagDependenceRow]
     findings: list[str]
 
 
@@ -187,6 +215,7 @@ class ItemRow(_Model):
     n_categories: int
     a: float
     b: list[float]
+    tags: dict[str, str]
     n_obs: int
     category_counts: list[int]
     mean_score: float | None
@@ -194,7 +223,8 @@ class ItemRow(_Model):
     theta_at_max_information: float
     min_category_max_prob: float | None
     item_rest_r: float | None
-    item_rest_upper95: float | None
+    item_rest_p: float | None
+    """One-sided p of H0: ρ ≥ min_item_rest (small: discriminates less than that)."""
     infit: float | None
     infit_t: float | None
     infit_p: float | None
@@ -376,7 +406,9 @@ def analyse_health(
     theta_rest = fit.rest_abilities(
         a, b, s_idx, i_idx, x, n_sub, prior_mean=prior.mean, prior_sd=prior.sd
     )
-    r_rest, r_upper, _ = fit.item_rest_correlation(i_idx, x, theta_rest, n_items)
+    r_rest, r_p, _ = fit.item_rest_correlation(
+        i_idx, x, theta_rest, n_items, reference=th.min_item_rest
+    )
 
     # --- item fit
     say("item fit: infit/outfit")
@@ -433,7 +465,19 @@ def analyse_health(
     # --- Q3
     say(f"local dependence: Q3 over {observed_items.size} items")
     q3 = fit.residual_correlations(a, b, s_idx, i_idx, x, theta_hat, n_sub, progress=say)
-    qf = fit.flag_q3(q3, excess=th.q3_excess, alpha=th.alpha, min_common=th.q3_min_common)
+    rng = np.random.default_rng(th.seed)
+    null_max = None
+    if th.q3_bootstrap > 0:
+        say(f"Q3 null: simulating {th.q3_bootstrap} data sets from the model")
+        null_max = fit.q3_null_max(
+            a, b, s_idx, i_idx, theta_hat, n_sub,
+            n_boot=th.q3_bootstrap, min_common=th.q3_min_common,
+            prior_mean=prior.mean, prior_sd=prior.sd, rng=rng, progress=say,
+        )  # fmt: skip
+    qf = fit.flag_q3(
+        q3, excess=th.q3_excess, min_common=th.q3_min_common, null_max=null_max, alpha=th.alpha
+    )
+    tag_rows = _tag_dependence(bank, q3.q3, rng)
 
     # --- person fit
     say("person fit: l_z")
@@ -446,8 +490,14 @@ def analyse_health(
         low_slope = a < th.min_slope
         # a flat (low-a) item's middle categories never peak either; that is its slope's fault
         merged = (min_cat < th.min_category_prob) & ~low_slope
-        defective = r_upper < th.min_item_rest
-        negative = r_rest < 0
+        defective = fit.benjamini_hochberg(r_p) < th.alpha
+        suspect = (r_p < th.alpha) & ~defective
+    constant = (n_obs > 0) & ((counts > 0).sum(axis=1) == 1)
+    merged_cat = (  # which middle category vanishes (1-based category number)
+        np.argmin(np.where(finite, cat_max, np.inf), axis=1) + 1
+        if cat_max.shape[1]
+        else np.zeros(n_items, dtype=np.int64)
+    )
     in_pair = np.zeros(n_items, dtype=bool)
     in_pair[qf.pairs.ravel()] = True
     ids = bank.ids
@@ -459,6 +509,8 @@ def analyse_health(
         "low_slope": low_slope,
         "merged_thresholds": merged,
         "defective": defective,
+        "suspect": suspect,
+        "constant": constant,
         "misfit": misfit,
         "local_dependence": in_pair,
     }
@@ -471,6 +523,7 @@ def analyse_health(
                 n_categories=k,
                 a=_fx(a[i]),
                 b=[_fx(v) for v in b[i, : k - 1]],
+                tags=dict(bank.spec.items[i].tags),
                 n_obs=int(n_obs[i]),
                 category_counts=[int(c) for c in counts[i, :k]],
                 mean_score=_f(mean_score[i]),
@@ -478,7 +531,7 @@ def analyse_health(
                 theta_at_max_information=_fx(grid[imax[i]], 4),
                 min_category_max_prob=_f(min_cat[i]),
                 item_rest_r=_f(r_rest[i]),
-                item_rest_upper95=_f(r_upper[i]),
+                item_rest_p=_f(r_p[i]),
                 infit=_f(ms.infit[i]),
                 infit_t=_f(ms.infit_t[i]),
                 infit_p=_f(ms.infit_p[i]),
@@ -508,7 +561,9 @@ def analyse_health(
         names(low_slope),
         names(merged),
         names(defective),
-        names(negative & ~defective),
+        names(suspect),
+        names(constant),
+        [int(merged_cat[i]) for i in np.flatnonzero(merged)],
         r_rest,
         ids,
     )
@@ -524,7 +579,7 @@ def analyse_health(
         ids,
         misfit,
     )
-    local = _local_dependence_section(th, qf, q3, ids)
+    local = _local_dependence_section(th, qf, q3, ids, tag_rows)
     person = _person_fit_section(th, lz, lz_ok, lz_flag, responses.subjects)
 
     report = HealthReport(
@@ -677,16 +732,27 @@ def _information_section(
     )
 
 
+def _cat_counts(cats: list[int]) -> str:
+    parts = [f"category {c} in {cats.count(c)}" for c in sorted(set(cats))]
+    return "the vanishing category is " + ", ".join(parts)
+
+
 def _discrimination_section(
     th: HealthThresholds,
     low: list[str],
     merged: list[str],
     defective: list[str],
-    negative: list[str],
+    suspect: list[str],
+    constant: list[str],
+    merged_cats: list[int],
     r_rest: FloatArray,
     ids: list[str],
 ) -> DiscriminationSection:
     pos = {iid: i for i, iid in enumerate(ids)}
+
+    def with_r(names: list[str]) -> str:
+        return _ids([f"{iid} (r = {r_rest[pos[iid]]:+.2f})" for iid in names])
+
     out = []
     out.append(
         f"{len(low)} item(s) have low discrimination (a < {th.min_slope:g}): {_ids(low)}."
@@ -695,30 +761,35 @@ def _discrimination_section(
     )
     out.append(
         f"{len(merged)} item(s) have nearly merged thresholds (a middle category never reaches "
-        f"probability {th.min_category_prob:g}, so it carries almost no information): "
-        f"{_ids(merged)}."
+        f"probability {th.min_category_prob:g}, so it carries almost no information; "
+        f"{_cat_counts(merged_cats)}): {_ids(merged)}."
         if merged
         else "No item has nearly merged thresholds (every middle category reaches probability "
         f"{th.min_category_prob:g})."
     )
     if defective:
-        shown = [f"{iid} (r = {r_rest[pos[iid]]:+.2f})" for iid in defective]
         out.append(
-            f"{len(defective)} item(s) look defective or mislabelled: their score does not "
-            "rise with θ "
-            "estimated from the other items (item–rest r, 95 % upper bound < "
-            f"{th.min_item_rest:g}): "
-            f"{_ids(shown)}. The calibrated a is held positive and cannot show this."
+            f"{len(defective)} item(s) look defective or mislabelled: their score does not rise "
+            "with θ estimated from the other items (item–rest r significantly below "
+            f"{th.min_item_rest:g}, FDR {th.alpha:g}): {with_r(defective)}. The calibrated a is "
+            "held positive and cannot show this."
         )
     else:
         out.append(
-            "No item is confidently non-discriminating (item–rest r 95 % upper bound < "
-            f"{th.min_item_rest:g})."
+            "No item is significantly non-discriminating (item–rest r below "
+            f"{th.min_item_rest:g}, FDR {th.alpha:g})."
         )
-    if negative:
+    if suspect:
         out.append(
-            f"{len(negative)} further item(s) have a negative item–rest r that the data cannot "
-            f"confirm (too few subjects): {_ids(negative)}."
+            f"{len(suspect)} item(s) are suspect: item–rest r below {th.min_item_rest:g} at "
+            f"p < {th.alpha:g} for the item alone, but not after correcting for the "
+            f"{len(ids)} items tested: {with_r(suspect)}. Read their transcripts or scoring "
+            "rules."
+        )
+    if constant:
+        out.append(
+            f"{len(constant)} item(s) received the same score from every subject and carry no "
+            f"information about them: {_ids(constant)}. Calibration should leave them out."
         )
     return DiscriminationSection(
         min_slope=th.min_slope,
@@ -727,7 +798,9 @@ def _discrimination_section(
         low_slope=low,
         merged_thresholds=merged,
         defective=defective,
-        negative_item_rest=negative,
+        suspect=suspect,
+        constant=constant,
+        merged_category_counts={str(c): merged_cats.count(c) for c in sorted(set(merged_cats))},
         findings=out,
     )
 
@@ -801,8 +874,35 @@ def _item_fit_section(
     )
 
 
+def _tag_dependence(
+    bank: ItemBank, q3: FloatArray, rng: np.random.Generator
+) -> list[TagDependenceRow]:
+    """Within- vs between-group residual correlation for every tag key the bank's items carry."""
+    keys = sorted({k for it in bank.spec.items for k in it.tags})
+    rows = []
+    for key in keys:
+        res = fit.group_dependence(q3, bank.tag_values(key), rng=rng)
+        if res is None:
+            continue
+        rows.append(
+            TagDependenceRow(
+                tag=key,
+                n_items=res.n_items,
+                groups={g: _f(v, 4) for g, v in zip(res.groups, res.within_by_group, strict=True)},
+                within=_fx(res.within, 4),
+                between=_fx(res.between, 4),
+                p_value=_fx(res.p_value, 3),
+            )
+        )
+    return rows
+
+
 def _local_dependence_section(
-    th: HealthThresholds, qf: fit.Q3Flags, q3: fit.Q3Result, ids: list[str]
+    th: HealthThresholds,
+    qf: fit.Q3Flags,
+    q3: fit.Q3Result,
+    ids: list[str],
+    tags: list[TagDependenceRow],
 ) -> LocalDependenceSection:
     pairs = [
         PairRow(
@@ -811,9 +911,9 @@ def _local_dependence_section(
             q3=_fx(q3.q3[i, j], 4),
             q3_adjusted=_fx(adj, 4),
             n_common=int(q3.n_common[i, j]),
-            q_value=_fx(qv, 3),
+            p_adjusted=_f(p, 3),
         )
-        for (i, j), adj, qv in zip(qf.pairs, qf.q3_adj, qf.q_value, strict=True)
+        for (i, j), adj, p in zip(qf.pairs, qf.q3_adj, qf.p_adjusted, strict=True)
     ]
     clusters = []
     for members in qf.clusters:
@@ -826,50 +926,71 @@ def _local_dependence_section(
                 ),
             )
         )
+    simulated = th.q3_bootstrap > 0
+    rule = (
+        f"more than {qf.threshold:.2f} above the mean (the larger of {th.q3_excess:g} and the "
+        f"level that chance alone exceeds with probability {th.alpha:g}, simulated from the "
+        f"model {th.q3_bootstrap} times)"
+        if simulated and np.isfinite(qf.threshold)
+        else f"more than {th.q3_excess:g} above the mean (no simulated null: pairs may be noise)"
+    )
     out = []
     if qf.n_tested == 0:
         out.append(f"Q3 not tested: no item pair shares at least {th.q3_min_common} subjects.")
     else:
         tested = np.isfinite(q3.q3) & (q3.n_common >= th.q3_min_common)
         n_med = int(np.median(q3.n_common[tested])) if tested.any() else 0
-        z = stats.norm.isf(th.alpha / qf.n_tested)
-        detectable = math.tanh(z / math.sqrt(max(n_med - 3, 1))) - qf.mean_q3
         out.append(
             f"Mean Q3 = {qf.mean_q3:+.3f} over {qf.n_tested} item pairs (median {n_med} "
             "common subjects)."
         )
         if pairs:
+            groups = "; ".join(
+                "{" + ", ".join(c.items[:6]) + (" …" if len(c.items) > 6 else "") + "}"
+                for c in clusters[:5]
+            ) + ("; …" if len(clusters) > 5 else "")
             out.append(
-                f"{len(pairs)} pair(s) have Q3 more than {th.q3_excess:g} above the mean, "
-                "significantly "
-                f"(FDR {th.alpha:g}), forming {len(clusters)} group(s) of items that measure "
-                "the same "
-                "thing beyond θ: "
-                + "; ".join(
-                    "{" + ", ".join(c.items[:6]) + (" …" if len(c.items) > 6 else "") + "}"
-                    for c in clusters[:5]
-                )
-                + ("; …" if len(clusters) > 5 else "")
-                + "."
+                f"{len(pairs)} pair(s) have Q3 {rule}, forming {len(clusters)} group(s) of "
+                f"items that measure the same thing beyond θ: {groups}."
+            )
+        else:
+            out.append(f"No item pair has Q3 {rule}.")
+        if simulated and np.isfinite(qf.threshold) and qf.threshold > th.q3_excess + 0.05:
+            out.append(
+                f"With about {n_med} common subjects per pair, chance alone produces Q3 − mean "
+                f"up to {qf.threshold:.2f}, so only stronger dependence between single pairs "
+                "can be seen; the tag-level comparison below averages over many pairs."
+            )
+    for t in tags:
+        diff = t.within - t.between
+        if t.p_value < th.alpha and diff > 0:
+            top = sorted(
+                ((g, v) for g, v in t.groups.items() if v is not None), key=lambda gv: -gv[1]
+            )
+            shown = ", ".join(f"{g} {v:+.2f}" for g, v in top[:4])
+            out.append(
+                f"Items sharing the same '{t.tag}' have mean residual correlation "
+                f"{t.within:+.3f} vs {t.between:+.3f} between groups (permutation p = "
+                f"{t.p_value:.3g}; within each group: {shown}): '{t.tag}' marks a second "
+                "dimension that one θ does not capture. Consider separate banks (or scales) "
+                "per group."
             )
         else:
             out.append(
-                f"No item pair has Q3 significantly more than {th.q3_excess:g} above the mean."
-            )
-        if detectable > th.q3_excess + 0.05:
-            out.append(
-                f"With about {n_med} common subjects per pair only strong dependence "
-                f"(Q3 − mean ≳ {detectable:.2f}) can reach significance; weaker redundancy "
-                "goes unseen."
+                f"No excess residual correlation within '{t.tag}' groups ({t.within:+.3f} "
+                f"within vs {t.between:+.3f} between, permutation p = {t.p_value:.3g})."
             )
     return LocalDependenceSection(
         mean_q3=_f(qf.mean_q3, 4),
         excess=th.q3_excess,
+        threshold=_f(qf.threshold, 4),
+        n_bootstrap=th.q3_bootstrap,
         alpha=th.alpha,
         min_common=th.q3_min_common,
         n_pairs_tested=qf.n_tested,
         flagged_pairs=pairs,
         clusters=clusters,
+        tag_dependence=tags,
         findings=out,
     )
 
@@ -903,6 +1024,19 @@ def _person_fit_section(
                 "subject that "
                 "games an adaptive test, or a broken run, looks like; inspect these runs."
             )
+    if n_eval >= 10:
+        med = float(np.median(lz[ok]))
+        if med > 1.0:
+            out.append(
+                f"Most subjects fit better than the model expects (median l_z = {med:+.2f}, "
+                "≈ 0 under the model): responses are more deterministic than the slopes imply, "
+                "as when slopes are shrunk by a calibration prior; SEs are then conservative."
+            )
+        elif med < -1.0:
+            out.append(
+                f"Most subjects fit worse than the model expects (median l_z = {med:+.2f}): "
+                "the slopes may be too steep or the scale not unidimensional."
+            )
     skipped = int((np.isfinite(lz) & ~ok).sum())
     if skipped:
         out.append(
@@ -928,16 +1062,22 @@ def _summary(r: HealthReport, n_sub: int) -> list[str]:
         f"({r.data['n_observations']} observations, {_pct(r.data['density'])} of the matrix)."
     ]
     out.append(r.information.findings[0])
-    out.extend(f for f in r.information.findings if f.startswith(("Saturation", "Floor")))
+    inf = r.information
+    if inf.share_above_saturation:
+        out.extend(f for f in inf.findings if f.startswith("Saturation"))
+    if inf.share_below_floor:
+        out.extend(f for f in inf.findings if f.startswith("Floor"))
+    out.extend(f for f in r.local_dependence.findings if f.startswith("Items sharing the same"))
     n_ld = len(
         {p.item_a for p in r.local_dependence.flagged_pairs}
         | {p.item_b for p in r.local_dependence.flagged_pairs}
     )
     out.append(
-        f"Items flagged: {len(d.defective)} defective/mislabelled, {len(r.item_fit.misfit)} "
-        "misfitting, "
-        f"{len(d.low_slope)} low-discrimination, {len(d.merged_thresholds)} with nearly merged "
-        f"thresholds, {n_ld} in {len(r.local_dependence.clusters)} locally dependent group(s)."
+        f"Items flagged: {len(d.defective)} defective/mislabelled, {len(d.suspect)} suspect, "
+        f"{len(d.constant)} constant, "
+        f"{len(r.item_fit.misfit)} misfitting, {len(d.low_slope)} low-discrimination, "
+        f"{len(d.merged_thresholds)} with nearly merged thresholds, {n_ld} in "
+        f"{len(r.local_dependence.clusters)} locally dependent group(s)."
     )
     pf = r.person_fit
     out.append(

@@ -136,6 +136,8 @@ def render_html(report: HealthReport, figures: Mapping[str, bytes] | None = None
         ("items", r.bank["n_items"]),
         ("observations", r.data["n_observations"]),
         ("defective", len(d.defective)),
+        ("suspect", len(d.suspect)),
+        ("constant", len(d.constant)),
         ("misfitting", len(r.item_fit.misfit)),
         ("low slope", len(d.low_slope)),
         ("merged thresholds", len(d.merged_thresholds)),
@@ -169,7 +171,11 @@ def render_html(report: HealthReport, figures: Mapping[str, bytes] | None = None
         _findings(d.findings),
         _img(figs.get("item_curves"), "category response curves of selected items"),
         _flagged_table(
-            r, lambda it: bool({"defective", "low_slope", "merged_thresholds"} & set(it.flags))
+            r,
+            lambda it: bool(
+                {"defective", "suspect", "constant", "low_slope", "merged_thresholds"}
+                & set(it.flags)
+            ),
         ),
         "</section>",
         # item fit
@@ -229,6 +235,23 @@ def _interval_table(r: HealthReport) -> str:
 def _pairs_table(r: HealthReport) -> str:
     ld = r.local_dependence
     out = []
+    if ld.tag_dependence:
+        out.append(
+            _table(
+                ["tag", "items", "mean Q3 within", "mean Q3 between", "permutation p", "by group"],
+                [
+                    [
+                        _e(t.tag),
+                        str(t.n_items),
+                        f"{t.within:+.3f}",
+                        f"{t.between:+.3f}",
+                        f"{t.p_value:.3g}",
+                        _e(", ".join(f"{g}: {_num(v, '+.2f')}" for g, v in t.groups.items())),
+                    ]
+                    for t in ld.tag_dependence
+                ],
+            )
+        )
     if ld.clusters:
         out.append(
             _table(
@@ -243,7 +266,7 @@ def _pairs_table(r: HealthReport) -> str:
         shown = ld.flagged_pairs[:200]
         out.append(
             _table(
-                ["item", "item", "Q3", "Q3 − mean", "common subjects", "q (BH)"],
+                ["item", "item", "Q3", "Q3 − mean", "common subjects", "p (family-wise)"],
                 [
                     [
                         _e(p.item_a),
@@ -251,7 +274,7 @@ def _pairs_table(r: HealthReport) -> str:
                         f"{p.q3:+.2f}",
                         f"{p.q3_adjusted:+.2f}",
                         str(p.n_common),
-                        f"{p.q_value:.2g}",
+                        _num(p.p_adjusted, ".2g"),
                     ]
                     for p in shown
                 ],
@@ -296,7 +319,17 @@ def _methods(r: HealthReport) -> str:
             _e("item–rest r"),
             _e(
                 "Pearson correlation of an item's score with the EAP θ estimated from all the "
-                "subject's other items; unconstrained, so a reversed item shows as negative"
+                "subject's other items; unconstrained, so a reversed item shows as negative; "
+                "defective = significantly below min_item_rest (one-sided Fisher z, BH FDR)"
+            ),
+        ]
+    )
+    stats_rows.append(
+        [
+            _e("tag dependence"),
+            _e(
+                "mean Q3 over pairs of items sharing a tag value vs pairs across values; "
+                "permutation test (tag values shuffled over items)"
             ),
         ]
     )
@@ -305,8 +338,8 @@ def _methods(r: HealthReport) -> str:
             _e("Q3"),
             _e(
                 "correlation of residuals x − E[X | θ̂] over subjects who answered both items; "
-                "flag = Q3 − mean above the excess and Q3 significantly > 0 "
-                "(one-sided Fisher z, BH FDR)"
+                "flag = Q3 − mean above both the excess and the critical value of the largest "
+                "Q3 − mean in data simulated from the model (family-wise error alpha)"
             ),
         ]
     )

@@ -42,13 +42,17 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 _FLAG_COLOURS = {
     "defective": "#c0392b",
-    "misfit": "#d35400",
+    "suspect": "#e67e22",
+    "misfit": "#b8860b",
     "local_dependence": "#8e44ad",
     "merged_thresholds": "#2980b9",
     "low_slope": "#7f8c8d",
+    "constant": "#34495e",
 }
 _SHORT = {
     "defective": "DEFECTIVE",
+    "suspect": "suspect (low item–rest r)",
+    "constant": "constant (one score)",
     "misfit": "misfit",
     "local_dependence": "loc. dependent",
     "merged_thresholds": "merged thresholds",
@@ -108,7 +112,11 @@ def information_figure(report: HealthReport) -> bytes:
             lambda s: 1 / np.maximum(s, 1e-9) ** 2,
         ),
     )
-    se_ticks = [s for s in (0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0) if 1 / s**2 <= ymax]
+    se_ticks: list[float] = [inf.se_target] if 1 / inf.se_target**2 <= ymax else []
+    for s in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0):  # keep ticks ≥ 5 % of the axis apart
+        i = 1 / s**2
+        if i <= ymax and all(abs(i - 1 / t**2) >= 0.05 * ymax for t in se_ticks):
+            se_ticks.append(s)
     se_ax.set_yticks(se_ticks)
     se_ax.set_ylabel("SE = 1/√I")
     bins = np.linspace(theta[0], theta[-1], 61)
@@ -124,14 +132,51 @@ def information_figure(report: HealthReport) -> bytes:
 
 # --------------------------------------------------------------------------- item curves
 def select_items(report: HealthReport, n_flagged: int = 9, n_good: int = 3) -> list[int]:
-    """Items worth a picture: the most serious flags first, then a few healthy, informative ones."""
-    rank = {name: r for r, name in enumerate(_FLAG_COLOURS)}
-    flagged = [i for i, it in enumerate(report.items) if it.flags and it.n_obs > 0]
-    flagged.sort(key=lambda i: min(rank[f] for f in report.items[i].flags))
-    good = [i for i, it in enumerate(report.items) if not it.flags and it.n_obs > 0]
-    good.sort(key=lambda i: -report.items[i].max_information)
+    """Items worth a picture: the worst of each kind of flag in turn, then healthy ones.
+
+    Flags take turns (worst item of each kind first) so that one abundant
+    kind cannot fill every panel; healthy items are the most informative
+    ones whose scores vary.
+    """
+    items = report.items
+    inf = float("inf")
+    severity = {
+        "defective": lambda it: it.item_rest_r if it.item_rest_r is not None else inf,
+        "suspect": lambda it: it.item_rest_r if it.item_rest_r is not None else inf,
+        "misfit": lambda it: -(it.outfit or 0.0),
+        "local_dependence": lambda it: 0.0,
+        "merged_thresholds": lambda it: it.min_category_max_prob or 0.0,
+        "low_slope": lambda it: it.a,
+        "constant": lambda it: 0.0,
+    }
+    queues = []
+    for flag in _FLAG_COLOURS:
+        members = [i for i, it in enumerate(items) if flag in it.flags and it.n_obs > 0]
+        queues.append(sorted(members, key=lambda i, f=flag: severity[f](items[i])))
+    chosen: list[int] = []
+    while len(chosen) < n_flagged and any(queues):
+        for q in queues:
+            while q and q[0] in chosen:
+                q.pop(0)
+            if q and len(chosen) < n_flagged:
+                chosen.append(q.pop(0))
+    good = [
+        i for i, it in enumerate(items)
+        if not it.flags and it.n_obs > 0 and it.item_rest_r is not None
+    ]  # fmt: skip
+    good.sort(key=lambda i: -items[i].max_information)
     step = max(1, len(good) // max(n_good, 1))
-    return flagged[:n_flagged] + good[::step][:n_good]
+    return chosen + good[::step][:n_good]
+
+
+def _wrap_id(item_id: str, width: int = 30) -> str:
+    """Break long dotted ids at a dot so that no part is cut off."""
+    if len(item_id) <= width:
+        return item_id
+    cut = item_id.rfind(".", 0, width)
+    if cut <= 0:
+        return item_id[: width - 1] + "…"
+    return item_id[: cut + 1] + "\n" + _wrap_id(item_id[cut + 1 :], width)
 
 
 def item_curves_figure(report: HealthReport, items: Sequence[int] | None = None) -> bytes:
@@ -140,7 +185,7 @@ def item_curves_figure(report: HealthReport, items: Sequence[int] | None = None)
     n = max(len(sel), 1)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(3.2 * cols, 2.7 * rows))
+    fig = Figure(figsize=(3.2 * cols, 2.9 * rows))
     theta = np.linspace(-4, 4, 161)
     arrays = report.arrays
     k_max = max((report.items[i].n_categories for i in sel), default=2)
@@ -214,7 +259,7 @@ def _item_panel(
     first = next((f for f in _FLAG_COLOURS if f in it.flags), None)
     colour = _FLAG_COLOURS[first] if first else "#27ae60"
     r = f"{it.item_rest_r:+.2f}" if it.item_rest_r is not None else "n/a"
-    ident = it.id if len(it.id) <= 34 else it.id[:32] + "…"
+    ident = _wrap_id(it.id)
     ax.set_title(
         f"{ident}\n{flags}\na = {it.a:.2f}, item–rest r = {r}, n = {it.n_obs}",
         fontsize=7.5,
@@ -275,9 +320,42 @@ def q3_figure(report: HealthReport) -> bytes | None:
         ax.set_yticks(range(n_cl), [ids[i] for i in order[:n_cl]], fontsize=6)
         ax.set_xlabel(f"{n} items (flagged clusters first, then ordered by average linkage)")
     ld = report.local_dependence
+    _tag_strips(ax, report, order)
     mean = f"{ld.mean_q3:+.3f}" if ld.mean_q3 is not None else "n/a"
     ax.set_title(f"Yen's Q3 (mean {mean}); boxed: {len(clusters)} redundant group(s)", fontsize=10)
     return _png(fig)
+
+
+def _tag_strips(ax: Axes, report: HealthReport, order: Sequence[int]) -> None:
+    """Colour strips along both edges for the tag with the strongest within-group dependence."""
+    rows = report.local_dependence.tag_dependence
+    if not rows:
+        return
+    best = min(rows, key=lambda t: (t.p_value, -(t.within - t.between)))
+    values = [report.items[i].tags.get(best.tag) for i in order]
+    groups = sorted({v for v in values if v is not None})
+    if not 2 <= len(groups) <= 20:
+        return
+    cmap = matplotlib.colormaps["tab20" if len(groups) > 10 else "tab10"]
+    colour = {g: cmap(k) for k, g in enumerate(groups)}
+    strip = np.array([colour[v] if v is not None else (1, 1, 1, 1) for v in values])
+    left = ax.inset_axes((-0.045, 0.0, 0.03, 1.0))
+    top = ax.inset_axes((0.0, 1.015, 1.0, 0.03))
+    left.imshow(strip[:, None, :], aspect="auto", interpolation="nearest")
+    top.imshow(strip[None, :, :], aspect="auto", interpolation="nearest")
+    for a in (left, top):
+        a.set_axis_off()
+    handles = [Rectangle((0, 0), 1, 1, color=colour[g], label=g) for g in groups]
+    ax.legend(
+        handles=handles,
+        title=f"{best.tag} (p = {best.p_value:.2g})",
+        fontsize=7,
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(0.0, -0.06),
+        ncol=min(len(groups), 5),
+        frameon=False,
+    )
 
 
 # --------------------------------------------------------------------------- item fit
@@ -304,9 +382,12 @@ def item_fit_figure(report: HealthReport) -> bytes:
     )
     ax.plot([0.05, 50], [0.05, 50], color="#bdc3c7", lw=0.6, zorder=0)
     ax.scatter(inf, out, s=12, color=_colours(items), alpha=0.8)
-    for it, x, y in zip(items, inf, out, strict=True):
-        if "misfit" in it.flags or "defective" in it.flags:
-            _label(ax, x, y, it.id, _FLAG_COLOURS["misfit"])
+    worst = sorted(
+        (k for k, it in enumerate(items) if {"misfit", "defective"} & set(it.flags)),
+        key=lambda k: -np.nan_to_num(out[k]),
+    )[:6]
+    for k in worst:
+        _label(ax, inf[k], out[k], items[k].id, _FLAG_COLOURS["misfit"])
     _log_axis(ax, "x", np.r_[inf, th.ms_low, th.ms_high])
     _log_axis(ax, "y", np.r_[out, th.ms_low, th.ms_high])
     ax.set_xlabel("infit mean square")
@@ -323,9 +404,12 @@ def item_fit_figure(report: HealthReport) -> bytes:
     ax.axhline(0, color="black", lw=0.6)
     ax.axvline(th.min_slope, color="#7f8c8d", ls=":", lw=1)
     ax.scatter(a, r, s=12, color=_colours(items), alpha=0.8)
-    for it, x, y in zip(items, a, r, strict=True):
-        if {"defective", "low_slope"} & set(it.flags):
-            _label(ax, x, y, it.id, _FLAG_COLOURS["defective"])
+    worst = sorted(
+        (k for k, it in enumerate(items) if {"defective", "suspect", "low_slope"} & set(it.flags)),
+        key=lambda k: np.nan_to_num(r[k]),
+    )[:6]
+    for k in worst:
+        _label(ax, a[k], r[k], items[k].id, _FLAG_COLOURS["defective"])
     _log_axis(ax, "x", np.r_[a, th.min_slope])
     ax.margins(y=0.08)
     ax.set_xlabel("calibrated slope a (log scale)")
