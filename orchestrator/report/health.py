@@ -332,8 +332,15 @@ def _complement(
     return out
 
 
-def _fmt_iv(ivs: Sequence[Interval]) -> str:
-    return ", ".join(f"[{iv.lo:.2f}, {iv.hi:.2f}]" for iv in ivs)
+def _fmt_iv(ivs: Sequence[Interval], lo: float | None = None, hi: float | None = None) -> str:
+    """``[a, b]``; an end that is the end of the examined θ range is marked as open."""
+
+    def end(v: float, edge: float | None, sign: str) -> str:
+        return f"{v:.2f}" + (
+            f" ({sign}the examined range)" if edge is not None and v == edge else ""
+        )
+
+    return ", ".join(f"[{end(iv.lo, lo, 'start of ')}, {end(iv.hi, hi, 'end of ')}]" for iv in ivs)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -666,7 +673,7 @@ def _information_section(
         out.append(
             f"With all its items the bank reaches SE ≤ {se_t} (information ≥ {target:.1f}) "
             "for θ in "
-            f"{_fmt_iv(good)}, where {_pct(share)} of the subjects' θ̂ lie."
+            f"{_fmt_iv(good, lo, hi)}, where {_pct(share)} of the subjects' θ̂ lie."
         )
     if sat is not None:
         who = (
@@ -698,7 +705,7 @@ def _information_section(
         out.append(
             f"A {th.top_m}-item adaptive test (best {th.top_m} items at each θ) can reach SE "
             f"{se_t} "
-            f"only for θ in {_fmt_iv([_interval(a, b, theta_hat) for a, b in top_good])}."
+            f"only for θ in {_fmt_iv([_interval(a, b, theta_hat) for a, b in top_good], lo, hi)}."
         )
     else:
         out.append(

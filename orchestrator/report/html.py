@@ -41,7 +41,7 @@ tr.flag td{background:#fff5f3}img{max-width:100%;height:auto;display:block;margi
 border:1px solid #dfe6e9;border-radius:6px;padding:6px 12px;min-width:110px}
 .kpi b{display:block;font-size:1.35em}.note{color:#636e72;font-size:.85em}
 details summary{cursor:pointer;font-weight:600;margin:6px 0}
-nav a{margin-right:12px;font-size:.9em}
+nav a{margin-right:12px;font-size:.9em}.nw{white-space:nowrap}
 """
 
 
@@ -69,16 +69,19 @@ def _findings(lines: Sequence[str]) -> str:
 
 
 def _table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], flagged: Sequence[bool] | None = None
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    flagged: Sequence[bool] | None = None,
+    left: Sequence[int] = (0, 1),
 ) -> str:
     head = "".join(
-        f'<th class="{"l" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(header)
+        f'<th class="{"l" if i in left else ""}">{_e(h)}</th>' for i, h in enumerate(header)
     )
     body = []
     for r, row in enumerate(rows):
         cls = ' class="flag"' if flagged and flagged[r] else ""
         cells = "".join(
-            f'<td class="{"l" if i in (0, 1) else ""}">{c}</td>' for i, c in enumerate(row)
+            f'<td class="{"l" if i in left else ""}">{c}</td>' for i, c in enumerate(row)
         )
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -96,7 +99,7 @@ def _item_cells(it: ItemRow) -> list[str]:
         _e(", ".join(it.flags) or "–"),
         str(it.n_categories),
         _num(it.a),
-        _e(" ".join(f"{v:.2f}" for v in it.b)),
+        '<span class="nw">' + _e(" ".join(f"{v:.2f}" for v in it.b)) + "</span>",
         str(it.n_obs),
         _num(it.mean_score),
         _num(it.max_information),
@@ -120,7 +123,12 @@ def _flagged_table(report: HealthReport, keep: Callable[[ItemRow], bool]) -> str
     rows = [it for it in report.items if keep(it)]
     if not rows:
         return ""
-    return _items_table(rows)
+    opened = " open" if len(rows) <= 25 else ""
+    return (
+        f"<details{opened}><summary>{len(rows)} flagged item(s)</summary>"
+        + _items_table(rows)
+        + "</details>"
+    )
 
 
 def render_html(report: HealthReport, figures: Mapping[str, bytes] | None = None) -> str:
@@ -250,6 +258,7 @@ def _pairs_table(r: HealthReport) -> str:
                     ]
                     for t in ld.tag_dependence
                 ],
+                left=(0, 5),
             )
         )
     if ld.clusters:

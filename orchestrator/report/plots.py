@@ -67,8 +67,22 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _label(ax: Axes, x: float, y: float, text: str, colour: str = "black") -> None:
-    ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color=colour)
+def _numbered(
+    ax: Axes, xs: Sequence[float], ys: Sequence[float], names: Sequence[str], colour: str
+) -> None:
+    """Number the points and list the names under the axes (labels on points pile up)."""
+    if not names:
+        return
+    for k, (x, y) in enumerate(zip(xs, ys, strict=True), start=1):
+        ax.annotate(
+            str(k), (x, y), xytext=(3, 2), textcoords="offset points", fontsize=7,
+            color=colour, fontweight="bold",
+        )  # fmt: skip
+    lines = [f"{k}  {n}" for k, n in enumerate(names, start=1)]
+    ax.text(
+        0.0, -0.25, "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
+        fontsize=7, color=colour, family="monospace",
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- information
@@ -386,8 +400,10 @@ def item_fit_figure(report: HealthReport) -> bytes:
         (k for k, it in enumerate(items) if {"misfit", "defective"} & set(it.flags)),
         key=lambda k: -np.nan_to_num(out[k]),
     )[:6]
-    for k in worst:
-        _label(ax, inf[k], out[k], items[k].id, _FLAG_COLOURS["misfit"])
+    _numbered(
+        ax, [inf[k] for k in worst], [out[k] for k in worst],
+        [items[k].id for k in worst], _FLAG_COLOURS["misfit"],
+    )  # fmt: skip
     _log_axis(ax, "x", np.r_[inf, th.ms_low, th.ms_high])
     _log_axis(ax, "y", np.r_[out, th.ms_low, th.ms_high])
     ax.set_xlabel("infit mean square")
@@ -408,8 +424,10 @@ def item_fit_figure(report: HealthReport) -> bytes:
         (k for k, it in enumerate(items) if {"defective", "suspect", "low_slope"} & set(it.flags)),
         key=lambda k: np.nan_to_num(r[k]),
     )[:6]
-    for k in worst:
-        _label(ax, a[k], r[k], items[k].id, _FLAG_COLOURS["defective"])
+    _numbered(
+        ax, [a[k] for k in worst], [r[k] for k in worst],
+        [items[k].id for k in worst], _FLAG_COLOURS["defective"],
+    )  # fmt: skip
     _log_axis(ax, "x", np.r_[a, th.min_slope])
     ax.margins(y=0.08)
     ax.set_xlabel("calibrated slope a (log scale)")
@@ -430,8 +448,8 @@ def item_fit_figure(report: HealthReport) -> bytes:
         for name, c in _FLAG_COLOURS.items()
     ]
     handles.append(Line2D([], [], marker="o", ls="", color="#27ae60", label="no flag"))
-    fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="upper center", ncol=8, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return _png(fig)
 
 
@@ -487,9 +505,11 @@ def person_fit_figure(report: HealthReport) -> bytes:
     flagged = np.array([s.flagged for s in subs], dtype=bool)
     ax.scatter(th[~flagged], lz[~flagged], s=10, color="#7f8c8d", alpha=0.7)
     ax.scatter(th[flagged], lz[flagged], s=16, color="#c0392b")
-    named = sorted((s for s in subs if s.flagged), key=lambda s: s.lz or 0.0)[:12]
-    for s in named:
-        _label(ax, s.theta, s.lz or 0.0, s.subject, "#c0392b")
+    named = sorted((s for s in subs if s.flagged), key=lambda s: s.lz or 0.0)[:10]
+    _numbered(
+        ax, [s.theta for s in named], [s.lz or 0.0 for s in named],
+        [f"{s.subject} (l_z {s.lz:+.2f})" for s in named], "#c0392b",
+    )  # fmt: skip
     ax.axhline(pf.cut, color="#c0392b", ls=":")
     ax.set_xlabel("θ̂ (EAP)")
     ax.set_ylabel("l_z")
