@@ -95,6 +95,12 @@ def _add_health(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
     p.add_argument("--se-target", type=float, metavar="SE", help="SE the bank should reach (0.3)")
     p.add_argument("--lz-cut", type=float, metavar="LZ", help="flag subjects below this l_z (-2)")
+    p.add_argument(
+        "--q3-simulations",
+        type=int,
+        metavar="N",
+        help="data sets simulated for the Q3 critical value (50; 0 = only the 0.2 rule)",
+    )
     p.add_argument("--json", action="store_true", help="also print the JSON document to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=_cmd_health)
@@ -113,7 +119,13 @@ def _cmd_health(args: argparse.Namespace) -> int:
     from orchestrator.api import health
 
     overrides = {
-        k: v for k, v in (("se_target", args.se_target), ("lz_cut", args.lz_cut)) if v is not None
+        k: v
+        for k, v in (
+            ("se_target", args.se_target),
+            ("lz_cut", args.lz_cut),
+            ("q3_bootstrap", args.q3_simulations),
+        )
+        if v is not None
     }
     doc = health(
         args.bank,

@@ -104,7 +104,10 @@ def test_q3_equals_direct_correlation_on_complete_and_sparse_data(clean) -> None
     a, b, _x, s, i, sc, theta = clean
     keep = np.random.default_rng(3).random(sc.size) < 0.6  # sparse: 60 % observed
     s, i, sc = s[keep], i[keep], sc[keep]
-    q = residual_correlations(a, b, s, i, sc, theta, 800, block=7)
+    q = residual_correlations(a, b, s, i, sc, theta, 800, block=7, dense_limit=0)  # sparse
+    q_dense = residual_correlations(a, b, s, i, sc, theta, 800)
+    np.testing.assert_allclose(q.q3, q_dense.q3, atol=1e-10)
+    np.testing.assert_array_equal(q.n_common, q_dense.n_common)
     expected = (category_probs(theta, a, b) * np.arange(4)).sum(-1)
     resid = np.full((800, 30), np.nan)
     resid[s, i] = sc - expected[s, i]

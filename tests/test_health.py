@@ -202,11 +202,14 @@ def test_cli_human_output_lists_the_summary(tmp_path: Path, capsys) -> None:
     bank, csv = _write(tmp_path)
     out = tmp_path / "h.html"
     assert main(["health", "--bank", str(bank), "--responses", str(csv), "--out", str(out),
-                 "--quiet"]) == 0  # fmt: skip
+                 "--quiet", "--q3-simulations", "0"]) == 0  # fmt: skip
     captured = capsys.readouterr()
     assert captured.err == ""
     assert "- Items flagged: 1 defective/mislabelled, 0 suspect, 0 constant" in captured.out
     assert f"wrote {out}" in captured.out
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["local_dependence"]["n_bootstrap"] == 0
+    assert doc["local_dependence"]["threshold"] == 0.2
 
 
 def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path, capsys) -> None:
@@ -221,6 +224,10 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path, capsys) -> None:
                  "--out", str(tmp_path / "x.pdf")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "--out must name an .html file; got" in err
+    code = main(["health", "--bank", str(bank), "--responses", str(csv),
+                 "--out", str(tmp_path / "x.html"), "--q3-simulations", "-1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "q3_bootstrap" in err and "-1" in err
     code = main(["health", "--bank", str(tmp_path / "nope"), "--responses", str(csv),
                  "--out", str(tmp_path / "x.html")])  # fmt: skip
     assert code == 1 and "bank not found" in capsys.readouterr().err

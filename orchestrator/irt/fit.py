@@ -396,6 +396,21 @@ class Q3Result:
     """Subjects who answered both items."""
 
 
+def _pairwise_corr(
+    n: FloatArray, s_i: FloatArray, ss_i: FloatArray, s_j: FloatArray, ss_j: FloatArray,
+    cross: FloatArray,
+) -> FloatArray:  # fmt: skip
+    """Pearson r from sums over each pair's common subjects; NaN where undefined."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nn = np.where(n > 0, n, np.nan)
+        cov = cross / nn - (s_i / nn) * (s_j / nn)
+        var_i = ss_i / nn - (s_i / nn) ** 2
+        var_j = ss_j / nn - (s_j / nn) ** 2
+        corr = cov / np.sqrt(var_i * var_j)
+    bad = (n < 3) | ~(var_i > 1e-12) | ~(var_j > 1e-12)
+    return np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
+
+
 def residual_correlations(
     a: FloatArray,
     b: FloatArray,
@@ -406,47 +421,57 @@ def residual_correlations(
     n_subjects: int,
     *,
     block: int = 256,
+    dense_limit: int = 4_000_000,
     progress: Progress | None = None,
 ) -> Q3Result:
     """Yen's Q3 for every item pair, each over the subjects who answered both.
 
-    Pairwise Pearson correlations on sparse data are four matrix products of
-    the (subjects × items) residual and indicator matrices (sums, sums of
-    squares and cross-products restricted to the common subjects), computed
-    in column blocks: memory grows with observations plus items², never with
-    subjects × items² .
+    Pairwise Pearson correlations on sparse data are matrix products of the
+    (subjects × items) residual and indicator matrices (counts, sums, sums of
+    squares and cross-products restricted to the common subjects). Up to
+    ``dense_limit`` subject × item cells they are dense BLAS products (fast);
+    beyond, sparse products in column blocks, so memory grows with
+    observations plus items², never with subjects × items².
     """
     n_items = a.shape[0]
     _, mean, _, _ = observation_moments(a, b, subject_idx, item_idx, theta)
     r = score - mean
     shape = (n_subjects, n_items)
-    res = sparse.csc_matrix((r, (subject_idx, item_idx)), shape=shape)
-    res2 = sparse.csc_matrix((r * r, (subject_idx, item_idx)), shape=shape)
-    ind = sparse.csc_matrix((np.ones_like(r), (subject_idx, item_idx)), shape=shape)
-    res_t, res2_t, ind_t = res.T.tocsr(), res2.T.tocsr(), ind.T.tocsr()
-    q3 = np.full((n_items, n_items), np.nan)
-    n_common = np.zeros((n_items, n_items), dtype=np.int64)
-    for start in range(0, n_items, block):
-        cols = slice(start, min(start + block, n_items))
-        ind_b = ind[:, cols].toarray()
-        res_b = res[:, cols].toarray()
-        n = np.asarray(ind_t @ ind_b)  # (items, block): common subjects
-        s_i = np.asarray(res_t @ ind_b)  # Σ r_i over subjects who also answered j
-        ss_i = np.asarray(res2_t @ ind_b)
-        s_j = np.asarray(ind_t @ res_b)  # Σ r_j over the subjects who also answered i
-        ss_j = np.asarray(ind_t @ (res_b * res_b))
-        cross = np.asarray(res_t @ res_b)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            nn = np.where(n > 0, n, np.nan)
-            cov = cross / nn - (s_i / nn) * (s_j / nn)
-            var_i = ss_i / nn - (s_i / nn) ** 2
-            var_j = ss_j / nn - (s_j / nn) ** 2
-            corr = cov / np.sqrt(var_i * var_j)
-        bad = (n < 3) | ~(var_i > 1e-12) | ~(var_j > 1e-12)
-        q3[:, cols] = np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
-        n_common[:, cols] = n
+    if n_subjects * n_items <= dense_limit:
+        res = np.zeros(shape)
+        ind = np.zeros(shape)
+        res[subject_idx, item_idx] = r
+        ind[subject_idx, item_idx] = 1.0
+        n = ind.T @ ind
+        s_i = res.T @ ind  # [i, j]: Σ r_i over the subjects who also answered j
+        ss_i = (res * res).T @ ind
+        q3 = _pairwise_corr(n, s_i, ss_i, s_i.T, ss_i.T, res.T @ res)
+        n_common = np.rint(n).astype(np.int64)
         if progress is not None:
-            progress(f"Q3: {cols.stop}/{n_items} items")
+            progress(f"Q3: {n_items}/{n_items} items")
+    else:
+        res_s = sparse.csc_matrix((r, (subject_idx, item_idx)), shape=shape)
+        res2_s = sparse.csc_matrix((r * r, (subject_idx, item_idx)), shape=shape)
+        ind_s = sparse.csc_matrix((np.ones_like(r), (subject_idx, item_idx)), shape=shape)
+        res_t, res2_t, ind_t = res_s.T.tocsr(), res2_s.T.tocsr(), ind_s.T.tocsr()
+        q3 = np.full((n_items, n_items), np.nan)
+        n_common = np.zeros((n_items, n_items), dtype=np.int64)
+        for start in range(0, n_items, block):
+            cols = slice(start, min(start + block, n_items))
+            ind_b = ind_s[:, cols].toarray()
+            res_b = res_s[:, cols].toarray()
+            n = np.asarray(ind_t @ ind_b)  # (items, block): common subjects
+            q3[:, cols] = _pairwise_corr(
+                n,
+                np.asarray(res_t @ ind_b),
+                np.asarray(res2_t @ ind_b),
+                np.asarray(ind_t @ res_b),
+                np.asarray(ind_t @ (res_b * res_b)),
+                np.asarray(res_t @ res_b),
+            )
+            n_common[:, cols] = np.rint(n).astype(np.int64)
+            if progress is not None:
+                progress(f"Q3: {cols.stop}/{n_items} items")
     np.fill_diagonal(q3, np.nan)
     return Q3Result(q3=q3, n_common=n_common)
 
