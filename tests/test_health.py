@@ -267,3 +267,24 @@ def test_tag_dimension_and_constant_item_are_reported() -> None:
     assert any(f.startswith("Items sharing the same 'kind'") for f in r.summary)
     assert not any("'odd'" in f for f in r.summary)
     assert r.items[5].tags == {"kind": "utility", "odd": "1"}
+
+
+def test_unobserved_items_and_one_item_subjects_are_handled() -> None:
+    a, b = spaced_params(12, seed=61)
+    bank = ItemBank.from_params("gaps", [f"g{j:02d}" for j in range(12)], a, b)
+    rng = np.random.default_rng(62)
+    x = sample_responses(rng.normal(size=120), a, b, rng)
+    mask = np.ones_like(x, dtype=bool)
+    mask[:, 11] = False  # g11 is in the bank but nobody answered it
+    mask[119, 1:] = False  # s0119 answered a single item
+    r = analyse_health(bank, _responses(x, bank.ids, mask))
+    g11 = r.items[11]
+    assert g11.n_obs == 0 and g11.flags == [] and g11.infit is None and g11.item_rest_r is None
+    assert g11.max_information > 0  # the bank's information still counts it
+    lonely = r.subjects[119]
+    assert lonely.n_items == 1 and not lonely.flagged
+    assert r.person_fit.n_evaluated == 119
+    assert r.data["n_items_observed"] == 11
+    assert r.item_fit.sx2_status == "computed" and r.item_fit.n_complete_subjects == 119
+    json.dumps(r.to_dict(), allow_nan=False)
+    assert "g11" in render_html(r)
