@@ -1,14 +1,14 @@
 """Psychometric health of item banks: analysis, plots and HTML/JSON reports."""
 
-from orchestrator.report.health import (
+from orchestrator.report.health import analyse_health
+from orchestrator.report.html import render_html, write_report
+from orchestrator.report.plots import render_figures
+from orchestrator.report.schema import (
     HEALTH_SCHEMA_VERSION,
     HealthArrays,
     HealthReport,
     HealthThresholds,
-    analyse_health,
 )
-from orchestrator.report.html import render_html, write_report
-from orchestrator.report.plots import render_figures
 
 __all__ = [
     "HEALTH_SCHEMA_VERSION",

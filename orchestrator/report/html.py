@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator._io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from orchestrator.report.health import HealthReport, ItemRow
 from orchestrator.report.plots import render_figures
+from orchestrator.report.schema import HealthReport, ItemRow
 
 __all__ = ["SECTIONS", "render_html", "write_report"]
 

@@ -26,7 +26,7 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
 from orchestrator.irt.grm import category_probs, expected_score, pad_thresholds
-from orchestrator.report.health import HealthReport, ItemRow
+from orchestrator.report.schema import HealthReport, ItemRow
 
 __all__ = [
     "information_figure",
