@@ -11,6 +11,7 @@ from scipy import stats
 from orchestrator.irt import category_probs, pad_thresholds, sample_responses
 from orchestrator.irt.ability import estimate_abilities
 from orchestrator.irt.fit import (
+    Q3Result,
     _leave_one_out_numerators,
     below_target_intervals,
     benjamini_hochberg,
@@ -135,7 +136,7 @@ def test_q3_flags_a_duplicated_triple_as_one_cluster_and_nothing_on_clean_data(c
     a2 = a.copy()
     a2[[7, 8]] = a[6]
     null = q3_null_max(a2, b2, s, i, theta, 800, n_boot=20, rng=np.random.default_rng(1))
-    assert np.nanmax(null) < 0.2  # with 800 subjects the 0.2 convention is the binding cut
+    assert np.nanmax(null[:, 0]) < 0.2  # with 800 subjects the 0.2 convention is the binding cut
     flags = flag_q3(residual_correlations(a2, b2, s, i, x2.ravel(), theta, 800), null_max=null)
     assert {tuple(p) for p in flags.pairs} == {(6, 7), (6, 8), (7, 8)}
     assert flags.clusters == [[6, 7, 8]]
@@ -261,3 +262,19 @@ def test_group_dependence_detects_a_second_dimension_and_not_a_random_label() ->
     res = group_dependence(q, mixed, rng=np.random.default_rng(0), n_perm=199)
     assert res is not None and res.p_value > 0.05
     assert group_dependence(q, ["only"] * 24, rng=np.random.default_rng(0)) is None
+
+
+def test_q3_pairs_at_the_cap_are_not_flagged_when_chance_reaches_it_too() -> None:
+    # two items with identical responses (Q3 = 1) among 18 subjects whose simulated
+    # data also produce identical pairs: indistinguishable from chance
+    q3 = np.full((3, 3), 0.0)
+    q3[0, 1] = q3[1, 0] = 1.0
+    np.fill_diagonal(q3, np.nan)
+    res = Q3Result(q3=q3, n_common=np.full((3, 3), 18))
+    mean = np.mean([1.0, 0.0, 0.0])
+    null = np.column_stack([np.full(50, 1.0 - mean - 0.01), np.ones(50)])  # adj slightly lower
+    assert len(flag_q3(res, null_max=null).pairs) == 0
+    null[:, 1] = 0.9  # chance never reaches the cap: now the pair stands out
+    null[:, 0] = 0.9 - mean
+    flags = flag_q3(res, null_max=null)
+    assert [tuple(p) for p in flags.pairs] == [(0, 1)]

@@ -519,7 +519,11 @@ def q3_null_max(
     rng: np.random.Generator,
     progress: Progress | None = None,
 ) -> FloatArray:
-    """Parametric-bootstrap null of max(Q3 − mean Q3) over the tested pairs, ``(n_boot,)``.
+    """Parametric-bootstrap null of the largest Q3 over the tested pairs, ``(n_boot, 2)``.
+
+    Column 0 is max(Q3 − mean Q3) of each simulated data set, column 1 its
+    max raw Q3 (needed because Q3 is capped at 1: once identical response
+    patterns occur by chance, a pair at Q3 = 1 cannot be told from noise).
 
     Each replicate redraws every observed (subject, item) score from the
     model at the subject's θ̂ (same missingness), re-estimates θ and
@@ -534,7 +538,7 @@ def q3_null_max(
     p = observation_probs(theta[subject_idx], a[item_idx], b[item_idx])
     cdf = np.cumsum(p, axis=1)
     grid = make_grid(-6.0, 6.0, 241)
-    out = np.full(n_boot, np.nan)
+    out = np.full((n_boot, 2), np.nan)
     for r in range(n_boot):  # replicates, each fully vectorised
         u = rng.random(len(subject_idx))[:, None]
         x = np.minimum((u > cdf).sum(axis=1), p.shape[1] - 1).astype(np.int64)
@@ -545,7 +549,7 @@ def q3_null_max(
         res = residual_correlations(a, b, subject_idx, item_idx, x, th, n_subjects)
         _, _, q, tested = _tested_pairs(res, min_common)
         if tested.any():
-            out[r] = float((q[tested] - q[tested].mean()).max())
+            out[r] = (float((q[tested] - q[tested].mean()).max()), float(q[tested].max()))
         if progress is not None and ((r + 1) % 10 == 0 or r + 1 == n_boot):
             progress(f"Q3 null: {r + 1}/{n_boot} simulated data sets")
     return out
@@ -558,7 +562,7 @@ def flag_q3(
     min_common: int = 10,
     null_max: FloatArray | None = None,
     alpha: float = 0.05,
-) -> Q3Flags:
+) -> Q3Flags:  # null_max: the (n_boot, 2) array of :func:`q3_null_max`
     """Flag pairs whose Q3 exceeds the mean by ``excess`` and, given a null, beyond chance.
 
     The effect-size rule (Q3 − mean > 0.2, Christensen et al. 2017) alone
@@ -579,14 +583,22 @@ def flag_q3(
     threshold = excess
     p_adj = np.full(q.shape, np.nan)
     flagged = tested & (adj > excess)
-    null = None if null_max is None else np.asarray(null_max)[np.isfinite(null_max)]
+    null = None
+    if null_max is not None:
+        null = np.asarray(null_max, dtype=float).reshape(-1, 2)
+        null = null[np.isfinite(null).all(axis=1)]
     if null is not None and null.size:
-        null = np.sort(null)
-        exceed = null.size - np.searchsorted(null, np.where(flagged, adj, np.inf), side="left")
-        p_adj = np.where(flagged, (1.0 + exceed) / (1.0 + null.size), np.nan)
-        flagged &= p_adj <= alpha
-        k = int(np.floor(alpha * (null.size + 1))) - 1  # largest count of exceedances allowed
-        critical = null[null.size - 1 - k] if 0 <= k < null.size else np.inf
+        # a simulated set "reaches" a pair if its max Q3 − mean is at least as large, or if
+        # it also hit the Q3 = 1 cap that the pair sits on (ties at the cap are not evidence)
+        cand = np.flatnonzero(flagged)
+        reach = (null[None, :, 0] >= adj[cand, None] - 1e-9) | (
+            (null[None, :, 1] >= 1.0 - 1e-9) & (q[cand, None] >= 1.0 - 1e-9)
+        )
+        p_adj[cand] = (1.0 + reach.sum(axis=1)) / (1.0 + len(null))
+        flagged[cand] = p_adj[cand] <= alpha
+        crit = np.sort(null[:, 0])
+        k = int(np.floor(alpha * (len(crit) + 1))) - 1  # largest count of exceedances allowed
+        critical = crit[len(crit) - 1 - k] if 0 <= k < len(crit) else np.inf
         threshold = max(excess, float(critical))
     order = np.flatnonzero(flagged)[np.argsort(-adj[flagged])]
     pairs = np.stack([iu[order], ju[order]], axis=1).astype(np.int64)
