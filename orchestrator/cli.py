@@ -75,6 +75,183 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- calibrate
+def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from orchestrator.irt._calibration_defaults import DEFAULT_PRIOR_A, DEFAULT_PRIOR_B
+
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate a GRM item bank from a response CSV",
+        description="Fit graded-response-model item parameters (marginal maximum likelihood "
+        "with weak priors, EM over a θ quadrature grid) to RESPONSES and write DIR/bank.json "
+        "with provenance. Items with one observed category or too few observations are "
+        "reported and left out.",
+    )
+    p.add_argument("responses", metavar="RESPONSES.csv", help="long CSV subject,item,score")
+    p.add_argument("--out", required=True, metavar="DIR", help="bank folder to write")
+    p.add_argument("--name", help="bank name (default: the folder's name)")
+    p.add_argument(
+        "--items",
+        metavar="ITEMS.csv",
+        help="item metadata CSV (column 'item'): K per item and content tags",
+    )
+    p.add_argument(
+        "--tags",
+        default="",
+        metavar="COL,COL",
+        help="columns of --items copied into each item's tags (e.g. suite,item_type)",
+    )
+    p.add_argument(
+        "--k-column",
+        metavar="COL",
+        help="column of --items holding K (default: n_categories when present, else the "
+        "highest observed score + 1)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument(
+        "--n-quad",
+        default="auto",
+        type=_n_quad,
+        metavar="N|auto",
+        help="quadrature nodes on [-6, 6]; auto refines the grid to the posterior SDs",
+    )
+    p.add_argument("--max-iter", type=int, default=2000, help="maximum EM iterations")
+    p.add_argument("--tol", type=float, default=1e-4, help="largest parameter change to stop")
+    p.add_argument(
+        "--prior-a",
+        type=_prior,
+        default=DEFAULT_PRIOR_A,
+        metavar="MU,SD|none",
+        help=f"normal prior on log a (default {DEFAULT_PRIOR_A[0]:g},{DEFAULT_PRIOR_A[1]:g})",
+    )
+    p.add_argument(
+        "--prior-b",
+        type=_prior,
+        default=DEFAULT_PRIOR_B,
+        metavar="MU,SD|none",
+        help=f"normal prior on thresholds (default {DEFAULT_PRIOR_B[0]:g},{DEFAULT_PRIOR_B[1]:g})",
+    )
+    p.add_argument("--min-obs", type=int, default=5, help="fewest observations to fit an item")
+    p.add_argument(
+        "--scale-label",
+        action="append",
+        metavar="LABEL",
+        help="label of category 0, 1, … (repeat once per category, lowest first)",
+    )
+    p.add_argument("--description", default="", help="free text stored in bank.json")
+    p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
+    p.set_defaults(handler=_cmd_calibrate)
+
+
+def _n_quad(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto'; got {text!r}") from None
+    if n < 11:
+        raise argparse.ArgumentTypeError(f"needs at least 11 nodes; got {n}")
+    return n
+
+
+def _prior(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        mu, sd = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MU,SD or 'none'; got {text!r}") from None
+    if not sd > 0:
+        raise argparse.ArgumentTypeError(f"the prior's SD must be > 0; got {sd:g}")
+    return (mu, sd)
+
+
+class _ProgressPrinter:
+    """One line per second at most on stderr (plus the first iteration)."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self.last = -1e9
+
+    def __call__(self, info: Any) -> None:
+        from orchestrator.irt.calibrate import format_progress
+
+        if info.iteration == 1 or info.elapsed - self.last >= self.every:
+            self.last = info.elapsed
+            print(format_progress(info), file=sys.stderr, flush=True)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from orchestrator.api import calibrate
+
+    tags = [c.strip() for c in args.tags.split(",") if c.strip()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = calibrate(
+            args.responses,
+            args.out,
+            name=args.name,
+            items=args.items,
+            tag_columns=tags,
+            k_column=args.k_column,
+            device=args.device,
+            n_quad=args.n_quad,
+            max_iter=args.max_iter,
+            tol=args.tol,
+            prior_a=args.prior_a,
+            prior_b=args.prior_b,
+            min_obs=args.min_obs,
+            scale_labels=args.scale_label,
+            description=args.description,
+            force=args.force,
+            progress=None if args.quiet else _ProgressPrinter(),
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"wrote {summary['bank']}")
+    print(
+        _fmt_table(
+            [
+                "items",
+                "excluded",
+                "subjects",
+                "observations",
+                "log-lik",
+                "iterations",
+                "converged",
+                "seconds",
+                "device",
+            ],
+            [
+                [
+                    summary["n_items"],
+                    summary["n_excluded"],
+                    summary["n_subjects"],
+                    summary["n_observations"],
+                    summary["log_likelihood"],
+                    summary["iterations"],
+                    summary["converged"],
+                    summary["wall_time_s"],
+                    summary["device"],
+                ]
+            ],
+        )
+    )
+    for ex in summary["excluded"][:10]:
+        print(f"excluded {ex['id']}: {ex['reason']}")
+    if len(summary["excluded"]) > 10:
+        print(f"… and {len(summary['excluded']) - 10} more (see calibration.excluded_items)")
+    return 0
+
+
 # --------------------------------------------------------------------------- health
 def _add_health(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -154,7 +331,7 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_estimate, _add_health):
+    for add in (_add_estimate, _add_calibrate, _add_health):
         add(sub)
     return parser
 
