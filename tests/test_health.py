@@ -13,6 +13,7 @@ import pytest
 from orchestrator.bank import ItemBank
 from orchestrator.cli import main
 from orchestrator.data import Responses, write_responses
+from orchestrator.errors import DataError
 from orchestrator.irt import sample_responses
 from orchestrator.report import HealthReport, analyse_health, render_html
 from orchestrator.report.html import SECTIONS
@@ -245,6 +246,8 @@ def test_unknown_threshold_is_a_config_error(tmp_path: Path) -> None:
     bank, csv = _write(tmp_path)
     with pytest.raises(ConfigError, match="lz_cutt"):
         health(bank, csv, thresholds={"lz_cutt": -3})
+    with pytest.raises(ConfigError, match=r"q3_bootstrap = 10 can never reach alpha = 0\.05"):
+        health(bank, csv, thresholds={"q3_bootstrap": 10})
 
 
 def test_tag_dimension_and_constant_item_are_reported() -> None:
@@ -288,3 +291,29 @@ def test_unobserved_items_and_one_item_subjects_are_handled() -> None:
     assert r.item_fit.sx2_status == "computed" and r.item_fit.n_complete_subjects == 119
     json.dumps(r.to_dict(), allow_nan=False)
     assert "g11" in render_html(r)
+
+
+def test_items_excluded_at_calibration_are_dropped_and_reported(tmp_path: Path) -> None:
+    from orchestrator.bank import Calibration
+
+    a, b = spaced_params(10, seed=71)
+    ids = [f"c{j:02d}" for j in range(10)]
+    cal = Calibration(
+        status="calibrated",
+        method="test",
+        excluded_items=[{"id": "dead", "reason": "single observed category (every score = 1)"}],
+    )
+    bank = ItemBank.from_params("cal", ids, a, b, calibration=cal)
+    rng = np.random.default_rng(72)
+    x = sample_responses(rng.normal(size=50), a, b, rng)
+    rows = [(f"s{i}", ids[j], int(x[i, j])) for i in range(50) for j in range(10)]
+    rows += [(f"s{i}", "dead", 1) for i in range(50)] + [("only-dead", "dead", 1)]
+    r = analyse_health(bank, Responses.from_triples(rows))
+    assert r.data["excluded_items"] == [
+        {"id": "dead", "reason": "single observed category (every score = 1)", "n_obs": 51}
+    ]
+    assert r.discrimination.excluded_at_calibration == ["dead"]
+    assert r.data["n_subjects"] == 50  # 'only-dead' answered nothing the bank has
+    assert any("left out of the bank at calibration" in f for f in r.discrimination.findings)
+    with pytest.raises(DataError, match="item 'stranger' is not in bank 'cal'"):
+        analyse_health(bank, Responses.from_triples([*rows, ("s1", "stranger", 0)]))

@@ -178,10 +178,19 @@ def information_section(
                 f"{_pct(iv.share_subjects)} of subjects lie there."
             )
     if top_good:
+        outside = []
+        above = int((theta_hat > top_good[-1][1]).sum()) if top_good[-1][1] < hi else 0
+        below = int((theta_hat < top_good[0][0]).sum()) if top_good[0][0] > lo else 0
+        n = max(theta_hat.size, 1)
+        if above:
+            outside.append(f"{above} subject(s) ({_pct(above / n)}) lie above it")
+        if below:
+            outside.append(f"{below} subject(s) ({_pct(below / n)}) lie below it")
         out.append(
             f"A {th.top_m}-item adaptive test (best {th.top_m} items at each θ) can reach SE "
-            f"{se_t} "
-            f"only for θ in {_fmt_iv([_interval(a, b, theta_hat) for a, b in top_good], lo, hi)}."
+            f"{se_t} only for θ in "
+            f"{_fmt_iv([_interval(a, b, theta_hat) for a, b in top_good], lo, hi)}"
+            + (f"; {' and '.join(outside)}." if outside else ".")
         )
     else:
         out.append(
@@ -227,6 +236,8 @@ def discrimination_section(
     defective: list[str],
     suspect: list[str],
     constant: list[str],
+    unobserved: list[str],
+    excluded: list[dict[str, Any]],
     merged_cats: list[int],
     r_rest: FloatArray,
     ids: list[str],
@@ -274,6 +285,18 @@ def discrimination_section(
             f"{len(constant)} item(s) received the same score from every subject and carry no "
             f"information about them: {_ids(constant)}. Calibration should leave them out."
         )
+    if unobserved:
+        out.append(
+            f"{len(unobserved)} item(s) have a category that no subject scored in, so its "
+            f"threshold rests on the calibration prior alone: {_ids(unobserved)}."
+        )
+    if excluded:
+        reasons = sorted({str(e["reason"]).split(" (")[0] for e in excluded})
+        out.append(
+            f"{len(excluded)} item(s) in the responses were left out of the bank at calibration "
+            f"({'; '.join(reasons)}) and are not analysed: "
+            f"{_ids([str(e['id']) for e in excluded])}."
+        )
     return DiscriminationSection(
         min_slope=th.min_slope,
         min_category_prob=th.min_category_prob,
@@ -283,6 +306,8 @@ def discrimination_section(
         defective=defective,
         suspect=suspect,
         constant=constant,
+        unobserved_categories=unobserved,
+        excluded_at_calibration=[str(e["id"]) for e in excluded],
         merged_category_counts={str(c): merged_cats.count(c) for c in sorted(set(merged_cats))},
         findings=out,
     )
@@ -552,6 +577,7 @@ def summary_lines(r: HealthReport, n_sub: int) -> list[str]:
         out.extend(f for f in inf.findings if f.startswith("Saturation"))
     if inf.share_below_floor:
         out.extend(f for f in inf.findings if f.startswith("Floor"))
+    out.extend(f for f in inf.findings if f.startswith(f"A {inf.top_m}-item") and "lie " in f)
     out.extend(f for f in r.local_dependence.findings if f.startswith("Items sharing the same"))
     n_ld = len(
         {p.item_a for p in r.local_dependence.flagged_pairs}

@@ -10,9 +10,11 @@ scores) ride along as private attributes and are not serialised.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,6 +56,49 @@ __all__ = [
 Progress = Callable[[str], None]
 
 
+def _drop_excluded_items(
+    responses: Responses, bank: ItemBank
+) -> tuple[Responses, list[dict[str, Any]]]:
+    """Remove rows of items the bank says it left out at calibration (and say which).
+
+    A bank calibrated on this very file lacks the items it excluded (one
+    observed category, too few observations); their rows carry no
+    information about the bank and are dropped, not an error. Any *other*
+    item missing from the bank still fails in ``for_bank``: wrong bank.
+    """
+    reasons = {str(e.get("id")): e for e in bank.spec.calibration.excluded_items if "id" in e}
+    drop = [j for j, iid in enumerate(responses.items) if iid in reasons and iid not in bank.index]
+    if not drop:
+        return responses, []
+    gone = np.isin(responses.item_idx, drop)
+    keep = ~gone
+    item_map = np.full(len(responses.items), -1, dtype=np.int64)
+    kept_items = [j for j in range(len(responses.items)) if j not in set(drop)]
+    item_map[kept_items] = np.arange(len(kept_items))
+    subj_used = np.unique(responses.subject_idx[keep])
+    subj_map = np.full(len(responses.subjects), -1, dtype=np.int64)
+    subj_map[subj_used] = np.arange(subj_used.size)
+    counts = np.bincount(responses.item_idx[gone], minlength=len(responses.items))
+    excluded = [
+        {
+            "id": responses.items[j],
+            "reason": str(reasons[responses.items[j]].get("reason", "excluded at calibration")),
+            "n_obs": int(counts[j]),
+        }
+        for j in drop
+    ]
+    trimmed = dataclasses.replace(
+        responses,
+        subjects=tuple(responses.subjects[k] for k in subj_used),
+        items=tuple(responses.items[j] for j in kept_items),
+        subject_idx=subj_map[responses.subject_idx[keep]],
+        item_idx=item_map[responses.item_idx[keep]],
+        score=responses.score[keep],
+        line=responses.line[keep],
+    )
+    return trimmed, excluded
+
+
 # --------------------------------------------------------------------------- analysis
 def analyse_health(
     bank: ItemBank,
@@ -80,6 +125,7 @@ def analyse_health(
     """
     th = thresholds or HealthThresholds()
     say = progress or (lambda _msg: None)
+    responses, excluded = _drop_excluded_items(responses, bank)
     aligned = responses.for_bank(bank)
     n_sub = len(responses.subjects)
     if n_sub < 2:
@@ -211,6 +257,7 @@ def analyse_health(
         defective = fit.benjamini_hochberg(r_p) < th.alpha
         suspect = (r_p < th.alpha) & ~defective
     constant = (n_obs > 0) & ((counts > 0).sum(axis=1) == 1)
+    unobserved = (n_obs > 0) & ~constant & ((counts > 0).sum(axis=1) < kcat)
     merged_cat = (  # which middle category vanishes (1-based category number)
         np.argmin(np.where(finite, cat_max, np.inf), axis=1) + 1
         if cat_max.shape[1]
@@ -281,6 +328,8 @@ def analyse_health(
         names(defective),
         names(suspect),
         names(constant),
+        names(unobserved),
+        excluded,
         [int(merged_cat[i]) for i in np.flatnonzero(merged)],
         r_rest,
         ids,
@@ -320,6 +369,7 @@ def analyse_health(
             "n_items_observed": int(observed_items.size),
             "density": rounded_req(responses.n_obs / (n_sub * max(observed_items.size, 1)), 4),
             "theta_method": "EAP under the bank's prior (601-point grid)",
+            "excluded_items": excluded,
         },
         thresholds=th,
         summary=[],

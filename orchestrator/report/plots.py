@@ -62,9 +62,17 @@ _DPI = 100
 
 
 def _png(fig: Figure) -> bytes:
+    """PNG bytes, quantised to a 256-colour palette (line plots and a 256-level
+    colour map lose nothing visible; files shrink about threefold)."""
+    from PIL import Image
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
-    return buf.getvalue()
+    buf.seek(0)
+    img = Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    img.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _numbered(
@@ -178,6 +186,8 @@ def select_items(report: HealthReport, n_flagged: int = 9, n_good: int = 3) -> l
         i for i, it in enumerate(items)
         if not it.flags and it.n_obs > 0 and it.item_rest_r is not None
     ]  # fmt: skip
+    clear = [i for i in good if (items[i].item_rest_r or 0.0) >= 0.3]
+    good = clear if len(clear) >= n_good else good  # clear examples when there are enough
     good.sort(key=lambda i: -items[i].max_information)
     step = max(1, len(good) // max(n_good, 1))
     return chosen + good[::step][:n_good]

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 __all__ = [
     "HEALTH_SCHEMA_VERSION",
@@ -77,6 +77,19 @@ class HealthThresholds(_Model):
     """S-X² needs this many complete-case subjects; below it the test is skipped."""
     sx2_min_expected: float = Field(1.0, gt=0)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> HealthThresholds:
+        need = int(np.ceil(1.0 / self.alpha - 1.0 - 1e-9))
+        if 0 < self.q3_bootstrap < need:
+            raise ValueError(
+                f"q3_bootstrap = {self.q3_bootstrap} can never reach alpha = {self.alpha:g} "
+                f"(the smallest p is 1/(q3_bootstrap + 1)); use at least {need}, or 0 for "
+                "the bare excess rule"
+            )
+        if self.ms_low >= self.ms_high:
+            raise ValueError(f"ms_low = {self.ms_low:g} must be below ms_high = {self.ms_high:g}")
+        return self
+
 
 class Interval(_Model):
     """A θ range and the share of subjects (θ̂) inside it."""
@@ -123,6 +136,10 @@ class DiscriminationSection(_Model):
     but not after correcting for the number of items (inspect them)."""
     constant: list[str]
     """Items every subject gave the same score: no information about these subjects."""
+    unobserved_categories: list[str]
+    """Items with a category no subject scored in: its threshold rests on the prior alone."""
+    excluded_at_calibration: list[str]
+    """Items in the responses that the bank left out at calibration (not analysed)."""
     merged_category_counts: dict[str, int]
     """For the merged-threshold items: how often each middle category is the one that vanishes."""
     findings: list[str]
