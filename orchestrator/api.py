@@ -18,13 +18,17 @@ from orchestrator._io import sha256_file
 from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
 from orchestrator.errors import ConfigError, DataError
-from orchestrator.irt._calibration_defaults import DEFAULT_PRIOR_A, DEFAULT_PRIOR_B
+from orchestrator.irt._calibration_defaults import (
+    DEFAULT_PRIOR_A,
+    DEFAULT_PRIOR_B,
+    DEFAULT_PRIOR_GAP,
+)
 from orchestrator.irt.ability import estimate_abilities
 
 if TYPE_CHECKING:
     from orchestrator.irt.calibrate import IterationInfo
 
-__all__ = ["DEFAULT_PRIOR_A", "DEFAULT_PRIOR_B", "calibrate", "estimate", "health"]
+__all__ = ["calibrate", "estimate", "health"]
 
 PathLike = str | os.PathLike[str]
 
@@ -107,6 +111,7 @@ def calibrate(
     tol: float = 1e-4,
     prior_a: tuple[float, float] | None = DEFAULT_PRIOR_A,
     prior_b: tuple[float, float] | None = DEFAULT_PRIOR_B,
+    prior_gap: float | None = DEFAULT_PRIOR_GAP,
     min_obs: int = 5,
     scale_labels: Sequence[str] | None = None,
     description: str = "",
@@ -125,7 +130,7 @@ def calibrate(
             content tags copied from ``tag_columns``.
         k_column: Column of ``items`` holding K; None uses ``n_categories`` if
             the file has it, else K = highest observed score + 1.
-        device, n_quad, max_iter, tol, prior_a, prior_b, min_obs: Passed to
+        device, n_quad, max_iter, tol, prior_a, prior_b, prior_gap, min_obs: Passed to
             :class:`~orchestrator.irt.calibrate.GRMCalibrator`.
         scale_labels: Labels of categories 0..K_max−1 for the bank's scale.
         description: Free text stored in ``bank.json``.
@@ -172,6 +177,7 @@ def calibrate(
         tol=tol,
         prior_a=prior_a,
         prior_b=prior_b,
+        prior_gap=prior_gap,
         min_obs=min_obs,
         device=device,
         progress=progress,
@@ -203,8 +209,10 @@ def calibrate(
             "name": bank_name,
             "source": source,
             "excluded": list(cal.excluded_),
+            "collapsed_categories": cal.collapsed_categories_,
+            "unobserved_categories": cal.unobserved_categories_,
             "n_items_in_data": len(resp.items),
-            "priors": {"log_a": prior_a, "b": prior_b},
+            "priors": {"log_a": prior_a, "b": prior_b, "gap_alpha": prior_gap},
         }
     )
     return summary

@@ -77,7 +77,11 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- calibrate
 def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from orchestrator.irt._calibration_defaults import DEFAULT_PRIOR_A, DEFAULT_PRIOR_B
+    from orchestrator.irt._calibration_defaults import (
+        DEFAULT_PRIOR_A,
+        DEFAULT_PRIOR_B,
+        DEFAULT_PRIOR_GAP,
+    )
 
     p = sub.add_parser(
         "calibrate",
@@ -131,6 +135,14 @@ def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="MU,SD|none",
         help=f"normal prior on thresholds (default {DEFAULT_PRIOR_B[0]:g},{DEFAULT_PRIOR_B[1]:g})",
     )
+    p.add_argument(
+        "--prior-gap",
+        type=_alpha,
+        default=DEFAULT_PRIOR_GAP,
+        metavar="ALPHA|none",
+        help="gap^ALPHA prior on each threshold gap, keeps rare middle categories from "
+        f"collapsing (default {DEFAULT_PRIOR_GAP})",
+    )
     p.add_argument("--min-obs", type=int, default=5, help="fewest observations to fit an item")
     p.add_argument(
         "--scale-label",
@@ -169,6 +181,20 @@ def _prior(text: str) -> tuple[float, float] | None:
     return (mu, sd)
 
 
+def _alpha(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number >= 0 or 'none'; got {text!r}"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"ALPHA must be >= 0; got {value:g}")
+    return value
+
+
 class _ProgressPrinter:
     """One line per second at most on stderr (plus the first iteration)."""
 
@@ -205,6 +231,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             tol=args.tol,
             prior_a=args.prior_a,
             prior_b=args.prior_b,
+            prior_gap=args.prior_gap,
             min_obs=args.min_obs,
             scale_labels=args.scale_label,
             description=args.description,
@@ -249,6 +276,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"excluded {ex['id']}: {ex['reason']}")
     if len(summary["excluded"]) > 10:
         print(f"… and {len(summary['excluded']) - 10} more (see calibration.excluded_items)")
+    collapsed = summary["collapsed_categories"]
+    if collapsed:
+        print(
+            f"note: {len(collapsed)} item(s) have observed categories that the fit gives ~0 "
+            "probability (thresholds merged: the categories are disordered with respect to θ), "
+            f"e.g. {next(iter(collapsed))}; consider merging those levels "
+            "(calibration.details.collapsed_categories)"
+        )
     return 0
 
 

@@ -121,7 +121,12 @@ def test_bad_input_is_one_line_error(tmp_path: Path, capsys, content, extra, mes
 
 
 def test_bad_options_are_usage_errors(capsys) -> None:
-    for opt in (["--prior-a", "0"], ["--n-quad", "5"], ["--prior-b", "0,-1"]):
+    for opt in (
+        ["--prior-a", "0"],
+        ["--n-quad", "5"],
+        ["--prior-gap", "-1"],
+        ["--prior-b", "0,-1"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(["calibrate", "r.csv", "--out", "x", *opt])
         assert exc.value.code == 2
@@ -142,11 +147,11 @@ def test_cuda_request_without_cuda_is_clean(tmp_path: Path, capsys) -> None:
 
 def test_priors_can_be_switched_off_and_are_recorded(tmp_path: Path) -> None:
     path, _ = _responses(tmp_path, n_subjects=400)
-    summary = calibrate(path, tmp_path / "b", prior_a=None, prior_b=None)
+    summary = calibrate(path, tmp_path / "b", prior_a=None, prior_b=None, prior_gap=None)
     details = load_bank(tmp_path / "b").spec.calibration.details
     assert details["item_priors"]["log_a"] is None and details["item_priors"]["b"] is None
     assert details["item_priors"]["estimate"] == "ML"
-    assert summary["priors"] == {"log_a": None, "b": None}
+    assert summary["priors"] == {"log_a": None, "b": None, "gap_alpha": None}
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "agentdojo").is_dir(), reason="needs /work/shared/data")

@@ -107,7 +107,11 @@ from orchestrator.errors import (
     NotFittedError,
     PrerequisiteError,
 )
-from orchestrator.irt._calibration_defaults import DEFAULT_PRIOR_A, DEFAULT_PRIOR_B
+from orchestrator.irt._calibration_defaults import (
+    DEFAULT_PRIOR_A,
+    DEFAULT_PRIOR_B,
+    DEFAULT_PRIOR_GAP,
+)
 
 __all__ = ["METHOD", "GRMCalibrator", "IterationInfo"]
 
@@ -154,6 +158,7 @@ _PARAM_NAMES = (
     "tol",
     "prior_a",
     "prior_b",
+    "prior_gap",
     "min_obs",
     "compute_se",
     "device",
@@ -181,6 +186,10 @@ class GRMCalibrator:
             one iteration.
         prior_a: ``(μ, σ)`` of the normal prior on log a, or None.
         prior_b: ``(μ, σ)`` of the normal prior on every threshold, or None.
+        prior_gap: α ≥ 0 of a gap^α prior on each b_{k+1} − b_k (K ≥ 3), or None.
+            It keeps a middle category that few or no subjects gave from
+            collapsing to zero probability (which would make one such answer
+            in a live session an almost impossible event).
         min_obs: Items with fewer observations are excluded (reported in
             ``excluded_``), as are items with a single observed category.
         compute_se: Compute standard errors (one extra pass over the data).
@@ -202,6 +211,10 @@ class GRMCalibrator:
         excluded_: One dict per excluded item: ``id``, ``reason``, ``n_obs``.
         unobserved_categories_: ``{item id: [k, …]}`` for fitted items with a
             category nobody gave (its threshold rests on the prior).
+        collapsed_categories_: ``{item id: {k: n_obs}}`` for middle categories
+            that were observed but that the fit leaves below 2 % probability at
+            every θ (nearly merged thresholds): usually categories out of order
+            with respect to θ; consider merging them with a neighbour.
         history_: One :class:`IterationInfo` per iteration.
     """
 
@@ -216,6 +229,7 @@ class GRMCalibrator:
         tol: float = 1e-4,
         prior_a: tuple[float, float] | None = DEFAULT_PRIOR_A,
         prior_b: tuple[float, float] | None = DEFAULT_PRIOR_B,
+        prior_gap: float | None = DEFAULT_PRIOR_GAP,
         min_obs: int = 5,
         compute_se: bool = True,
         device: str = "cpu",
@@ -230,6 +244,7 @@ class GRMCalibrator:
         self.tol = tol
         self.prior_a = prior_a
         self.prior_b = prior_b
+        self.prior_gap = prior_gap
         self.min_obs = min_obs
         self.compute_se = compute_se
         self.device = device
@@ -261,6 +276,12 @@ class GRMCalibrator:
             raise bad("tol", "must be > 0")
         if not (isinstance(self.min_obs, int) and self.min_obs >= 1):
             raise bad("min_obs", "must be an integer >= 1")
+        if self.prior_gap is not None and not (
+            isinstance(self.prior_gap, (int, float))
+            and math.isfinite(self.prior_gap)
+            and self.prior_gap >= 0
+        ):
+            raise bad("prior_gap", "must be None or a number >= 0")
         for name in ("prior_a", "prior_b"):
             p = getattr(self, name)
             if p is None:
@@ -400,6 +421,7 @@ class GRMCalibrator:
         self.n_subjects_ = prob.n_subjects_used
         self.n_observations_ = prob.n_obs
         self.unobserved_categories_ = prob.unobserved
+        self.collapsed_categories_ = _collapsed_categories(a, b, prob)
         self.device_ = str(dev)
         self.wall_time_ = time.perf_counter() - t0
 
@@ -425,8 +447,15 @@ class GRMCalibrator:
                 if self.prior_b
                 else None
             ),
+            "threshold_gap": (
+                {"dist": "gap^alpha (b_{k+1} - b_k)", "alpha": self.prior_gap}
+                if self.prior_gap
+                else None
+            ),
             "theta": {"dist": "normal", "mean": 0.0, "sd": 1.0},
-            "estimate": "MAP (posterior mode)" if (self.prior_a or self.prior_b) else "ML",
+            "estimate": (
+                "MAP (posterior mode)" if (self.prior_a or self.prior_b or self.prior_gap) else "ML"
+            ),
         }
         return {
             "model": "GRM P(X>=k|theta)=sigmoid(a(theta-b_k)), no 1.702",
@@ -449,6 +478,7 @@ class GRMCalibrator:
                 else None
             ),
             "unobserved_categories": self.unobserved_categories_,
+            "collapsed_categories": self.collapsed_categories_,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -534,6 +564,26 @@ class GRMCalibrator:
         )
 
 
+def _collapsed_categories(
+    a: FloatArray, b: FloatArray, prob: _Problem
+) -> dict[str, dict[str, int]]:
+    """Observed middle categories that the fit squeezes below 2 % probability at every θ.
+
+    A middle category k peaks at tanh(a(b_{k+1} − b_k)/4) (midway between its
+    thresholds); when subjects gave it but the fit leaves it almost no room,
+    it is out of order with respect to θ.
+    """
+    out: dict[str, dict[str, int]] = {}
+    if b.shape[1] < 2:
+        return out
+    with np.errstate(invalid="ignore"):
+        peak = np.tanh(a[:, None] * (b[:, 1:] - b[:, :-1]) / 4)
+    counts = prob.category_counts[:, 1:-1]  # categories 1..K_max−2 sit between thresholds
+    for j, t in zip(*np.nonzero((peak < 0.02) & (counts > 0)), strict=True):  # flagged only
+        out.setdefault(prob.item_ids[j], {})[str(t + 1)] = int(counts[j, t])
+    return out
+
+
 def format_progress(info: IterationInfo) -> str:
     """One human-readable progress line."""
     return (
@@ -575,6 +625,19 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+@dataclass(frozen=True)
+class _Priors:
+    """Item priors: normal on log a, normal on each b_k, gap^α on each b_{k+1} − b_k."""
+
+    a: tuple[float, float] | None
+    b: tuple[float, float] | None
+    gap: float | None
+
+    @property
+    def any(self) -> bool:
+        return self.a is not None or self.b is not None or bool(self.gap)
+
+
 @dataclass
 class _Problem:
     """Data after validation and exclusions, in fitted-item numbering."""
@@ -589,6 +652,7 @@ class _Problem:
     n_subjects_used: int
     excluded: list[dict[str, Any]]
     unobserved: dict[str, list[int]]
+    category_counts: IntArray  # (fitted items, K_max) observations per category
 
     @property
     def n_items(self) -> int:
@@ -672,7 +736,8 @@ def _prepare(
             raise DataError(f"item {ids[int(low[0])]!r} has K = {int(k[low[0]])}; K must be >= 2")
     k_max = int(k.max())
     # observed categories per item: one bincount over item * k_max + score
-    seen = np.bincount(i * k_max + x, minlength=n_items * k_max).reshape(n_items, k_max) > 0
+    cat_counts = np.bincount(i * k_max + x, minlength=n_items * k_max).reshape(n_items, k_max)
+    seen = cat_counts > 0
     n_seen = seen.sum(axis=1)
     excluded: list[dict[str, Any]] = []
     keep = np.ones(n_items, dtype=bool)
@@ -707,6 +772,7 @@ def _prepare(
         n_subjects_used=int(np.unique(s[kept_obs]).size),
         excluded=excluded,
         unobserved=unobserved,
+        category_counts=cat_counts[item_index],
     )
 
 
@@ -769,9 +835,12 @@ class _Model:
         self.n_obs_subject = torch.from_numpy(
             np.bincount(prob.subject, minlength=prob.n_subjects)
         ).to(dev)
-        pa, pb = est.prior_a, est.prior_b
-        self.prior_a = None if pa is None else (float(pa[0]), float(pa[1]))
-        self.prior_b = None if pb is None else (float(pb[0]), float(pb[1]))
+        pa, pb, pg = est.prior_a, est.prior_b, est.prior_gap
+        self.priors = _Priors(
+            None if pa is None else (float(pa[0]), float(pa[1])),
+            None if pb is None else (float(pb[0]), float(pb[1])),
+            None if not pg else float(pg),
+        )
 
     # -- grid ---------------------------------------------------------------
     def make_grid(self, n: int) -> _Grid:
@@ -826,7 +895,7 @@ class _Model:
         return float(torch.maximum(d_loga, d_b).max())
 
     def log_prior(self, psi: torch.Tensor) -> float:
-        return float(_log_prior(psi, self.thr_mask, self.prior_a, self.prior_b).sum())
+        return float(_log_prior(psi, self.thr_mask, self.priors).sum())
 
     # -- E-step ---------------------------------------------------------------
     def e_step(self, psi: torch.Tensor, grid: _Grid, keep_posterior: bool = True) -> _EStep:
@@ -861,11 +930,12 @@ class _Model:
         the prior on the re-expressed items keeps the fixed point at the MAP.
         """
         sd0 = math.sqrt(max(m2 - m1 * m1, 1e-12))
-        if self.prior_a is None and self.prior_b is None:
+        if not self.priors.any:
             return m1, sd0
         n = float(self.prob.n_subjects_used)
         # the item prior enters only through a few sums, so f is a closed-form scalar
-        pa, pb = self.prior_a, self.prior_b
+        pa, pb, pg = self.priors.a, self.priors.b, self.priors.gap
+        n_gaps = float(self.thr_mask[:, 1:].sum())
         la = psi[:, 0]
         b = _thresholds(psi)[self.thr_mask > 0]
         sa1 = float((la - pa[0]).sum()) if pa else 0.0
@@ -884,6 +954,8 @@ class _Model:
                 dev1 = sb1 - nb * mu  # Σ (b − μ)
                 sq = e2 * dev2 - 2 * pb[0] * e1 * dev1 + nb * pb[0] ** 2
                 out -= sq / (2 * pb[1] ** 2)
+            if pg:  # every gap scales by 1/σ: Σ α log(d/σ) = const − α·N_gaps·log σ
+                out -= pg * n_gaps * ls
             return -out
 
         res = minimize(
@@ -920,7 +992,7 @@ class _Model:
         self, psi: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor, theta: torch.Tensor
     ) -> torch.Tensor:
         lp = _log_probs(psi, theta, mask)
-        return (counts * lp).sum(dim=(1, 2)) + _log_prior(psi, mask, self.prior_a, self.prior_b)
+        return (counts * lp).sum(dim=(1, 2)) + _log_prior(psi, mask, self.priors)
 
     def _newton(
         self, psi: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor, theta: torch.Tensor
@@ -929,7 +1001,7 @@ class _Model:
         pmask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         f_old = self._objective(psi, counts, mask, theta)
         for _ in range(_MAX_NEWTON):
-            g, fisher = _score_and_fisher(psi, counts, mask, theta, self.prior_a, self.prior_b)
+            g, fisher = _score_and_fisher(psi, counts, mask, theta, self.priors)
             g = g * pmask
             fisher = fisher + torch.diag_embed(1.0 - pmask)  # masked parameters stay put
             chol, bad = torch.linalg.cholesky_ex(fisher)
@@ -1046,11 +1118,19 @@ class _Model:
             sl = slice(lo, lo + step)
             mo = torch.einsum("oq,oqp->op", stats.posterior[subj[sl]], grads[row[sl]])
             info.index_add_(0, itm[sl], mo[:, :, None] * mo[:, None, :])
-        if self.prior_a is not None:  # −∂²/∂a² of −(log a − μ)² / (2σ²)
-            mu, sd = self.prior_a
+        pr = self.priors
+        if pr.a is not None:  # −∂²/∂a² of −(log a − μ)² / (2σ²)
+            mu, sd = pr.a
             info[:, 0, 0] += (1.0 - (psi[:, 0] - mu)) / (sd**2 * a**2)
-        if self.prior_b is not None:
-            info[:, t_idx, t_idx] += self.thr_mask / self.prior_b[1] ** 2
+        if pr.b is not None:
+            info[:, t_idx, t_idx] += self.thr_mask / pr.b[1] ** 2
+        if pr.gap and km > 2:  # −∂² of α log(b_{t+1} − b_t): α/d² (e_{t+1} − e_t)(…)ᵀ
+            curv = pr.gap * self.thr_mask[:, 1:] / (b[:, 1:] - b[:, :-1]) ** 2  # (n, T−1)
+            lo_i, hi_i = t_idx[:-1], t_idx[1:]
+            info[:, lo_i, lo_i] += curv
+            info[:, hi_i, hi_i] += curv
+            info[:, lo_i, hi_i] -= curv
+            info[:, hi_i, lo_i] -= curv
         return info
 
 
@@ -1079,8 +1159,7 @@ def _score_and_fisher(
     counts: torch.Tensor,
     thr_mask: torch.Tensor,
     theta: torch.Tensor,
-    prior_a: tuple[float, float] | None,
-    prior_b: tuple[float, float] | None,
+    priors: _Priors,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient and expected information of the M-step objective in ψ, per item.
 
@@ -1112,14 +1191,20 @@ def _score_and_fisher(
     jac[:, 1:, :] = jac[:, 1:, :] * thr_mask[:, :, None]
     g = torch.einsum("npr,np->nr", jac, g_eta)
     fisher = jac.transpose(1, 2) @ fisher_eta @ jac
-    if prior_a is not None:
-        g[:, 0] -= (psi[:, 0] - prior_a[0]) / prior_a[1] ** 2
-        fisher[:, 0, 0] += 1.0 / prior_a[1] ** 2
-    if prior_b is not None:
+    if priors.a is not None:
+        g[:, 0] -= (psi[:, 0] - priors.a[0]) / priors.a[1] ** 2
+        fisher[:, 0, 0] += 1.0 / priors.a[1] ** 2
+    if priors.b is not None:
         jb = jac[:, 1:, :]  # (n, T, P)
-        gb = -(b - prior_b[0]) / prior_b[1] ** 2 * thr_mask
+        gb = -(b - priors.b[0]) / priors.b[1] ** 2 * thr_mask
         g = g + torch.einsum("ntp,nt->np", jb, gb)
-        fisher = fisher + jb.transpose(1, 2) @ jb / prior_b[1] ** 2
+        fisher = fisher + jb.transpose(1, 2) @ jb / priors.b[1] ** 2
+    if priors.gap and t_count > 1:  # α log softplus(u): its positive-curvature part
+        u, gm = psi[:, 2:], thr_mask[:, 1:]
+        ratio = torch.sigmoid(u) / softplus(u)
+        g[:, 2:] += priors.gap * ratio * gm
+        idx = torch.arange(2, t_count + 1, device=psi.device)
+        fisher[:, idx, idx] += priors.gap * ratio**2 * gm
     return g, fisher
 
 
@@ -1150,19 +1235,17 @@ def _log_probs(psi: torch.Tensor, theta: torch.Tensor, thr_mask: torch.Tensor) -
     return lp
 
 
-def _log_prior(
-    psi: torch.Tensor,
-    thr_mask: torch.Tensor,
-    prior_a: tuple[float, float] | None,
-    prior_b: tuple[float, float] | None,
-) -> torch.Tensor:
-    """Log prior density per item (up to constants): normal on log a, normal on each b_k."""
+def _log_prior(psi: torch.Tensor, thr_mask: torch.Tensor, priors: _Priors) -> torch.Tensor:
+    """Log prior density per item, up to constants (see :class:`_Priors`)."""
     out = torch.zeros(psi.shape[0], dtype=psi.dtype, device=psi.device)
-    if prior_a is not None:
-        out = out - 0.5 * ((psi[:, 0] - prior_a[0]) / prior_a[1]) ** 2
-    if prior_b is not None:
-        zb = (_thresholds(psi) - prior_b[0]) / prior_b[1]
+    if priors.a is not None:
+        out = out - 0.5 * ((psi[:, 0] - priors.a[0]) / priors.a[1]) ** 2
+    if priors.b is not None:
+        zb = (_thresholds(psi) - priors.b[0]) / priors.b[1]
         out = out - 0.5 * (zb**2 * thr_mask).sum(dim=1)
+    if priors.gap and psi.shape[1] > 2:
+        gaps = torch.clamp(softplus(psi[:, 2:]), min=1e-300)
+        out = out + priors.gap * (torch.log(gaps) * thr_mask[:, 1:]).sum(dim=1)
     return out
 
 
