@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
-# Health report of the agentdojo bank on its own calibration data.
-# Uses item_banks/agentdojo when it exists, else calibrates one into a temp folder
-# with the project calibrator (same settings the bank ships with).
+# Health report of the agentdojo bank on the responses it was calibrated on.
+#   BANK=item_banks/agentdojo (default) — built by bench/calibrate_real_banks.py, which
+#   merges the injected items' levels 0/1 and copies the derived responses.csv into the bank.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data/agentdojo}
-OUT=bench/results/health_agentdojo
-BANK=item_banks/agentdojo
+BANK=${BANK:-item_banks/agentdojo}
+RESP=${RESP:-$BANK/responses.csv}
+OUT=${OUT:-bench/results/health_agentdojo}
 if [ ! -f "$BANK/bank.json" ]; then
-  BANK=$(mktemp -d)/agentdojo
-  agentcat calibrate "$DATA/responses.csv" --out "$BANK" --name agentdojo \
-    --items "$DATA/items.csv" --tags suite,item_type --quiet
+  echo "no $BANK/bank.json; build it: python bench/calibrate_real_banks.py --only agentdojo" >&2
+  exit 1
 fi
-agentcat health --bank "$BANK" --responses "$DATA/responses.csv" \
-  --out "$OUT/report.html" --figures "$OUT"
+agentcat health --bank "$BANK" --responses "$RESP" --out "$OUT/report.html" --figures "$OUT"
