@@ -54,8 +54,9 @@ def _breakdown(runs: Path, session: str) -> list[dict[str, float]]:
         events = log.samples[0].events if log.samples else []
         model = sum(e.working_time or 0 for e in events if isinstance(e, ModelEvent))
         tool = sum(e.working_time or 0 for e in events if isinstance(e, ToolEvent))
-        out.append({"wall": r.wall_s, "model": model, "tool": tool,
-                    "overhead": r.wall_s - model - tool})
+        out.append(
+            {"wall": r.wall_s, "model": model, "tool": tool, "overhead": r.wall_s - model - tool}
+        )
     return out
 
 
@@ -73,10 +74,22 @@ def main() -> None:
         # 1. per-item breakdown, one session, one worker
         runs = Path(tmp) / "single"
         t0 = time.perf_counter()
-        (s,) = api.run(None, bank=str(BANK), environments=str(ENV), runs_dir=str(runs),
-                       models=[{"model": "openai-api/sim/theta_0.5", "base_url": srv.url,
-                                "api_key_env": "SIM_API_KEY"}],
-                       max_items=args.items, session_id="single", workers=1)
+        (_s,) = api.run(
+            None,
+            bank=str(BANK),
+            environments=str(ENV),
+            runs_dir=str(runs),
+            models=[
+                {
+                    "model": "openai-api/sim/theta_0.5",
+                    "base_url": srv.url,
+                    "api_key_env": "SIM_API_KEY",
+                }
+            ],
+            max_items=args.items,
+            session_id="single",
+            workers=1,
+        )
         elapsed = time.perf_counter() - t0
         parts = _breakdown(runs, "single")
         med = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
@@ -84,27 +97,53 @@ def main() -> None:
         result["per_item_median_s"] = med
         result["session_loop_per_item_s"] = loop
         result["single_session_elapsed_s"] = elapsed
-        print(f"per item (median of {len(parts)}): wall {med['wall']:.2f} s = model "
-              f"{med['model']:.2f} + agent tools {med['tool']:.2f} + orchestration "
-              f"{med['overhead']:.2f}; session loop + start-up {loop:.2f} s/item")
+        print(
+            f"per item (median of {len(parts)}): wall {med['wall']:.2f} s = model "
+            f"{med['model']:.2f} + agent tools {med['tool']:.2f} + orchestration "
+            f"{med['overhead']:.2f}; session loop + start-up {loop:.2f} s/item"
+        )
         # 2. concurrent sessions
         rows = []
         for n in args.sessions:
             runs = Path(tmp) / f"c{n}"
             thetas = [round(-1.5 + 3.0 * i / max(n - 1, 1), 2) for i in range(n)]
-            models = [{"model": f"openai-api/sim/theta_{t}", "name": f"p{i}",
-                       "base_url": srv.url, "api_key_env": "SIM_API_KEY"}
-                      for i, t in enumerate(thetas)]
+            models = [
+                {
+                    "model": f"openai-api/sim/theta_{t}",
+                    "name": f"p{i}",
+                    "base_url": srv.url,
+                    "api_key_env": "SIM_API_KEY",
+                }
+                for i, t in enumerate(thetas)
+            ]
             workers = min(n, args.max_workers)
             t0 = time.perf_counter()
-            sums = api.run(None, bank=str(BANK), environments=str(ENV), runs_dir=str(runs),
-                           models=models, max_items=args.items, workers=workers)
+            sums = api.run(
+                None,
+                bank=str(BANK),
+                environments=str(ENV),
+                runs_dir=str(runs),
+                models=models,
+                max_items=args.items,
+                workers=workers,
+            )
             wall = time.perf_counter() - t0
             items = sum(x["n_items"] for x in sums)
-            rows.append({"sessions": n, "workers": workers, "items": items, "wall_s": wall,
-                         "items_per_min": 60 * items / wall})
-            print(f"{n} sessions, {workers} workers: {items} items in {wall:.1f} s "
-                  f"= {60 * items / wall:.1f} items/min", file=sys.stdout, flush=True)
+            rows.append(
+                {
+                    "sessions": n,
+                    "workers": workers,
+                    "items": items,
+                    "wall_s": wall,
+                    "items_per_min": 60 * items / wall,
+                }
+            )
+            print(
+                f"{n} sessions, {workers} workers: {items} items in {wall:.1f} s "
+                f"= {60 * items / wall:.1f} items/min",
+                file=sys.stdout,
+                flush=True,
+            )
         result["concurrency"] = rows
     out = REPO / "bench" / "results" / "live.json"
     out.parent.mkdir(parents=True, exist_ok=True)

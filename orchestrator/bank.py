@@ -226,24 +226,38 @@ class ItemBank:
         costs: Sequence[Cost | None] | None = None,
         scale_labels: Sequence[str] | None = None,
         prior: Prior | None = None,
+        a_se: Sequence[float] | NDArray[np.float64] | None = None,
+        b_se: Sequence[Sequence[float]] | NDArray[np.float64] | None = None,
+        item_labels: Sequence[Sequence[str] | None] | None = None,
+        description: str = "",
     ) -> ItemBank:
-        """Build a bank from parameter arrays (``b`` rows may be padded with +inf/NaN)."""
+        """Build a bank from parameter arrays (``b`` rows may be padded with +inf/NaN).
+
+        ``a_se``/``b_se`` are optional standard errors (``b_se`` padded like ``b``);
+        an item whose SEs are not all finite gets none rather than a NaN.
+        """
         items = []
         for i, iid in enumerate(ids):
             row = [float(x) for x in np.asarray(b[i], dtype=float) if math.isfinite(x)]
-            items.append(
-                {
-                    "id": iid,
-                    "a": float(a[i]),
-                    "b": row,
-                    "tags": dict(tags[i]) if tags else {},
-                    "cost": costs[i] if costs else None,
-                }
-            )
+            item: dict[str, Any] = {
+                "id": iid,
+                "a": float(a[i]),
+                "b": row,
+                "tags": dict(tags[i]) if tags else {},
+                "cost": costs[i] if costs else None,
+            }
+            if a_se is not None and b_se is not None:
+                ses = [float(a_se[i])] + [float(x) for x in np.asarray(b_se[i])[: len(row)]]
+                if all(math.isfinite(x) for x in ses):
+                    item["a_se"], item["b_se"] = ses[0], ses[1:]
+            if item_labels is not None and item_labels[i] is not None:
+                item["labels"] = list(item_labels[i])  # type: ignore[arg-type]
+            items.append(item)
         k_max = max(len(it["b"]) for it in items) + 1
         labels = list(scale_labels) if scale_labels else _default_labels(k_max)
         data = {
             "name": name,
+            "description": description,
             "scale": {"labels": labels},
             "prior": (prior or Prior()).model_dump(),
             "calibration": (

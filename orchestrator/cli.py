@@ -14,7 +14,9 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
@@ -181,6 +183,288 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         )
     if args.plot:
         print(f"plot: {doc['plot']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- calibrate
+def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from orchestrator.irt._calibration_defaults import (
+        DEFAULT_PRIOR_A,
+        DEFAULT_PRIOR_B,
+        DEFAULT_PRIOR_GAP,
+    )
+
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate a GRM item bank from a response CSV",
+        description="Fit graded-response-model item parameters (marginal maximum likelihood "
+        "with weak priors, EM over a θ quadrature grid) to RESPONSES and write DIR/bank.json "
+        "with provenance. Items with one observed category or too few observations are "
+        "reported and left out.",
+    )
+    p.add_argument("responses", metavar="RESPONSES.csv", help="long CSV subject,item,score")
+    p.add_argument("--out", required=True, metavar="DIR", help="bank folder to write")
+    p.add_argument("--name", help="bank name (default: the folder's name)")
+    p.add_argument(
+        "--items",
+        metavar="ITEMS.csv",
+        help="item metadata CSV (column 'item'): K per item and content tags",
+    )
+    p.add_argument(
+        "--tags",
+        default="",
+        metavar="COL,COL",
+        help="columns of --items copied into each item's tags (e.g. suite,item_type)",
+    )
+    p.add_argument(
+        "--k-column",
+        metavar="COL",
+        help="column of --items holding K (default: n_categories when present, else the "
+        "highest observed score + 1)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument(
+        "--n-quad",
+        default="auto",
+        type=_n_quad,
+        metavar="N|auto",
+        help="quadrature nodes on [-6, 6]; auto refines the grid to the posterior SDs",
+    )
+    p.add_argument("--max-iter", type=int, default=2000, help="maximum EM iterations")
+    p.add_argument("--tol", type=float, default=1e-4, help="largest parameter change to stop")
+    p.add_argument(
+        "--prior-a",
+        type=_prior,
+        default=DEFAULT_PRIOR_A,
+        metavar="MU,SD|none",
+        help=f"normal prior on log a (default {DEFAULT_PRIOR_A[0]:g},{DEFAULT_PRIOR_A[1]:g})",
+    )
+    p.add_argument(
+        "--prior-b",
+        type=_prior,
+        default=DEFAULT_PRIOR_B,
+        metavar="MU,SD|none",
+        help=f"normal prior on thresholds (default {DEFAULT_PRIOR_B[0]:g},{DEFAULT_PRIOR_B[1]:g})",
+    )
+    p.add_argument(
+        "--prior-gap",
+        type=_alpha,
+        default=DEFAULT_PRIOR_GAP,
+        metavar="ALPHA|none",
+        help="gap^ALPHA prior on each threshold gap, keeps rare middle categories from "
+        f"collapsing (default {DEFAULT_PRIOR_GAP})",
+    )
+    p.add_argument("--min-obs", type=int, default=5, help="fewest observations to fit an item")
+    p.add_argument(
+        "--scale-label",
+        action="append",
+        metavar="LABEL",
+        help="label of category 0, 1, … (repeat once per category, lowest first)",
+    )
+    p.add_argument("--description", default="", help="free text stored in bank.json")
+    p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
+    p.set_defaults(handler=_cmd_calibrate)
+
+
+def _n_quad(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto'; got {text!r}") from None
+    if n < 11:
+        raise argparse.ArgumentTypeError(f"needs at least 11 nodes; got {n}")
+    return n
+
+
+def _prior(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        mu, sd = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MU,SD or 'none'; got {text!r}") from None
+    if not sd > 0:
+        raise argparse.ArgumentTypeError(f"the prior's SD must be > 0; got {sd:g}")
+    return (mu, sd)
+
+
+def _alpha(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number >= 0 or 'none'; got {text!r}"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"ALPHA must be >= 0; got {value:g}")
+    return value
+
+
+class _ProgressPrinter:
+    """One line per second at most on stderr (plus the first iteration)."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self.last = -1e9
+
+    def __call__(self, info: Any) -> None:
+        from orchestrator.irt.calibrate import format_progress
+
+        if info.iteration == 1 or info.elapsed - self.last >= self.every:
+            self.last = info.elapsed
+            print(format_progress(info), file=sys.stderr, flush=True)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from orchestrator.api import calibrate
+
+    tags = [c.strip() for c in args.tags.split(",") if c.strip()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = calibrate(
+            args.responses,
+            args.out,
+            name=args.name,
+            items=args.items,
+            tag_columns=tags,
+            k_column=args.k_column,
+            device=args.device,
+            n_quad=args.n_quad,
+            max_iter=args.max_iter,
+            tol=args.tol,
+            prior_a=args.prior_a,
+            prior_b=args.prior_b,
+            prior_gap=args.prior_gap,
+            min_obs=args.min_obs,
+            scale_labels=args.scale_label,
+            description=args.description,
+            force=args.force,
+            progress=None if args.quiet else _ProgressPrinter(),
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"wrote {summary['bank']}")
+    print(
+        _fmt_table(
+            [
+                "items",
+                "excluded",
+                "subjects",
+                "observations",
+                "log-lik",
+                "iterations",
+                "converged",
+                "seconds",
+                "device",
+            ],
+            [
+                [
+                    summary["n_items"],
+                    summary["n_excluded"],
+                    summary["n_subjects"],
+                    summary["n_observations"],
+                    summary["log_likelihood"],
+                    summary["iterations"],
+                    summary["converged"],
+                    summary["wall_time_s"],
+                    summary["device"],
+                ]
+            ],
+        )
+    )
+    for ex in summary["excluded"][:10]:
+        print(f"excluded {ex['id']}: {ex['reason']}")
+    if len(summary["excluded"]) > 10:
+        print(f"… and {len(summary['excluded']) - 10} more (see calibration.excluded_items)")
+    collapsed = summary["collapsed_categories"]
+    if collapsed:
+        print(
+            f"note: {len(collapsed)} item(s) have observed categories that the fit gives ~0 "
+            "probability (thresholds merged: the categories are disordered with respect to θ), "
+            f"e.g. {next(iter(collapsed))}; consider merging those levels "
+            "(calibration.details.collapsed_categories)"
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- health
+def _add_health(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "health",
+        help="psychometric health report of an item bank (HTML + JSON)",
+        description="Check a bank against a response matrix: test information and difficulty "
+        "gaps, low-discrimination and defective items, merged thresholds, item misfit, "
+        "redundant item pairs (Q3) and aberrant subjects (l_z). Writes an HTML page and its "
+        "JSON twin.",
+    )
+    p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
+    p.add_argument(
+        "--responses", required=True, metavar="RESPONSES.csv", help="long CSV subject,item,score"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="REPORT.html", help="HTML page; REPORT.json goes beside it"
+    )
+    p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
+    p.add_argument("--se-target", type=float, metavar="SE", help="SE the bank should reach (0.3)")
+    p.add_argument("--lz-cut", type=float, metavar="LZ", help="flag subjects below this l_z (-2)")
+    p.add_argument(
+        "--q3-simulations",
+        type=int,
+        metavar="N",
+        help="data sets simulated for the Q3 critical value (50; 0 = only the 0.2 rule)",
+    )
+    p.add_argument("--json", action="store_true", help="also print the JSON document to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=_cmd_health)
+
+
+def _stage_printer() -> Callable[[str], None]:
+    start = time.monotonic()
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from orchestrator.api import health
+
+    overrides = {
+        k: v
+        for k, v in (
+            ("se_target", args.se_target),
+            ("lz_cut", args.lz_cut),
+            ("q3_bootstrap", args.q3_simulations),
+        )
+        if v is not None
+    }
+    doc = health(
+        args.bank,
+        args.responses,
+        args.out,
+        thresholds=overrides,
+        figures_dir=args.figures,
+        progress=None if args.quiet else _stage_printer(),
+    )
+    if args.json:
+        _print_json(doc)
+        return 0
+    for line in doc["summary"]:
+        print(f"- {line}")
+    json_path = Path(args.out).with_suffix(".json")
+    print(f"wrote {args.out} and {json_path}")
     return 0
 
 
@@ -687,6 +971,8 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
         _add_sweep,
         _add_estimate,
         _add_simulate,
+        _add_calibrate,
+        _add_health,
         _add_images,
         _add_scenarios,
         _add_sim_server,

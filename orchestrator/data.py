@@ -20,7 +20,15 @@ from numpy.typing import NDArray
 from orchestrator._io import atomic_write_text
 from orchestrator.errors import DataError, did_you_mean
 
-__all__ = ["REQUIRED_COLUMNS", "AlignedResponses", "Responses", "read_responses", "write_responses"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "AlignedResponses",
+    "ItemTable",
+    "Responses",
+    "read_item_table",
+    "read_responses",
+    "write_responses",
+]
 
 REQUIRED_COLUMNS = ("subject", "item", "score")
 IntArray = NDArray[np.int64]
@@ -218,6 +226,64 @@ def _build(rows: Iterable[tuple[int, str, str, str]], source: str) -> Responses:
         line=np.asarray(lines, dtype=np.int64),
         source=source,
     )
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """Item metadata (``items.csv``): one row of string fields per item id."""
+
+    columns: tuple[str, ...]
+    rows: dict[str, dict[str, str]]
+    source: str
+
+    def require_columns(self, names: Iterable[str]) -> None:
+        """Raise DataError naming the first of ``names`` that is not a column."""
+        for name in names:
+            if name not in self.columns:
+                raise DataError(
+                    f"{self.source}:1: no column {name!r}{did_you_mean(name, self.columns)}; "
+                    f"columns are {list(self.columns)}"
+                )
+
+
+def read_item_table(path: str | os.PathLike[str], id_column: str = "item") -> ItemTable:
+    """Read an item metadata CSV whose ``id_column`` (default ``item``) names each item.
+
+    Raises:
+        DataError: missing file or id column, empty or duplicate ids, ragged rows.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"item file not found: {p}")
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DataError(f"{p}: file is empty") from None
+        if id_column not in header:
+            raise DataError(
+                f"{p}:1: header {header} lacks the item id column {id_column!r}"
+                f"{did_you_mean(id_column, header)}"
+            )
+        pos = header.index(id_column)
+        rows: dict[str, dict[str, str]] = {}
+        try:
+            for fields in reader:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                line = reader.line_num
+                if len(fields) != len(header):
+                    raise DataError(f"{p}:{line}: expected {len(header)} fields, got {len(fields)}")
+                iid = fields[pos].strip()
+                if not iid:
+                    raise DataError(f"{p}:{line}: empty item id")
+                if iid in rows:
+                    raise DataError(f"{p}:{line}: item {iid!r} appears twice")
+                rows[iid] = {h: f.strip() for h, f in zip(header, fields, strict=True)}
+        except csv.Error as exc:
+            raise DataError(f"{p}:{reader.line_num}: malformed CSV: {exc}") from None
+    return ItemTable(tuple(header), rows, str(p))
 
 
 def write_responses(path: str | os.PathLike[str], triples: Iterable[tuple[str, str, int]]) -> Path:

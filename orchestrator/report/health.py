@@ -1,0 +1,387 @@
+"""Psychometric health of an item bank on a response matrix: analysis → JSON-ready report.
+
+:func:`analyse_health` runs every diagnostic in :mod:`orchestrator.irt.fit`
+and turns the arrays into a :class:`HealthReport` (pydantic, versioned with
+``schema_version``) whose sections each carry the thresholds used, what was
+flagged, and plain-language findings. The report is the JSON twin of the
+HTML page; the arrays the plots need beyond it (the Q3 matrix, per-observation
+scores) ride along as private attributes and are not serialised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from orchestrator import __version__
+from orchestrator.bank import ItemBank
+from orchestrator.data import Responses
+from orchestrator.errors import DataError
+from orchestrator.irt import fit
+from orchestrator.irt.ability import estimate_abilities
+from orchestrator.report._findings import (
+    discrimination_section,
+    information_section,
+    item_fit_section,
+    local_dependence_section,
+    person_fit_section,
+    rounded,
+    rounded_req,
+    summary_lines,
+    tag_dependence,
+)
+from orchestrator.report.schema import (
+    HEALTH_SCHEMA_VERSION,
+    HealthArrays,
+    HealthReport,
+    HealthThresholds,
+    ItemRow,
+    SubjectRow,
+)
+
+__all__ = [
+    "HEALTH_SCHEMA_VERSION",
+    "HealthArrays",
+    "HealthReport",
+    "HealthThresholds",
+    "analyse_health",
+]
+
+Progress = Callable[[str], None]
+
+
+def _drop_excluded_items(
+    responses: Responses, bank: ItemBank
+) -> tuple[Responses, list[dict[str, Any]]]:
+    """Remove rows of items the bank says it left out at calibration (and say which).
+
+    A bank calibrated on this very file lacks the items it excluded (one
+    observed category, too few observations); their rows carry no
+    information about the bank and are dropped, not an error. Any *other*
+    item missing from the bank still fails in ``for_bank``: wrong bank.
+    """
+    reasons = {str(e.get("id")): e for e in bank.spec.calibration.excluded_items if "id" in e}
+    drop = [j for j, iid in enumerate(responses.items) if iid in reasons and iid not in bank.index]
+    if not drop:
+        return responses, []
+    gone = np.isin(responses.item_idx, drop)
+    keep = ~gone
+    item_map = np.full(len(responses.items), -1, dtype=np.int64)
+    kept_items = [j for j in range(len(responses.items)) if j not in set(drop)]
+    item_map[kept_items] = np.arange(len(kept_items))
+    subj_used = np.unique(responses.subject_idx[keep])
+    subj_map = np.full(len(responses.subjects), -1, dtype=np.int64)
+    subj_map[subj_used] = np.arange(subj_used.size)
+    counts = np.bincount(responses.item_idx[gone], minlength=len(responses.items))
+    excluded = [
+        {
+            "id": responses.items[j],
+            "reason": str(reasons[responses.items[j]].get("reason", "excluded at calibration")),
+            "n_obs": int(counts[j]),
+        }
+        for j in drop
+    ]
+    trimmed = dataclasses.replace(
+        responses,
+        subjects=tuple(responses.subjects[k] for k in subj_used),
+        items=tuple(responses.items[j] for j in kept_items),
+        subject_idx=subj_map[responses.subject_idx[keep]],
+        item_idx=item_map[responses.item_idx[keep]],
+        score=responses.score[keep],
+        line=responses.line[keep],
+    )
+    return trimmed, excluded
+
+
+# --------------------------------------------------------------------------- analysis
+def analyse_health(
+    bank: ItemBank,
+    responses: Responses,
+    *,
+    thresholds: HealthThresholds | None = None,
+    responses_sha256: str | None = None,
+    progress: Progress | None = None,
+) -> HealthReport:
+    """Run every health diagnostic of ``bank`` on ``responses``.
+
+    Args:
+        bank: The item bank (parameters used as given).
+        responses: Observed scores; every item must be in the bank.
+        thresholds: Cuts and settings; defaults documented on :class:`HealthThresholds`.
+        responses_sha256: Hash of the response file; when it equals the bank's
+            ``calibration.data_sha256`` the parameters were estimated from
+            these data and S-X² degrees of freedom are reduced accordingly.
+        progress: Called with short status lines during the slow parts.
+
+    Raises:
+        DataError: items missing from the bank, scores outside an item's
+            scale, or fewer than 2 subjects.
+    """
+    th = thresholds or HealthThresholds()
+    say = progress or (lambda _msg: None)
+    responses, excluded = _drop_excluded_items(responses, bank)
+    aligned = responses.for_bank(bank)
+    n_sub = len(responses.subjects)
+    if n_sub < 2:
+        raise DataError(
+            f"{responses.source}: health needs responses from at least 2 subjects; got {n_sub}",
+            hint="pass the response matrix the bank was calibrated on",
+        )
+    a, b, kcat = bank.a, bank.b, bank.n_categories
+    n_items = len(bank)
+    s_idx, i_idx, x = aligned.subject_idx, aligned.bank_item, aligned.score
+    prior = bank.spec.prior
+
+    say(f"abilities: {n_sub} subjects, {responses.n_obs} observations")
+    est = estimate_abilities(a, b, s_idx, i_idx, x, n_sub, prior_mean=prior.mean, prior_sd=prior.sd)
+    theta_hat = est.theta
+
+    # --- per-item basics
+    k_max = b.shape[1] + 1
+    n_obs = np.bincount(i_idx, minlength=n_items)
+    counts = np.bincount(i_idx * k_max + x, minlength=n_items * k_max).reshape(n_items, k_max)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_score = np.bincount(i_idx, weights=x, minlength=n_items) / n_obs
+
+    # --- information
+    say("test information")
+    lo = min(-4.0, math.floor(float(theta_hat.min()) - 0.5))
+    hi = max(4.0, math.ceil(float(theta_hat.max()) + 0.5))
+    grid = np.round(np.arange(lo, hi + 1e-9, 0.05), 10)
+    item_info, total, top = fit.information_curve(grid, a, b, top_m=th.top_m)
+    info_section = information_section(grid, total, top, theta_hat, th)
+    imax = item_info.argmax(axis=0)
+
+    # --- discrimination / thresholds / item–rest
+    say("discrimination and item–rest correlations")
+    cat_max = fit.category_max_prob(a, b)
+    finite = np.isfinite(cat_max)
+    min_cat = (
+        np.where(finite.any(axis=1), np.where(finite, cat_max, np.inf).min(axis=1), np.nan)
+        if cat_max.shape[1]
+        else np.full(n_items, np.nan)
+    )
+    theta_rest = fit.rest_abilities(
+        a, b, s_idx, i_idx, x, n_sub, prior_mean=prior.mean, prior_sd=prior.sd
+    )
+    r_rest, r_p, _ = fit.item_rest_correlation(
+        i_idx, x, theta_rest, n_items, reference=th.min_item_rest
+    )
+
+    # --- item fit
+    say("item fit: infit/outfit")
+    ms = fit.mean_squares(a, b, s_idx, i_idx, x, theta_hat)
+    observed_items = np.flatnonzero(n_obs > 0)
+    complete_subj, xc = fit.complete_case_matrix(s_idx, i_idx, x, n_sub, observed_items)
+    params_estimated = bool(
+        responses_sha256 is not None
+        and bank.spec.calibration.status == "calibrated"
+        and bank.spec.calibration.data_sha256 == responses_sha256
+    )
+    sx2_stat = np.full(n_items, np.nan)
+    sx2_df = np.full(n_items, -1, dtype=np.int64)
+    sx2_p = np.full(n_items, np.nan)
+    if complete_subj.size >= th.sx2_min_subjects and observed_items.size >= 3:
+        say(
+            f"item fit: S-X² on {complete_subj.size} complete subjects × "
+            f"{observed_items.size} items"
+        )
+        res = fit.summed_score_fit(
+            xc,
+            a[observed_items],
+            b[observed_items],
+            kcat[observed_items],
+            prior_mean=prior.mean,
+            prior_sd=prior.sd,
+            min_expected=th.sx2_min_expected,
+            params_estimated=params_estimated,
+            progress=say,
+        )
+        sx2_stat[observed_items], sx2_df[observed_items], sx2_p[observed_items] = (
+            res.stat,
+            res.df,
+            res.p,
+        )
+        sx2_status = "computed"
+    elif observed_items.size < 3:
+        sx2_status = "skipped: fewer than 3 observed items"
+    else:
+        sx2_status = (
+            f"skipped: {complete_subj.size} subjects answered all {observed_items.size} observed "
+            f"items; S-X² needs complete data and at least {th.sx2_min_subjects} such subjects"
+        )
+    sx2_q = fit.benjamini_hochberg(sx2_p)
+    in_q = fit.benjamini_hochberg(ms.infit_p)
+    out_q = fit.benjamini_hochberg(ms.outfit_p)
+    outside = lambda v: (v < th.ms_low) | (v > th.ms_high)  # noqa: E731
+    with np.errstate(invalid="ignore"):
+        ms_misfit = ((in_q < th.alpha) & outside(ms.infit)) | (
+            (out_q < th.alpha) & outside(ms.outfit)
+        )
+        misfit = ms_misfit | (sx2_q < th.alpha)
+
+    # --- Q3
+    say(f"local dependence: Q3 over {observed_items.size} items")
+    q3 = fit.residual_correlations(a, b, s_idx, i_idx, x, theta_hat, n_sub, progress=say)
+    rng = np.random.default_rng(th.seed)
+    null_max = None
+    if th.q3_bootstrap > 0:
+        say(f"Q3 null: simulating {th.q3_bootstrap} data sets from the model")
+        null_max = fit.q3_null_max(
+            a, b, s_idx, i_idx, theta_hat, n_sub,
+            n_boot=th.q3_bootstrap, min_common=th.q3_min_common,
+            prior_mean=prior.mean, prior_sd=prior.sd, rng=rng, progress=say,
+        )  # fmt: skip
+    qf = fit.flag_q3(
+        q3, excess=th.q3_excess, min_common=th.q3_min_common, null_max=null_max, alpha=th.alpha
+    )
+    tag_rows = tag_dependence(bank, q3.q3, rng)
+
+    # --- person fit
+    say("person fit: l_z")
+    lz, n_per = fit.person_fit_lz(a, b, s_idx, i_idx, x, theta_hat, n_sub)
+    lz_ok = np.isfinite(lz) & (n_per >= th.lz_min_items)
+    lz_flag = lz_ok & (lz < th.lz_cut)
+
+    # --- flags per item
+    with np.errstate(invalid="ignore"):
+        low_slope = a < th.min_slope
+        # a flat (low-a) item's middle categories never peak either; that is its slope's fault
+        merged = (min_cat < th.min_category_prob) & ~low_slope
+        defective = fit.benjamini_hochberg(r_p) < th.alpha
+        suspect = (r_p < th.alpha) & ~defective
+    constant = (n_obs > 0) & ((counts > 0).sum(axis=1) == 1)
+    unobserved = (n_obs > 0) & ~constant & ((counts > 0).sum(axis=1) < kcat)
+    merged_cat = (  # which middle category vanishes (1-based category number)
+        np.argmin(np.where(finite, cat_max, np.inf), axis=1) + 1
+        if cat_max.shape[1]
+        else np.zeros(n_items, dtype=np.int64)
+    )
+    in_pair = np.zeros(n_items, dtype=bool)
+    in_pair[qf.pairs.ravel()] = True
+    ids = bank.ids
+
+    def names(mask: NDArray[np.bool_]) -> list[str]:
+        return [ids[i] for i in np.flatnonzero(mask)]
+
+    flag_table = {
+        "low_slope": low_slope,
+        "merged_thresholds": merged,
+        "defective": defective,
+        "suspect": suspect,
+        "constant": constant,
+        "misfit": misfit,
+        "local_dependence": in_pair,
+    }
+    items = []
+    for i in range(n_items):  # building output rows (I/O edge), not numeric work
+        k = int(kcat[i])
+        items.append(
+            ItemRow(
+                id=ids[i],
+                n_categories=k,
+                a=rounded_req(a[i]),
+                b=[rounded_req(v) for v in b[i, : k - 1]],
+                tags=dict(bank.spec.items[i].tags),
+                n_obs=int(n_obs[i]),
+                category_counts=[int(c) for c in counts[i, :k]],
+                mean_score=rounded(mean_score[i]),
+                max_information=rounded_req(item_info[imax[i], i]),
+                theta_at_max_information=rounded_req(grid[imax[i]], 4),
+                min_category_max_prob=rounded(min_cat[i]),
+                item_rest_r=rounded(r_rest[i]),
+                item_rest_p=rounded(r_p[i]),
+                infit=rounded(ms.infit[i]),
+                infit_t=rounded(ms.infit_t[i]),
+                infit_p=rounded(ms.infit_p[i]),
+                outfit=rounded(ms.outfit[i]),
+                outfit_t=rounded(ms.outfit_t[i]),
+                outfit_p=rounded(ms.outfit_p[i]),
+                sx2=rounded(sx2_stat[i]),
+                sx2_df=int(sx2_df[i]) if sx2_df[i] >= 0 and np.isfinite(sx2_stat[i]) else None,
+                sx2_p=rounded(sx2_p[i]),
+                flags=[name for name, m in flag_table.items() if bool(m[i])],
+            )
+        )
+    subjects = [
+        SubjectRow(
+            subject=s,
+            theta=rounded_req(theta_hat[j], 4),
+            se=rounded_req(est.se[j], 4),
+            n_items=int(n_per[j]),
+            lz=rounded(lz[j], 4),
+            flagged=bool(lz_flag[j]),
+        )
+        for j, s in enumerate(responses.subjects)
+    ]
+
+    disc = discrimination_section(
+        th,
+        names(low_slope),
+        names(merged),
+        names(defective),
+        names(suspect),
+        names(constant),
+        names(unobserved),
+        excluded,
+        [int(merged_cat[i]) for i in np.flatnonzero(merged)],
+        r_rest,
+        ids,
+    )
+    item_fit = item_fit_section(
+        th,
+        sx2_status,
+        int(complete_subj.size),
+        params_estimated,
+        names(misfit),
+        ms,
+        sx2_p,
+        n_obs,
+        ids,
+        misfit,
+    )
+    local = local_dependence_section(th, qf, q3, ids, tag_rows)
+    person = person_fit_section(th, lz, lz_ok, lz_flag, responses.subjects)
+
+    report = HealthReport(
+        generated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        software=f"agentcat {__version__}",
+        bank={
+            "name": bank.name,
+            "path": str(bank.path) if bank.path else None,
+            "n_items": n_items,
+            "status": bank.spec.calibration.status,
+            "method": bank.spec.calibration.method,
+            "calibration_n_subjects": bank.spec.calibration.n_subjects,
+            "prior": {"mean": prior.mean, "sd": prior.sd},
+        },
+        data={
+            "source": responses.source,
+            "sha256": responses_sha256,
+            "n_subjects": n_sub,
+            "n_observations": responses.n_obs,
+            "n_items_observed": int(observed_items.size),
+            "density": rounded_req(responses.n_obs / (n_sub * max(observed_items.size, 1)), 4),
+            "theta_method": "EAP under the bank's prior (601-point grid)",
+            "excluded_items": excluded,
+        },
+        thresholds=th,
+        summary=[],
+        information=info_section,
+        discrimination=disc,
+        item_fit=item_fit,
+        local_dependence=local,
+        person_fit=person,
+        items=items,
+        subjects=subjects,
+    )
+    report.summary = summary_lines(report, n_sub)
+    report._arrays = HealthArrays(q3=q3.q3, obs_item=i_idx, obs_score=x, obs_theta_rest=theta_rest)
+    say("analysis done")
+    return report

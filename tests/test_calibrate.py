@@ -1,0 +1,355 @@
+"""GRM calibration: recovery, exclusions, priors, ordering, information, errors.
+
+Fast tests use small problems; the full-size recovery runs are marked slow.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.errors import (
+    CalibrationConvergenceWarning,
+    CalibrationError,
+    ConfigError,
+    DataError,
+    NotFittedError,
+    PrerequisiteError,
+)
+from orchestrator.irt import calibrate as C
+from orchestrator.irt.calibrate import GRMCalibrator
+from orchestrator.irt.grm import sample_responses
+
+
+def simulate(
+    n_subjects: int,
+    n_items: int,
+    k: int | list[int],
+    *,
+    frac: float = 1.0,
+    seed: int = 0,
+    log_a_mean: float = 0.0,
+):
+    """Known GRM items, N(0,1) abilities, responses observed with probability ``frac``."""
+    r = np.random.default_rng(seed)
+    ks = np.full(n_items, k) if isinstance(k, int) else np.resize(np.asarray(k), n_items)
+    kmax = int(ks.max())
+    a = np.exp(r.normal(log_a_mean, 0.3, n_items))
+    centre = r.normal(0.0, 1.0, n_items)
+    b = np.full((n_items, kmax - 1), np.inf)
+    for j in range(n_items):  # test set-up only
+        steps = np.sort(r.uniform(-1.5, 1.5, ks[j] - 1)) if ks[j] > 2 else np.zeros(1)
+        b[j, : ks[j] - 1] = centre[j] + steps
+    theta = r.normal(size=n_subjects)
+    x = sample_responses(theta, a, b, r)
+    s, i = np.nonzero(r.random((n_subjects, n_items)) < frac)
+    return a, b, ks, theta, s, i, x[s, i]
+
+
+def corr(u, v) -> float:
+    return float(np.corrcoef(np.ravel(u), np.ravel(v))[0, 1])
+
+
+# ------------------------------------------------------------------------ recovery
+def test_recovers_grm_k4_small() -> None:
+    a, b, ks, _, s, i, x = simulate(800, 25, 4, seed=1)
+    cal = GRMCalibrator().fit(s, i, x, n_categories=ks)
+    assert cal.converged_ and cal.n_iter_ < 100
+    assert corr(a, cal.a_) > 0.85
+    assert corr(b, cal.b_) > 0.97
+    assert np.isfinite(cal.a_se_).all() and np.isfinite(cal.b_se_).all()
+    assert cal.loglik_ < 0 and cal.logpost_ < cal.loglik_
+
+
+def test_recovers_2pl_small() -> None:
+    a, b, _ks, _, s, i, x = simulate(1000, 25, 2, seed=2)
+    cal = GRMCalibrator().fit(s, i, x)
+    assert cal.b_.shape == (25, 1)
+    assert corr(a, cal.a_) > 0.85
+    assert corr(b, cal.b_) > 0.97
+
+
+def test_mixed_k_in_one_bank() -> None:
+    a, b, ks, _, s, i, x = simulate(1000, 30, [2, 3, 4], seed=3)
+    cal = GRMCalibrator().fit(s, i, x, n_categories=ks)
+    assert list(cal.n_categories_) == list(ks)
+    assert np.array_equal(np.isinf(cal.b_), np.isinf(b))  # padding where K is smaller
+    assert np.isnan(cal.b_se_[np.isinf(b)]).all()
+    assert corr(a, cal.a_) > 0.8
+    assert corr(b[np.isfinite(b)], cal.b_[np.isfinite(b)]) > 0.97
+    bank = cal.to_bank("mixed")
+    assert [len(it.b) + 1 for it in bank.spec.items] == list(ks)
+
+
+def test_sparse_data_30_percent_observed() -> None:
+    a, b, ks, _, s, i, x = simulate(2500, 25, 4, frac=0.3, seed=4)
+    cal = GRMCalibrator().fit(s, i, x, n_categories=ks)
+    assert cal.n_observations_ == len(x)
+    assert corr(a, cal.a_) > 0.85
+    assert corr(b, cal.b_) > 0.97
+
+
+def test_memory_follows_observations_not_subjects_times_items() -> None:
+    # 100,000 subjects x 4,000 items = 4e8 cells (3 GB as a dense float64 matrix);
+    # only 120,000 are observed, and the fit never builds the dense matrix.
+    r = np.random.default_rng(5)
+    n_s, n_i, n_obs = 100_000, 4_000, 120_000
+    s = r.integers(0, n_s, n_obs)
+    i = r.integers(0, n_i, n_obs)
+    pair = np.unique(s * n_i + i)
+    s, i = pair // n_i, pair % n_i
+    x = (r.random(len(s)) < 0.5).astype(np.int64)
+    cal = GRMCalibrator(max_iter=3, compute_se=False, n_quad=21)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationConvergenceWarning)
+        cal.fit(s, i, x, n_subjects=n_s)
+    assert len(cal.a_) + len(cal.excluded_) == n_i
+
+
+# ------------------------------------------------------------------------ structure
+def test_thresholds_ordered_even_with_an_unobserved_middle_category() -> None:
+    _a, _b, ks, _, s, i, x = simulate(400, 12, 4, seed=6)
+    x = np.where((i == 0) & (x == 1), 2, x)  # nobody gives category 1 to item 0
+    x = np.where((i == 1) & (x == 3), 2, x)  # nobody reaches the top of item 1
+    cal = GRMCalibrator().fit(s, i, x, n_categories=ks)
+    assert (np.diff(cal.b_, axis=1) > 0).all()
+    assert cal.unobserved_categories_["item0"] == [1]
+    assert cal.unobserved_categories_["item1"] == [3]
+    assert np.isfinite(cal.b_).all()  # the prior on b keeps the empty top finite
+    cal.to_bank("ordered")  # bank validation demands strictly increasing b
+
+
+def test_excluded_items_are_reported_not_fitted() -> None:
+    _a, _b, _ks, _, s, i, x = simulate(300, 8, 2, seed=7)
+    x = np.where(i == 2, 1, x)  # item2: everyone scores 1
+    keep = ~((i == 5) & (s >= 3))  # item5: only 3 observations
+    s, i, x = s[keep], i[keep], x[keep]
+    ids = [f"q{j}" for j in range(8)] + ["never_seen"]
+    cal = GRMCalibrator(min_obs=5).fit(s, i, x, item_ids=ids)
+    reasons = {e["id"]: e["reason"] for e in cal.excluded_}
+    assert reasons == {
+        "q2": "single observed category (every score = 1)",
+        "q5": "fewer than min_obs = 5 observations",
+        "never_seen": "no observations",
+    }
+    assert cal.item_ids_ == ["q0", "q1", "q3", "q4", "q6", "q7"]
+    assert list(cal.item_index_) == [0, 1, 3, 4, 6, 7]
+    bank = cal.to_bank("x")
+    assert [e["id"] for e in bank.spec.calibration.excluded_items] == ["q2", "q5", "never_seen"]
+    assert "q2" not in bank.index
+
+
+def test_all_items_excluded_is_a_clear_error() -> None:
+    with pytest.raises(CalibrationError, match=r"no item can be calibrated.*'item0'"):
+        GRMCalibrator().fit([0, 1, 2, 3, 4], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1])
+
+
+def test_priors_keep_a_near_step_item_finite() -> None:
+    # 40 subjects; item 0 is a perfect step at theta = 0 (complete separation)
+    _a, _b, _ks, theta, s, i, x = simulate(40, 30, 2, seed=8)
+    x = np.where(i == 0, (theta[s] > 0).astype(np.int64), x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationConvergenceWarning)
+        free = GRMCalibrator(prior_a=None, prior_b=None, max_iter=300, compute_se=False)
+        free.fit(s, i, x)
+    shrunk = GRMCalibrator().fit(s, i, x)
+    assert free.a_[0] > 3 * shrunk.a_[0]  # runs off without a prior
+    assert free.a_[0] == free.a_.max()
+    assert 1.0 < shrunk.a_[0] < 6.0  # finite, of the order of the steepest items
+    assert shrunk.converged_
+    details = shrunk.to_bank("p").spec.calibration.details
+    assert details["item_priors"]["log_a"] == {"dist": "normal", "mean": 0.0, "sd": 0.5}
+    assert details["item_priors"]["estimate"] == "MAP (posterior mode)"
+
+
+def test_em_increases_the_log_posterior() -> None:
+    _a, _b, _ks, _, s, i, x = simulate(500, 20, 3, seed=9)
+    cal = GRMCalibrator(n_quad=61, tol=1e-7).fit(s, i, x)
+    lp = np.array([h.logpost for h in cal.history_])
+    assert np.all(np.diff(lp) > -1e-6 * np.abs(lp[1:]))
+    assert cal.history_[-1].change < 1e-7
+
+
+def test_progress_callback_sees_every_iteration() -> None:
+    seen = []
+    _a, _b, _ks, _, s, i, x = simulate(200, 10, 2, seed=10)
+    cal = GRMCalibrator(progress=seen.append).fit(s, i, x)
+    assert [p.iteration for p in seen] == list(range(1, cal.n_iter_ + 1))
+    assert seen[-1].change < cal.tol
+
+
+def test_long_test_grid_is_refined_automatically() -> None:
+    # 300 items per subject: posterior SDs ~0.05, far below the 61-node spacing of 0.2
+    _a, _b, _ks, _, s, i, x = simulate(300, 300, 4, seed=11, log_a_mean=0.5)
+    cal = GRMCalibrator(compute_se=False).fit(s, i, x)
+    assert cal.n_quad_ > 90  # refined from the 61-node start
+    assert cal.calibration_details()["quadrature"]["nodes"] == cal.n_quad_
+
+
+# ------------------------------------------------------------------------ SEs
+def test_louis_information_equals_autograd_hessian_of_marginal_log_posterior() -> None:
+    _a, _b, ks, _, s, i, x = simulate(150, 6, [3, 2, 4], frac=0.8, seed=12)
+    cal = GRMCalibrator(n_quad=41)
+    prob = C._prepare(s, i, x, ks, None, None, cal)
+    model = C._Model(prob, cal, torch.device("cpu"))
+    grid = model.make_grid(41)
+    psi = model.initial_psi() + 0.1  # any point, not only the optimum
+    info = model.information(psi, grid, model.e_step(psi, grid))
+    mask = model.thr_mask
+
+    def log_post(eta: torch.Tensor) -> torch.Tensor:  # eta = (a, b_1..b_T) per item
+        aa, bb = eta[:, 0], eta[:, 1:]
+        u = torch.log(torch.expm1(torch.clamp(bb[:, 1:] - bb[:, :-1], min=1e-12)))
+        u = torch.where(mask[:, 1:] > 0, u, torch.zeros_like(u))
+        p = torch.cat([torch.log(aa)[:, None], bb[:, :1], u], dim=1)
+        lp = C._log_probs(p, grid.theta, mask).reshape(-1, grid.n)
+        ll = torch.logsumexp(model.X @ lp + grid.log_w, dim=1).sum()
+        return ll + C._log_prior(p, mask, model.priors).sum()
+
+    bb = torch.where(mask > 0, C._thresholds(psi), C._thresholds(psi) + 5.0)
+    eta = torch.cat([torch.exp(psi[:, :1]), bb], dim=1)
+    hess = torch.autograd.functional.hessian(lambda e: log_post(e.reshape(eta.shape)), eta.ravel())
+    p = eta.shape[1]
+    for j, k in enumerate(prob.k):
+        idx = [j * p + t for t in range(k)]
+        block = -hess[np.ix_(idx, idx)]
+        np.testing.assert_allclose(info[j, :k, :k].numpy(), block.numpy(), rtol=1e-8, atol=1e-8)
+
+
+def test_standard_errors_shrink_with_more_subjects() -> None:
+    small = simulate(300, 10, 3, seed=13)
+    large = simulate(2400, 10, 3, seed=13)
+    se_small = GRMCalibrator().fit(*small[4:], n_categories=small[2]).a_se_
+    se_large = GRMCalibrator().fit(*large[4:], n_categories=large[2]).a_se_
+    ratio = np.median(se_small / se_large)
+    assert 2.2 < ratio < 3.6  # ~sqrt(8) = 2.83
+
+
+# ------------------------------------------------------------------------ API contract
+def test_to_bank_before_fit_raises_not_fitted() -> None:
+    with pytest.raises(NotFittedError, match=r"not fitted yet; call fit\("):
+        GRMCalibrator().to_bank("x")
+    with pytest.raises(AttributeError):  # NotFittedError is also an AttributeError
+        GRMCalibrator().summary()
+
+
+def test_init_only_stores_and_get_params_round_trips() -> None:
+    cal = GRMCalibrator(n_quad=3, tol=-1.0, device="nonsense")  # validated in fit, not here
+    assert cal.get_params()["n_quad"] == 3
+    assert GRMCalibrator(**cal.get_params()).get_params() == cal.get_params()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_quad": 5}, r"'n_quad' must be an integer >= 11 or 'auto'; got 5"),
+        ({"tol": 0.0}, r"'tol' must be > 0; got 0.0"),
+        ({"prior_a": (0.0, -1.0)}, r"'prior_a' must be None or \(mean, sd\) with sd > 0"),
+        ({"min_obs": 0}, r"'min_obs' must be an integer >= 1; got 0"),
+        ({"device": "tpu"}, r"'device' must be 'cpu' or 'cuda\[:N\]'; got 'tpu'"),
+    ],
+)
+def test_bad_parameters_are_rejected_in_fit(kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GRMCalibrator(**kwargs).fit([0, 1], [0, 0], [0, 1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_prerequisite_error() -> None:
+    with pytest.raises(PrerequisiteError, match="CUDA is not available") as exc:
+        GRMCalibrator(device="cuda").fit([0, 1], [0, 0], [0, 1])
+    assert "--device cpu" in exc.value.hint
+
+
+def test_bad_data_is_rejected() -> None:
+    with pytest.raises(DataError, match="duplicate observation for subject 0, item 'item1'"):
+        GRMCalibrator().fit([0, 0, 1], [1, 1, 0], [0, 1, 0])
+    with pytest.raises(DataError, match="item 'item0' has a score of 3 but K = 2"):
+        GRMCalibrator().fit([0, 1], [0, 0], [3, 0], n_categories=[2])
+    with pytest.raises(DataError, match="equal length"):
+        GRMCalibrator().fit([0, 1], [0], [1, 0])
+    with pytest.raises(DataError, match="score must be non-negative"):
+        GRMCalibrator().fit([0, 1], [0, 0], [-1, 0])
+
+
+def test_not_converged_warns() -> None:
+    _a, _b, _ks, _, s, i, x = simulate(200, 10, 2, seed=14)
+    with pytest.warns(CalibrationConvergenceWarning, match="did not converge in 1 iterations"):
+        cal = GRMCalibrator(max_iter=1).fit(s, i, x)
+    assert not cal.converged_
+    assert cal.to_bank("nc").spec.calibration.converged is False
+
+
+# ------------------------------------------------------------------------ slow, full size
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [4, 2])
+def test_recovery_2000_subjects_200_items(k: int) -> None:
+    a, b, ks, _, s, i, x = simulate(2000, 200, k, seed=20)
+    cal = GRMCalibrator().fit(s, i, x, n_categories=ks)
+    assert cal.converged_
+    assert corr(a, cal.a_) >= 0.95
+    assert corr(b, cal.b_) >= 0.98
+
+
+@pytest.mark.slow
+def test_recovery_sparse_2000_by_200_30_percent() -> None:
+    a, b, ks, _, s, i, x = simulate(2000, 200, 4, frac=0.3, seed=21)
+    cal = GRMCalibrator().fit(s, i, x, n_categories=ks)
+    assert corr(a, cal.a_) >= 0.9
+    assert corr(b, cal.b_) >= 0.98
+
+
+@pytest.mark.slow
+def test_long_test_slopes_not_biased() -> None:
+    # 1,000 subjects x 500 items, K = 4, steep items: posterior SD ~0.04
+    a, _b, _ks, _theta, s, i, x = simulate(1000, 500, 4, seed=22, log_a_mean=0.5)
+    cal = GRMCalibrator(prior_a=None, prior_b=None, compute_se=False).fit(s, i, x)
+    rel_bias = float(np.mean(cal.a_ / a - 1))
+    assert abs(rel_bias) < 0.03, rel_bias
+    assert corr(a, cal.a_) >= 0.95
+
+
+@pytest.mark.slow
+def test_standard_errors_are_calibrated_across_replications() -> None:
+    """Empirical SD of estimates over seeded replications ≈ mean reported SE."""
+    r = np.random.default_rng(30)
+    n_items, k = 15, 3
+    a = np.exp(r.normal(0, 0.3, n_items))
+    b = r.normal(0, 1, n_items)[:, None] + np.sort(r.uniform(-1, 1, (n_items, k - 1)), 1)
+    est_a, est_b, se_a, se_b = [], [], [], []
+    for rep in range(12):
+        rr = np.random.default_rng(100 + rep)
+        theta = rr.normal(size=800)
+        x = sample_responses(theta, a, b, rr)
+        s, i = np.nonzero(np.ones_like(x))
+        cal = GRMCalibrator(prior_a=None, prior_b=None).fit(s, i, x[s, i])
+        est_a.append(cal.a_)
+        est_b.append(cal.b_)
+        se_a.append(cal.a_se_)
+        se_b.append(cal.b_se_)
+    ratio_a = np.median(np.std(est_a, axis=0, ddof=1) / np.mean(se_a, axis=0))
+    ratio_b = np.median(np.std(est_b, axis=0, ddof=1) / np.mean(se_b, axis=0))
+    assert 0.75 < ratio_a < 1.3, ratio_a
+    assert 0.75 < ratio_b < 1.3, ratio_b
+
+
+def test_m_step_gradient_matches_autograd_with_all_priors() -> None:
+    gen = torch.Generator().manual_seed(0)
+    n, k, q = 5, 4, 31
+    theta = torch.linspace(-4, 4, q, dtype=torch.float64)
+    psi = torch.randn(n, k, dtype=torch.float64, generator=gen) * 0.5
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]]).double()
+    valid = torch.cat([torch.ones(n, 1, dtype=torch.float64), mask], 1)
+    counts = torch.rand(n, k, q, dtype=torch.float64, generator=gen) * valid[:, :, None]
+    priors = C._Priors((0.0, 0.5), (0.0, 3.0), 1.0)
+    g, fisher = C._score_and_fisher(psi, counts, mask, theta, priors)
+    p = psi.clone().requires_grad_()
+    obj = (counts * C._log_probs(p, theta, mask)).sum() + C._log_prior(p, mask, priors).sum()
+    (g_auto,) = torch.autograd.grad(obj, p)
+    torch.testing.assert_close(g * valid, g_auto * valid, rtol=1e-9, atol=1e-9)
+    assert bool((torch.linalg.eigvalsh(fisher + torch.diag_embed(1 - valid)) > 0).all())
+    probs = C._log_probs(psi, theta, mask).exp() * valid[:, :, None]
+    torch.testing.assert_close(probs.sum(1), torch.ones(n, q, dtype=torch.float64))
