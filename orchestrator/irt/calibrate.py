@@ -1,4 +1,4 @@
-"""Marginal maximum likelihood (MAP with weak priors) calibration of the graded response model.
+"""Marginal maximum likelihood (with weak item priors) calibration of the graded response model.
 
 Model (DESIGN.md): P(X ≥ k | θ) = σ(a(θ − b_k)), k = 1..K−1, θ ~ N(0, 1), no 1.702.
 Items may have different K in one bank. Data are sparse long-format index
@@ -18,16 +18,21 @@ observation), both halves of an EM iteration are one sparse matmul each:
 
 Memory is therefore O(observations + subjects × Q + items × K × Q) and time
 O(observations × Q) per iteration, with no autograd graph over the
-observations. The M-step then separates into one tiny problem per item
-(K parameters, items × K × Q numbers, independent of the number of
-observations), solved with a few safeguarded Newton steps vectorised over
-all items. Direct maximisation would need the autograd graph of the
-observations × Q log-likelihood (several such tensors kept for the backward
-pass, so chunking and recomputation) and a quasi-Newton method over all
-items' parameters jointly, whose curvature couples nothing useful. EM's
-weakness, slow convergence when information is scarce, costs little here
-because an iteration is cheap; the parameter-change tolerance is checked on
-the (log a, b) scale.
+observations (direct maximisation would have to keep several observations × Q
+tensors for the backward pass, or chunk and recompute them, and run a
+quasi-Newton method over all items' parameters jointly). The M-step separates
+into one tiny problem per item (K parameters, items × K × Q numbers,
+independent of the number of observations), solved by Fisher scoring with a
+per-item line search, vectorised over all items.
+
+EM's known weakness is slow convergence along directions the data barely
+identify. The worst one here is the common scale of θ on long tests: with
+sharp posteriors, EM changes all slopes and thresholds together only very
+slowly (hundreds of iterations, and a premature stop that looked like a −15 %
+slope bias in our first version). Each iteration therefore ends with the
+PX-EM step (Liu, Rubin & Wu 1998): the subjects' posteriors give the mean
+and SD of θ, and the items are re-expressed so that this population is
+N(0, 1) again. Fits then converge in about 5–20 iterations.
 
 Parameterisation
 ----------------
@@ -39,47 +44,56 @@ with z_k = a(θ − b_k), exact without cancellation or flooring.
 
 Priors (on by default, weak)
 ----------------------------
-log a ~ N(μ_a, σ_a²) (a log-normal prior on a, stated on the log scale, whose
-mode is a = exp(μ_a)) and every threshold b_k ~ N(μ_b, σ_b²). Real LLM data
-have near-step items and few subjects; without priors such slopes run off to
-10–100 and thresholds of all-but-one items to ±∞ (DESIGN.md). With priors
-the estimate is a posterior mode (MAP); with ``prior_a=None, prior_b=None``
-it is plain marginal ML. ``loglik_`` is always the marginal log-likelihood
-without the prior terms.
+log a ~ N(μ_a, σ_a²) (a log-normal prior on a, stated on the log scale; its
+mode is a = exp(μ_a)); every threshold b_k ~ N(μ_b, σ_b²); and, for K ≥ 3,
+a density ∝ gap^α on every gap b_{k+1} − b_k, which keeps a rarely used middle
+category from being squeezed to zero probability. Real LLM data have
+near-step items and few subjects; without priors slopes run off to 10–100
+and the fit predicts held-out responses far worse than item base rates
+(``bench/bench_prior_strength.py``). The priors act *within* the θ scale that
+the population N(0, 1) fixes: the PX-EM step re-standardises the subjects'
+posteriors every iteration, so a prior whose centre does not suit the bank
+cannot shrink or stretch the whole scale. (Letting the priors set the scale,
+i.e. a plain joint posterior mode, biased all slopes by −25 % on a simulated
+1,000 × 500 test: the many items' prior terms outweigh the population's
+pull on the scale when items per subject are many.) The estimate is thus the
+posterior mode of the items under the constraint that the subjects'
+posteriors average to mean 0 and SD 1; without priors it is plain marginal
+ML. ``loglik_`` is always the marginal log-likelihood without prior terms.
 
 Quadrature
 ----------
 Rectangle rule on an even grid over [−r, r] (default r = 6), N(0, 1) weights.
 The rule is accurate while the spacing h is below the posterior SD of θ; on
-long tests (hundreds of items per subject) that SD is ~0.05 and a 61-node
-grid (h = 0.2) biases slopes down (DESIGN.md: −0.23 with mirt). With
-``n_quad="auto"`` (default) the fit starts on 61 nodes and, each time it
-converges, computes each subject's posterior SD from the test information
-at its EAP, 1/√(1 + Σ I_j(θ̂)); if the grid spacing exceeds
-``quad_ratio`` × the 5th percentile of those SDs, the grid is refined to
-that spacing (at most ``max_quad`` nodes) and EM continues from the current
-parameters. The grid actually used is reported (``n_quad_``).
+long tests (hundreds of items per subject) that SD is ~0.05 while a 61-node
+grid has h = 0.2 (DESIGN.md measured a −0.23 slope bias with mirt). With
+``n_quad="auto"`` (default) the fit starts on 61 nodes and, once nearly
+converged, computes each subject's posterior SD from the test information at
+its EAP, 1/√(1 + Σ I_j(θ̂)); if the grid spacing exceeds ``quad_ratio`` × the
+5th percentile of those SDs, the grid is refined to that spacing (at most
+``max_quad`` nodes) and EM continues from the current parameters. The grid
+actually used is reported (``n_quad_``).
 
 Standard errors
 ---------------
-Observed information of the marginal log-posterior by Louis's identity,
-per item block: for item j with per-node score g = ∂ log P(x | θ)/∂ψ_j,
+Observed information by Louis's identity, per item block, in η = (a, b_1..):
 
     I_j = −Σ_s E_s[∂²log P] − Σ_s E_s[g gᵀ] + Σ_s E_s[g] E_s[g]ᵀ − ∂² log prior
 
-where E_s is the posterior expectation over subject s's θ. The first two
-sums come from the expected counts (items × K × Q), the third from one
-chunked pass over the observations; the derivatives are taken with autograd
-(torch.func). This is the exact observed information of the marginal
-likelihood restricted to each item's block (the cross-item blocks, coupled
-only through θ, are ignored: inverting the full (items·K)² matrix is
-infeasible for large banks and the coupling is weak with many subjects). The
-cross-product (XPD) alternative needs no second derivatives but is biased
-upward in small samples, which is exactly where SEs matter most. SEs for
-(a, b) follow from ψ's covariance by the delta method. They include the
-prior's curvature, so with few subjects they are posterior SDs and shrink
-no lower than the prior allows: with 5–20 subjects they say more about the
-prior than about the data.
+with g = ∂ log P(x | θ)/∂η_j and E_s the posterior expectation over subject
+s's θ. Since ∂²log P = ∂²P/P − g gᵀ, the first two sums collapse to
+−Σ r ∂²P/P over the expected counts (items × K × Q, closed-form GRM
+derivatives); the third takes one chunked pass over the observations. A
+test checks the blocks against autograd's Hessian of the marginal log
+posterior. This is the exact observed information restricted to each item's
+block; cross-item blocks (coupled only through θ) are ignored, because
+inverting the full (items·K)² matrix is infeasible for large banks and the
+coupling is weak with many subjects. The cross-product (XPD) alternative
+needs no second derivatives but is noisy and biased in small samples, which
+is where SEs matter most. The SEs include the prior's curvature, so with few
+subjects they are approximate posterior SDs, and they do not include the
+uncertainty of the common θ scale. Replications on simulated data
+(``tests/test_calibrate.py``, slow) check them against the empirical spread.
 """
 
 from __future__ import annotations
@@ -96,7 +110,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize
 from torch.nn.functional import softplus
 
 from orchestrator.errors import (
@@ -343,8 +356,8 @@ class GRMCalibrator:
             it += 1
             post_stats = model.e_step(psi, grid)
             new_psi = model.m_step(psi, post_stats.counts, grid)
-            mu, sd = model.latent_step(new_psi, post_stats.theta_m1, post_stats.theta_m2)
-            new_psi = model.rescale(new_psi, mu, sd)
+            m1, m2 = post_stats.theta_m1, post_stats.theta_m2
+            new_psi = model.rescale(new_psi, m1, math.sqrt(max(m2 - m1 * m1, 1e-12)))
             change = model.change(psi, new_psi)
             info = IterationInfo(
                 iteration=it,
@@ -913,59 +926,13 @@ class _Model:
     def rescale(self, psi: torch.Tensor, mean: float, sd: float) -> torch.Tensor:
         """PX-EM reduction: items for θ ~ N(mean, sd²) re-expressed for θ ~ N(0, 1).
 
-        θ' = (θ − mean)/sd gives a' = a·sd and b' = (b − mean)/sd. The likelihood
-        is unchanged by this map, but EM alone moves along it very slowly on long
-        tests (the θ scale is nearly all "missing information" when posteriors are
-        sharp); estimating the scale each iteration removes that crawl
-        (Liu, Rubin & Wu 1998).
+        θ' = (θ − mean)/sd gives a' = a·sd and b' = (b − mean)/sd, with mean and
+        sd the moments of the subjects' posteriors. The likelihood is unchanged by
+        this map, but EM alone moves along it very slowly on long tests (the θ
+        scale is nearly all "missing information" when posteriors are sharp);
+        re-standardising every iteration removes that crawl (Liu, Rubin & Wu 1998).
         """
         return self._rescaled(psi, mean, sd)
-
-    def latent_step(self, psi: torch.Tensor, m1: float, m2: float) -> tuple[float, float]:
-        """PX-EM's extra conditional maximisation: θ ~ N(μ, σ²) in the expanded model.
-
-        Maximises S·[−log σ − E(θ − μ)²/(2σ²)] + log prior(items re-expressed for
-        N(0, 1)) over (μ, log σ). Without priors the answer is the posterior
-        moments; with priors, a few Newton steps from there (2 parameters). Putting
-        the prior on the re-expressed items keeps the fixed point at the MAP.
-        """
-        sd0 = math.sqrt(max(m2 - m1 * m1, 1e-12))
-        if not self.priors.any:
-            return m1, sd0
-        n = float(self.prob.n_subjects_used)
-        # the item prior enters only through a few sums, so f is a closed-form scalar
-        pa, pb, pg = self.priors.a, self.priors.b, self.priors.gap
-        n_gaps = float(self.thr_mask[:, 1:].sum())
-        la = psi[:, 0]
-        b = _thresholds(psi)[self.thr_mask > 0]
-        sa1 = float((la - pa[0]).sum()) if pa else 0.0
-        sa2 = float(((la - pa[0]) ** 2).sum()) if pa else 0.0
-        sb1, sb2, nb = float(b.sum()), float((b**2).sum()), float(b.numel())
-        na = float(la.numel())
-
-        def neg_f(v: NDArray[np.float64]) -> float:
-            mu, ls = float(v[0]), float(v[1])
-            e1, e2 = math.exp(-ls), math.exp(-2 * ls)
-            out = n * (-ls - (m2 - 2 * m1 * mu + mu * mu) * e2 / 2)
-            if pa:
-                out -= (sa2 + 2 * ls * sa1 + na * ls * ls) / (2 * pa[1] ** 2)
-            if pb:
-                dev2 = sb2 - 2 * mu * sb1 + nb * mu * mu  # Σ (b − μ)²
-                dev1 = sb1 - nb * mu  # Σ (b − μ)
-                sq = e2 * dev2 - 2 * pb[0] * e1 * dev1 + nb * pb[0] ** 2
-                out -= sq / (2 * pb[1] ** 2)
-            if pg:  # every gap scales by 1/σ: Σ α log(d/σ) = const − α·N_gaps·log σ
-                out -= pg * n_gaps * ls
-            return -out
-
-        res = minimize(
-            neg_f,
-            np.array([m1, math.log(sd0)]),
-            method="Nelder-Mead",
-            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 400},
-        )
-        x = res.x if res.fun <= neg_f(np.array([m1, math.log(sd0)])) else [m1, math.log(sd0)]
-        return float(x[0]), math.exp(float(x[1]))
 
     def _rescaled(
         self, psi: torch.Tensor, mean: torch.Tensor | float, sd: torch.Tensor | float
