@@ -103,9 +103,9 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -126,7 +126,10 @@ from orchestrator.irt._calibration_defaults import (
     DEFAULT_PRIOR_GAP,
 )
 
-__all__ = ["METHOD", "GRMCalibrator", "IterationInfo"]
+if TYPE_CHECKING:  # bank.py imports irt.grm; imported lazily in to_bank
+    from orchestrator.bank import ItemBank
+
+__all__ = ["METHOD", "GRMCalibrator", "IterationInfo", "format_progress"]
 
 METHOD = "mml-em"
 """Method name written to ``bank.json`` (``calibration.method``)."""
@@ -472,7 +475,8 @@ class GRMCalibrator:
         }
         return {
             "model": "GRM P(X>=k|theta)=sigmoid(a(theta-b_k)), no 1.702",
-            "algorithm": "Bock-Aitkin EM, Newton M-step per item",
+            "algorithm": "Bock-Aitkin EM + PX-EM standardisation of theta, Fisher-scoring "
+            "M-step per item",
             "item_priors": prior,
             "quadrature": {
                 "rule": "rectangle, even grid, N(0,1) weights",
@@ -521,7 +525,7 @@ class GRMCalibrator:
         scale_labels: Sequence[str] | None = None,
         description: str = "",
         extra_details: Mapping[str, Any] | None = None,
-    ):  # -> ItemBank (imported lazily: bank.py imports irt)
+    ) -> ItemBank:
         """Build a validated :class:`~orchestrator.bank.ItemBank` with provenance.
 
         Args:
@@ -844,7 +848,9 @@ class _Model:
         # thr_mask[j, t] = 1 when threshold t + 1 exists for item j (t = 0..K_max−2)
         self.thr_mask = (torch.arange(km - 1, device=dev)[None, :] < (k[:, None] - 1)).double()
         # parameter mask: log a and b_1 always; u_t for t ≥ 2 when threshold t exists
-        self.par_mask = torch.cat([torch.ones(n, 1, device=dev), self.thr_mask], dim=1)
+        self.par_mask = torch.cat(
+            [torch.ones(n, 1, dtype=torch.float64, device=dev), self.thr_mask], dim=1
+        )
         self.n_obs_subject = torch.from_numpy(
             np.bincount(prob.subject, minlength=prob.n_subjects)
         ).to(dev)
@@ -1214,8 +1220,3 @@ def _log_prior(psi: torch.Tensor, thr_mask: torch.Tensor, priors: _Priors) -> to
         gaps = torch.clamp(softplus(psi[:, 2:]), min=1e-300)
         out = out + priors.gap * (torch.log(gaps) * thr_mask[:, 1:]).sum(dim=1)
     return out
-
-
-def iteration_dict(info: IterationInfo) -> dict[str, Any]:
-    """An :class:`IterationInfo` as a plain dict (for JSON progress logs)."""
-    return asdict(info)
