@@ -359,3 +359,26 @@ def test_m_step_gradient_matches_autograd_with_all_priors() -> None:
     assert bool((torch.linalg.eigvalsh(fisher + torch.diag_embed(1 - valid)) > 0).all())
     probs = C._log_probs(psi, theta, mask).exp() * valid[:, :, None]
     torch.testing.assert_close(probs.sum(1), torch.ones(n, q, dtype=torch.float64))
+
+
+def test_m_step_hessian_matches_autograd_with_all_priors() -> None:
+    gen = torch.Generator().manual_seed(1)
+    n, k, q = 5, 4, 31
+    theta = torch.linspace(-4, 4, q, dtype=torch.float64)
+    psi = torch.randn(n, k, dtype=torch.float64, generator=gen) * 0.5
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]]).double()
+    valid = torch.cat([torch.ones(n, 1, dtype=torch.float64), mask], 1)
+    counts = torch.rand(n, k, q, dtype=torch.float64, generator=gen) * valid[:, :, None]
+    priors = C._Priors((0.0, 0.5), (0.0, 3.0), 1.0)
+    _, _, neg_h = C._score_and_fisher(psi, counts, mask, theta, priors, hessian=True)
+
+    def obj(p: torch.Tensor) -> torch.Tensor:
+        p = p.reshape(n, k)
+        lp = (counts * C._log_probs(p, theta, mask)).sum()
+        return lp + C._log_prior(p, mask, priors).sum()
+
+    full = torch.autograd.functional.hessian(obj, psi.ravel())
+    for j in range(n):
+        kk = int(valid[j].sum())
+        block = -full[j * k : j * k + kk, j * k : j * k + kk]
+        torch.testing.assert_close(neg_h[j, :kk, :kk], block, rtol=1e-8, atol=1e-8)

@@ -974,12 +974,20 @@ class _Model:
         pmask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         f_old = self._objective(psi, counts, mask, theta)
         for _ in range(_MAX_NEWTON):
-            g, fisher = _score_and_fisher(psi, counts, mask, theta, self.priors)
+            g, fisher, neg_h = _score_and_fisher(
+                psi, counts, mask, theta, self.priors, hessian=True
+            )
             g = g * pmask
-            fisher = fisher + torch.diag_embed(1.0 - pmask)  # masked parameters stay put
-            chol, bad = torch.linalg.cholesky_ex(fisher)
-            step = torch.cholesky_solve(g[..., None], chol)[..., 0]
-            step = torch.where((bad == 0)[:, None], step, g)  # rare: fall back to the gradient
+            eye = torch.diag_embed(1.0 - pmask)  # masked parameters stay put
+            neg_h = neg_h * pmask[:, :, None] * pmask[:, None, :] + eye
+            fisher = fisher * pmask[:, :, None] * pmask[:, None, :] + eye
+            # Newton where the objective is locally concave, Fisher scoring elsewhere
+            chol_h, bad_h = torch.linalg.cholesky_ex(neg_h)
+            chol_f, bad_f = torch.linalg.cholesky_ex(fisher)
+            newton = torch.cholesky_solve(g[..., None], chol_h)[..., 0]
+            scoring = torch.cholesky_solve(g[..., None], chol_f)[..., 0]
+            step = torch.where((bad_h == 0)[:, None], newton, scoring)
+            step = torch.where(((bad_h != 0) & (bad_f != 0))[:, None], g, step)
             step = step * torch.clamp(_MAX_STEP / step.abs().amax(1, keepdim=True), max=1.0)
             # items whose predicted gain is at rounding level are done (no futile line search)
             done = (g * step).sum(1) <= 1e-12 * (1.0 + f_old.abs())
@@ -1073,14 +1081,8 @@ class _Model:
         probs = torch.exp(_log_probs(psi, theta, self.thr_mask)).clamp_min(1e-300)
         k_valid = torch.cat([torch.ones_like(self.thr_mask[:, :1]), self.thr_mask], dim=1)
         c = stats.counts * k_valid[:, :, None] / probs  # r / P, (n, K, Q)
-        e = (c[:, 1:] - c[:, :-1]) * m  # coefficient of ∂²P*_t, (n, T, Q)
-        info = torch.zeros(n, km, km, dtype=psi.dtype, device=psi.device)
+        info = _neg_curvature_term(a, x, w, w2, c, m)
         t_idx = torch.arange(km - 1, device=psi.device) + 1
-        info[:, 0, 0] = -(e * w2 * x**2).sum(dim=(1, 2))
-        cross = -(e * (-w - a[:, None, None] * x * w2)).sum(dim=2)  # (n, T)
-        info[:, 0, 1:] = cross
-        info[:, 1:, 0] = cross
-        info[:, t_idx, t_idx] = -(e * a[:, None, None] ** 2 * w2).sum(dim=2)
         # + Σ_obs E_s[g] E_s[g]ᵀ with g = ∂P_x/∂η / P_x, chunked over observations
         grads = (_dprob_deta(a, x, w, m) / probs[..., None]).reshape(n * km, q, km)
         subj = torch.from_numpy(self.prob.subject).to(self.dev)
@@ -1105,6 +1107,32 @@ class _Model:
             info[:, lo_i, hi_i] -= curv
             info[:, hi_i, lo_i] -= curv
         return info
+
+
+def _neg_curvature_term(
+    a: torch.Tensor,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    w2: torch.Tensor,
+    c: torch.Tensor,
+    m: torch.Tensor,
+) -> torch.Tensor:
+    """−Σ_kq c_kq ∂²P_kq/∂η∂ηᵀ for η = (a, b_1..b_T), per item: (n, 1 + T, 1 + T).
+
+    With P_k = P*_k − P*_{k+1}, Σ_k c_k ∂²P_k = Σ_t (c_t − c_{t−1}) ∂²P*_t, and
+    ∂²P*/∂a² = w(1 − 2P*)x², ∂²P*/∂a∂b = −w − a x w(1 − 2P*), ∂²P*/∂b² = a² w(1 − 2P*)
+    (x = θ − b, w = P*(1 − P*), w2 = w(1 − 2P*)).
+    """
+    n, t_count, _ = x.shape
+    e = (c[:, 1:] - c[:, :-1]) * m  # coefficient of ∂²P*_t, (n, T, Q)
+    out = torch.zeros(n, t_count + 1, t_count + 1, dtype=x.dtype, device=x.device)
+    t_idx = torch.arange(t_count, device=x.device) + 1
+    out[:, 0, 0] = -(e * w2 * x**2).sum(dim=(1, 2))
+    cross = -(e * (-w - a[:, None, None] * x * w2)).sum(dim=2)  # (n, T)
+    out[:, 0, 1:] = cross
+    out[:, 1:, 0] = cross
+    out[:, t_idx, t_idx] = -(e * a[:, None, None] ** 2 * w2).sum(dim=2)
+    return out
 
 
 def _dprob_deta(a: torch.Tensor, x: torch.Tensor, w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -1133,51 +1161,80 @@ def _score_and_fisher(
     thr_mask: torch.Tensor,
     theta: torch.Tensor,
     priors: _Priors,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient and expected information of the M-step objective in ψ, per item.
+    *,
+    hessian: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient, expected information and (optionally) −Hessian of the M-step objective in ψ.
 
     For η = (a, b_1..b_{K−1}): ∂P*_k/∂a = w_k(θ − b_k), ∂P*_k/∂b_k = −a w_k with
-    w_k = P*_k(1 − P*_k), and P_k = P*_k − P*_{k+1}. Gradient Σ r ∂P/P; information
-    Σ_q n_q Σ_k ∂P ∂Pᵀ / P (always positive semi-definite, so the step is an
-    ascent direction). Chain rule to ψ with J = ∂η/∂ψ.
+    w_k = P*_k(1 − P*_k), and P_k = P*_k − P*_{k+1}. Gradient Σ r ∂P/P; expected
+    information Σ_q n_q Σ_k ∂P ∂Pᵀ / P (positive semi-definite: always an ascent
+    direction); −Hessian −Σ r ∂²P/P + Σ r (∂P/P)(∂P/P)ᵀ (exact: Newton converges
+    fast where scoring crawls, e.g. items with a ≈ 0 whose b sits on a ridge).
+    Chain rule to ψ with J = ∂η/∂ψ plus the curvature of η(ψ) itself.
     """
     n, t_count = psi.shape[0], psi.shape[1] - 1
     a = torch.exp(psi[:, 0])
     b = _thresholds(psi)
     m = thr_mask[:, :, None]
-    z = a[:, None, None] * (theta - b[:, :, None])
-    ps = torch.sigmoid(z) * m
+    x = theta - b[:, :, None]
+    ps = torch.sigmoid(a[:, None, None] * x) * m
     w = ps * (1.0 - ps)  # (n, T, Q)
-    d = _dprob_deta(a, theta - b[:, :, None], w, m)  # (n, K, Q, P)
+    d = _dprob_deta(a, x, w, m)  # (n, K, Q, P)
     probs = torch.exp(_log_probs(psi, theta, thr_mask)).clamp_min(1e-300)
     k_valid = torch.cat([torch.ones_like(thr_mask[:, :1]), thr_mask], dim=1)[:, :, None]
-    g_eta = torch.einsum("nkq,nkqp->np", counts * k_valid / probs, d)
+    c = counts * k_valid / probs
+    g_eta = torch.einsum("nkq,nkqp->np", c, d)
     e = d * torch.sqrt(k_valid / probs)[..., None]
     fisher_eta = torch.einsum("nq,nkqp,nkqr->npr", counts.sum(1), e, e)
     jac = torch.zeros(n, t_count + 1, t_count + 1, dtype=psi.dtype, device=psi.device)
     jac[:, 0, 0] = a
     jac[:, 1:, 1] = 1.0
+    sig = torch.sigmoid(psi[:, 2:])  # d softplus(u)/du
     if t_count > 1:
-        sig = torch.sigmoid(psi[:, 2:])  # d softplus(u)/du
         lower = torch.tril(torch.ones(t_count - 1, t_count - 1, dtype=psi.dtype, device=psi.device))
         jac[:, 2:, 2:] = lower[None] * sig[:, None, :]
     jac[:, 1:, :] = jac[:, 1:, :] * thr_mask[:, :, None]
-    g = torch.einsum("npr,np->nr", jac, g_eta)
+    g_b = torch.zeros_like(b)  # ∂(prior on b)/∂b, for the curvature of b(ψ)
     fisher = jac.transpose(1, 2) @ fisher_eta @ jac
+    if priors.b is not None:
+        g_b = -(b - priors.b[0]) / priors.b[1] ** 2 * thr_mask
+        fisher = fisher + jac[:, 1:, :].transpose(1, 2) @ jac[:, 1:, :] / priors.b[1] ** 2
+    g = torch.einsum("npr,np->nr", jac, g_eta + torch.cat([torch.zeros_like(a[:, None]), g_b], 1))
+    neg_h = None
+    if hessian:
+        gp = d / probs[..., None] * k_valid[..., None]  # ∂log P/∂η
+        neg_h_eta = _neg_curvature_term(a, x, w, w * (1.0 - 2.0 * ps), c, m) + torch.einsum(
+            "nkq,nkqp,nkqr->npr", counts, gp, gp
+        )
+        if priors.b is not None:
+            idx = torch.arange(1, t_count + 1, device=psi.device)
+            neg_h_eta[:, idx, idx] += thr_mask / priors.b[1] ** 2
+        neg_h = jac.transpose(1, 2) @ neg_h_eta @ jac
+        # curvature of η(ψ): ∂²a/∂(log a)² = a; ∂²b_t/∂u_s² = σ'(u_s) for s ≤ t
+        neg_h[:, 0, 0] -= g_eta[:, 0] * a
+        if t_count > 1:
+            g_bt = (g_eta[:, 1:] + g_b) * thr_mask  # total gradient w.r.t. each b_t
+            tail = torch.flip(torch.cumsum(torch.flip(g_bt, [1]), 1), [1])[:, 1:]  # Σ_{t≥s}
+            idx = torch.arange(2, t_count + 1, device=psi.device)
+            neg_h[:, idx, idx] -= tail * sig * (1.0 - sig)
     if priors.a is not None:
         g[:, 0] -= (psi[:, 0] - priors.a[0]) / priors.a[1] ** 2
         fisher[:, 0, 0] += 1.0 / priors.a[1] ** 2
-    if priors.b is not None:
-        jb = jac[:, 1:, :]  # (n, T, P)
-        gb = -(b - priors.b[0]) / priors.b[1] ** 2 * thr_mask
-        g = g + torch.einsum("ntp,nt->np", jb, gb)
-        fisher = fisher + jb.transpose(1, 2) @ jb / priors.b[1] ** 2
-    if priors.gap and t_count > 1:  # α log softplus(u): its positive-curvature part
+        if neg_h is not None:
+            neg_h[:, 0, 0] += 1.0 / priors.a[1] ** 2
+    if priors.gap and t_count > 1:  # α log softplus(u)
         u, gm = psi[:, 2:], thr_mask[:, 1:]
-        ratio = torch.sigmoid(u) / softplus(u)
+        sp = softplus(u)
+        ratio = torch.sigmoid(u) / sp
         g[:, 2:] += priors.gap * ratio * gm
         idx = torch.arange(2, t_count + 1, device=psi.device)
-        fisher[:, idx, idx] += priors.gap * ratio**2 * gm
+        fisher[:, idx, idx] += priors.gap * ratio**2 * gm  # its positive-curvature part
+        if neg_h is not None:
+            s_ = torch.sigmoid(u)
+            neg_h[:, idx, idx] -= priors.gap * (s_ * (1 - s_) / sp - ratio**2) * gm
+    if hessian:
+        return g, fisher, neg_h
     return g, fisher
 
 
