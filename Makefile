@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow test-all lint bench clean
+.PHONY: install demo test test-slow test-all lint bench real-banks clean
 
 # torch is pinned first: an unpinned torch makes pip fetch a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -32,6 +32,11 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# re-calibrate every bank under item_banks/ from the shared datasets (DATA=... to point elsewhere)
+DATA ?= /work/shared/data
+real-banks: $(STAMP)
+	nice $(BIN)/python bench/calibrate_real_banks.py --data $(DATA)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

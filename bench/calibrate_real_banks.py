@@ -460,6 +460,14 @@ def write_readme(spec: BankSpec, folder: Path, summary: dict, copied: bool, extr
         "(K ≥ 3); θ ~ N(0, 1). Excluded items (one observed category, or fewer than 5 "
         "observations) are listed in `bank.json` → `calibration.excluded_items`.",
     ]
+    flat = int((a < 0.25).sum())
+    if flat:
+        lines.append(
+            f"- {flat} items have a < 0.25: they barely relate to θ (noise, a different skill, "
+            "or a mislabelled key); their thresholds are correspondingly far out and carry no "
+            "meaning. CAT's information-based selection will avoid them; the health report "
+            "flags them."
+        )
     if unobserved:
         lines.append(
             f"- {len(unobserved)} fitted items have a category nobody gave "

@@ -175,3 +175,19 @@ def test_real_agentdojo_mixed_k_bank(tmp_path: Path) -> None:
     assert summary["n_items"] + summary["n_excluded"] == 194
     assert all(e["reason"].startswith("single observed category") for e in summary["excluded"])
     assert bank.a.max() < 10  # the default priors keep near-step items finite
+
+
+def test_item_table_errors_name_file_and_line(tmp_path: Path) -> None:
+    from orchestrator.data import read_item_table
+    from orchestrator.errors import DataError
+
+    p = tmp_path / "items.csv"
+    p.write_text("id,family\nq1,a\n")
+    with pytest.raises(DataError, match=r"lacks the item id column 'item'"):
+        read_item_table(p)
+    p.write_text("item,family\nq1,a\nq1,b\n")
+    with pytest.raises(DataError, match=r"items.csv:3: item 'q1' appears twice"):
+        read_item_table(p)
+    p.write_text("item,family\nq1,a,extra\n")
+    with pytest.raises(DataError, match=r"items.csv:2: expected 2 fields, got 3"):
+        read_item_table(p)
