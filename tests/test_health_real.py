@@ -7,29 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.api import calibrate, health
+from orchestrator.api import health
 from orchestrator.bank import load_bank
 from orchestrator.data import Responses, read_responses
 from orchestrator.report import HealthThresholds, analyse_health
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO
 
-AGENTDOJO = SHARED_DATA / "agentdojo"
-pytestmark = pytest.mark.skipif(
-    not (AGENTDOJO / "responses.csv").exists(), reason="shared agentdojo data not present"
-)
+AGENTDOJO = REPO / "item_banks" / "agentdojo"  # the shipped bank and the file it was fitted on
 
 
 @pytest.fixture(scope="module")
-def bank_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("agentdojo") / "bank"
-    calibrate(
-        AGENTDOJO / "responses.csv",
-        out,
-        name="agentdojo",
-        items=AGENTDOJO / "items.csv",
-        tag_columns=("suite", "item_type"),
-    )
-    return out
+def bank_dir() -> Path:
+    return AGENTDOJO
 
 
 def test_agentdojo_health_finds_the_utility_security_split(bank_dir: Path) -> None:
