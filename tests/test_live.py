@@ -93,6 +93,82 @@ def test_short_live_session_grades_every_step_correctly(
     assert managed_containers({"agentcat.session": "short"}) == []
 
 
+def test_sessions_and_show_through_the_cli(
+    live_images: None, agent: SimAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from orchestrator.cli import main
+
+    monkeypatch.setenv("SIM_API_KEY", KEY)
+    runs = tmp_path / "runs"
+    with SimServer(agent, api_key=KEY) as srv:
+        code = main(
+            [
+                "run",
+                "--bank",
+                str(BANK),
+                "--environments",
+                str(ENV),
+                "--model",
+                "openai-api/sim/theta_-0.5",
+                "--base-url",
+                srv.url,
+                "--api-key-env",
+                "SIM_API_KEY",
+                "--max-items",
+                "3",
+                "--runs-dir",
+                str(runs),
+                "--session-id",
+                "cli",
+                "--json",
+            ]
+        )
+    assert code == 0
+    capsys.readouterr()
+    assert main(["sessions", "--runs-dir", str(runs), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["sessions"]
+    assert [(r["session"], r["status"], r["n_items"]) for r in listed] == [("cli", "completed", 3)]
+    png = tmp_path / "traj.png"
+    assert main(["show", "cli", "--runs-dir", str(runs), "--json", "--plot", str(png)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["n_items"] == 3 and len(shown["trajectory"]) == 3
+    lo, hi = shown["ci95"]
+    assert lo < shown["theta"] < hi and '"api_key":' not in json.dumps(shown["config"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["show", "nope", "--runs-dir", str(runs)]) == 1
+    assert "no session 'nope'" in capsys.readouterr().err
+
+
+def test_sweep_writes_a_response_matrix_and_skips_what_it_has(
+    live_images: None, agent: SimAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.data import read_responses
+
+    monkeypatch.setenv("SIM_API_KEY", KEY)
+    out = tmp_path / "sweep.csv"
+    with SimServer(agent, api_key=KEY) as srv:
+        kw = {
+            "base_url": srv.url,
+            "api_key_env": "SIM_API_KEY",
+            "environments": str(ENV),
+            "sample": 3,
+            "seed": 4,
+            "runs_dir": str(tmp_path / "runs"),
+        }
+        first = api.sweep(
+            ["openai-api/sim/theta_1.0", "openai-api/sim/theta_-1.0"], BANK, out, **kw
+        )
+        again = api.sweep(
+            ["openai-api/sim/theta_1.0", "openai-api/sim/theta_-1.0"], BANK, out, **kw
+        )
+    assert (first["written"], first["errors"]) == (6, 0)
+    assert (again["written"], again["skipped_existing"]) == (0, 6)
+    r = read_responses(out)
+    assert sorted(r.subjects) == ["sim-theta_-1.0", "sim-theta_1.0"]  # the models' labels
+    for s, i, x in zip(r.subject_idx, r.item_idx, r.score, strict=True):
+        assert x == _expected(agent, r.subjects[s].removeprefix("sim-"), r.items[i])
+
+
 @pytest.mark.slow
 def test_theta_recovery_across_personas_and_seeds(
     live_images: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
