@@ -608,9 +608,20 @@ def calibrate(
     Raises:
         ConfigError: bad arguments or an existing bank without ``force``.
         DataError: unreadable responses or item file, K inconsistent with scores.
-        PrerequisiteError: ``device="cuda"`` without CUDA.
+        PrerequisiteError: ``device="cuda"`` without CUDA, or torch not installed.
     """
-    from orchestrator.irt.calibrate import GRMCalibrator  # torch: imported on use
+    try:
+        from orchestrator.irt.calibrate import GRMCalibrator  # torch: imported on use
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        from orchestrator.errors import PrerequisiteError
+
+        raise PrerequisiteError(
+            "calibration needs PyTorch, which is not installed",
+            hint="pip install torch==2.13.0 (CPU build; or the CUDA build you want), then "
+            "pip install 'agentcat[calibrate]'",
+        ) from None
 
     folder = Path(out)
     if (folder / BANK_FILENAME).exists() and not force:

@@ -191,3 +191,17 @@ def test_item_table_errors_name_file_and_line(tmp_path: Path) -> None:
     p.write_text("item,family\nq1,a,extra\n")
     with pytest.raises(DataError, match=r"items.csv:2: expected 2 fields, got 3"):
         read_item_table(p)
+
+
+def test_calibrate_without_torch_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    monkeypatch.delitem(sys.modules, "orchestrator.irt.calibrate", raising=False)
+    (tmp_path / "r.csv").write_text("subject,item,score\ns,i,1\n")
+    code = main(["calibrate", str(tmp_path / "r.csv"), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "calibration needs PyTorch" in err and "torch==2.13.0" in err
