@@ -33,7 +33,7 @@ def test_rows_move_through_started_scored_done(tmp_path: Path) -> None:
     j.apply_steps([(1, 1, 0.4, 0.8)], {"state": 1}, 0.4, 0.8, 1)
     j.begin_step(2, 1, "b")
     j.record_error(2, 1, error_kind="model_api", error_message="429")
-    j.skip_step(2, 1, {"state": 2})
+    j.apply_steps([], {"state": 2}, 0.4, 0.8, 1, skipped=[(2, 1)])
     rows = j.steps()
     assert [(r.step, r.status, r.score) for r in rows] == [(1, "done", 2), (2, "skipped", None)]
     assert rows[0].theta == 0.4 and rows[0].controller_json == '{"state": 1}'

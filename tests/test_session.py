@@ -48,7 +48,9 @@ class TableRunner:
         )
 
 
-def _setup(tmp_path: Path, theta: float = 0.7, **cat: object) -> tuple[RunConfig, dict[str, int]]:
+def _setup(
+    tmp_path: Path, theta: float = 0.7, max_consecutive: int = 3, **cat: object
+) -> tuple[RunConfig, dict[str, int]]:
     base = make_bank(80, 4, seed=5)
     items = [
         {**it.model_dump(), "scenario": ScenarioRef(family="f", variant=it.id)}
@@ -66,7 +68,7 @@ def _setup(tmp_path: Path, theta: float = 0.7, **cat: object) -> tuple[RunConfig
             "models": [{"model": "openai-api/sim/theta_0.7"}],
             "runs_dir": str(tmp_path / "runs"),
             "cat": {"stopping": [{"rule": "se", "args": {"se": 0.35, "max_items": 40}}], **cat},
-            "retry": {"max_attempts": 2, "max_consecutive_errors": 3},
+            "retry": {"max_attempts": 2, "max_consecutive_errors": max_consecutive},
         }
     )
     return cfg, scores
@@ -129,6 +131,71 @@ def test_errored_runs_are_retried_then_skipped_never_scored(tmp_path: Path) -> N
     assert all(r.score is None for r in first_rows)
     assert first not in session.controller.administered
     assert first in session.controller.unavailable
+
+
+def _batch_setup(tmp_path: Path, max_consecutive: int) -> tuple[RunConfig, dict[str, int], list]:
+    cfg, scores = _setup(
+        tmp_path,
+        max_consecutive=max_consecutive,
+        batch_size=3,
+        selection={"rule": "max_info", "args": {"randomesque": 3}},
+    )
+    first_batch = Session.start(cfg, cfg.models[0], "probe").controller.next_items(3)
+    return cfg, scores, first_batch
+
+
+def _reference(cfg: RunConfig, scores: dict[str, int], fail: dict[str, int]) -> Session:
+    """The same batched session run without interruption or pause."""
+    doc = cfg.model_dump(mode="json")
+    doc["retry"]["max_consecutive_errors"] = 100
+    doc["runs_dir"] = str(cfg.runs_dir / "reference")
+    ref_cfg = RunConfig.model_validate(doc)
+    ref = Session.start(ref_cfg, ref_cfg.models[0], "ref")
+    assert asyncio.run(ref.drive(TableRunner(scores, fail=dict(fail)))) == "completed"
+    return ref
+
+
+def test_batch_paused_after_a_give_up_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    cfg, scores, (_x0, x1, x2) = _batch_setup(tmp_path, max_consecutive=4)
+    fail = {x1: 2, x2: 9}  # x1 exhausts its 2 attempts, then x2's 4th error in a row pauses
+    session = Session.start(cfg, cfg.models[0], "s1")
+    assert asyncio.run(session.drive(TableRunner(scores, fail=dict(fail)))) == "paused"
+    resumed = Session.open(session.folder)
+    runner = TableRunner(scores)
+    assert asyncio.run(resumed.drive(runner)) == "completed"
+    assert {x1, x2}.isdisjoint(c.item_id for c in runner.calls)  # exhausted: not re-run
+    rows = resumed.journal.steps()
+    assert [r.status for r in rows if r.item_id == x1] == ["error", "skipped"]
+    assert {x1, x2} <= set(resumed.controller.unavailable)
+    ref = _reference(cfg, scores, fail)
+    assert resumed.controller.administered == ref.controller.administered
+    assert resumed.controller.theta == ref.controller.theta
+
+
+def test_crash_before_a_batch_commits_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, scores, (_x0, x1, _x2) = _batch_setup(tmp_path, max_consecutive=3)
+    fail = {x1: 5}
+    real_apply = Session._apply
+
+    def dies_once(self: Session, slots: list, emit: object) -> None:
+        monkeypatch.setattr(Session, "_apply", real_apply)
+        raise Crash  # x1 given up and x0, x2 scored, none of it committed yet
+
+    monkeypatch.setattr(Session, "_apply", dies_once)
+    session = Session.start(cfg, cfg.models[0], "s1")
+    with pytest.raises(Crash):
+        asyncio.run(session.drive(TableRunner(scores, fail=dict(fail))))
+    assert Session.open(session.folder).journal.session().n_items == 0
+    resumed = Session.open(session.folder)
+    runner = TableRunner(scores)
+    assert asyncio.run(resumed.drive(runner)) == "completed"
+    assert [c.step for c in runner.calls[:1]] == [4]  # the first batch is not run again
+    ref = _reference(cfg, scores, fail)
+    assert resumed.controller.administered == ref.controller.administered
+    assert resumed.controller.theta == ref.controller.theta
+    assert resumed.controller.se == ref.controller.se
 
 
 def test_consecutive_errors_pause_and_resume_continues(tmp_path: Path) -> None:

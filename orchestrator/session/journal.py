@@ -10,6 +10,8 @@ Row life cycle of one scenario run (``steps`` table, key = step, attempt):
 controller has absorbed it (same transaction as the controller's new state in
 ``sessions``), so a crash between the two loses nothing: resume applies
 ``scored`` rows without re-running them and re-runs only ``started`` ones.
+A given-up item turns ``skipped`` in that same per-batch transaction, so the
+journalled controller state is always the one from before the open batch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -318,8 +320,11 @@ class Journal:
         theta: float,
         se: float,
         n_items: int,
+        skipped: Sequence[tuple[int, int]] = (),
     ) -> None:
-        """Mark ``(step, attempt, θ, SE)`` rows ``done`` and store the controller, atomically."""
+        """Commit one batch atomically: ``(step, attempt, θ, SE)`` rows ``scored`` → ``done``,
+        ``(step, attempt)`` rows ``error`` → ``skipped`` (attempts exhausted), and the
+        controller state that has absorbed both."""
         state = json.dumps(controller)
         with _transaction(self._conn):
             for step, attempt, th, s in applied:
@@ -328,30 +333,15 @@ class Journal:
                     "WHERE step=? AND attempt=? AND status='scored'",
                     (th, s, state, step, attempt),
                 )
+            for step, attempt in skipped:
+                self._conn.execute(
+                    "UPDATE steps SET status='skipped' "
+                    "WHERE step=? AND attempt=? AND status='error'",
+                    (step, attempt),
+                )
             self._conn.execute(
                 "UPDATE session SET controller_json=?, theta=?, se=?, n_items=?, updated=?",
                 (state, theta, se, n_items, time.time()),
-            )
-
-    def save_controller(self, controller: dict[str, Any]) -> None:
-        """Store the controller after a change that is not a graded step (e.g. a skipped item)."""
-        with _transaction(self._conn):
-            self._conn.execute(
-                "UPDATE session SET controller_json=?, updated=?",
-                (json.dumps(controller), time.time()),
-            )
-
-    def skip_step(self, step: int, attempt: int, controller: dict[str, Any]) -> None:
-        """The item of ``step`` is given up (attempts exhausted): mark its last row ``skipped``
-        and store the controller (which now lists the item as unavailable), atomically."""
-        with _transaction(self._conn):
-            self._conn.execute(
-                "UPDATE steps SET status='skipped' WHERE step=? AND attempt=? AND status='error'",
-                (step, attempt),
-            )
-            self._conn.execute(
-                "UPDATE session SET controller_json=?, updated=?",
-                (json.dumps(controller), time.time()),
             )
 
     def mark_interrupted(self) -> list[StepRow]:

@@ -7,10 +7,13 @@ in step order and journal the controller's new state in the same transaction;
 repeat. Errored runs are retried up to ``retry.max_attempts`` and then skipped
 (the item is marked unavailable) or the session pauses.
 
-Resume re-selects the interrupted batch from the journalled controller state
-(the same random stream gives the same items), applies results that were
-already ``scored``, and re-runs only what was in flight, so a resumed session
-ends exactly where an uninterrupted one would for the same responses.
+A batch (``cat.batch_size`` items) is committed in one transaction: its graded
+steps, its given-up items and the controller state that absorbed both. Resume
+re-selects the interrupted batch from the journalled controller state (the same
+random stream gives the same items), applies results that were already
+``scored``, gives up items whose attempts were already exhausted, and re-runs
+only what was in flight, so a resumed session ends exactly where an
+uninterrupted one would for the same responses.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class _Slot:
     attempt: int
     result: ItemResult | None = None
     errors: int = 0
+    skip_reason: str | None = None  # attempts exhausted: given up when the batch commits
 
 
 @dataclass
@@ -215,6 +219,7 @@ class Session:
         self.journal.mark_interrupted()
         rows = self.journal.steps()
         resolved = {r.step for r in rows if r.status in ("done", "skipped")}
+        retry = self.config.retry
         open_steps: dict[int, list[StepRow]] = {}
         for r in rows:
             if r.step not in resolved:
@@ -237,6 +242,12 @@ class Session:
             slot.errors = sum(1 for r in rs if r.status == "error")
             if last.status == "scored":
                 slot.result = _result_from_row(last)
+            elif (
+                last.status == "error"
+                and retry.on_exhausted == "skip"
+                and slot.errors >= retry.max_attempts
+            ):
+                slot.skip_reason = f"{last.error_kind} after {slot.errors} attempt(s)"
             else:  # error or interrupted: run again as a new attempt
                 slot.attempt = last.attempt + 1
                 self.journal.begin_step(slot.step, slot.attempt, slot.item_id)
@@ -245,7 +256,7 @@ class Session:
 
     async def _run_batch(self, slots: list[_Slot], runner: ItemRunner, emit: EventHandler) -> str:
         retry = self.config.retry
-        todo = [s for s in slots if s.result is None]
+        todo = [s for s in slots if s.result is None and s.skip_reason is None]
         while todo:
             results = await asyncio.gather(
                 *(runner.run(RunRequest(self.id, s.item_id, s.step, s.attempt)) for s in todo)
@@ -284,10 +295,7 @@ class Session:
                         emit,
                     )
                 else:
-                    self.controller.mark_unavailable(
-                        slot.item_id, f"{res.error_kind} after {slot.errors} attempt(s)"
-                    )
-                    self.journal.skip_step(slot.step, slot.attempt, self.controller.to_dict())
+                    slot.skip_reason = f"{res.error_kind} after {slot.errors} attempt(s)"
                     emit(
                         self._event(
                             "skip",
@@ -301,10 +309,12 @@ class Session:
         return "ok"
 
     def _apply(self, slots: list[_Slot], emit: EventHandler) -> None:
-        """Record graded slots in step order; journal them with the new controller state."""
+        """Record graded slots in step order and give up exhausted ones; journal it all
+        with the new controller state in one transaction."""
         graded = [s for s in sorted(slots, key=lambda s: s.step) if s.result and s.result.ok]
-        if not graded:
-            return
+        skipped = [s for s in slots if s.skip_reason is not None]
+        for slot in skipped:
+            self.controller.mark_unavailable(slot.item_id, slot.skip_reason)
         trajectory = []
         for slot in graded:
             res = slot.result
@@ -319,6 +329,7 @@ class Session:
             self.controller.theta,
             self.controller.se,
             self.controller.n_items,
+            skipped=[(s.step, s.attempt) for s in skipped],
         )
         for slot, (theta, se) in zip(graded, trajectory, strict=True):
             score = slot.result.score if slot.result else None
