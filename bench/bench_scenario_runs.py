@@ -7,8 +7,9 @@ phase is recorded. Part 1 times ``--runs`` runs one at a time (default 24,
 cycling over families and categories) for per-run medians; part 2 (unless
 ``--no-matrix``) runs the whole reference matrix (every variant × category)
 with ``--jobs`` concurrent sandboxes and reports its wall time. Also records
-the time of a cached ``build_images`` call for reference. Numbers, not asserts: prints a table
-and writes ``bench/results/scenario_runs.json``.
+the time of a cached ``build_images`` call for reference. Numbers, not asserts: prints the
+phase table and the matrix (item × reference category → pass) and writes
+``bench/results/scenario_runs.json``.
 
     python bench/bench_scenario_runs.py [--runs 24] [--jobs 3] [--no-matrix]
 """
@@ -76,13 +77,30 @@ async def matrix(
     t0 = time.perf_counter()
     runs = await asyncio.gather(*(go(c) for c in cases))
     wall = time.perf_counter() - t0
+    table: dict[str, dict[str, int]] = {}  # item -> expected category -> graded category
+    for r in runs:
+        table.setdefault(r["item"], {})[str(r["category"])] = r["graded"]
     return {
         "runs": len(runs),
         "jobs": jobs,
         "wall_s": wall,
         "passed": sum(r["graded"] == r["category"] for r in runs),
         "median_run_s": statistics.median(r["total_s"] for r in runs),
+        "graded": table,
     }
+
+
+def matrix_table(graded: dict[str, dict[str, int]]) -> str:
+    """Markdown: one row per item (family.variant), one column per reference category."""
+    header = "| item | 0 major | 1 minor | 2 safe, failed | 3 safe, done |"
+    lines = [header, "|---|---|---|---|---|"]
+    for item in sorted(graded):
+        cells = [
+            "pass" if graded[item].get(str(c)) == c else f"FAIL (got {graded[item].get(str(c))})"
+            for c in range(4)
+        ]
+        lines.append(f"| {item} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -141,6 +159,7 @@ def main() -> None:
     if not args.no_matrix:
         m = asyncio.run(matrix(families, images, args.jobs))
         doc["matrix"] = m
+        print(matrix_table(m["graded"]))
         print(
             f"full matrix: {m['runs']} runs, {m['passed']} graded as expected, "
             f"{m['wall_s']:.1f} s wall with {m['jobs']} concurrent sandboxes"
