@@ -133,7 +133,9 @@ def test_errored_runs_are_retried_then_skipped_never_scored(tmp_path: Path) -> N
     assert first in session.controller.unavailable
 
 
-def _batch_setup(tmp_path: Path, max_consecutive: int) -> tuple[RunConfig, dict[str, int], list]:
+def _batch_setup(
+    tmp_path: Path, max_consecutive: int
+) -> tuple[RunConfig, dict[str, int], list[str]]:
     cfg, scores = _setup(
         tmp_path,
         max_consecutive=max_consecutive,
