@@ -154,7 +154,7 @@ def test_priors_can_be_switched_off_and_are_recorded(tmp_path: Path) -> None:
     assert summary["priors"] == {"log_a": None, "b": None, "gap_alpha": None}
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "agentdojo").is_dir(), reason="needs /work/shared/data")
+@pytest.mark.skipif(not (SHARED_DATA / "agentdojo").is_dir(), reason="needs ../shared/data")
 def test_real_agentdojo_mixed_k_bank(tmp_path: Path) -> None:
     data = SHARED_DATA / "agentdojo"
     summary = calibrate(
