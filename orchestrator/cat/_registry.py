@@ -14,11 +14,13 @@ import functools
 import inspect
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
 
 from orchestrator.errors import ConfigError, did_you_mean
 
-__all__ = ["Registry", "RuleSpec"]
+__all__ = ["Registry", "Rule", "RuleSpec", "rule_int"]
 
 RuleSpec = dict[str, Any]
 T = TypeVar("T")
@@ -33,6 +35,40 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def rule_int(kind: str, rule: str, name: str, value: object, lo: int) -> int:
+    """``value`` as an int ≥ ``lo``, else a ConfigError naming the rule and the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ConfigError(f"{kind} {rule!r}: {name} must be an integer ≥ {lo}; got {value!r}")
+    return int(value)
+
+
+class Rule:
+    """Base of registered rules: a rule *is* its recorded spec.
+
+    Two rules of one registry are equal (and hash alike) when they were built
+    with the same arguments, which is what lets a resumed controller check it
+    got the rules it journalled.
+    """
+
+    name: ClassVar[str]
+    _kind: ClassVar[str]  # the registry's kind, set by Registry.register
+    _spec: RuleSpec
+
+    def spec(self) -> RuleSpec:
+        """``{"rule": name, "args": {...}}``: JSON that rebuilds this rule."""
+        return copy.deepcopy(self._spec)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._spec["args"].items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rule) and self._kind == other._kind and self._spec == other._spec
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
 
 
 class Registry(Generic[T]):
@@ -89,6 +125,7 @@ class Registry(Generic[T]):
 
             cls.__init__ = recording_init  # type: ignore[method-assign]
             cls.name = name  # type: ignore[attr-defined]
+            cls._kind = self.kind  # type: ignore[attr-defined]
             self._classes[name] = cls
             return cls
 

@@ -26,7 +26,6 @@ subjects, so both run the same code.
 
 from __future__ import annotations
 
-import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -36,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from orchestrator._random import RandomLike, as_generator
-from orchestrator.cat._registry import Registry, RuleSpec
+from orchestrator.cat._registry import Registry, Rule, rule_int
 from orchestrator.cat.state import _BLOCK, CatState, PreparedBank
 from orchestrator.errors import ConfigError, did_you_mean
 
@@ -68,14 +67,10 @@ def make_selection(spec: str | Mapping[str, Any] | SelectionRule | None = None) 
 
 
 def _check_int(rule: str, name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ConfigError(
-            f"selection rule {rule!r}: {name} must be an integer ≥ {lo}; got {value!r}"
-        )
-    return int(value)
+    return rule_int(selection_rules.kind, rule, name, value, lo)
 
 
-class SelectionRule(ABC):
+class SelectionRule(Rule, ABC):
     """Base of all selection rules: filters, criterion, cost, picker.
 
     Args:
@@ -88,11 +83,9 @@ class SelectionRule(ABC):
             item's expected cost (unknown costs count as the bank's median).
     """
 
-    name: ClassVar[str]
     needs_grid_information: ClassVar[bool] = False
     """Reads the administered items' information on the posterior grid even for k = 1
     (the replay then keeps it up to date; live it is derived when asked)."""
-    _spec: RuleSpec
 
     def __init__(
         self,
@@ -110,21 +103,6 @@ class SelectionRule(ABC):
             )
         self.cost = cost
         self.content = _check_content(rule, content)
-
-    # -- identity ----------------------------------------------------------
-    def spec(self) -> RuleSpec:
-        """``{"rule": name, "args": {...}}``: JSON that rebuilds this rule."""
-        return copy.deepcopy(self._spec)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._spec["args"].items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SelectionRule) and self.spec() == other.spec()
-
-    def __hash__(self) -> int:
-        return hash(repr(self))
 
     def check_bank(self, bank: PreparedBank) -> None:
         """Reject options that do not fit ``bank`` (a content tag no item carries …).

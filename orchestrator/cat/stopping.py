@@ -13,17 +13,16 @@ subjects at once, so the live controller and the replay share the code.
 
 from __future__ import annotations
 
-import copy
 import math
 from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from orchestrator.cat._registry import Registry, RuleSpec
+from orchestrator.cat._registry import Registry, Rule, rule_int
 from orchestrator.cat.state import CatState
 from orchestrator.errors import ConfigError
 
@@ -76,17 +75,7 @@ def _positive(rule: str, name: str, value: object, *, optional: bool = True) -> 
     return float(value)
 
 
-def _count(rule: str, name: str, value: object, lo: int, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ConfigError(
-            f"stopping rule {rule!r}: {name} must be an integer ≥ {lo}; got {value!r}"
-        )
-    return int(value)
-
-
-class StoppingRule(ABC):
+class StoppingRule(Rule, ABC):
     """Shared limits plus a hook (:meth:`_fires`) that subclasses override.
 
     Args:
@@ -100,9 +89,6 @@ class StoppingRule(ABC):
         ConfigError: a limit is not a positive number, or ``min_items > max_items``.
     """
 
-    name: ClassVar[str]
-    _spec: RuleSpec
-
     def __init__(
         self,
         *,
@@ -112,29 +98,18 @@ class StoppingRule(ABC):
         max_tokens: float | None = None,
     ) -> None:
         rule = getattr(type(self), "name", type(self).__name__)
-        self.min_items = _count(rule, "min_items", min_items, 0)
-        self.max_items = _count(rule, "max_items", max_items, 1, optional=True)
-        if self.max_items is not None and self.min_items > self.max_items:  # type: ignore[operator]
+        kind = stopping_rules.kind
+        self.min_items = rule_int(kind, rule, "min_items", min_items, 0)
+        self.max_items = (
+            None if max_items is None else rule_int(kind, rule, "max_items", max_items, 1)
+        )
+        if self.max_items is not None and self.min_items > self.max_items:
             raise ConfigError(
                 f"stopping rule {rule!r}: min_items={min_items} is greater than "
                 f"max_items={max_items}; the test could never satisfy both"
             )
         self.max_seconds = _positive(rule, "max_seconds", max_seconds)
         self.max_tokens = _positive(rule, "max_tokens", max_tokens)
-
-    def spec(self) -> RuleSpec:
-        """``{"rule": name, "args": {...}}``: JSON that rebuilds this rule."""
-        return copy.deepcopy(self._spec)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._spec["args"].items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, StoppingRule) and self.spec() == other.spec()
-
-    def __hash__(self) -> int:
-        return hash(repr(self))
 
     # -- public ------------------------------------------------------------
     def check(self, state: CatState) -> StopDecision:
