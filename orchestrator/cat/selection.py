@@ -357,15 +357,6 @@ class MaxInfo(SelectionRule):
     onto the current estimate just when it is least certain.
     """
 
-    def __init__(
-        self,
-        *,
-        randomesque: int = 1,
-        content: Mapping[str, Any] | None = None,
-        cost: str | None = None,
-    ) -> None:
-        super().__init__(randomesque=randomesque, content=content, cost=cost)
-
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
     ) -> FloatArray:
@@ -391,15 +382,6 @@ class VarianceReduction(SelectionRule):
     """
 
     needs_grid_information = True
-
-    def __init__(
-        self,
-        *,
-        randomesque: int = 1,
-        content: Mapping[str, Any] | None = None,
-        cost: str | None = None,
-    ) -> None:
-        super().__init__(randomesque=randomesque, content=content, cost=cost)
 
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
