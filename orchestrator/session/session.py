@@ -95,6 +95,10 @@ class _Slot:
     errors: int = 0
     skip_reason: str | None = None  # attempts exhausted: given up when the batch commits
 
+    def give_up(self, error_kind: str | None) -> None:
+        """The item's attempts are exhausted: it is skipped when its batch commits."""
+        self.skip_reason = f"{error_kind} after {self.errors} attempt(s)"
+
 
 @dataclass
 class Session:
@@ -247,7 +251,7 @@ class Session:
                 and retry.on_exhausted == "skip"
                 and slot.errors >= retry.max_attempts
             ):
-                slot.skip_reason = f"{last.error_kind} after {slot.errors} attempt(s)"
+                slot.give_up(last.error_kind)
             else:  # error or interrupted: run again as a new attempt
                 slot.attempt = last.attempt + 1
                 self.journal.begin_step(slot.step, slot.attempt, slot.item_id)
@@ -295,7 +299,7 @@ class Session:
                         emit,
                     )
                 else:
-                    slot.skip_reason = f"{res.error_kind} after {slot.errors} attempt(s)"
+                    slot.give_up(res.error_kind)
                     emit(
                         self._event(
                             "skip",
