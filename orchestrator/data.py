@@ -7,9 +7,10 @@ subjects × items matrix.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -139,42 +140,54 @@ def read_responses(path: str | os.PathLike[str]) -> Responses:
         DataError: naming the file, the line and the problem.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"response file not found: {p}")
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{p}: file is empty", hint=_FORMAT_HINT) from None
-        except csv.Error as exc:
-            raise DataError(f"{p}:1: malformed CSV: {exc}", hint=_FORMAT_HINT) from None
-        cols = [h.strip() for h in header]
+    with _csv_table(p, "response", _FORMAT_HINT) as (cols, records):
         missing = [c for c in REQUIRED_COLUMNS if c not in cols]
         if missing:
             guess = "".join(did_you_mean(m, cols) for m in missing[:1])
             raise DataError(
                 f"{p}:1: header {cols} lacks column(s) {missing}{guess}", hint=_FORMAT_HINT
             )
-        pos = [cols.index(c) for c in REQUIRED_COLUMNS]
-        width = len(cols)
+        i, j, k = (cols.index(c) for c in REQUIRED_COLUMNS)
+        return _build(((line, f[i], f[j], f[k]) for line, f in records), str(p))
 
-        def rows() -> Iterable[tuple[int, str, str, str]]:
+
+@contextlib.contextmanager
+def _csv_table(
+    p: Path, what: str, hint: str | None = None
+) -> Iterator[tuple[list[str], Iterator[tuple[int, list[str]]]]]:
+    """Open a CSV: its stripped header and its non-blank rows as ``(line, fields)``.
+
+    Every row must have the header's width; a missing or empty file, a ragged
+    row or malformed CSV is a DataError naming the file and line.
+    """
+    if not p.is_file():
+        raise DataError(f"{what} file not found: {p}")
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DataError(f"{p}: file is empty", hint=hint) from None
+        except csv.Error as exc:
+            raise DataError(f"{p}:1: malformed CSV: {exc}", hint=hint) from None
+
+        def records() -> Iterator[tuple[int, list[str]]]:
             try:
                 for fields in reader:
-                    line = reader.line_num
                     if not fields or (len(fields) == 1 and not fields[0].strip()):
                         continue
-                    if len(fields) != width:
+                    line = reader.line_num
+                    if len(fields) != len(header):
                         raise DataError(
-                            f"{p}:{line}: expected {width} fields, got {len(fields)}: {fields!r}",
-                            hint=_FORMAT_HINT,
+                            f"{p}:{line}: expected {len(header)} fields, got {len(fields)}: "
+                            f"{fields!r}",
+                            hint=hint,
                         )
-                    yield line, fields[pos[0]], fields[pos[1]], fields[pos[2]]
+                    yield line, fields
             except csv.Error as exc:
                 raise DataError(f"{p}:{reader.line_num}: malformed CSV: {exc}") from None
 
-        return _build(rows(), str(p))
+        yield header, records()
 
 
 _FORMAT_HINT = "expected a CSV with header 'subject,item,score' and one integer score per row"
@@ -253,14 +266,7 @@ def read_item_table(path: str | os.PathLike[str], id_column: str = "item") -> It
         DataError: missing file or id column, empty or duplicate ids, ragged rows.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"item file not found: {p}")
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"{p}: file is empty") from None
+    with _csv_table(p, "item") as (header, records):
         if id_column not in header:
             raise DataError(
                 f"{p}:1: header {header} lacks the item id column {id_column!r}"
@@ -268,21 +274,13 @@ def read_item_table(path: str | os.PathLike[str], id_column: str = "item") -> It
             )
         pos = header.index(id_column)
         rows: dict[str, dict[str, str]] = {}
-        try:
-            for fields in reader:
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue
-                line = reader.line_num
-                if len(fields) != len(header):
-                    raise DataError(f"{p}:{line}: expected {len(header)} fields, got {len(fields)}")
-                iid = fields[pos].strip()
-                if not iid:
-                    raise DataError(f"{p}:{line}: empty item id")
-                if iid in rows:
-                    raise DataError(f"{p}:{line}: item {iid!r} appears twice")
-                rows[iid] = {h: f.strip() for h, f in zip(header, fields, strict=True)}
-        except csv.Error as exc:
-            raise DataError(f"{p}:{reader.line_num}: malformed CSV: {exc}") from None
+        for line, fields in records:
+            iid = fields[pos].strip()
+            if not iid:
+                raise DataError(f"{p}:{line}: empty item id")
+            if iid in rows:
+                raise DataError(f"{p}:{line}: item {iid!r} appears twice")
+            rows[iid] = {h: f.strip() for h, f in zip(header, fields, strict=True)}
     return ItemTable(tuple(header), rows, str(p))
 
 
