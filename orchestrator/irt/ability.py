@@ -47,10 +47,14 @@ def subject_log_likelihood(
     score: IntArray,
     n_subjects: int,
     grid: FloatArray,
+    log_probs: FloatArray | None = None,
 ) -> FloatArray:
-    """Log-likelihood of each subject's responses at each grid point, ``(n_subjects, n_grid)``."""
+    """Log-likelihood of each subject's responses at each grid point, ``(n_subjects, n_grid)``.
+
+    ``log_probs``: ``log_category_probs(grid, a, b)`` when the caller has it already.
+    """
     k_max = b.shape[1] + 1
-    table = log_category_probs(grid, a, b)  # (grid, items, K)
+    table = log_category_probs(grid, a, b) if log_probs is None else log_probs  # (grid, items, K)
     table = np.moveaxis(table, 0, -1).reshape(len(a) * k_max, len(grid))
     col = item_idx * k_max + score
     indicator = sparse.csr_matrix(

@@ -727,8 +727,8 @@ def rest_abilities(
     processed in chunks so memory stays bounded.
     """
     pts = make_grid(-6.0, 6.0, 241) if grid is None else grid
-    loglik = subject_log_likelihood(a, b, subject_idx, item_idx, score, n_subjects, pts)
     table = log_category_probs(pts, a, b)  # (G, items, K)
+    loglik = subject_log_likelihood(a, b, subject_idx, item_idx, score, n_subjects, pts, table)
     log_prior = -0.5 * ((pts - prior_mean) / prior_sd) ** 2
     out = np.empty(len(score))
     step = max(1, _CHUNK // len(pts))
