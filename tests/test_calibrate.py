@@ -342,8 +342,9 @@ def test_standard_errors_are_calibrated_across_replications() -> None:
     assert 0.75 < ratio_b < 1.3, ratio_b
 
 
-def test_m_step_gradient_matches_autograd_with_all_priors() -> None:
-    gen = torch.Generator().manual_seed(0)
+def _m_step_problem(seed: int) -> tuple:
+    """A small M-step problem: 5 items with K = 4, 2, 3, 4, 4 (mask), random counts, all priors."""
+    gen = torch.Generator().manual_seed(seed)
     n, k, q = 5, 4, 31
     theta = torch.linspace(-4, 4, q, dtype=torch.float64)
     psi = torch.randn(n, k, dtype=torch.float64, generator=gen) * 0.5
@@ -351,6 +352,11 @@ def test_m_step_gradient_matches_autograd_with_all_priors() -> None:
     valid = torch.cat([torch.ones(n, 1, dtype=torch.float64), mask], 1)
     counts = torch.rand(n, k, q, dtype=torch.float64, generator=gen) * valid[:, :, None]
     priors = C._Priors((0.0, 0.5), (0.0, 3.0), 1.0)
+    return n, k, q, theta, psi, mask, valid, counts, priors
+
+
+def test_m_step_gradient_matches_autograd_with_all_priors() -> None:
+    n, _k, q, theta, psi, mask, valid, counts, priors = _m_step_problem(0)
     g, fisher = C._score_and_fisher(psi, counts, mask, theta, priors)
     p = psi.clone().requires_grad_()
     obj = (counts * C._log_probs(p, theta, mask)).sum() + C._log_prior(p, mask, priors).sum()
@@ -362,14 +368,7 @@ def test_m_step_gradient_matches_autograd_with_all_priors() -> None:
 
 
 def test_m_step_hessian_matches_autograd_with_all_priors() -> None:
-    gen = torch.Generator().manual_seed(1)
-    n, k, q = 5, 4, 31
-    theta = torch.linspace(-4, 4, q, dtype=torch.float64)
-    psi = torch.randn(n, k, dtype=torch.float64, generator=gen) * 0.5
-    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]]).double()
-    valid = torch.cat([torch.ones(n, 1, dtype=torch.float64), mask], 1)
-    counts = torch.rand(n, k, q, dtype=torch.float64, generator=gen) * valid[:, :, None]
-    priors = C._Priors((0.0, 0.5), (0.0, 3.0), 1.0)
+    n, k, _q, theta, psi, mask, valid, counts, priors = _m_step_problem(1)
     _, _, neg_h = C._score_and_fisher(psi, counts, mask, theta, priors, hessian=True)
 
     def obj(p: torch.Tensor) -> torch.Tensor:
