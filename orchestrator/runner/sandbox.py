@@ -83,9 +83,6 @@ class SandboxSpec(BaseModel):
     """Maximum number of processes/threads (fork bombs stop here)."""
     env: dict[str, str] = Field(default_factory=dict)
 
-    def with_image(self, image: str) -> SandboxSpec:
-        return self.model_copy(update={"image": image})
-
     def __hash__(self) -> int:  # Inspect groups samples by sandbox spec (lists/dicts inside)
         return hash(self.model_dump_json())
 
