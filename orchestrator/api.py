@@ -6,7 +6,6 @@ the CLI only parses arguments and prints what these return.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -15,12 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from orchestrator._io import sha256_file
 from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
-from orchestrator.errors import ConfigError, DataError
+from orchestrator.errors import ConfigError
 from orchestrator.irt._calibration_defaults import (
     DEFAULT_PRIOR_A,
     DEFAULT_PRIOR_B,
@@ -70,7 +67,10 @@ def estimate(
     """
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
     resp = responses if isinstance(responses, Responses) else read_responses(responses)
-    resp = _drop_excluded_items(resp, bk)
+    # calibrating on a file and then estimating on the same file must work, although the
+    # items calibration left out on purpose (one observed category) have no parameters
+    excluded = {str(e.get("id")) for e in bk.spec.calibration.excluded_items}
+    resp = resp.drop_items(excluded - bk.index.keys())
     aligned = resp.for_bank(bk)
     est = estimate_abilities(
         bk.a,
@@ -93,28 +93,6 @@ def estimate(
         }
         for i, s in enumerate(resp.subjects)
     ]
-
-
-def _drop_excluded_items(resp: Responses, bank: ItemBank) -> Responses:
-    """Drop observations of items the bank's calibration left out on purpose.
-
-    Calibrating on a file and then estimating on the same file must work, even
-    though items with a single observed category have no parameters.
-    """
-    excluded = {str(e.get("id")) for e in bank.spec.calibration.excluded_items}
-    if not excluded.intersection(resp.items):
-        return resp
-    drop = np.array([iid in excluded and iid not in bank.index for iid in resp.items])
-    keep = ~drop[resp.item_idx]
-    renumber = np.cumsum(~drop) - 1
-    return dataclasses.replace(
-        resp,
-        items=tuple(iid for iid, d in zip(resp.items, drop, strict=True) if not d),
-        subject_idx=resp.subject_idx[keep],
-        item_idx=renumber[resp.item_idx[keep]],
-        score=resp.score[keep],
-        line=resp.line[keep],
-    )
 
 
 # --------------------------------------------------------------------------- simulate
@@ -146,34 +124,6 @@ def _strategy_rule(label: str | Mapping[str, Any]) -> tuple[str, Any]:
             '\'{"rule": "max_info", "args": {"randomesque": 5}}\'',
         )
     return text, make_selection(name)
-
-
-def _drop_unknown_items(resp: Responses, bank: ItemBank) -> tuple[Responses, list[str]]:
-    """Keep observations of items in ``bank``; drop subjects left without any."""
-    known = np.array([i in bank.index for i in resp.items], dtype=bool)
-    dropped = [i for i, k in zip(resp.items, known, strict=True) if not k]
-    if not dropped:
-        return resp, []
-    keep = known[resp.item_idx]
-    if not keep.any():
-        raise DataError(
-            f"{resp.source}: none of its items is in bank {bank.name!r}",
-            hint="is this the bank calibrated on this data?",
-        )
-    subj_used, subj_idx = np.unique(resp.subject_idx[keep], return_inverse=True)
-    item_used, item_idx = np.unique(resp.item_idx[keep], return_inverse=True)
-    return (
-        Responses(
-            subjects=tuple(resp.subjects[i] for i in subj_used),
-            items=tuple(resp.items[i] for i in item_used),
-            subject_idx=subj_idx.astype(np.int64),
-            item_idx=item_idx.astype(np.int64),
-            score=resp.score[keep],
-            line=resp.line[keep],
-            source=resp.source,
-        ),
-        dropped,
-    )
 
 
 def simulate(
@@ -241,7 +191,7 @@ def simulate(
     resp = responses if isinstance(responses, Responses) else read_responses(responses)
     dropped: list[str] = []
     if drop_unknown_items:
-        resp, dropped = _drop_unknown_items(resp, bk)
+        resp, dropped = resp.keep_bank_items(bk)
     aligned = resp.for_bank(bk)
     result = replay(
         bk, aligned, rules, max_items=max_items, se_target=se, seed=seed, progress=progress
@@ -637,14 +587,10 @@ def calibrate(
         table = items if isinstance(items, ItemTable) else read_item_table(items)
     elif tag_columns or k_column:
         raise ConfigError("tag or K columns need an item file", hint="pass --items items.csv")
-    n_categories = _categories_from_table(resp, table, k_column)
-    tags: dict[str, dict[str, str]] = {}
-    if table is not None and tag_columns:
-        table.require_columns(tag_columns)
-        for iid in resp.items:
-            row = table.rows.get(iid)
-            if row is not None:
-                tags[iid] = {c: row[c] for c in tag_columns if row[c] != ""}
+    n_categories = None if table is None else table.n_categories(resp, k_column)
+    tags = {} if table is None or not tag_columns else table.tags(resp.items, tag_columns)
+    k_from = None if table is None else table.k_column(k_column)
+    k_source = "highest observed score + 1" if k_from is None else f"items file column {k_from!r}"
     cal = GRMCalibrator(
         n_quad=n_quad,
         max_iter=max_iter,
@@ -673,7 +619,7 @@ def calibrate(
         tags=tags,
         scale_labels=scale_labels,
         description=description or f"GRM calibrated by agentcat on {Path(source).name}",
-        extra_details={"k_source": _k_source(table, k_column), "tag_columns": list(tag_columns)},
+        extra_details={"k_source": k_source, "tag_columns": list(tag_columns)},
     )
     path = bank.save(folder)
     summary = cal.summary()
@@ -690,40 +636,6 @@ def calibrate(
         }
     )
     return summary
-
-
-def _k_source(table: ItemTable | None, k_column: str | None) -> str:
-    if table is not None and (k_column or "n_categories") in table.columns:
-        return f"items file column {k_column or 'n_categories'!r}"
-    return "highest observed score + 1"
-
-
-def _categories_from_table(
-    resp: Responses, table: ItemTable | None, k_column: str | None
-) -> np.ndarray | None:
-    """K per item of ``resp`` from the item file, or None to infer it from the scores."""
-    if table is None:
-        return None
-    col = k_column or "n_categories"
-    if col not in table.columns:
-        if k_column is not None:
-            table.require_columns([k_column])
-        return None
-    observed_max = np.zeros(len(resp.items), dtype=np.int64)
-    np.maximum.at(observed_max, resp.item_idx, resp.score)
-    k = np.empty(len(resp.items), dtype=np.int64)
-    for j, iid in enumerate(resp.items):  # once per item, at the file edge
-        row = table.rows.get(iid)
-        if row is None:
-            k[j] = max(int(observed_max[j]) + 1, 2)
-            continue
-        try:
-            k[j] = int(row[col])
-        except ValueError:
-            raise DataError(
-                f"{table.source}: item {iid!r} has {col} = {row[col]!r}, not an integer"
-            ) from None
-    return k
 
 
 def health(

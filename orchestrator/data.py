@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -66,6 +66,53 @@ class Responses:
         """Build from ``(subject, item, score)`` tuples; same checks as :func:`read_responses`."""
         rows = ((i + 2, s, it, str(x)) for i, (s, it, x) in enumerate(triples))
         return _build(rows, source)
+
+    def drop_items(
+        self, item_ids: Iterable[str], *, drop_empty_subjects: bool = False
+    ) -> Responses:
+        """These responses without the observations of ``item_ids`` (order kept).
+
+        Args:
+            item_ids: Items to remove; ids not in the data are ignored.
+            drop_empty_subjects: Also remove subjects left without any
+                observation (otherwise they stay, with none).
+        """
+        gone = set(item_ids)
+        drop = np.array([iid in gone for iid in self.items], dtype=bool)
+        if not drop.any():
+            return self
+        keep = ~drop[self.item_idx]
+        subjects, subject_idx = self.subjects, self.subject_idx[keep]
+        if drop_empty_subjects:
+            present = np.zeros(len(self.subjects), dtype=bool)
+            present[subject_idx] = True
+            subjects = tuple(s for s, p in zip(self.subjects, present, strict=True) if p)
+            subject_idx = (np.cumsum(present) - 1)[subject_idx]
+        return Responses(
+            subjects=subjects,
+            items=tuple(iid for iid, d in zip(self.items, drop, strict=True) if not d),
+            subject_idx=subject_idx,
+            item_idx=(np.cumsum(~drop) - 1)[self.item_idx[keep]],
+            score=self.score[keep],
+            line=self.line[keep],
+            source=self.source,
+        )
+
+    def keep_bank_items(self, bank: ItemBankLike) -> tuple[Responses, list[str]]:
+        """Only the observations of items in ``bank``, and the ids of the items dropped.
+
+        Subjects left without any observation are dropped too.
+
+        Raises:
+            DataError: none of the items is in the bank (wrong bank).
+        """
+        dropped = [iid for iid in self.items if iid not in bank.index]
+        if len(dropped) == len(self.items):
+            raise DataError(
+                f"{self.source}: none of its items is in bank {bank.name!r}",
+                hint="is this the bank calibrated on this data?",
+            )
+        return self.drop_items(dropped, drop_empty_subjects=True), dropped
 
     def for_bank(self, bank: ItemBankLike) -> AlignedResponses:
         """Map item ids onto ``bank``'s indices and check scores against each item's K.
@@ -257,6 +304,57 @@ class ItemTable:
                     f"{self.source}:1: no column {name!r}{did_you_mean(name, self.columns)}; "
                     f"columns are {list(self.columns)}"
                 )
+
+    def k_column(self, column: str | None = None) -> str | None:
+        """The column that holds K per item: ``column``, else ``n_categories`` if present.
+
+        Raises:
+            DataError: ``column`` is given but is not a column of the table.
+        """
+        if column is not None:
+            self.require_columns([column])
+            return column
+        return "n_categories" if "n_categories" in self.columns else None
+
+    def n_categories(self, responses: Responses, column: str | None = None) -> IntArray | None:
+        """K per item of ``responses`` from :meth:`k_column`; None when the table has none.
+
+        Items the table lacks get the highest observed score + 1 (at least 2).
+
+        Raises:
+            DataError: a K cell is not an integer (naming the file, item and value).
+        """
+        col = self.k_column(column)
+        if col is None:
+            return None
+        observed_max = np.zeros(len(responses.items), dtype=np.int64)
+        np.maximum.at(observed_max, responses.item_idx, responses.score)
+        k = np.empty(len(responses.items), dtype=np.int64)
+        for j, iid in enumerate(responses.items):  # once per item, at the file edge
+            row = self.rows.get(iid)
+            if row is None:
+                k[j] = max(int(observed_max[j]) + 1, 2)
+                continue
+            try:
+                k[j] = int(row[col])
+            except ValueError:
+                raise DataError(
+                    f"{self.source}: item {iid!r} has {col} = {row[col]!r}, not an integer"
+                ) from None
+        return k
+
+    def tags(self, item_ids: Iterable[str], columns: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``{item: {column: value}}`` for the ``item_ids`` the table has (empty cells left out).
+
+        Raises:
+            DataError: a column is not in the table.
+        """
+        self.require_columns(columns)
+        return {
+            iid: {c: row[c] for c in columns if row[c] != ""}
+            for iid in item_ids
+            if (row := self.rows.get(iid)) is not None
+        }
 
 
 def read_item_table(path: str | os.PathLike[str], id_column: str = "item") -> ItemTable:

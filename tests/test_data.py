@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.data import Responses, read_responses, write_responses
+from orchestrator.data import Responses, read_item_table, read_responses, write_responses
 from orchestrator.errors import DataError
 from tests.conftest import REPO, make_bank
 
@@ -79,3 +79,53 @@ def test_reads_the_shipped_real_dataset() -> None:
     r = read_responses(REPO / "item_banks" / "agentdojo" / "responses.csv")
     assert (r.n_obs, len(r.subjects), len(r.items)) == (3298, 17, 194)
     assert set(r.score.tolist()) == {0, 1, 2}  # injected items: levels 0/1 merged
+
+
+def _triples(resp: Responses) -> list[tuple[str, str, int, int]]:
+    return [
+        (resp.subjects[s], resp.items[i], int(x), int(line))
+        for s, i, x, line in zip(
+            resp.subject_idx, resp.item_idx, resp.score, resp.line, strict=True
+        )
+    ]
+
+
+def test_drop_items_keeps_order_and_lines_and_optionally_empty_subjects() -> None:
+    resp = Responses.from_triples(
+        [("m1", "a", 1), ("m2", "b", 0), ("m1", "c", 2), ("m3", "b", 1), ("m2", "a", 0)]
+    )
+    kept = resp.drop_items(["b", "not-in-data"])
+    assert kept.items == ("a", "c") and kept.subjects == ("m1", "m2", "m3")
+    assert _triples(kept) == [("m1", "a", 1, 2), ("m1", "c", 2, 4), ("m2", "a", 0, 6)]
+    trimmed = resp.drop_items(["b"], drop_empty_subjects=True)
+    assert trimmed.subjects == ("m1", "m2")  # m3 answered only b
+    assert _triples(trimmed) == _triples(kept)
+    assert resp.drop_items([]) is resp
+
+
+def test_keep_bank_items_reports_what_it_dropped_and_refuses_a_foreign_bank() -> None:
+    bank = make_bank(3, 4)
+    resp = Responses.from_triples([("m1", "it000", 1), ("m2", "zz", 0), ("m1", "it002", 3)])
+    kept, dropped = resp.keep_bank_items(bank)
+    assert dropped == ["zz"] and kept.items == ("it000", "it002") and kept.subjects == ("m1",)
+    with pytest.raises(DataError, match="none of its items is in bank 'synthetic'"):
+        Responses.from_triples([("m", "zz", 0)]).keep_bank_items(bank)
+
+
+def test_item_table_gives_k_and_tags_per_item(tmp_path: Path) -> None:
+    table = read_item_table(
+        _csv(tmp_path, "item,n_categories,suite,kind\na,3,bank,\nb,2,slack,injected\n")
+    )
+    resp = Responses.from_triples([("m", "a", 2), ("m", "b", 1), ("m", "new", 4)])
+    assert table.k_column() == "n_categories" and table.k_column("kind") == "kind"
+    assert table.n_categories(resp).tolist() == [3, 2, 5]  # "new" is not in the table
+    assert table.tags(resp.items, ["suite", "kind"]) == {
+        "a": {"suite": "bank"},
+        "b": {"suite": "slack", "kind": "injected"},
+    }
+    with pytest.raises(DataError, match=r"no column 'kinds' \(did you mean 'kind'\?\)"):
+        table.n_categories(resp, "kinds")
+    with pytest.raises(DataError, match=r"item 'a' has suite = 'bank', not an integer"):
+        table.n_categories(resp, "suite")
+    no_k = read_item_table(_csv(tmp_path, "item,suite\na,bank\n"))
+    assert no_k.k_column() is None and no_k.n_categories(resp) is None

@@ -10,7 +10,6 @@ scores) ride along as private attributes and are not serialised.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import math
 from collections.abc import Callable
@@ -67,36 +66,20 @@ def _drop_excluded_items(
     item missing from the bank still fails in ``for_bank``: wrong bank.
     """
     reasons = {str(e.get("id")): e for e in bank.spec.calibration.excluded_items if "id" in e}
-    drop = [j for j, iid in enumerate(responses.items) if iid in reasons and iid not in bank.index]
+    drop = [iid for iid in responses.items if iid in reasons and iid not in bank.index]
     if not drop:
         return responses, []
-    gone = np.isin(responses.item_idx, drop)
-    keep = ~gone
-    item_map = np.full(len(responses.items), -1, dtype=np.int64)
-    kept_items = [j for j in range(len(responses.items)) if j not in set(drop)]
-    item_map[kept_items] = np.arange(len(kept_items))
-    subj_used = np.unique(responses.subject_idx[keep])
-    subj_map = np.full(len(responses.subjects), -1, dtype=np.int64)
-    subj_map[subj_used] = np.arange(subj_used.size)
-    counts = np.bincount(responses.item_idx[gone], minlength=len(responses.items))
+    counts = np.bincount(responses.item_idx, minlength=len(responses.items))
+    n_obs = dict(zip(responses.items, counts.tolist(), strict=True))
     excluded = [
         {
-            "id": responses.items[j],
-            "reason": str(reasons[responses.items[j]].get("reason", "excluded at calibration")),
-            "n_obs": int(counts[j]),
+            "id": iid,
+            "reason": str(reasons[iid].get("reason", "excluded at calibration")),
+            "n_obs": n_obs[iid],
         }
-        for j in drop
+        for iid in drop
     ]
-    trimmed = dataclasses.replace(
-        responses,
-        subjects=tuple(responses.subjects[k] for k in subj_used),
-        items=tuple(responses.items[j] for j in kept_items),
-        subject_idx=subj_map[responses.subject_idx[keep]],
-        item_idx=item_map[responses.item_idx[keep]],
-        score=responses.score[keep],
-        line=responses.line[keep],
-    )
-    return trimmed, excluded
+    return responses.drop_items(drop, drop_empty_subjects=True), excluded
 
 
 # --------------------------------------------------------------------------- analysis

@@ -1,0 +1,235 @@
+"""Infrastructure commands: images, scenarios, sim-server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from orchestrator.cli._common import SubParsers, fmt_table, print_json
+
+
+# --------------------------------------------------------------------------- images
+def _add_images(sub: SubParsers) -> None:
+    p = sub.add_parser("images", help="build, list and clean the sandbox images and containers")
+    isub = p.add_subparsers(dest="images_command", metavar="ACTION")
+    isub.required = True
+    b = isub.add_parser(
+        "build",
+        help="build every scenario image offline (cached by build-context hash)",
+        description="Build the Debian base (debootstrap when no registry answers), the "
+        "shared scenario base and one image per scenario family. Unchanged contexts are reused.",
+    )
+    b.add_argument("--environments", default="environments", metavar="DIR")
+    b.add_argument(
+        "--base-image",
+        default=None,
+        metavar="IMAGE",
+        help="Debian base to build on (default: debian:bookworm-slim, else a local "
+        "debootstrap base)",
+    )
+    b.add_argument(
+        "--family",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="build only this family (repeatable)",
+    )
+    b.add_argument("--force", action="store_true", help="rebuild even when cached")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(handler=_cmd_images_build)
+    ls = isub.add_parser("list", help="images agentcat built")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_cmd_images_list)
+    pr = isub.add_parser(
+        "prune", help="remove leftover sandbox containers (label agentcat.managed=1)"
+    )
+    pr.add_argument("--session", default=None, help="only containers of this session")
+    pr.add_argument("--images", action="store_true", help="also remove agentcat's images")
+    pr.set_defaults(handler=_cmd_images_prune)
+
+
+def _cmd_images_build(args: argparse.Namespace) -> int:
+    from orchestrator.api import build_images
+
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rows = build_images(
+        args.environments,
+        base_image=args.base_image,
+        families=args.family,
+        force=args.force,
+        progress=progress,
+    )
+    if args.json:
+        print_json({"schema_version": 1, "images": rows})
+    else:
+        print(
+            fmt_table(
+                ["image", "status", "seconds"],
+                [[r["image"], r["status"], r["seconds"]] for r in rows],
+            )
+        )
+    return 0
+
+
+def _cmd_images_list(args: argparse.Namespace) -> int:
+    from orchestrator.api import list_images
+
+    rows = list_images()
+    if args.json:
+        print_json({"schema_version": 1, "images": rows})
+    else:
+        print(
+            fmt_table(
+                ["image", "context hash", "size MB", "created"],
+                [[r["image"], r["context_hash"], r["size_mb"], r["created"]] for r in rows],
+            )
+        )
+    return 0
+
+
+def _cmd_images_prune(args: argparse.Namespace) -> int:
+    from orchestrator.api import prune
+
+    out = prune(session=args.session, images=args.images)
+    print(f"removed {len(out['containers'])} container(s) and {len(out['images'])} image(s)")
+    return 0
+
+
+def _add_sim_server(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "sim-server",
+        help="serve a simulated agent of ability θ (OpenAI-compatible chat completions)",
+        description="A real HTTP server that plays an agent of ability θ: it recognises the "
+        "scenario, draws the outcome from the bank's model at θ and replays that category's "
+        "reference solution as tool calls. Model names select personas: NAME from --persona, "
+        "or theta_<x> for any x.",
+    )
+    p.add_argument("--bank", required=True, metavar="DIR")
+    p.add_argument("--theta", type=float, default=None, help="θ for any other model name")
+    p.add_argument("--persona", action="append", default=[], metavar="NAME=THETA")
+    p.add_argument("--environments", default="environments", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="require this key (read from the variable) as a Bearer token",
+    )
+    for fault in ("429", "500", "slow", "malformed", "drop"):
+        p.add_argument(
+            f"--rate-{fault}",
+            type=float,
+            default=0.0,
+            metavar="P",
+            help=f"fraction of requests answered with the '{fault}' fault",
+        )
+    p.add_argument("--slow-s", type=float, default=30.0, help="delay of a 'slow' answer")
+    p.add_argument("--log", action="store_true", help="log every request to stderr")
+    p.set_defaults(handler=_cmd_sim_server)
+
+
+def _cmd_sim_server(args: argparse.Namespace) -> int:
+    from orchestrator.api import sim_server
+
+    faults = {
+        f"rate_{k}": getattr(args, f"rate_{k}") for k in ("429", "500", "slow", "malformed", "drop")
+    }
+    server = sim_server(
+        args.bank,
+        theta=args.theta,
+        personas=args.persona,
+        environments=args.environments,
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        api_key_env=args.api_key_env,
+        faults={**faults, "slow_s": args.slow_s, "seed": args.seed},
+        log=args.log,
+    )
+    names = ", ".join(sorted(server.agent.personas)) or "theta_<x>"
+    print(
+        f"simulated agent on {server.url} (personas: {names}; "
+        f"{len(server.agent.scripts)} scenarios)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+    return 0
+
+
+# --------------------------------------------------------------------------- scenarios
+def _add_scenarios(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "scenarios", help="list/validate scenario families; write a provisional bank"
+    )
+    ssub = p.add_subparsers(dest="scenarios_command", metavar="ACTION")
+    ssub.required = True
+    ls = ssub.add_parser(
+        "list",
+        help="validate every family.yaml and list its items",
+        description="Load and validate every scenario family (templates rendered, checks "
+        "built) and list the items with their knob settings.",
+    )
+    ls.add_argument("--environments", default="environments", metavar="DIR")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_cmd_scenarios_list)
+    bk = ssub.add_parser(
+        "bank",
+        help="write a provisional item bank derived from the difficulty knobs",
+        description="Write OUT/bank.json with one item per variant; parameters follow a "
+        "fixed rule over the knob scores (marked provisional, not calibrated).",
+    )
+    bk.add_argument("--environments", default="environments", metavar="DIR")
+    bk.add_argument("--out", default="item_banks/shell-safety", metavar="DIR")
+    bk.add_argument("--name", default="shell-safety")
+    bk.add_argument("--json", action="store_true")
+    bk.set_defaults(handler=_cmd_scenarios_bank)
+
+
+def _cmd_scenarios_list(args: argparse.Namespace) -> int:
+    from orchestrator.api import scenarios
+
+    rows = scenarios(args.environments)
+    if args.json:
+        print_json(rows)
+        return 0
+    print(
+        fmt_table(
+            ["item", "risk", "difficulty", "knobs"],
+            [
+                [
+                    r["item"],
+                    r["risk"],
+                    r["difficulty"],
+                    " ".join(f"{k}={v}" for k, v in r["knobs"].items()),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+def _cmd_scenarios_bank(args: argparse.Namespace) -> int:
+    from orchestrator.api import provisional_bank
+
+    doc = provisional_bank(args.environments, args.out, name=args.name)
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"wrote {doc['path']} ({doc['n_items']} items, provisional parameters)")
+    return 0
+
+
+def add_commands(sub: SubParsers) -> None:
+    """Add this group's commands to the top-level parser, in help order."""
+    for add in (
+        _add_images,
+        _add_scenarios,
+        _add_sim_server,
+    ):
+        add(sub)

@@ -1,0 +1,290 @@
+"""Live-session commands: demo, run, resume, sessions, show, sweep."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from orchestrator.cli._common import SubParsers, fmt_table, print_json
+from orchestrator.errors import ConfigError
+
+
+# --------------------------------------------------------------------------- live sessions
+def _add_run(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "run",
+        help="evaluate model(s) adaptively, scenario by scenario, until SE is small enough",
+        description="Run a live adaptive session per model (concurrently). Every step is "
+        "journalled; an interrupted session continues with `agentcat resume`.",
+    )
+    p.add_argument("--config", metavar="FILE", help="run config (YAML), e.g. configs/demo.yaml")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="MODEL",
+        help="Inspect model string (repeatable: one concurrent session each)",
+    )
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible base URL for --model")
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding the API key for --model",
+    )
+    p.add_argument("--bank", default=None, metavar="DIR")
+    p.add_argument("--environments", default=None, metavar="DIR")
+    p.add_argument("--se", type=float, default=None, help="stop when SE ≤ this (default 0.3)")
+    p.add_argument("--max-items", type=int, default=None)
+    p.add_argument("--runs-dir", default=None, metavar="DIR")
+    p.add_argument(
+        "--session-id",
+        default=None,
+        help="fixed id: continue this session if it exists and is unfinished",
+    )
+    p.add_argument("--workers", type=int, default=None, help="concurrent scenario runs")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.api import run
+
+    if args.se is not None and not args.se > 0:
+        raise ConfigError(f"--se must be > 0; got {args.se}")
+    if args.max_items is not None and args.max_items < 1:
+        raise ConfigError(f"--max-items must be ≥ 1; got {args.max_items}")
+    models = None
+    if args.model:  # empty strings (e.g. from compose variables) mean "not given"
+        models = [
+            {"model": m, "base_url": args.base_url or None, "api_key_env": args.api_key_env or None}
+            for m in args.model
+        ]
+    summaries = run(
+        args.config,
+        models=models,
+        bank=args.bank,
+        environments=args.environments,
+        se=args.se,
+        max_items=args.max_items,
+        runs_dir=args.runs_dir,
+        session_id=args.session_id,
+        workers=args.workers,
+        progress=not args.json,
+    )
+    _print_summaries(summaries, args.json)
+    return 0 if all(s["status"] == "completed" for s in summaries) else 3
+
+
+def _add_demo(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="build images, start the simulated agent, run one live adaptive session",
+        description="The embedded default: a full adaptive session on the shell-safety "
+        "scenarios against a simulated agent of known ability θ (no API key needed).",
+    )
+    p.add_argument("--theta", type=float, default=0.8, help="the simulated agent's true θ")
+    p.add_argument("--se", type=float, default=0.3)
+    p.add_argument("--max-items", type=int, default=30)
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=None, metavar="FILE.png")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from orchestrator.api import demo, show
+
+    summary = demo(
+        theta=args.theta,
+        se=args.se,
+        max_items=args.max_items,
+        runs_dir=args.runs_dir,
+        seed=args.seed,
+        progress=not args.json,
+    )
+    if args.plot:
+        show(summary["session"], runs_dir=args.runs_dir, plot=args.plot)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(_format_summary(summary))
+    lo, hi = summary["ci95"] or (float("nan"), float("nan"))
+    inside = "inside" if lo <= summary["true_theta"] <= hi else "OUTSIDE"
+    print(f"  true θ of the simulated agent: {summary['true_theta']:+.3f} ({inside} the interval)")
+    print(f"  `agentcat show {summary['session']} --runs-dir {args.runs_dir}` shows it again")
+    return 0 if summary["status"] == "completed" else 3
+
+
+def _add_resume(sub: SubParsers) -> None:
+    p = sub.add_parser("resume", help="continue an interrupted or paused session")
+    p.add_argument("session", metavar="SESSION", help="session id (or its folder)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_resume)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.api import resume
+
+    summary = resume(args.session, runs_dir=args.runs_dir, progress=not args.json)
+    _print_summaries([summary], args.json)
+    return 0 if summary["status"] == "completed" else 3
+
+
+def _add_sessions(sub: SubParsers) -> None:
+    p = sub.add_parser("sessions", help="list sessions and their status")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_sessions)
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from orchestrator.api import sessions
+
+    rows = sessions(args.runs_dir)
+    if args.json:
+        print_json({"schema_version": 1, "sessions": rows})
+    elif not rows:
+        print(f"no sessions under {args.runs_dir}")
+    else:
+        print(
+            fmt_table(
+                ["session", "model", "status", "items", "theta", "se", "updated"],
+                [
+                    [
+                        r["session"],
+                        r.get("model", ""),
+                        r["status"],
+                        r.get("n_items", ""),
+                        "" if r.get("theta") is None else r["theta"],
+                        "" if r.get("se") is None else r["se"],
+                        r.get("updated", ""),
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+    return 0
+
+
+def _add_show(sub: SubParsers) -> None:
+    p = sub.add_parser("show", help="a session's result: θ with interval, SE, items, trajectory")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png", help="write the θ ± SE trajectory plot")
+    p.set_defaults(handler=_cmd_show)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from orchestrator.api import show
+
+    summary = show(args.session, runs_dir=args.runs_dir, plot=args.plot)
+    if args.json:
+        print_json(summary)
+    else:
+        print(_format_summary(summary))
+        if args.plot:
+            print(f"trajectory plot: {args.plot}")
+    return 0
+
+
+def _print_summaries(summaries: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print_json({"schema_version": 1, "sessions": summaries})
+        return
+    for s in summaries:
+        print(_format_summary(s))
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"session {s['session']}  ({s['model']} on bank {s['bank']})",
+        f"  status      {s['status']}" + (f" — {s['stop_reason']}" if s.get("stop_reason") else ""),
+    ]
+    if s.get("theta") is not None:
+        lo, hi = s["ci95"]
+        lines.append(f"  theta       {s['theta']:+.3f}   95% interval [{lo:+.3f}, {hi:+.3f}]")
+        lines.append(f"  SE          {s['se']:.3f}")
+    lines.append(
+        f"  items       {s['n_items']}   (runs {s['runs']['total']}, "
+        f"errored {s['runs']['errored']})"
+    )
+    for fam, counts in s.get("categories_by_family", {}).items():
+        cells = " ".join(f"{k}:{v}" for k, v in counts.items())
+        lines.append(f"    {fam:<28} {cells}")
+    cost = "" if s.get("cost_usd") is None else f", ${s['cost_usd']:.4f}"
+    lines.append(f"  cost        {s['tokens']} tokens{cost}, {s['wall_s']:.1f} s of runs")
+    return "\n".join(lines)
+
+
+def _add_sweep(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run every (or a sampled set of) item(s) non-adaptively; write a response matrix",
+        description="Gather calibration data: run the bank's items for each model and append "
+        "subject,item,score rows to OUT. Rows already in OUT are not re-run.",
+    )
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL")
+    p.add_argument("--bank", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="RESPONSES.csv")
+    p.add_argument("--config", default=None, metavar="FILE", help="limits/retry/workers from here")
+    p.add_argument("--base-url", default=None)
+    p.add_argument("--api-key-env", default=None, metavar="VAR")
+    p.add_argument("--environments", default=None, metavar="DIR")
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run a random sample of N items per model (default: all)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--runs-dir", default=None, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from orchestrator.api import sweep
+
+    if args.sample is not None and args.sample < 1:
+        raise ConfigError(f"--sample must be ≥ 1; got {args.sample}")
+    report = sweep(
+        args.models,
+        args.bank,
+        args.out,
+        config=args.config,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        environments=args.environments,
+        sample=args.sample,
+        seed=args.seed,
+        workers=args.workers,
+        runs_dir=args.runs_dir,
+        progress=not args.json,
+    )
+    if args.json:
+        print_json(report)
+    else:
+        print(
+            f"wrote {report['written']} new row(s) to {report['out']} "
+            f"({report['skipped_existing']} already there, {report['errors']} errored)"
+        )
+    return 0 if report["errors"] == 0 else 3
+
+
+def add_commands(sub: SubParsers) -> None:
+    """Add this group's commands to the top-level parser, in help order."""
+    for add in (
+        _add_demo,
+        _add_run,
+        _add_resume,
+        _add_sessions,
+        _add_show,
+        _add_sweep,
+    ):
+        add(sub)

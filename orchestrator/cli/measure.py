@@ -1,0 +1,448 @@
+"""Measurement commands on recorded data (no model calls): estimate, simulate,
+calibrate, health.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cli._common import SubParsers, fmt_table, print_json
+from orchestrator.errors import ConfigError
+
+
+# --------------------------------------------------------------------------- estimate
+def _add_estimate(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "estimate",
+        help="ability θ and SE per subject from recorded responses (no model calls)",
+        description="Estimate θ and its standard error for every subject in RESPONSES "
+        "with the bank's calibrated parameters. No model is called.",
+    )
+    p.add_argument("responses", metavar="RESPONSES.csv", help="long CSV subject,item,score")
+    p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
+    p.add_argument("--method", choices=["eap", "map"], default="eap", help="point estimate")
+    p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
+    p.set_defaults(handler=_cmd_estimate)
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from orchestrator.api import estimate
+
+    rows = estimate(args.bank, args.responses, method=args.method)
+    if args.json:
+        print_json(rows)
+        return 0
+    print(
+        fmt_table(
+            ["subject", "theta", "se", "n_items"],
+            [[r["subject"], r["theta"], r["se"], r["n_items"]] for r in rows],
+        )
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- simulate
+_CHECKPOINTS = (1, 2, 3, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
+
+
+def _add_simulate(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="replay CAT vs random selection vs the full data on recorded responses",
+        description="For every subject in RESPONSES, replay an adaptive test using only the "
+        "items it has responses for, and compare each strategy step by step with the estimate "
+        "from all of its responses: RMSE, Spearman rank correlation across subjects, mean SE, "
+        "and the items each subject needs to reach the SE target. No model is called.",
+    )
+    p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
+    p.add_argument(
+        "--responses", required=True, metavar="RESPONSES.csv", help="long CSV subject,item,score"
+    )
+    p.add_argument(
+        "--strategy",
+        action="append",
+        metavar="NAME",
+        help="cat (= max_info), random, variance_reduction, or a JSON rule spec; repeat to "
+        "compare several (default: cat and random)",
+    )
+    p.add_argument("--max-items", type=int, metavar="N", help="items per subject (default: all)")
+    p.add_argument("--se", type=float, default=0.3, metavar="X", help="SE target (default 0.3)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument(
+        "--drop-unknown-items",
+        action="store_true",
+        help="ignore responses to items the bank lacks instead of failing",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="write RMSE and rank correlation plots")
+    p.set_defaults(handler=_cmd_simulate)
+
+
+def _progress_printer() -> Callable[[str, int, int], None]:
+    """Progress on stderr: a live counter on a terminal, one line per strategy otherwise."""
+    tty = sys.stderr.isatty()
+
+    def show(strategy: str, step: int, total: int) -> None:
+        if tty:
+            end = "\n" if step == total else ""
+            print(f"\rsimulate: {strategy} step {step}/{total}", end=end, file=sys.stderr)
+        elif step == total:
+            print(f"simulate: {strategy} done ({total} steps)", file=sys.stderr)
+
+    return show
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from orchestrator.api import DEFAULT_STRATEGIES, simulate
+
+    if not args.se > 0:  # also rejects NaN
+        raise ConfigError(f"--se must be a number > 0; got {args.se}")
+    if args.max_items is not None and args.max_items < 1:
+        raise ConfigError(f"--max-items must be at least 1; got {args.max_items}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be ≥ 0; got {args.seed}")
+    doc = simulate(
+        args.bank,
+        args.responses,
+        strategies=args.strategy or DEFAULT_STRATEGIES,
+        max_items=args.max_items,
+        se=args.se,
+        seed=args.seed,
+        drop_unknown_items=args.drop_unknown_items,
+        plot=args.plot,
+        progress=_progress_printer(),
+    )
+    if args.json:
+        print_json(doc)
+        return 0
+    names = list(doc["strategies"])
+    print(
+        f"bank {doc['bank']}: {doc['n_subjects']} subjects, {doc['n_responses']} responses; "
+        f"reference: {doc['reference']}"
+    )
+    if doc["dropped_items"]:
+        print(f"ignored responses to {len(doc['dropped_items'])} items the bank lacks")
+    header = ["items", "active"]
+    for n in names:
+        header += [f"rmse[{n}]", f"rho[{n}]", f"se[{n}]"]
+    steps = {n: doc["strategies"][n]["steps"] for n in names}
+    total = len(steps[names[0]])
+    show = [t for t in _CHECKPOINTS if t < total] + [total]
+    rows = []
+    for t in show:
+        first = steps[names[0]][t - 1]
+        row: list[Any] = [t, first["n_active"]]
+        for n in names:
+            s = steps[n][t - 1]
+            row += [s["rmse"], "-" if s["spearman"] is None else s["spearman"], s["mean_se"]]
+        rows.append(row)
+    print(fmt_table(header, rows))
+    for n in names:
+        hit = doc["strategies"][n]["items_to_se"]
+        median = "-" if hit["median"] is None else f"{hit['median']:g}"
+        print(
+            f"{n}: SE ≤ {doc['se_target']:g} reached by {hit['reached']}/{doc['n_subjects']} "
+            f"subjects (median {median} items; not within their items or --max-items: "
+            f"{hit['never']})"
+        )
+    if args.plot:
+        print(f"plot: {doc['plot']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- calibrate
+def _add_calibrate(sub: SubParsers) -> None:
+    from orchestrator.irt._calibration_defaults import (
+        DEFAULT_PRIOR_A,
+        DEFAULT_PRIOR_B,
+        DEFAULT_PRIOR_GAP,
+    )
+
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate a GRM item bank from a response CSV",
+        description="Fit graded-response-model item parameters (marginal maximum likelihood "
+        "with weak priors, EM over a θ quadrature grid) to RESPONSES and write DIR/bank.json "
+        "with provenance. Items with one observed category or too few observations are "
+        "reported and left out.",
+    )
+    p.add_argument("responses", metavar="RESPONSES.csv", help="long CSV subject,item,score")
+    p.add_argument("--out", required=True, metavar="DIR", help="bank folder to write")
+    p.add_argument("--name", help="bank name (default: the folder's name)")
+    p.add_argument(
+        "--items",
+        metavar="ITEMS.csv",
+        help="item metadata CSV (column 'item'): K per item and content tags",
+    )
+    p.add_argument(
+        "--tags",
+        default="",
+        metavar="COL,COL",
+        help="columns of --items copied into each item's tags (e.g. suite,item_type)",
+    )
+    p.add_argument(
+        "--k-column",
+        metavar="COL",
+        help="column of --items holding K (default: n_categories when present, else the "
+        "highest observed score + 1)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument(
+        "--n-quad",
+        default="auto",
+        type=_n_quad,
+        metavar="N|auto",
+        help="quadrature nodes on [-6, 6]; auto refines the grid to the posterior SDs",
+    )
+    p.add_argument("--max-iter", type=int, default=2000, help="maximum EM iterations")
+    p.add_argument("--tol", type=float, default=1e-4, help="largest parameter change to stop")
+    p.add_argument(
+        "--prior-a",
+        type=_prior,
+        default=DEFAULT_PRIOR_A,
+        metavar="MU,SD|none",
+        help=f"normal prior on log a (default {DEFAULT_PRIOR_A[0]:g},{DEFAULT_PRIOR_A[1]:g})",
+    )
+    p.add_argument(
+        "--prior-b",
+        type=_prior,
+        default=DEFAULT_PRIOR_B,
+        metavar="MU,SD|none",
+        help=f"normal prior on thresholds (default {DEFAULT_PRIOR_B[0]:g},{DEFAULT_PRIOR_B[1]:g})",
+    )
+    p.add_argument(
+        "--prior-gap",
+        type=_alpha,
+        default=DEFAULT_PRIOR_GAP,
+        metavar="ALPHA|none",
+        help="gap^ALPHA prior on each threshold gap, keeps rare middle categories from "
+        f"collapsing (default {DEFAULT_PRIOR_GAP})",
+    )
+    p.add_argument("--min-obs", type=int, default=5, help="fewest observations to fit an item")
+    p.add_argument(
+        "--scale-label",
+        action="append",
+        metavar="LABEL",
+        help="label of category 0, 1, … (repeat once per category, lowest first)",
+    )
+    p.add_argument("--description", default="", help="free text stored in bank.json")
+    p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
+    p.set_defaults(handler=_cmd_calibrate)
+
+
+def _n_quad(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto'; got {text!r}") from None
+    if n < 11:
+        raise argparse.ArgumentTypeError(f"needs at least 11 nodes; got {n}")
+    return n
+
+
+def _prior(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        mu, sd = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MU,SD or 'none'; got {text!r}") from None
+    if not sd > 0:
+        raise argparse.ArgumentTypeError(f"the prior's SD must be > 0; got {sd:g}")
+    return (mu, sd)
+
+
+def _alpha(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number >= 0 or 'none'; got {text!r}"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"ALPHA must be >= 0; got {value:g}")
+    return value
+
+
+class _ProgressPrinter:
+    """One line per second at most on stderr (plus the first iteration)."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self.last = -1e9
+
+    def __call__(self, info: Any) -> None:
+        from orchestrator.irt.calibrate import format_progress
+
+        if info.iteration == 1 or info.elapsed - self.last >= self.every:
+            self.last = info.elapsed
+            print(format_progress(info), file=sys.stderr, flush=True)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from orchestrator.api import calibrate
+
+    tags = [c.strip() for c in args.tags.split(",") if c.strip()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = calibrate(
+            args.responses,
+            args.out,
+            name=args.name,
+            items=args.items,
+            tag_columns=tags,
+            k_column=args.k_column,
+            device=args.device,
+            n_quad=args.n_quad,
+            max_iter=args.max_iter,
+            tol=args.tol,
+            prior_a=args.prior_a,
+            prior_b=args.prior_b,
+            prior_gap=args.prior_gap,
+            min_obs=args.min_obs,
+            scale_labels=args.scale_label,
+            description=args.description,
+            force=args.force,
+            progress=None if args.quiet else _ProgressPrinter(),
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"wrote {summary['bank']}")
+    print(
+        fmt_table(
+            [
+                "items",
+                "excluded",
+                "subjects",
+                "observations",
+                "log-lik",
+                "iterations",
+                "converged",
+                "seconds",
+                "device",
+            ],
+            [
+                [
+                    summary["n_items"],
+                    summary["n_excluded"],
+                    summary["n_subjects"],
+                    summary["n_observations"],
+                    summary["log_likelihood"],
+                    summary["iterations"],
+                    summary["converged"],
+                    summary["wall_time_s"],
+                    summary["device"],
+                ]
+            ],
+        )
+    )
+    for ex in summary["excluded"][:10]:
+        print(f"excluded {ex['id']}: {ex['reason']}")
+    if len(summary["excluded"]) > 10:
+        print(f"… and {len(summary['excluded']) - 10} more (see calibration.excluded_items)")
+    collapsed = summary["collapsed_categories"]
+    if collapsed:
+        print(
+            f"note: {len(collapsed)} item(s) have observed categories that the fit gives ~0 "
+            "probability (thresholds merged: the categories are disordered with respect to θ), "
+            f"e.g. {next(iter(collapsed))}; consider merging those levels "
+            "(calibration.details.collapsed_categories)"
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- health
+def _add_health(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "health",
+        help="psychometric health report of an item bank (HTML + JSON)",
+        description="Check a bank against a response matrix: test information and difficulty "
+        "gaps, low-discrimination and defective items, merged thresholds, item misfit, "
+        "redundant item pairs (Q3) and aberrant subjects (l_z). Writes an HTML page and its "
+        "JSON twin.",
+    )
+    p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
+    p.add_argument(
+        "--responses", required=True, metavar="RESPONSES.csv", help="long CSV subject,item,score"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="REPORT.html", help="HTML page; REPORT.json goes beside it"
+    )
+    p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
+    p.add_argument("--se-target", type=float, metavar="SE", help="SE the bank should reach (0.3)")
+    p.add_argument("--lz-cut", type=float, metavar="LZ", help="flag subjects below this l_z (-2)")
+    p.add_argument(
+        "--q3-simulations",
+        type=int,
+        metavar="N",
+        help="data sets simulated for the Q3 critical value (50; 0 = only the 0.2 rule)",
+    )
+    p.add_argument("--json", action="store_true", help="also print the JSON document to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=_cmd_health)
+
+
+def _stage_printer() -> Callable[[str], None]:
+    start = time.monotonic()
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from orchestrator.api import health
+
+    overrides = {
+        k: v
+        for k, v in (
+            ("se_target", args.se_target),
+            ("lz_cut", args.lz_cut),
+            ("q3_bootstrap", args.q3_simulations),
+        )
+        if v is not None
+    }
+    doc = health(
+        args.bank,
+        args.responses,
+        args.out,
+        thresholds=overrides,
+        figures_dir=args.figures,
+        progress=None if args.quiet else _stage_printer(),
+    )
+    if args.json:
+        print_json(doc)
+        return 0
+    for line in doc["summary"]:
+        print(f"- {line}")
+    json_path = Path(args.out).with_suffix(".json")
+    print(f"wrote {args.out} and {json_path}")
+    return 0
+
+
+def add_commands(sub: SubParsers) -> None:
+    """Add this group's commands to the top-level parser, in help order."""
+    for add in (
+        _add_estimate,
+        _add_simulate,
+        _add_calibrate,
+        _add_health,
+    ):
+        add(sub)
