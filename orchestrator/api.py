@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator._io import sha256_file
-from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
+from orchestrator.bank import BANK_FILENAME, ItemBank, bank_from_calibration, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
 from orchestrator.errors import ConfigError
 from orchestrator.irt._calibration_defaults import (
@@ -612,7 +612,8 @@ def calibrate(
     )
     bank_name = name or folder.resolve().name
     source = source_label or str(responses)
-    bank = cal.to_bank(
+    bank = bank_from_calibration(
+        cal,
         bank_name,
         source=source,
         source_sha256=sha256_file(responses),

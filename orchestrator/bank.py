@@ -12,10 +12,10 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +25,9 @@ from orchestrator._io import atomic_write_json
 from orchestrator._validation import parse_model
 from orchestrator.errors import BankError
 from orchestrator.irt.grm import pad_thresholds
+
+if TYPE_CHECKING:  # torch; only its fitted attributes are read here
+    from orchestrator.irt.calibrate import GRMCalibrator
 
 __all__ = [
     "BANK_FILENAME",
@@ -38,6 +41,7 @@ __all__ = [
     "Prior",
     "Scale",
     "ScenarioRef",
+    "bank_from_calibration",
     "load_bank",
 ]
 
@@ -351,3 +355,51 @@ def load_bank(path: str | os.PathLike[str]) -> ItemBank:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a valid number in a bank (NaN and infinities are not allowed)")
+
+
+def bank_from_calibration(
+    calibrator: GRMCalibrator,
+    name: str,
+    *,
+    source: str | None = None,
+    source_sha256: str | None = None,
+    tags: Mapping[str, Mapping[str, str]] | None = None,
+    item_labels: Mapping[str, Sequence[str]] | None = None,
+    scale_labels: Sequence[str] | None = None,
+    description: str = "",
+    extra_details: Mapping[str, Any] | None = None,
+) -> ItemBank:
+    """Build a validated bank, with provenance, from a fitted ``GRMCalibrator``.
+
+    Args:
+        calibrator: A fitted :class:`~orchestrator.irt.calibrate.GRMCalibrator`.
+        name: Bank name.
+        source, source_sha256: The response file and its hash (provenance).
+        tags: Content tags per item id (items without an entry get none).
+        item_labels: Category labels per item id where they differ from the scale.
+        scale_labels: Labels of categories 0..K_max−1.
+        description: Free text for ``bank.json``.
+        extra_details: Merged into ``calibration.details``.
+
+    Raises:
+        NotFittedError: the calibrator has not been fitted.
+    """
+    record = calibrator.calibration_record(
+        source=source, source_sha256=source_sha256, extra_details=extra_details
+    )
+    ids = calibrator.item_ids_
+    return ItemBank.from_params(
+        name,
+        ids,
+        calibrator.a_,
+        calibrator.b_,
+        a_se=calibrator.a_se_,
+        b_se=calibrator.b_se_,
+        calibration=Calibration(**record),
+        tags=[dict((tags or {}).get(i, {})) for i in ids],
+        item_labels=[
+            list(item_labels[i]) if item_labels and i in item_labels else None for i in ids
+        ],
+        scale_labels=scale_labels,
+        description=description,
+    )

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from orchestrator.bank import bank_from_calibration
 from orchestrator.errors import (
     CalibrationConvergenceWarning,
     CalibrationError,
@@ -19,8 +20,11 @@ from orchestrator.errors import (
     NotFittedError,
     PrerequisiteError,
 )
-from orchestrator.irt import calibrate as C
 from orchestrator.irt.calibrate import GRMCalibrator
+from orchestrator.irt.calibrate import torch_grm as T
+from orchestrator.irt.calibrate._em import EMModel
+from orchestrator.irt.calibrate._problem import prepare
+from orchestrator.irt.calibrate._standard_errors import louis_information
 from orchestrator.irt.grm import sample_responses
 
 
@@ -80,7 +84,7 @@ def test_mixed_k_in_one_bank() -> None:
     assert np.isnan(cal.b_se_[np.isinf(b)]).all()
     assert corr(a, cal.a_) > 0.8
     assert corr(b[np.isfinite(b)], cal.b_[np.isfinite(b)]) > 0.97
-    bank = cal.to_bank("mixed")
+    bank = bank_from_calibration(cal, "mixed")
     assert [len(it.b) + 1 for it in bank.spec.items] == list(ks)
 
 
@@ -119,7 +123,7 @@ def test_thresholds_ordered_even_with_an_unobserved_middle_category() -> None:
     assert cal.unobserved_categories_["item0"] == [1]
     assert cal.unobserved_categories_["item1"] == [3]
     assert np.isfinite(cal.b_).all()  # the prior on b keeps the empty top finite
-    cal.to_bank("ordered")  # bank validation demands strictly increasing b
+    bank_from_calibration(cal, "ordered")  # bank validation demands strictly increasing b
 
 
 def test_excluded_items_are_reported_not_fitted() -> None:
@@ -137,7 +141,7 @@ def test_excluded_items_are_reported_not_fitted() -> None:
     }
     assert cal.item_ids_ == ["q0", "q1", "q3", "q4", "q6", "q7"]
     assert list(cal.item_index_) == [0, 1, 3, 4, 6, 7]
-    bank = cal.to_bank("x")
+    bank = bank_from_calibration(cal, "x")
     assert [e["id"] for e in bank.spec.calibration.excluded_items] == ["q2", "q5", "never_seen"]
     assert "q2" not in bank.index
 
@@ -160,7 +164,7 @@ def test_priors_keep_a_near_step_item_finite() -> None:
     assert free.a_[0] == free.a_.max()
     assert 1.0 < shrunk.a_[0] < 6.0  # finite, of the order of the steepest items
     assert shrunk.converged_
-    details = shrunk.to_bank("p").spec.calibration.details
+    details = bank_from_calibration(shrunk, "p").spec.calibration.details
     assert details["item_priors"]["log_a"] == {"dist": "normal", "mean": 0.0, "sd": 0.5}
     assert details["item_priors"]["estimate"] == "MAP (posterior mode)"
 
@@ -195,11 +199,11 @@ def test_long_test_grid_is_refined_automatically() -> None:
 def test_louis_information_equals_autograd_hessian_of_marginal_log_posterior() -> None:
     _a, _b, ks, _, s, i, x = simulate(150, 6, [3, 2, 4], frac=0.8, seed=12)
     cal = GRMCalibrator(n_quad=41)
-    prob = C._prepare(s, i, x, ks, None, None, cal)
-    model = C._Model(prob, cal, torch.device("cpu"))
+    prob = prepare(s, i, x, ks, None, None, cal.min_obs)
+    model = EMModel(prob, cal, torch.device("cpu"))
     grid = model.make_grid(41)
     psi = model.initial_psi() + 0.1  # any point, not only the optimum
-    info = model.information(psi, grid, model.e_step(psi, grid))
+    info = louis_information(model, psi, grid, model.e_step(psi, grid))
     mask = model.thr_mask
 
     def log_post(eta: torch.Tensor) -> torch.Tensor:  # eta = (a, b_1..b_T) per item
@@ -207,11 +211,11 @@ def test_louis_information_equals_autograd_hessian_of_marginal_log_posterior() -
         u = torch.log(torch.expm1(torch.clamp(bb[:, 1:] - bb[:, :-1], min=1e-12)))
         u = torch.where(mask[:, 1:] > 0, u, torch.zeros_like(u))
         p = torch.cat([torch.log(aa)[:, None], bb[:, :1], u], dim=1)
-        lp = C._log_probs(p, grid.theta, mask).reshape(-1, grid.n)
+        lp = T.log_probs(p, grid.theta, mask).reshape(-1, grid.n)
         ll = torch.logsumexp(model.X @ lp + grid.log_w, dim=1).sum()
-        return ll + C._log_prior(p, mask, model.priors).sum()
+        return ll + T.log_prior(p, mask, model.priors).sum()
 
-    bb = torch.where(mask > 0, C._thresholds(psi), C._thresholds(psi) + 5.0)
+    bb = torch.where(mask > 0, T.thresholds(psi), T.thresholds(psi) + 5.0)
     eta = torch.cat([torch.exp(psi[:, :1]), bb], dim=1)
     hess = torch.autograd.functional.hessian(lambda e: log_post(e.reshape(eta.shape)), eta.ravel())
     p = eta.shape[1]
@@ -231,9 +235,9 @@ def test_standard_errors_shrink_with_more_subjects() -> None:
 
 
 # ------------------------------------------------------------------------ API contract
-def test_to_bank_before_fit_raises_not_fitted() -> None:
+def test_bank_before_fit_raises_not_fitted() -> None:
     with pytest.raises(NotFittedError, match=r"not fitted yet; call fit\("):
-        GRMCalibrator().to_bank("x")
+        bank_from_calibration(GRMCalibrator(), "x")
     with pytest.raises(AttributeError):  # NotFittedError is also an AttributeError
         GRMCalibrator().summary()
 
@@ -282,7 +286,7 @@ def test_not_converged_warns() -> None:
     with pytest.warns(CalibrationConvergenceWarning, match="did not converge in 1 iterations"):
         cal = GRMCalibrator(max_iter=1).fit(s, i, x)
     assert not cal.converged_
-    assert cal.to_bank("nc").spec.calibration.converged is False
+    assert bank_from_calibration(cal, "nc").spec.calibration.converged is False
 
 
 # ------------------------------------------------------------------------ slow, full size
@@ -351,30 +355,30 @@ def _m_step_problem(seed: int) -> tuple:
     mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]]).double()
     valid = torch.cat([torch.ones(n, 1, dtype=torch.float64), mask], 1)
     counts = torch.rand(n, k, q, dtype=torch.float64, generator=gen) * valid[:, :, None]
-    priors = C._Priors((0.0, 0.5), (0.0, 3.0), 1.0)
+    priors = T.Priors((0.0, 0.5), (0.0, 3.0), 1.0)
     return n, k, q, theta, psi, mask, valid, counts, priors
 
 
 def test_m_step_gradient_matches_autograd_with_all_priors() -> None:
     n, _k, q, theta, psi, mask, valid, counts, priors = _m_step_problem(0)
-    g, fisher = C._score_and_fisher(psi, counts, mask, theta, priors)
+    g, fisher = T.score_and_fisher(psi, counts, mask, theta, priors)
     p = psi.clone().requires_grad_()
-    obj = (counts * C._log_probs(p, theta, mask)).sum() + C._log_prior(p, mask, priors).sum()
+    obj = (counts * T.log_probs(p, theta, mask)).sum() + T.log_prior(p, mask, priors).sum()
     (g_auto,) = torch.autograd.grad(obj, p)
     torch.testing.assert_close(g * valid, g_auto * valid, rtol=1e-9, atol=1e-9)
     assert bool((torch.linalg.eigvalsh(fisher + torch.diag_embed(1 - valid)) > 0).all())
-    probs = C._log_probs(psi, theta, mask).exp() * valid[:, :, None]
+    probs = T.log_probs(psi, theta, mask).exp() * valid[:, :, None]
     torch.testing.assert_close(probs.sum(1), torch.ones(n, q, dtype=torch.float64))
 
 
 def test_m_step_hessian_matches_autograd_with_all_priors() -> None:
     n, k, _q, theta, psi, mask, valid, counts, priors = _m_step_problem(1)
-    _, _, neg_h = C._score_and_fisher(psi, counts, mask, theta, priors, hessian=True)
+    _, _, neg_h = T.score_and_fisher(psi, counts, mask, theta, priors, hessian=True)
 
     def obj(p: torch.Tensor) -> torch.Tensor:
         p = p.reshape(n, k)
-        lp = (counts * C._log_probs(p, theta, mask)).sum()
-        return lp + C._log_prior(p, mask, priors).sum()
+        lp = (counts * T.log_probs(p, theta, mask)).sum()
+        return lp + T.log_prior(p, mask, priors).sum()
 
     full = torch.autograd.functional.hessian(obj, psi.ravel())
     for j in range(n):

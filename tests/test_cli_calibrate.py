@@ -199,7 +199,8 @@ def test_calibrate_without_torch_says_how_to_install_it(
     import sys
 
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
-    monkeypatch.delitem(sys.modules, "orchestrator.irt.calibrate", raising=False)
+    for name in [m for m in sys.modules if m.startswith("orchestrator.irt.calibrate")]:
+        monkeypatch.delitem(sys.modules, name)  # the package and its modules import afresh
     (tmp_path / "r.csv").write_text("subject,item,score\ns,i,1\n")
     code = main(["calibrate", str(tmp_path / "r.csv"), "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err

@@ -1,0 +1,522 @@
+"""The scikit-learn-style estimator: :class:`GRMCalibrator` and its fit loop.
+
+Auto quadrature: with ``n_quad="auto"`` (default) the fit starts on 61 nodes
+and, once nearly converged, computes each subject's posterior SD from the
+test information at its EAP, 1/√(1 + Σ I_j(θ̂)); if the grid spacing exceeds
+``quad_ratio`` × the 5th percentile of those SDs, the grid is refined to that
+spacing (at most ``max_quad`` nodes) and EM continues from the current
+parameters. The grid actually used is reported (``n_quad_``). The grid sets
+the accuracy of the log-likelihood and of the posteriors behind the SEs, and
+refining it is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+
+from orchestrator import __version__
+from orchestrator.errors import (
+    CalibrationConvergenceWarning,
+    CalibrationError,
+    ConfigError,
+    NotFittedError,
+    PrerequisiteError,
+)
+from orchestrator.irt._calibration_defaults import (
+    DEFAULT_PRIOR_A,
+    DEFAULT_PRIOR_B,
+    DEFAULT_PRIOR_GAP,
+)
+from orchestrator.irt.calibrate._em import EMModel, EStep, QuadGrid
+from orchestrator.irt.calibrate._problem import Problem, prepare
+from orchestrator.irt.calibrate._standard_errors import standard_errors
+
+__all__ = ["METHOD", "GRMCalibrator", "IterationInfo", "format_progress"]
+
+METHOD = "mml-em"
+"""Method name written to ``bank.json`` (``calibration.method``)."""
+
+_AUTO_START = 61
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a progress callback receives after every EM iteration."""
+
+    iteration: int
+    """1-based EM iteration."""
+    loglik: float
+    """Marginal log-likelihood at the parameters entering this iteration."""
+    logpost: float
+    """``loglik`` plus the log prior density (what EM increases)."""
+    change: float
+    """Largest parameter change of this iteration on the (log a, b) scale."""
+    n_quad: int
+    """Quadrature nodes in use."""
+    elapsed: float
+    """Seconds since ``fit`` started."""
+
+
+ProgressCallback = Callable[[IterationInfo], None]
+_PARAM_NAMES = (
+    "n_quad",
+    "quad_range",
+    "quad_ratio",
+    "max_quad",
+    "max_iter",
+    "tol",
+    "prior_a",
+    "prior_b",
+    "prior_gap",
+    "min_obs",
+    "compute_se",
+    "device",
+    "verbose",
+    "progress",
+)
+
+
+class GRMCalibrator:
+    """Estimate GRM item parameters from sparse responses (scikit-learn style).
+
+    ``__init__`` only stores its arguments; :meth:`fit` validates them and
+    learns attributes ending in ``_``.
+
+    Args:
+        n_quad: Quadrature nodes on [−quad_range, quad_range], or ``"auto"``
+            (start at 61, refine while the grid is coarser than the subjects'
+            posterior SDs; see the module docstring).
+        quad_range: Half-width of the θ grid.
+        quad_ratio: With ``"auto"``: target spacing as a multiple of the 5th
+            percentile of the subjects' posterior SDs.
+        max_quad: With ``"auto"``: upper bound on the number of nodes.
+        max_iter: Maximum EM iterations (all grids together).
+        tol: Convergence when no item's log a or b_k moves more than this in
+            one iteration.
+        prior_a: ``(μ, σ)`` of the normal prior on log a, or None.
+        prior_b: ``(μ, σ)`` of the normal prior on every threshold, or None.
+        prior_gap: α ≥ 0 of a gap^α prior on each b_{k+1} − b_k (K ≥ 3), or None.
+            It keeps a middle category that few or no subjects gave from
+            collapsing to zero probability (which would make one such answer
+            in a live session an almost impossible event).
+        min_obs: Items with fewer observations are excluded (reported in
+            ``excluded_``), as are items with a single observed category.
+        compute_se: Compute standard errors (one extra pass over the data).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        verbose: Print one progress line per iteration to stderr.
+        progress: Called with an :class:`IterationInfo` after every iteration.
+
+    Attributes (after ``fit``):
+        item_ids_: Ids of the fitted items (excluded items left out).
+        item_index_: Their positions in the item numbering given to ``fit``.
+        n_categories_: K per fitted item.
+        a_, b_: Slopes ``(n,)`` and thresholds ``(n, K_max − 1)`` padded with +inf.
+        a_se_, b_se_: Standard errors (NaN where the information is singular;
+            ``b_se_`` padded with NaN).
+        loglik_: Marginal log-likelihood at the solution (without priors).
+        logpost_: ``loglik_`` + log prior density.
+        n_iter_, converged_, wall_time_, device_, n_quad_: Fit diagnostics.
+        n_subjects_, n_observations_: Data used (after exclusions).
+        excluded_: One dict per excluded item: ``id``, ``reason``, ``n_obs``.
+        unobserved_categories_: ``{item id: [k, …]}`` for fitted items with a
+            category nobody gave (its threshold rests on the prior).
+        collapsed_categories_: ``{item id: {k: n_obs}}`` for middle categories
+            that were observed but that the fit leaves below 2 % probability at
+            every θ (nearly merged thresholds): usually categories out of order
+            with respect to θ; consider merging them with a neighbour.
+        history_: One :class:`IterationInfo` per iteration.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_quad: int | Literal["auto"] = "auto",
+        quad_range: float = 6.0,
+        quad_ratio: float = 1.0,
+        max_quad: int = 1001,
+        max_iter: int = 2000,
+        tol: float = 1e-4,
+        prior_a: tuple[float, float] | None = DEFAULT_PRIOR_A,
+        prior_b: tuple[float, float] | None = DEFAULT_PRIOR_B,
+        prior_gap: float | None = DEFAULT_PRIOR_GAP,
+        min_obs: int = 5,
+        compute_se: bool = True,
+        device: str = "cpu",
+        verbose: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.n_quad = n_quad
+        self.quad_range = quad_range
+        self.quad_ratio = quad_ratio
+        self.max_quad = max_quad
+        self.max_iter = max_iter
+        self.tol = tol
+        self.prior_a = prior_a
+        self.prior_b = prior_b
+        self.prior_gap = prior_gap
+        self.min_obs = min_obs
+        self.compute_se = compute_se
+        self.device = device
+        self.verbose = verbose
+        self.progress = progress
+
+    # ------------------------------------------------------------------ params
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments, as scikit-learn's ``get_params`` returns them."""
+        return {k: getattr(self, k) for k in _PARAM_NAMES}
+
+    def _check_params(self) -> torch.device:
+        def bad(name: str, rule: str) -> ConfigError:
+            return ConfigError(
+                f"GRMCalibrator parameter {name!r} {rule}; got {getattr(self, name)!r}"
+            )
+
+        if not (self.n_quad == "auto" or (isinstance(self.n_quad, int) and self.n_quad >= 11)):
+            raise bad("n_quad", "must be an integer >= 11 or 'auto'")
+        if not (isinstance(self.max_quad, int) and self.max_quad >= _AUTO_START):
+            raise bad("max_quad", f"must be an integer >= {_AUTO_START}")
+        if not (math.isfinite(self.quad_range) and self.quad_range >= 3):
+            raise bad("quad_range", "must be a finite number >= 3")
+        if not (math.isfinite(self.quad_ratio) and self.quad_ratio > 0):
+            raise bad("quad_ratio", "must be > 0")
+        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
+            raise bad("max_iter", "must be an integer >= 1")
+        if not (math.isfinite(self.tol) and self.tol > 0):
+            raise bad("tol", "must be > 0")
+        if not (isinstance(self.min_obs, int) and self.min_obs >= 1):
+            raise bad("min_obs", "must be an integer >= 1")
+        if self.prior_gap is not None and not (
+            isinstance(self.prior_gap, (int, float))
+            and math.isfinite(self.prior_gap)
+            and self.prior_gap >= 0
+        ):
+            raise bad("prior_gap", "must be None or a number >= 0")
+        for name in ("prior_a", "prior_b"):
+            p = getattr(self, name)
+            if p is None:
+                continue
+            ok = isinstance(p, Sequence) and len(p) == 2
+            ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p)
+            if not ok or p[1] <= 0:
+                raise bad(name, "must be None or (mean, sd) with sd > 0")
+        return _resolve_device(self.device)
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        subject_idx: ArrayLike,
+        item_idx: ArrayLike,
+        score: ArrayLike,
+        *,
+        n_categories: ArrayLike | None = None,
+        item_ids: Sequence[str] | None = None,
+        n_subjects: int | None = None,
+    ) -> GRMCalibrator:
+        """Fit item parameters to observed ``(subject, item, score)`` triples.
+
+        Args:
+            subject_idx, item_idx, score: One entry per observation (integers;
+                scores 0..K−1, higher = better/safer).
+            n_categories: K per item (length = number of items). Default:
+                highest observed score + 1 (at least 2). Give it when a top
+                category may be unobserved, or the bank will lack it.
+            item_ids: Item names (default ``item0``, ``item1``, …).
+            n_subjects: Number of subjects (default ``max(subject_idx) + 1``).
+
+        Raises:
+            ConfigError: a constructor argument is invalid.
+            PrerequisiteError: CUDA requested but not available.
+            DataError: inconsistent arrays, duplicate pairs, scores ≥ K.
+            CalibrationError: no item can be fitted.
+        """
+        dev = self._check_params()
+        t0 = time.perf_counter()
+        prob = prepare(
+            subject_idx, item_idx, score, n_categories, item_ids, n_subjects, self.min_obs
+        )
+        self.excluded_ = prob.excluded
+        if prob.n_items == 0:
+            raise CalibrationError(
+                f"no item can be calibrated: all {len(prob.excluded)} items were excluded "
+                f"(e.g. {prob.excluded[0]['id']!r}: {prob.excluded[0]['reason']})",
+                hint="items need at least min_obs observations and two observed categories",
+            )
+        model = EMModel(prob, self, dev)
+        psi = model.initial_psi()
+        n_q = _AUTO_START if self.n_quad == "auto" else int(self.n_quad)
+        grid = model.make_grid(n_q)
+        history: list[IterationInfo] = []
+        converged = False
+        checked = False
+        regrids = 0
+        it = 0
+        while it < self.max_iter:
+            it += 1
+            post_stats = model.e_step(psi, grid)
+            new_psi = model.m_step(psi, post_stats.counts, grid)
+            m1, m2 = post_stats.theta_m1, post_stats.theta_m2
+            new_psi = model.rescale(new_psi, m1, math.sqrt(max(m2 - m1 * m1, 1e-12)))
+            change = model.change(psi, new_psi)
+            info = IterationInfo(
+                iteration=it,
+                loglik=post_stats.loglik,
+                logpost=post_stats.loglik + model.log_prior(psi),
+                change=change,
+                n_quad=grid.n,
+                elapsed=time.perf_counter() - t0,
+            )
+            history.append(info)
+            self._report(info)
+            psi = new_psi
+            # auto quadrature: once nearly converged on a grid (and again at convergence),
+            # refine it if it is coarser than the subjects' posterior SDs
+            near = change < math.sqrt(self.tol) and not checked
+            if self.n_quad == "auto" and (near or change < self.tol) and regrids < 4:
+                checked = True
+                n_new = model.needed_nodes(psi, grid, model.e_step(psi, grid))
+                if n_new > grid.n:
+                    grid = model.make_grid(n_new)
+                    regrids += 1
+                    checked = False
+                    continue
+            if change < self.tol:
+                converged = True
+                break
+        final = model.e_step(psi, grid, keep_posterior=self.compute_se)
+        self._set_results(model, psi, grid, final, history, converged, t0, dev)
+        if not converged:
+            warnings.warn(
+                f"GRM calibration did not converge in {self.max_iter} iterations "
+                f"(last parameter change {history[-1].change:.2e} > tol {self.tol:g}); "
+                "raise max_iter or loosen tol",
+                CalibrationConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _report(self, info: IterationInfo) -> None:
+        if self.progress is not None:
+            self.progress(info)
+        if self.verbose:
+            print(format_progress(info), file=sys.stderr, flush=True)
+
+    def _set_results(
+        self,
+        model: EMModel,
+        psi: torch.Tensor,
+        grid: QuadGrid,
+        final: EStep,
+        history: list[IterationInfo],
+        converged: bool,
+        t0: float,
+        dev: torch.device,
+    ) -> None:
+        prob = model.prob
+        a, b = model.natural(psi)
+        self.item_ids_ = list(prob.item_ids)
+        self.item_index_ = prob.item_index.copy()
+        self.n_categories_ = prob.k.copy()
+        self.a_ = a
+        self.b_ = b
+        if self.compute_se:
+            self.a_se_, self.b_se_ = standard_errors(model, psi, grid, final)
+        else:
+            self.a_se_ = np.full_like(a, np.nan)
+            self.b_se_ = np.where(np.isfinite(b), np.nan, np.nan)
+        self.loglik_ = final.loglik
+        self.logpost_ = final.loglik + model.log_prior(psi)
+        self.n_iter_ = len(history)
+        self.converged_ = converged
+        self.n_quad_ = grid.n
+        self.history_ = history
+        self.n_subjects_ = prob.n_subjects_used
+        self.n_observations_ = prob.n_obs
+        self.unobserved_categories_ = prob.unobserved
+        self.collapsed_categories_ = _collapsed_categories(a, b, prob)
+        self.device_ = str(dev)
+        self.wall_time_ = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ output
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "a_"):
+            raise NotFittedError(
+                "this GRMCalibrator is not fitted yet; call fit(subject_idx, item_idx, score) "
+                "before calibration_record() or summary()"
+            )
+
+    def calibration_details(self) -> dict[str, Any]:
+        """Settings and diagnostics for ``bank.json``'s ``calibration.details``."""
+        self._check_fitted()
+        prior = {
+            "log_a": (
+                {"dist": "normal", "mean": self.prior_a[0], "sd": self.prior_a[1]}
+                if self.prior_a
+                else None
+            ),
+            "b": (
+                {"dist": "normal", "mean": self.prior_b[0], "sd": self.prior_b[1]}
+                if self.prior_b
+                else None
+            ),
+            "threshold_gap": (
+                {"dist": "gap^alpha (b_{k+1} - b_k)", "alpha": self.prior_gap}
+                if self.prior_gap
+                else None
+            ),
+            "theta": {"dist": "normal", "mean": 0.0, "sd": 1.0},
+            "estimate": (
+                "MAP (posterior mode)" if (self.prior_a or self.prior_b or self.prior_gap) else "ML"
+            ),
+        }
+        return {
+            "model": "GRM P(X>=k|theta)=sigmoid(a(theta-b_k)), no 1.702",
+            "algorithm": "Bock-Aitkin EM + PX-EM standardisation of theta, Fisher-scoring "
+            "M-step per item",
+            "item_priors": prior,
+            "quadrature": {
+                "rule": "rectangle, even grid, N(0,1) weights",
+                "range": [-self.quad_range, self.quad_range],
+                "requested": self.n_quad,
+                "nodes": self.n_quad_,
+                "auto_ratio": self.quad_ratio if self.n_quad == "auto" else None,
+            },
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "min_obs": self.min_obs,
+            "log_posterior": self.logpost_,
+            "standard_errors": (
+                "observed information (Louis), per-item blocks, incl. prior curvature"
+                if self.compute_se
+                else None
+            ),
+            "unobserved_categories": self.unobserved_categories_,
+            "collapsed_categories": self.collapsed_categories_,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready fit statistics."""
+        self._check_fitted()
+        return {
+            "n_items": len(self.item_ids_),
+            "n_excluded": len(self.excluded_),
+            "n_subjects": self.n_subjects_,
+            "n_observations": self.n_observations_,
+            "log_likelihood": self.loglik_,
+            "iterations": self.n_iter_,
+            "converged": self.converged_,
+            "wall_time_s": self.wall_time_,
+            "device": self.device_,
+            "n_quad": self.n_quad_,
+        }
+
+    def calibration_record(
+        self,
+        *,
+        source: str | None = None,
+        source_sha256: str | None = None,
+        extra_details: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Provenance of the fit, as the fields of ``bank.json``'s ``calibration``.
+
+        :func:`orchestrator.bank.bank_from_calibration` builds a bank from it;
+        the math floor itself never imports the bank.
+
+        Args:
+            source, source_sha256: The response file and its hash.
+            extra_details: Merged into ``details``.
+
+        Raises:
+            NotFittedError: :meth:`fit` has not been called.
+        """
+        self._check_fitted()
+        details = self.calibration_details()
+        details.update(extra_details or {})
+        return {
+            "status": "calibrated",
+            "method": METHOD,
+            "data": source,
+            "data_sha256": source_sha256,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "n_subjects": self.n_subjects_,
+            "n_observations": self.n_observations_,
+            "log_likelihood": self.loglik_,
+            "iterations": self.n_iter_,
+            "converged": self.converged_,
+            "wall_time_s": round(self.wall_time_, 3),
+            "device": self.device_,
+            "software": f"agentcat {__version__}; torch {torch.__version__}",
+            "excluded_items": list(self.excluded_),
+            "details": _json_safe(details),
+        }
+
+
+def _collapsed_categories(a: FloatArray, b: FloatArray, prob: Problem) -> dict[str, dict[str, int]]:
+    """Observed middle categories that the fit squeezes below 2 % probability at every θ.
+
+    A middle category k peaks at tanh(a(b_{k+1} − b_k)/4) (midway between its
+    thresholds); when subjects gave it but the fit leaves it almost no room,
+    it is out of order with respect to θ.
+    """
+    out: dict[str, dict[str, int]] = {}
+    if b.shape[1] < 2:
+        return out
+    with np.errstate(invalid="ignore"):
+        peak = np.tanh(a[:, None] * (b[:, 1:] - b[:, :-1]) / 4)
+    counts = prob.category_counts[:, 1:-1]  # categories 1..K_max−2 sit between thresholds
+    for j, t in zip(*np.nonzero((peak < 0.02) & (counts > 0)), strict=True):  # flagged only
+        out.setdefault(prob.item_ids[j], {})[str(t + 1)] = int(counts[j, t])
+    return out
+
+
+def format_progress(info: IterationInfo) -> str:
+    """One human-readable progress line."""
+    return (
+        f"iter {info.iteration:4d}  loglik {info.loglik:,.3f}  change {info.change:.2e}  "
+        f"nodes {info.n_quad}  {info.elapsed:.1f}s"
+    )
+
+
+def _resolve_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"GRMCalibrator parameter 'device' must be 'cpu' or 'cuda[:N]'; got {device!r}"
+        ) from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"GRMCalibrator parameter 'device' must be 'cpu' or 'cuda[:N]'; got {device!r}"
+        )
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PrerequisiteError(
+            f"device {device!r} requested but CUDA is not available to torch "
+            f"{torch.__version__} on this machine",
+            hint="use --device cpu (the default), or install a CUDA build of torch on a GPU host",
+        )
+    return dev
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj
