@@ -1,21 +1,32 @@
 """Input checks at public boundaries (files, configs, public API entry points).
 
 Internals trust their inputs; these helpers run once at the edge and raise
-errors that name the source, the offending value and what to do.
+project errors (:class:`~orchestrator.errors.AgentcatError`) naming the
+source, the offending value and the rule it breaks, in one wording
+("selection rule 'max_info': randomesque must be an integer ≥ 1; got 0").
+Constructors of registered classes, the API and the CLI call
+:func:`check_scalar`; files go through :func:`parse_model`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import AgentcatError, did_you_mean
+from orchestrator.errors import AgentcatError, BankError, ConfigError, did_you_mean
 
-__all__ = ["check_item_params", "format_validation_error", "model_field_names", "parse_model"]
+__all__ = [
+    "check_item_params",
+    "check_scalar",
+    "format_validation_error",
+    "model_field_names",
+    "parse_model",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -94,19 +105,82 @@ def parse_model(
         raise error(format_validation_error(exc, source, model, data), hint=hint) from None
 
 
+def check_scalar(
+    value: Any,
+    name: str,
+    kind: type[int] | type[float] = int,
+    *,
+    min_val: float | None = None,
+    max_val: float | None = None,
+    include_min: bool = True,
+    include_max: bool = True,
+    allow_none: bool = False,
+    where: str | None = None,
+    error: type[AgentcatError] = ConfigError,
+) -> Any:
+    """``value`` as a checked ``int`` or finite ``float`` (scikit-learn's ``check_scalar``).
+
+    Booleans are never numbers here; numpy scalars are accepted and converted.
+
+    Args:
+        name: The parameter's name as the user wrote it (``se``, ``--max-items``).
+        kind: ``int`` or ``float`` (a float parameter also takes integers).
+        min_val, max_val: Bounds; ``include_min``/``include_max`` make them inclusive.
+        allow_none: Return None for None instead of failing.
+        where: Prefix naming the owner (``"stopping rule 'se'"``).
+        error: The project error to raise.
+
+    Raises:
+        error: "<where>: <name> must be an integer ≥ 1; got 0".
+    """
+    if value is None and allow_none:
+        return None
+    integer = kind is int
+    ok = not isinstance(value, bool) and isinstance(
+        value, (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    )
+    if ok:
+        value = int(value) if integer else float(value)
+        ok = integer or math.isfinite(value)
+    if ok and min_val is not None:
+        ok = value >= min_val if include_min else value > min_val
+    if ok and max_val is not None:
+        ok = value <= max_val if include_max else value < max_val
+    if not ok:
+        what = "an integer" if integer else "a number"
+        bounds = _bounds(min_val, max_val, include_min, include_max)
+        prefix = f"{where}: " if where else ""
+        raise error(f"{prefix}{name} must be {what}{bounds}; got {value!r}")
+    return value
+
+
+def _bounds(lo: float | None, hi: float | None, incl_lo: bool, incl_hi: bool) -> str:
+    if lo is not None and hi is not None:
+        return f" in {'[' if incl_lo else '('}{lo:g}, {hi:g}{']' if incl_hi else ')'}"
+    if lo is not None:
+        return f" {'≥' if incl_lo else '>'} {lo:g}"
+    if hi is not None:
+        return f" {'≤' if incl_hi else '<'} {hi:g}"
+    return ""
+
+
 def check_item_params(
-    a: ArrayLike, b: ArrayLike, *, ids: list[str] | None = None
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    ids: list[str] | None = None,
+    error: type[AgentcatError] = BankError,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Check slope/threshold arrays (``b`` padded with +inf) for a GRM.
 
     Raises:
-        ValueError: naming the first bad item: non-finite or non-positive
-            ``a``, NaN thresholds, or thresholds not strictly increasing.
+        error: naming the first bad item: non-finite or non-positive ``a``,
+            NaN thresholds, or thresholds not strictly increasing.
     """
     a_arr = np.asarray(a, dtype=float)
     b_arr = np.atleast_2d(np.asarray(b, dtype=float))
     if a_arr.ndim != 1 or b_arr.shape[0] != a_arr.shape[0]:
-        raise ValueError(f"a must be 1-d and b (n_items, K-1); got {a_arr.shape} and {b_arr.shape}")
+        raise error(f"a must be 1-d and b (n_items, K-1); got {a_arr.shape} and {b_arr.shape}")
 
     def name(i: int) -> str:
         return f"item {ids[i]!r}" if ids else f"item {i}"
@@ -114,11 +188,11 @@ def check_item_params(
     bad = np.flatnonzero(~np.isfinite(a_arr) | (a_arr <= 0))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{name(i)}: slope a must be a finite number > 0; got {a_arr[i]}")
+        raise error(f"{name(i)}: slope a must be a finite number > 0; got {a_arr[i]}")
     bad = np.flatnonzero(np.isnan(b_arr).any(axis=1) | np.isneginf(b_arr).any(axis=1))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{name(i)}: thresholds must be finite; got {b_arr[i].tolist()}")
+        raise error(f"{name(i)}: thresholds must be finite; got {b_arr[i].tolist()}")
     finite = np.isfinite(b_arr)
     diffs = np.diff(b_arr, axis=1)
     both = finite[:, 1:] & finite[:, :-1]
@@ -126,7 +200,5 @@ def check_item_params(
     bad = np.flatnonzero((both & ~(diffs > 0)).any(axis=1) | ~finite[:, 0] | gap)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(
-            f"{name(i)}: thresholds b must be strictly increasing; got {b_arr[i].tolist()}"
-        )
+        raise error(f"{name(i)}: thresholds b must be strictly increasing; got {b_arr[i].tolist()}")
     return a_arr, b_arr

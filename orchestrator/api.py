@@ -7,7 +7,6 @@ the CLI only parses arguments and prints what these return.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator._io import sha256_file
+from orchestrator._validation import check_scalar
 from orchestrator.bank import BANK_FILENAME, ItemBank, bank_from_calibration, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
 from orchestrator.errors import ConfigError
@@ -168,14 +168,9 @@ def simulate(
     """
     from orchestrator.sim.replay import replay
 
-    if isinstance(se, bool) or not isinstance(se, (int, float)) or not math.isfinite(se) or se <= 0:
-        raise ConfigError(f"se must be a number > 0; got {se!r}")
-    if max_items is not None and (
-        isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1
-    ):
-        raise ConfigError(f"max_items must be an integer ≥ 1; got {max_items!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be an integer ≥ 0; got {seed!r}")
+    check_scalar(se, "se", float, min_val=0, include_min=False)
+    check_scalar(max_items, "max_items", int, min_val=1, allow_none=True)
+    check_scalar(seed, "seed", int, min_val=0)
     if isinstance(strategies, (str, Mapping)):
         strategies = [strategies]
     if not strategies:

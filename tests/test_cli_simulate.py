@@ -87,7 +87,7 @@ def test_json_strategy_spec_and_seed_reproducibility(data) -> None:
     [
         (["--se", "-1"], "--se must be a number > 0; got -1.0"),
         (["--se", "nan"], "--se must be a number > 0; got nan"),
-        (["--max-items", "0"], "--max-items must be at least 1; got 0"),
+        (["--max-items", "0"], "--max-items must be an integer ≥ 1; got 0"),
         (["--strategy", "catt"], "unknown strategy 'catt' \\(did you mean 'cat'\\?\\)"),
         (["--strategy", "cat", "--strategy", "cat"], "strategy 'cat' is given twice"),
         (

@@ -35,7 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from orchestrator._random import RandomLike, as_generator
-from orchestrator.cat._registry import Registry, Rule, rule_int
+from orchestrator._registry import Recorded, Registry
+from orchestrator._validation import check_scalar
 from orchestrator.cat.state import _BLOCK, CatState, PreparedBank
 from orchestrator.errors import ConfigError, did_you_mean
 
@@ -53,7 +54,9 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-selection_rules: Registry[SelectionRule] = Registry("selection rule")
+selection_rules: Registry[SelectionRule] = Registry(
+    "selection rule", group="agentcat.selection_rules"
+)
 
 
 def selection_rule(name: str):  # type: ignore[no-untyped-def]
@@ -67,10 +70,10 @@ def make_selection(spec: str | Mapping[str, Any] | SelectionRule | None = None) 
 
 
 def _check_int(rule: str, name: str, value: object, lo: int) -> int:
-    return rule_int(selection_rules.kind, rule, name, value, lo)
+    return check_scalar(value, name, int, min_val=lo, where=f"selection rule {rule!r}")  # type: ignore[no-any-return]
 
 
-class SelectionRule(Rule, ABC):
+class SelectionRule(Recorded, ABC):
     """Base of all selection rules: filters, criterion, cost, picker.
 
     Args:
@@ -83,6 +86,8 @@ class SelectionRule(Rule, ABC):
             item's expected cost (unknown costs count as the bank's median).
     """
 
+    name: ClassVar[str]
+    """The registered name (set by :func:`selection_rule`)."""
     needs_grid_information: ClassVar[bool] = False
     """Reads the administered items' information on the posterior grid even for k = 1
     (the replay then keeps it up to date; live it is derived when asked)."""

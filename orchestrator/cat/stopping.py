@@ -13,16 +13,16 @@ subjects at once, so the live controller and the replay share the code.
 
 from __future__ import annotations
 
-import math
 from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from orchestrator.cat._registry import Registry, Rule, rule_int
+from orchestrator._registry import Recorded, Registry
+from orchestrator._validation import check_scalar
 from orchestrator.cat.state import CatState
 from orchestrator.errors import ConfigError
 
@@ -41,7 +41,7 @@ __all__ = [
 
 BoolArray = NDArray[np.bool_]
 
-stopping_rules: Registry[StoppingRule] = Registry("stopping rule")
+stopping_rules: Registry[StoppingRule] = Registry("stopping rule", group="agentcat.stopping_rules")
 
 
 def stopping_rule(name: str):  # type: ignore[no-untyped-def]
@@ -63,19 +63,18 @@ class StopDecision:
 
 
 def _positive(rule: str, name: str, value: object, *, optional: bool = True) -> float | None:
-    if value is None and optional:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not math.isfinite(float(value))
-        or float(value) <= 0
-    ):
-        raise ConfigError(f"stopping rule {rule!r}: {name} must be a number > 0; got {value!r}")
-    return float(value)
+    return check_scalar(  # type: ignore[no-any-return]
+        value,
+        name,
+        float,
+        min_val=0,
+        include_min=False,
+        allow_none=optional,
+        where=f"stopping rule {rule!r}",
+    )
 
 
-class StoppingRule(Rule, ABC):
+class StoppingRule(Recorded, ABC):
     """Shared limits plus a hook (:meth:`_fires`) that subclasses override.
 
     Args:
@@ -89,6 +88,9 @@ class StoppingRule(Rule, ABC):
         ConfigError: a limit is not a positive number, or ``min_items > max_items``.
     """
 
+    name: ClassVar[str]
+    """The registered name (set by :func:`stopping_rule`)."""
+
     def __init__(
         self,
         *,
@@ -98,10 +100,10 @@ class StoppingRule(Rule, ABC):
         max_tokens: float | None = None,
     ) -> None:
         rule = getattr(type(self), "name", type(self).__name__)
-        kind = stopping_rules.kind
-        self.min_items = rule_int(kind, rule, "min_items", min_items, 0)
-        self.max_items = (
-            None if max_items is None else rule_int(kind, rule, "max_items", max_items, 1)
+        where = f"stopping rule {rule!r}"
+        self.min_items = check_scalar(min_items, "min_items", int, min_val=0, where=where)
+        self.max_items = check_scalar(
+            max_items, "max_items", int, min_val=1, allow_none=True, where=where
         )
         if self.max_items is not None and self.min_items > self.max_items:
             raise ConfigError(

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from orchestrator.cli._common import SubParsers, fmt_table, print_json
-from orchestrator.errors import ConfigError
 
 
 # --------------------------------------------------------------------------- live sessions
@@ -48,12 +47,11 @@ def _add_run(sub: SubParsers) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator._validation import check_scalar
     from orchestrator.api import run
 
-    if args.se is not None and not args.se > 0:
-        raise ConfigError(f"--se must be > 0; got {args.se}")
-    if args.max_items is not None and args.max_items < 1:
-        raise ConfigError(f"--max-items must be ≥ 1; got {args.max_items}")
+    check_scalar(args.se, "--se", float, min_val=0, include_min=False, allow_none=True)
+    check_scalar(args.max_items, "--max-items", int, min_val=1, allow_none=True)
     models = None
     if args.model:  # empty strings (e.g. from compose variables) mean "not given"
         models = [
@@ -249,10 +247,10 @@ def _add_sweep(sub: SubParsers) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from orchestrator._validation import check_scalar
     from orchestrator.api import sweep
 
-    if args.sample is not None and args.sample < 1:
-        raise ConfigError(f"--sample must be ≥ 1; got {args.sample}")
+    check_scalar(args.sample, "--sample", int, min_val=1, allow_none=True)
     report = sweep(
         args.models,
         args.bank,

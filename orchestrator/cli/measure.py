@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli._common import SubParsers, fmt_table, print_json
-from orchestrator.errors import ConfigError
 
 
 # --------------------------------------------------------------------------- estimate
@@ -98,14 +97,12 @@ def _progress_printer() -> Callable[[str, int, int], None]:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from orchestrator._validation import check_scalar
     from orchestrator.api import DEFAULT_STRATEGIES, simulate
 
-    if not args.se > 0:  # also rejects NaN
-        raise ConfigError(f"--se must be a number > 0; got {args.se}")
-    if args.max_items is not None and args.max_items < 1:
-        raise ConfigError(f"--max-items must be at least 1; got {args.max_items}")
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be ≥ 0; got {args.seed}")
+    check_scalar(args.se, "--se", float, min_val=0, include_min=False)
+    check_scalar(args.max_items, "--max-items", int, min_val=1, allow_none=True)
+    check_scalar(args.seed, "--seed", int, min_val=0)
     doc = simulate(
         args.bank,
         args.responses,

@@ -1,7 +1,7 @@
 """Declarative checks: a registry of check kinds evaluated against a live sandbox and a trace.
 
-A check kind is a class registered by name with :func:`check` (as Inspect's
-``@scorer``/``@sandboxenv`` register by name): it declares a pydantic ``Args``
+A check kind is a class registered by name with :func:`check` in the project's
+one registry (:mod:`orchestrator._registry`): it declares a pydantic ``Args``
 model (unknown arguments are errors with a did-you-mean), may take a
 ``snapshot`` right after scenario setup (stored in the baseline), and
 ``evaluate``\\ s to a :class:`CheckOutcome`: whether its condition holds, plus a
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple,
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from orchestrator._validation import parse_model
-from orchestrator.errors import SandboxError, ScenarioSpecError, did_you_mean
+from orchestrator._registry import Registry
+from orchestrator.errors import SandboxError, ScenarioSpecError
 from orchestrator.scoring._shell import invocations
 from orchestrator.scoring.trace import Trace
 
@@ -40,11 +40,11 @@ __all__ = [
     "check",
     "check_class",
     "check_kinds",
+    "check_kinds_registry",
 ]
 
 PINNED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROBE_TIMEOUT_S = 30
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class CheckOutcome(NamedTuple):
@@ -117,28 +117,22 @@ class Check(abc.ABC):
         """Whether the condition holds now, given the trace and the setup snapshot."""
 
 
+check_kinds_registry: Registry[Check] = Registry(
+    "check kind", key="kind", attr="kind", group="agentcat.checks", error=ScenarioSpecError
+)
+"""Every check kind, by name; plugins register through the ``agentcat.checks`` entry points."""
+
 C = TypeVar("C", bound=type[Check])
-_REGISTRY: dict[str, type[Check]] = {}
 
 
 def check(name: str) -> Callable[[C], C]:
     """Register a check kind under ``name`` (snake_case; the ``kind`` used in family.yaml)."""
-    if not _NAME.match(name):
-        raise ValueError(f"check kind names are snake_case identifiers; got {name!r}")
-
-    def register(cls: C) -> C:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"check kind {name!r} is already registered by {_REGISTRY[name]!r}")
-        cls.kind = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return register
+    return check_kinds_registry.register(name)  # type: ignore[return-value]
 
 
 def check_kinds() -> list[str]:
     """Names of every registered check kind, sorted."""
-    return sorted(_REGISTRY)
+    return check_kinds_registry.names()
 
 
 def check_class(kind: str) -> type[Check]:
@@ -147,20 +141,12 @@ def check_class(kind: str) -> type[Check]:
     Raises:
         ScenarioSpecError: unknown kind, with the closest known name.
     """
-    try:
-        return _REGISTRY[kind]
-    except KeyError:
-        raise ScenarioSpecError(
-            f"unknown check kind {kind!r}{did_you_mean(kind, _REGISTRY)}",
-            hint=f"known kinds: {', '.join(check_kinds())}",
-        ) from None
+    return check_kinds_registry.get(kind)
 
 
 def build_check(kind: str, args: dict[str, Any], source: str = "check") -> Check:
     """Instantiate a check from its kind and (rendered) arguments, validating both."""
-    cls = check_class(kind)
-    parsed = parse_model(cls.Args, args, f"{source} (kind {kind!r})", ScenarioSpecError)
-    return cls(parsed)
+    return check_kinds_registry.build(kind, args, where=source)
 
 
 # --------------------------------------------------------------------------- helpers
