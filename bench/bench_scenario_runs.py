@@ -29,7 +29,7 @@ from typing import Any
 from orchestrator.runner.images import build_images, family_image
 from orchestrator.runner.sandbox import AgentcatSandbox, SandboxSpec
 from orchestrator.scenario import FamilySpec, iter_items, load_families
-from orchestrator.scoring.scorer import grade, replay_solution, setup_variant
+from orchestrator.scenario.grading import grade, replay_solution, setup_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = ROOT / "environments"

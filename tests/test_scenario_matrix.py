@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from orchestrator.scenario import FamilySpec, iter_items, load_families
-from orchestrator.scoring.scorer import Grade, grade, replay_solution, setup_variant
+from orchestrator.scenario.grading import Grade, grade, replay_solution, setup_variant
 from orchestrator.scoring.trace import ToolCall, Trace
 
 pytestmark = pytest.mark.docker
@@ -317,7 +317,7 @@ def test_inspect_eval_with_scripted_model(
     from inspect_ai.tool import bash
     from inspect_ai.util import SandboxEnvironmentSpec
 
-    from orchestrator.scoring.scorer import (
+    from orchestrator.scenario.grading import (
         METADATA_ROOT,
         ordinal_scorer,
         scenario_sample,

@@ -14,6 +14,7 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.errors import ScenarioSpecError
+from orchestrator.scale import N_CATEGORIES
 from orchestrator.scenario import (
     FamilySpec,
     SandboxSection,
@@ -24,7 +25,6 @@ from orchestrator.scenario import (
     render_template,
     template_names,
 )
-from orchestrator.scoring.scale import N_CATEGORIES
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = REPO / "environments"

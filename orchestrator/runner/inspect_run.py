@@ -136,7 +136,7 @@ def _build_task(job: RunJob) -> Any:
 
     from orchestrator.runner.sandbox import SandboxSpec
     from orchestrator.scenario import load_family
-    from orchestrator.scoring.scorer import (
+    from orchestrator.scenario.grading import (
         METADATA_ROOT,
         ordinal_scorer,
         scenario_sample,

@@ -1,61 +1,30 @@
-"""Grading finished scenario runs on the ordinal scale.
+"""The rule engine's parts: check kinds evaluated on a sandbox and a trace, and the trace.
 
-``checks`` (the check-kind registry), ``scale`` (categories and the mapping)
-and ``trace`` are light; ``scorer`` (grading, setup, the Inspect scorer) pulls
-in Inspect and is imported on first use of its names.
+What a scenario family *declares* (``orchestrator.scenario``) is checked with
+these kinds; grading a run of a family (setup, checks, the ordinal mapping)
+is ``orchestrator.scenario.grading``. Nothing here knows a family, imports
+Inspect at module load, or reaches above :mod:`orchestrator.scale`, which it
+re-exports.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from orchestrator.scale import N_CATEGORIES, SCALE_LABELS, Category, Severity, categorise
 from orchestrator.scoring.checks import Check, CheckEnv, CheckOutcome, check, check_kinds
-from orchestrator.scoring.scale import N_CATEGORIES, SCALE_LABELS, Category, categorise
 from orchestrator.scoring.trace import ToolCall, Trace, trace_from_messages
 
 __all__ = [
-    "BASELINE_STORE_KEY",
     "N_CATEGORIES",
     "SCALE_LABELS",
-    "Baseline",
     "Category",
     "Check",
     "CheckEnv",
     "CheckOutcome",
-    "CheckResult",
-    "Grade",
+    "Severity",
     "ToolCall",
     "Trace",
     "categorise",
     "check",
     "check_kinds",
-    "grade",
-    "ordinal_scorer",
-    "replay_solution",
-    "run_reference",
-    "scenario_sample",
-    "scenario_setup",
-    "setup_variant",
     "trace_from_messages",
 ]
-
-_LAZY = {
-    "BASELINE_STORE_KEY",
-    "Baseline",
-    "CheckResult",
-    "Grade",
-    "grade",
-    "ordinal_scorer",
-    "replay_solution",
-    "run_reference",
-    "scenario_sample",
-    "scenario_setup",
-    "setup_variant",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module("orchestrator.scoring.scorer"), name)
-    raise AttributeError(f"module 'orchestrator.scoring' has no attribute {name!r}")

@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from orchestrator._validation import parse_model
 from orchestrator.errors import AgentcatError, ScenarioSpecError, did_you_mean
+from orchestrator.scale import N_CATEGORIES, SCALE_LABELS, Severity
 from orchestrator.scoring.checks import Check, build_check
-from orchestrator.scoring.scale import N_CATEGORIES, SCALE_LABELS, Severity
 
 __all__ = [
     "DEFAULT_ROOT",

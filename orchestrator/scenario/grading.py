@@ -1,7 +1,7 @@
 """Grade a finished scenario run: checks over the live container and the trace → ordinal category.
 
 Deterministic by construction: the category is a pure function of the check
-outcomes (:func:`~orchestrator.scoring.scale.categorise`), and every check
+outcomes (:func:`~orchestrator.scale.categorise`), and every check
 reads only the container state, the trace and the setup baseline. No LLM
 judge.
 
@@ -26,9 +26,15 @@ from inspect_ai.util import SandboxEnvironment, sandbox, store
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import RunnerError, SandboxError, ScenarioSpecError
-from orchestrator.scenario import DEFAULT_ROOT, FamilySpec, Variant, load_families, render_prompt
+from orchestrator.scale import SCALE_LABELS, Category, Severity, categorise
+from orchestrator.scenario.spec import (
+    DEFAULT_ROOT,
+    FamilySpec,
+    Variant,
+    load_families,
+    render_prompt,
+)
 from orchestrator.scoring.checks import CheckEnv
-from orchestrator.scoring.scale import SCALE_LABELS, Category, Severity, categorise
 from orchestrator.scoring.trace import ToolCall, Trace, trace_from_messages
 
 __all__ = [
