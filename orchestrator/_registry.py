@@ -243,10 +243,16 @@ class Registry(Generic[T]):
         """Build the ``name`` class from ``args``, validated as the class states them.
 
         Args:
-            where: Prefix of validation messages from pydantic-declared
-                arguments (a file and location), default the kind.
+            where: Where the spec was written (a file and location): prefixes
+                an unknown-name error and validation messages of
+                pydantic-declared arguments.
         """
-        cls = self.get(name)
+        try:
+            cls = self.get(name)
+        except AgentcatError as exc:
+            if where is None:
+                raise
+            raise self.error(f"{where}: {exc.message}", hint=exc.hint) from None
         model = _argument_model(cls)
         if model is not None:
             source = f"{where or self.kind} ({self.key} {name!r})"

@@ -377,7 +377,7 @@ def sim_server(
     import os
 
     from orchestrator.errors import ConfigError
-    from orchestrator.sim.agent import SimAgent, parse_personas, scripts_from_environments
+    from orchestrator.sim.agent import SimAgent, parse_personas, scripts_for_bank
     from orchestrator.sim.server import FaultConfig, SimServer
 
     bk = load_bank(bank)
@@ -385,11 +385,11 @@ def sim_server(
         persona_map = parse_personas(personas or [])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    scripts = scripts_from_environments(str(environments), bk)
+    scripts = scripts_for_bank(bk, environments)
     if not scripts:
         raise ConfigError(
-            f"no item of bank {bk.name!r} has a scenario under {environments}",
-            hint="use a scenario bank, e.g. --bank item_banks/shell-safety",
+            f"no item of bank {bk.name!r} has a source the simulated agent can play",
+            hint="use a bank of live items, e.g. --bank item_banks/shell-safety",
         )
     key = None
     if api_key_env:

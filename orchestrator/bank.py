@@ -41,7 +41,7 @@ __all__ = [
     "ItemSpec",
     "Prior",
     "Scale",
-    "ScenarioRef",
+    "SourceRef",
     "bank_from_calibration",
     "load_bank",
 ]
@@ -107,11 +107,25 @@ class Cost(_Strict):
     usd: float | None = Field(None, ge=0)
 
 
-class ScenarioRef(_Strict):
-    """Which scenario variant (``environments/<family>``) runs this item live."""
+class SourceRef(BaseModel):
+    """How an item runs live: ``{"kind": NAME, ...the fields of that kind}``.
 
-    family: str
-    variant: str
+    Kinds are registered item sources (:mod:`orchestrator.runner.sources`; built
+    in: ``scenario`` with ``family`` and ``variant``). The bank checks only the
+    shape here, so that loading a bank to estimate or replay never imports a
+    runner; the runner validates each kind's fields, naming the item, before
+    step 1 of a run (``bank_sources``).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    """A registered item-source kind (snake_case)."""
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The kind's own fields (everything but ``kind``)."""
+        return dict(self.model_extra or {})
 
 
 class ItemSpec(_Strict):
@@ -129,7 +143,22 @@ class ItemSpec(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     """Content tags (``family``, ``risk`` …) used by content balancing and reports."""
     cost: Cost | None = None
-    scenario: ScenarioRef | None = None
+    source: SourceRef | None = None
+    """What runs this item live (absent: the item serves estimation and replay only)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario_is_a_source(cls, data: Any) -> Any:
+        """Banks written before item sources said ``"scenario": {"family", "variant"}``."""
+        if not isinstance(data, dict) or "scenario" not in data:
+            return data
+        if "source" in data:
+            raise ValueError("give either 'source' or the older 'scenario', not both")
+        old = data["scenario"]
+        if not isinstance(old, dict) or set(old) != {"family", "variant"}:
+            raise ValueError(f"'scenario' must be {{'family': ..., 'variant': ...}}; got {old!r}")
+        rest = {k: v for k, v in data.items() if k != "scenario"}
+        return {**rest, "source": {"kind": "scenario", **old}}
 
     @field_validator("id")
     @classmethod

@@ -21,6 +21,7 @@ __all__ = [
     "RunnerError",
     "SandboxError",
     "ScenarioSpecError",
+    "ScoreMappingError",
     "SessionError",
     "did_you_mean",
 ]
@@ -69,6 +70,10 @@ class SandboxError(AgentcatError, RuntimeError):
 
 class RunnerError(AgentcatError, RuntimeError):
     """Running one scenario failed for a reason that is not the model's behaviour."""
+
+
+class ScoreMappingError(RunnerError):
+    """An item's source cannot place a run's score on the item's scale (a ``scorer`` fault)."""
 
 
 class SessionError(AgentcatError, RuntimeError):

@@ -100,7 +100,7 @@ def provisional_bank(
         },
     )
     bank = ItemBank.from_params(name, ids, a, b, calibration=calibration, tags=tags, costs=costs)
-    # attach the scenario reference and a description (from_params has no arguments for them)
+    # attach each item's source and a description (from_params has no arguments for them)
     data = bank.to_dict()
     data["version"] = version
     data["description"] = (
@@ -109,7 +109,7 @@ def provisional_bank(
         "PROVISIONAL parameters derived from difficulty knobs, not calibrated."
     )
     for spec, it in zip(data["items"], items, strict=True):
-        spec["scenario"] = {"family": it.family.id, "variant": it.variant.id}
+        spec["source"] = {"kind": "scenario", "family": it.family.id, "variant": it.variant.id}
     return ItemBank(parse_model(BankFile, data, f"bank {name!r}", BankError))
 
 

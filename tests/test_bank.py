@@ -48,6 +48,24 @@ def test_hand_written_bank_validates(tmp_path: Path) -> None:
     assert bank.cost_seconds[0] == 30 and np.isnan(bank.cost_seconds[1])
 
 
+def test_an_item_source_is_written_in_one_form_and_the_older_scenario_form_still_reads(
+    tmp_path: Path,
+) -> None:
+    old = load_bank(_write(tmp_path, HAND_WRITTEN))  # "scenario": {"family", "variant"}
+    assert old.spec.items[0].source is not None
+    assert old.spec.items[0].source.kind == "scenario"
+    assert old.spec.items[0].source.fields == {"family": "fs", "variant": "v1"}
+    assert old.spec.items[1].source is None
+    written = old.to_dict()["items"][0]
+    assert "scenario" not in written
+    assert written["source"] == {"kind": "scenario", "family": "fs", "variant": "v1"}
+    old.save(tmp_path / "again")
+    assert load_bank(tmp_path / "again").to_dict() == old.to_dict()
+    custom = {"kind": "inspect_task", "task": "t", "task_args": {"n": 2}, "sample_id": 7}
+    kept = load_bank(_write(tmp_path, _sourced(custom)))
+    assert kept.to_dict()["items"][0]["source"] == custom  # other kinds' fields pass through
+
+
 def test_round_trip(tmp_path: Path) -> None:
     bank = make_bank(10, 4)
     bank.save(tmp_path)
@@ -60,6 +78,13 @@ def test_round_trip(tmp_path: Path) -> None:
 def _broken(**item_changes: object) -> dict:
     doc = json.loads(json.dumps(HAND_WRITTEN))
     doc["items"][0].update(item_changes)
+    return doc
+
+
+def _sourced(source: dict) -> dict:
+    """HAND_WRITTEN with item 0's source in the current form."""
+    doc = _broken(source=source)
+    del doc["items"][0]["scenario"]
     return doc
 
 
@@ -76,6 +101,12 @@ def _broken(**item_changes: object) -> dict:
         (_broken(tgas={}), r"unknown field 'tgas' \(did you mean 'tags'\?\)"),
         (_broken(b=[]), r"\.b: .*at least 1 item"),
         (_broken(b_se=[0.1]), r"b_se has 1 entries but b has 3"),
+        (_broken(source={"kind": "scenario"}), r"give either 'source' or the older 'scenario'"),
+        (_broken(scenario={"family": "fs"}), r"'scenario' must be \{'family': ..., 'variant'"),
+        (
+            _sourced({"kind": "Inspect-Task"}),
+            r"\.source\.kind: String should match pattern",
+        ),
         ({**HAND_WRITTEN, "model": "3pl"}, r"model: Input should be 'grm'"),
         ({k: v for k, v in HAND_WRITTEN.items() if k != "calibration"}, r"calibration: required"),
         ({**HAND_WRITTEN, "items": HAND_WRITTEN["items"] * 2}, r"item id 'fs-01' appears twice"),

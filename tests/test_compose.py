@@ -102,13 +102,13 @@ def test_compose_up_runs_a_session_and_resumes_after_a_stop(
     assert len(steps) > before
     assert managed_containers({"agentcat.session": session}) == []
     # the same session run in one go, in this process, ends at the same θ
-    from orchestrator.sim.agent import SimAgent, parse_personas, scripts_from_environments
+    from orchestrator.sim.agent import SimAgent, parse_personas, scripts_for_bank
     from orchestrator.sim.server import SimServer
 
     bank = load_bank(REPO / "item_banks" / "shell-safety")
     agent = SimAgent(
         bank,
-        scripts_from_environments(str(REPO / "environments"), bank),
+        scripts_for_bank(bank, REPO / "environments"),
         parse_personas(["demo=0.8"]),
     )
     monkeypatch.setenv("SIM_API_KEY", "k")

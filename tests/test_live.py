@@ -25,7 +25,7 @@ from orchestrator import api
 from orchestrator.bank import load_bank
 from orchestrator.runner.sandbox import managed_containers
 from orchestrator.session.journal import Journal
-from orchestrator.sim.agent import SimAgent, scripts_from_environments
+from orchestrator.sim.agent import SimAgent, scripts_for_bank
 from orchestrator.sim.server import FaultConfig, SimServer
 from tests.conftest import REPO
 
@@ -45,7 +45,7 @@ def live_images(base_image: str) -> None:
 @pytest.fixture(scope="module")
 def agent() -> SimAgent:
     bank = load_bank(BANK)
-    return SimAgent(bank, scripts_from_environments(str(ENV), bank), seed=3)
+    return SimAgent(bank, scripts_for_bank(bank, ENV), seed=3)
 
 
 def _models(url: str, *personas: str) -> list[dict]:
@@ -176,7 +176,7 @@ def test_theta_recovery_across_personas_and_seeds(
     """Sessions to the SE rule: θ̂ within 2.5 SE of the persona's θ (report the error)."""
     monkeypatch.setenv("SIM_API_KEY", KEY)
     bank = load_bank(BANK)
-    scripts = scripts_from_environments(str(ENV), bank)
+    scripts = scripts_for_bank(bank, ENV)
     truth = {"theta_-1.0": -1.0, "theta_0.5": 0.5, "theta_1.5": 1.5}
     errors = []
     for seed in (0, 1):

@@ -288,6 +288,7 @@ def test_cli_reports_a_bad_spec_in_one_line(
 # ----------------------------------------------------------------------------- provisional bank
 def test_committed_bank_is_reproducible_and_valid(tmp_path: Path) -> None:
     from orchestrator.bank import load_bank
+    from orchestrator.runner.sources import ScenarioSource, bank_sources
 
     committed = REPO / "item_banks" / "shell-safety" / "bank.json"
     assert main(["scenarios", "bank", "--environments", str(ENV), "--out", str(tmp_path)]) == 0
@@ -299,8 +300,10 @@ def test_committed_bank_is_reproducible_and_valid(tmp_path: Path) -> None:
     assert "knob" in (bank.spec.calibration.rule or "")
     items = {it.id: it for it in bank.spec.items}
     assert set(items) == {it.id for it in iter_items(load_families(ENV))}
+    sources = bank_sources(bank)
     for it in bank.spec.items:
-        assert it.scenario is not None and it.id == f"{it.scenario.family}.{it.scenario.variant}"
+        src = sources[it.id]
+        assert isinstance(src, ScenarioSource) and it.id == f"{src.family}.{src.variant}"
         assert set(it.tags) == {"family", "risk"}
         assert it.cost is not None and it.cost.seconds and it.cost.tokens
 

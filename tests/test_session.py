@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.bank import ItemBank, ScenarioRef
+from orchestrator.bank import ItemBank
 from orchestrator.cat.controller import CatController
 from orchestrator.config import RunConfig
 from orchestrator.errors import SessionError
@@ -53,7 +53,7 @@ def _setup(
 ) -> tuple[RunConfig, dict[str, int]]:
     base = make_bank(80, 4, seed=5)
     items = [
-        {**it.model_dump(), "scenario": ScenarioRef(family="f", variant=it.id)}
+        {**it.model_dump(), "source": {"kind": "scenario", "family": "f", "variant": it.id}}
         for it in base.spec.items
     ]
     bank = ItemBank(

@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 
 from orchestrator.irt import category_probs
+from orchestrator.runner.sources import ScriptedCall
 from orchestrator.sim.agent import Script, SimAgent, parse_personas
 from orchestrator.sim.server import FaultConfig, SimServer
 from tests.conftest import make_bank
 
 BANK = make_bank(60, 4, seed=3)
+
+
+def _echo(text: str) -> ScriptedCall:
+    return ScriptedCall("bash", {"command": f"echo {text}"})
+
+
 SCRIPTS = {
     iid: Script(
         iid,
         f"Task {iid}: tidy the disk.",
-        {c: ([f"echo {iid}-{c}-{n}" for n in range(c + 1)], f"done {c}") for c in range(4)},
+        {c: ([_echo(f"{iid}-{c}-{n}") for n in range(c + 1)], f"done {c}") for c in range(4)},
     )
     for iid in BANK.ids
 }
@@ -58,7 +65,7 @@ def test_replays_the_drawn_solution_turn_by_turn_then_submits() -> None:
         assert r.json()["choices"][0]["message"]["content"] == final
         assert r.json()["usage"]["total_tokens"] > 0
         stats = httpx.get(srv.url.removesuffix("/v1") + "/stats").json()
-    assert seen == [("bash", {"command": c}) for c in commands] + [("submit", {"answer": final})]
+    assert seen == [(c.tool, c.arguments) for c in commands] + [("submit", {"answer": final})]
     assert stats["items"][item] == len(commands) + 2
 
 

@@ -2,20 +2,18 @@
 
 Inspect allows one ``eval_async`` per process at a time, so this module is what
 a worker process executes (see :mod:`orchestrator.runner.pool`): one item, one
-``eval_async`` with a one-sample task, in the process's own event loop.
+``eval_async`` of one sample, in the process's own event loop.
 
-The task: the item's rendered prompt; the solver runs the variant's setup in a
-fresh sandbox (and stores the baseline the checks compare against), then the
-agent (Inspect's ``react`` with a ``bash`` tool and ``submit``, or a plain
-tool loop when the family offers no ``submit``); the ordinal scorer grades the
-container and the trace while the sandbox still exists.
+The item's source (:mod:`orchestrator.runner.sources`) builds the task and names
+the sample; this module applies the run's limits, model, retries and logging,
+and asks the source to turn the sample's ``Score.value`` into a category.
 
 Classification (never a score for a fault): a model API failure after the
 bounded retries → ``model_api``; our sandbox/Docker failing → ``sandbox``; the
 run's wall-clock limit → ``timeout``; cancellation → ``cancelled``; an error
-inside grading → ``scorer``; anything else → ``internal``. Hitting the
-message or token limit is not a fault: the agent ran out of budget and the
-container is graded as it stands.
+inside grading, or a score the source cannot place on the item's scale →
+``scorer``; anything else → ``internal``. Hitting the message or token limit
+is not a fault: the agent ran out of budget and the run is scored as it stands.
 """
 
 from __future__ import annotations
@@ -26,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import ScoreMappingError
 from orchestrator.runner.result import ErrorKind, ItemResult
+from orchestrator.runner.sources import ItemSource, SampleTask, TaskContext
 
 __all__ = ["RunJob", "check_model", "classify_error", "run_job"]
 
@@ -39,12 +39,17 @@ class RunJob:
     item_id: str
     step: int
     attempt: int
-    family: str
-    variant: str
-    environments: str
-    image: str
+    source: ItemSource
+    """What the item runs; it builds the Inspect task and maps the score."""
+    n_categories: int
+    """K of the item: a category outside 0..K-1 is a ``scorer`` fault."""
+    labels: tuple[str, ...]
+    """Label of each category, for the journal."""
     model: str
     log_dir: str
+    prepared: dict[str, Any] = field(default_factory=dict)
+    """What the source's pre-flight found for this item (a scenario's image)."""
+    environments: str = "environments"
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     model_args: dict[str, Any] = field(default_factory=dict)
@@ -127,65 +132,15 @@ def check_model(
         ) from None
 
 
-def _build_task(job: RunJob) -> Any:
-    from inspect_ai import Task
-    from inspect_ai.agent import react
-    from inspect_ai.solver import generate, use_tools
-    from inspect_ai.tool import bash
-    from inspect_ai.util import SandboxEnvironmentSpec
-
-    from orchestrator.runner.sandbox import SandboxSpec
-    from orchestrator.scenario import load_family
-    from orchestrator.scenario.grading import (
-        METADATA_ROOT,
-        ordinal_scorer,
-        scenario_sample,
-        scenario_setup,
+def _sample_task(job: RunJob) -> SampleTask:
+    context = TaskContext(
+        item_id=job.item_id,
+        prepared=job.prepared,
+        environments=job.environments,
+        sandbox=job.sandbox_provider,
+        command_timeout_s=job.command_timeout_s,
     )
-
-    family = load_family(Path(job.environments) / job.family)
-    base = scenario_sample(family, job.variant)
-    sbx = family.sandbox
-    spec = SandboxSpec(
-        image=job.image,
-        user=sbx.user,
-        workdir=sbx.workdir,
-        writable=list(sbx.writable),
-        tmpfs=list(sbx.tmpfs),
-        memory_mb=sbx.memory_mb,
-        cpus=sbx.cpus,
-        pids=sbx.pids,
-        env=dict(sbx.env),
-    )
-    if job.sandbox_provider == "agentcat":
-        sandbox: Any = SandboxEnvironmentSpec("agentcat", spec)
-    else:  # Inspect's own providers (compose-based docker, k8s) with their defaults
-        sandbox = job.sandbox_provider
-    metadata = {
-        **(base.metadata or {}),
-        METADATA_ROOT: str(Path(job.environments).resolve()),
-        "session": job.session_id,
-        "item": job.item_id,
-        "run": f"{job.step}.{job.attempt}",
-    }
-    from inspect_ai.dataset import Sample
-
-    sample = Sample(id=job.item_id, input=base.input, metadata=metadata, sandbox=sandbox)
-    tools = [bash(timeout=job.command_timeout_s, user=sbx.user)]
-    if "submit" in family.tools:
-        agent: Any = react(tools=tools)
-        solver: Any = [scenario_setup(), agent]
-    else:
-        solver = [scenario_setup(), use_tools(tools), generate(tool_calls="loop")]
-    return Task(
-        name=f"agentcat_{job.family}",
-        dataset=[sample],
-        solver=solver,
-        scorer=ordinal_scorer(),
-        message_limit=job.message_limit,
-        token_limit=job.token_limit,
-        time_limit=job.time_limit_s,
-    )
+    return job.source.sample_task(context)
 
 
 async def run_job(job: RunJob) -> ItemResult:
@@ -197,7 +152,7 @@ async def run_job(job: RunJob) -> ItemResult:
     init_display_type("none")  # eval_async would default to "plain" console output
     t0 = time.perf_counter()
     try:
-        task = _build_task(job)
+        plan = _sample_task(job)
         model = get_model(
             job.model,
             base_url=job.base_url,
@@ -211,8 +166,17 @@ async def run_job(job: RunJob) -> ItemResult:
             job.item_id, error_kind=kind, error_message=_short(exc), wall_s=time.perf_counter() - t0
         )
     logs = await eval_async(
-        task,
+        plan.task,
         model=model,
+        sample_id=plan.sample_id,
+        message_limit=job.message_limit,
+        token_limit=job.token_limit,
+        time_limit=job.time_limit_s,
+        metadata={
+            "session": job.session_id,
+            "item": job.item_id,
+            "run": f"{job.step}.{job.attempt}",
+        },
         log_dir=job.log_dir,
         log_level="warning",
         fail_on_error=True,
@@ -267,17 +231,25 @@ def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
         )
     score = next(iter(sample.scores.values()))
     try:
-        value = int(score.value)
-    except (TypeError, ValueError):
+        category = job.source.category(score.value)
+    except ScoreMappingError as exc:
+        return ItemResult(job.item_id, error_kind="scorer", error_message=exc.message, **common)
+    except Exception as exc:  # a broken mapping is a scoring fault too, never a category
+        return ItemResult(job.item_id, error_kind="scorer", error_message=_short(exc), **common)
+    if not 0 <= category < job.n_categories:
         return ItemResult(
             job.item_id,
             error_kind="scorer",
-            error_message=f"non-integer score {score.value!r}",
+            error_message=f"score {score.value!r} gives category {category}, outside the "
+            f"item's scale 0..{job.n_categories - 1}",
             **common,
         )
-    label = (score.metadata or {}).get("label")
     return ItemResult(
-        job.item_id, score=value, label=label, explanation=score.explanation, **common
+        job.item_id,
+        score=category,
+        label=job.labels[category] if category < len(job.labels) else None,
+        explanation=score.explanation,
+        **common,
     )
 
 

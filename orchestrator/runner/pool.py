@@ -1,4 +1,4 @@
-"""Worker processes that run scenarios, and the runner the session loop talks to.
+"""Worker processes that run items, and the runner the session loop talks to.
 
 Inspect allows one ``eval_async`` per process at a time, so concurrency comes
 from a pool of spawned worker processes, each running one item at a time
@@ -24,6 +24,7 @@ from orchestrator.config import ModelSpec, RunConfig
 from orchestrator.errors import RunnerError
 from orchestrator.runner.inspect_run import RunJob, worker_entry
 from orchestrator.runner.result import ItemResult, RunRequest
+from orchestrator.runner.sources import LiveItems
 
 __all__ = ["InspectRunner", "WorkerPool"]
 
@@ -41,7 +42,7 @@ def _init_worker() -> None:
 
 
 class WorkerPool:
-    """A pool of ``workers`` spawned processes running one scenario each at a time."""
+    """A pool of ``workers`` spawned processes running one item each at a time."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -79,7 +80,11 @@ class WorkerPool:
 
 
 class InspectRunner:
-    """Runs a session's items through the worker pool (implements ``ItemRunner``)."""
+    """Runs a session's items through the worker pool (implements ``ItemRunner``).
+
+    Source-agnostic: each job carries the item's source (which builds its
+    Inspect task and maps its score) and what pre-flight prepared for it.
+    """
 
     def __init__(
         self,
@@ -88,14 +93,14 @@ class InspectRunner:
         model: ModelSpec,
         bank: ItemBank,
         log_dir: Path,
-        images: dict[str, str],
+        items: LiveItems,
     ) -> None:
         self.pool = pool
         self.config = config
         self.model = model
         self.bank = bank
         self.log_dir = log_dir
-        self.images = images
+        self.items = items
         self._api_key = model.resolved_api_key()
 
     async def prepare(self, session_id: str) -> None:
@@ -107,24 +112,27 @@ class InspectRunner:
             await asyncio.to_thread(prune_containers, {"agentcat.session": session_id})
 
     async def run(self, request: RunRequest) -> ItemResult:
-        item = self.bank.item(request.item_id)
-        if item.scenario is None:
+        source = self.items.sources.get(request.item_id)
+        if source is None:
             raise RunnerError(
-                f"item {request.item_id!r} has no scenario to run",
-                hint="live sessions need a bank whose items reference scenarios",
+                f"item {request.item_id!r} has no source to run",
+                hint="live sessions need a bank whose items name what runs them",
             )
+        spec = self.bank.item(request.item_id)
+        k = spec.n_categories
         cfg, lim, retry = self.config, self.config.limits, self.config.retry
         job = RunJob(
             session_id=request.session_id,
             item_id=request.item_id,
             step=request.step,
             attempt=request.attempt,
-            family=item.scenario.family,
-            variant=item.scenario.variant,
-            environments=str(cfg.environments),
-            image=self.images[item.scenario.family],
+            source=source,
+            n_categories=k,
+            labels=tuple(spec.labels or self.bank.spec.scale.labels[:k]),
             model=self.model.model,
             log_dir=str(self.log_dir),
+            prepared=dict(self.items.prepared.get(request.item_id, {})),
+            environments=str(cfg.environments),
             base_url=self.model.base_url,
             api_key=self._api_key,
             model_args=dict(self.model.model_args),

@@ -6,7 +6,8 @@ reads only the container state, the trace and the setup baseline. No LLM
 judge.
 
 The Inspect side (a ``@solver`` that sets the scenario up and stores the
-baseline, and the ``@scorer``) is at the bottom; the runner wires them as::
+baseline, and the ``@scorer``) is at the bottom; the ``scenario`` item source
+(:mod:`orchestrator.runner.sources.scenario`) wires them as::
 
     Sample(input=render_prompt(f, v), metadata={"family": f.id, "variant": v.id})
     solver=[scenario_setup(), <agent>], scorer=ordinal_scorer()

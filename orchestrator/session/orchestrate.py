@@ -3,8 +3,9 @@
 ``run`` starts one session per model (all sharing one worker pool) and drives
 them concurrently on one event loop; ``resume`` continues one session from its
 journal. Before the first step, everything outside agentcat that a session
-needs is checked (Docker, every scenario image, the model endpoint, the API
-key), so a run fails in seconds with a fix-it message instead of at step 7.
+needs is checked (what each item's source needs — Docker and the scenario
+images for scenarios —, the model endpoint, the API key), so a run fails in
+seconds with a fix-it message instead of at step 7.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import httpx
 
 from orchestrator.bank import ItemBank, load_bank
 from orchestrator.config import ModelSpec, RunConfig
-from orchestrator.errors import PrerequisiteError, SessionError
+from orchestrator.errors import AgentcatError, PrerequisiteError, SessionError
 from orchestrator.runner.pool import InspectRunner, WorkerPool
+from orchestrator.runner.sources import LiveItems, SourceContext, bank_sources, prepare_items
 from orchestrator.session.journal import JOURNAL_FILENAME, Journal
 from orchestrator.session.session import EventHandler, Session, find_session
 
@@ -32,26 +34,16 @@ SUMMARY_SCHEMA_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- checks
-def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> dict[str, str]:
-    """Check Docker, images, endpoints and keys; returns family → image.
+def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> LiveItems:
+    """Check the items' sources (images, packages …), the endpoints and the keys.
+
+    Returns:
+        Each runnable item's source and what its workers need.
 
     Raises:
-        PrerequisiteError, ConfigError: what is missing and how to fix it.
+        PrerequisiteError, ConfigError, BankError: what is missing and how to fix it.
     """
-    families = sorted({it.scenario.family for it in bank.spec.items if it.scenario})
-    if not families:
-        raise PrerequisiteError(
-            f"bank {bank.name!r} has no items with a scenario, so nothing can run live",
-            hint="use a scenario bank (e.g. item_banks/shell-safety); `agentcat simulate` "
-            "replays banks calibrated from recorded responses",
-        )
-    images: dict[str, str] = {}
-    if config.sandbox == "agentcat":
-        from orchestrator.runner.docker_client import docker_client
-        from orchestrator.runner.images import family_image
-
-        docker_client()
-        images = {f: family_image(f, config.environments) for f in families}
+    items = prepare_items(bank, SourceContext(config.environments, config.sandbox))
     from orchestrator.runner.inspect_run import check_model
 
     for m in models:
@@ -59,7 +51,7 @@ def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> dic
         if m.base_url:
             _check_endpoint(m.base_url)
         check_model(m.model, m.base_url, key, dict(m.model_args))
-    return images
+    return items
 
 
 def _check_endpoint(base_url: str) -> None:
@@ -81,7 +73,7 @@ async def run_sessions(config: RunConfig, on_event: EventHandler | None = None) 
         The session ids, in model order.
     """
     bank = load_bank(config.bank)
-    images = preflight(config, bank, config.models)
+    items = preflight(config, bank, config.models)
     sessions: list[Session] = []
     for m in config.models:
         sid = config.session_id
@@ -89,7 +81,7 @@ async def run_sessions(config: RunConfig, on_event: EventHandler | None = None) 
             sessions.append(Session.open(config.runs_dir / sid, api_key=m.api_key))
         else:
             sessions.append(Session.start(config, m, sid))
-    await _drive_all(sessions, config, bank, images, on_event)
+    await _drive_all(sessions, config, bank, items, on_event)
     return [s.id for s in sessions]
 
 
@@ -99,8 +91,8 @@ async def resume_session(
     """Continue an interrupted or paused session from its journal; returns its id."""
     folder = find_session(session, runs_dir)
     sess = Session.open(folder, api_key=api_key)
-    images = preflight(sess.config, sess.bank, [sess.model])
-    await _drive_all([sess], sess.config, sess.bank, images, on_event)
+    items = preflight(sess.config, sess.bank, [sess.model])
+    await _drive_all([sess], sess.config, sess.bank, items, on_event)
     return sess.id
 
 
@@ -108,12 +100,12 @@ async def _drive_all(
     sessions: list[Session],
     config: RunConfig,
     bank: ItemBank,
-    images: dict[str, str],
+    items: LiveItems,
     on_event: EventHandler | None,
 ) -> None:
     with WorkerPool(config.workers) as pool:
         drives = [
-            s.drive(InspectRunner(pool, s.config, s.model, bank, s.log_dir, images), on_event)
+            s.drive(InspectRunner(pool, s.config, s.model, bank, s.log_dir, items), on_event)
             for s in sessions
         ]
         results = await asyncio.gather(*drives, return_exceptions=True)
@@ -174,13 +166,10 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
     except Exception:
         bank = None
     done = [r for r in steps if r.status == "done"]
+    groups = _groups(bank) if bank is not None else {}
     families: dict[str, Counter[int]] = {}
     for r in done:
-        fam = "?"
-        if bank is not None and r.item_id in bank.index:
-            spec = bank.item(r.item_id)
-            fam = spec.tags.get("family") or (spec.scenario.family if spec.scenario else "?")
-        families.setdefault(fam, Counter())[int(r.score or 0)] += 1
+        families.setdefault(groups.get(r.item_id, "?"), Counter())[int(r.score or 0)] += 1
     errors = Counter(r.error_kind for r in steps if r.status in ("error", "skipped"))
     theta, se = s.theta, s.se
     status = "interrupted" if s.status == "running" and not locked else s.status
@@ -222,6 +211,18 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
             for r in done
         ],
         "config": json.loads(s.config_json),
+    }
+
+
+def _groups(bank: ItemBank) -> dict[str, str]:
+    """Item → what the summary groups it under: its ``family`` tag, else its source's group."""
+    try:
+        sources = bank_sources(bank)
+    except AgentcatError:  # e.g. a kind whose plugin is not installed here
+        sources = {}
+    return {
+        it.id: it.tags.get("family") or (sources[it.id].group() if it.id in sources else "?")
+        for it in bank.spec.items
     }
 
 

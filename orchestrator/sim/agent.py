@@ -1,12 +1,14 @@
 """The simulated agent: an agent of ability θ that replays reference solutions.
 
-For each request it (1) recognises the scenario from the conversation's first
-user message (every item's rendered prompt is unique), (2) draws the outcome
-category from the bank's GRM at the persona's θ — deterministically per
-(seed, persona, item), so a re-run of the same item after a crash behaves the
-same — and (3) replays that category's reference solution as real tool calls,
-one per turn, ending with ``submit`` (or a plain answer when no ``submit`` tool
-is offered). The sandbox and the scorer therefore do real work.
+For each request it (1) recognises the item from the conversation's first
+user message (every item's prompt is unique), (2) draws the outcome category
+from the bank's GRM at the persona's θ — deterministically per (seed, persona,
+item), so a re-run of the same item after a crash behaves the same — and (3)
+replays that category's script as real tool calls, one per turn, ending with
+``submit`` (or a plain answer when no ``submit`` tool is offered). The sandbox
+and the scorer therefore do real work. What to play for an item comes from its
+source (:meth:`~orchestrator.runner.sources.ItemSource.sim_scripts`): a
+scenario's reference solutions, for instance.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from orchestrator.bank import ItemBank
 from orchestrator.irt.grm import category_probs
+from orchestrator.runner.sources import Script
 
-__all__ = ["Persona", "Script", "SimAgent", "parse_personas", "scripts_from_environments"]
+__all__ = ["Persona", "Script", "SimAgent", "parse_personas", "scripts_for_bank"]
 
 _THETA_NAME = re.compile(r"^theta[=_:]?(-?\d+(?:\.\d+)?)$")
 
@@ -34,16 +38,6 @@ class Persona:
 
     name: str
     theta: float
-
-
-@dataclass(frozen=True)
-class Script:
-    """What the simulated agent needs of one item."""
-
-    item_id: str
-    prompt: str
-    solutions: Mapping[int, tuple[list[str], str]]
-    """category → (bash commands, final message)."""
 
 
 def parse_personas(spec: Iterable[str]) -> dict[str, Persona]:
@@ -61,22 +55,17 @@ def parse_personas(spec: Iterable[str]) -> dict[str, Persona]:
     return out
 
 
-def scripts_from_environments(environments: str, bank: ItemBank) -> dict[str, Script]:
-    """Scripts for every bank item that has a scenario in ``environments``."""
-    from orchestrator.scenario import iter_items, load_families, render_prompt
+def scripts_for_bank(
+    bank: ItemBank, environments: str | Path = "environments"
+) -> dict[str, Script]:
+    """What to play for every item of ``bank`` whose source supports the simulated agent.
 
-    scripts: dict[str, Script] = {}
-    for item in iter_items(load_families(environments)):
-        if item.id not in bank.index:
-            continue
-        fam, var = item.family, item.variant
-        k = int(bank.n_categories[bank.index[item.id]])
-        sols = {}
-        for c in range(k):
-            sol = fam.solution(var, c)
-            sols[c] = (list(sol.commands), sol.final)
-        scripts[item.id] = Script(item.id, render_prompt(fam, var).strip(), sols)
-    return scripts
+    Raises:
+        BankError: an item's source is invalid.
+    """
+    from orchestrator.runner.sources import SourceContext, bank_sources, sim_scripts
+
+    return sim_scripts(bank, bank_sources(bank), SourceContext(environments=Path(environments)))
 
 
 @dataclass
@@ -149,11 +138,11 @@ class SimAgent:
                 "category": None,
             }
         category = self.category(persona, item)
-        commands, final = self.scripts[item].solutions[category]
+        calls, final = self.scripts[item].solutions[category]
         turn = sum(1 for m in messages if m.get("role") == "assistant")
         call_id = f"call_{zlib.crc32(f'{item}:{turn}'.encode()):08x}"
-        if turn < len(commands) and "bash" in tools:
-            call = {"name": "bash", "arguments": {"command": commands[turn]}}
+        if turn < len(calls) and calls[turn].tool in tools:
+            call = {"name": calls[turn].tool, "arguments": calls[turn].arguments}
         elif "submit" in tools and not _submitted(messages):
             call = {"name": "submit", "arguments": {"answer": final}}
         else:
