@@ -216,16 +216,22 @@ def test_a_second_driver_is_refused(tmp_path: Path) -> None:
     session = Session.start(cfg, cfg.models[0], "s1")
 
     async def both() -> None:
-        class Slow(TableRunner):
+        running, release = asyncio.Event(), asyncio.Event()
+
+        class Held(TableRunner):
+            """Holds its first run open until the second driver has been refused."""
+
             async def run(self, request: RunRequest) -> ItemResult:
-                await asyncio.sleep(0.2)
+                running.set()
+                await release.wait()
                 return await super().run(request)
 
-        first = asyncio.create_task(session.drive(Slow(scores)))
-        await asyncio.sleep(0.05)
+        first = asyncio.create_task(session.drive(Held(scores)))
+        await running.wait()  # the first driver holds the session and is mid-run
         other = Session.open(session.folder)
         with pytest.raises(SessionError, match="being run by another process"):
             await other.drive(TableRunner(scores))
+        release.set()
         assert await first == "completed"  # the first driver is undisturbed
 
     asyncio.run(both())
