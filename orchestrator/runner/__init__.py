@@ -1,1 +1,21 @@
-"""(filled in by its issue)"""
+"""Running one bank item: an Inspect eval of one sample, in a worker process.
+
+The session loop's only view of this floor is the ``ItemRunner`` role
+(:mod:`.result`: ``run(RunRequest) -> ItemResult``, a grade or a classified
+fault, never both). Below it:
+
+* :mod:`.sources` — what an item runs: one registered :class:`ItemSource`
+  kind per way of running (``scenario`` built in); it builds the Inspect task,
+  says what to check before step 1, and maps the sample's score onto the
+  item's categories;
+* :mod:`.pool` — the spawned worker processes (Inspect allows one eval per
+  process) and ``InspectRunner``, which turns a request into a picklable job;
+* :mod:`.inspect_run` — what a worker does with a job: build the task, run
+  ``eval_async`` with the run's limits and model, classify faults;
+* :mod:`.sandbox`, :mod:`.images`, :mod:`.docker_client` — our Inspect sandbox
+  provider on the Docker SDK, and the images scenarios run in.
+
+Inspect and Docker are imported here and nowhere below (``irt``, ``cat``,
+``bank``, ``scoring``, ``scenario.spec`` stay free of them); this package
+imports nothing on its own, so ``runner.sources`` is cheap to load.
+"""
