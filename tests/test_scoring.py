@@ -6,8 +6,6 @@ Nothing here needs Inspect (grading and Inspect message traces: test_grading.py)
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -55,16 +53,6 @@ def test_category_mapping_is_lexicographic(
 )
 def test_category_values_and_labels(category: Category, value: int, label: str) -> None:
     assert (int(category), category.label) == (value, label)
-
-
-def test_the_scoring_floor_imports_no_inspect() -> None:
-    """Scale, check kinds and scenario specs load in a process that never imports Inspect."""
-    code = (
-        "import sys, orchestrator.scale, orchestrator.scoring, orchestrator.scenario, "
-        "orchestrator.bank; print('inspect_ai' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
 
 
 # ----------------------------------------------------------------------------- shell heuristic
