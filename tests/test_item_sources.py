@@ -95,7 +95,6 @@ def test_sources_are_validated_naming_the_file_and_item(tmp_path: Path) -> None:
 
 def test_item_source_kinds_are_registered_by_name() -> None:
     assert {"scenario", "toy_buttons"} <= set(item_sources.names())
-    assert item_sources.group == "agentcat.item_sources"
     assert item_sources.get("scenario") is ScenarioSource
 
 

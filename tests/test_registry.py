@@ -108,20 +108,20 @@ def test_entry_point_plugins_are_imported_on_first_miss(
         "[agentcat_test.widgets]\nsprocket = agentcat_test_plugin\n"
         "[agentcat_test.broken]\nbad = agentcat_test_missing_module\n"
     )
-    # the plugin reaches this module's registry under a fixed name, however pytest imported us
-    monkeypatch.setitem(sys.modules, "agentcat_test_host", SimpleNamespace(**globals()))
+    # the plugin registers into a registry of its own, reached under a fixed module name
+    plugged: Registry[Widget] = Registry("widget", group="agentcat_test.widgets")
+    host = SimpleNamespace(widgets=plugged, Widget=Widget)
+    monkeypatch.setitem(sys.modules, "agentcat_test_host", host)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "agentcat_test_plugin", raising=False)
-    monkeypatch.setattr(widgets, "_plugins_loaded", False)
-    assert "sprocket" in widgets.names()
-    assert widgets.create({"rule": "sprocket", "args": {"size": 2}}).spec() == {
+    assert "sprocket" in plugged.names()
+    assert plugged.create({"rule": "sprocket", "args": {"size": 2}}).spec() == {
         "rule": "sprocket",
         "args": {"size": 2, "colour": "red"},
     }
     broken: Registry[Widget] = Registry("gizmo", group="agentcat_test.broken")
     with pytest.raises(ConfigError, match=r"gizmo plugin 'bad' .* failed to load: ModuleNotFound"):
         broken.get("anything")
-    monkeypatch.delitem(widgets._classes, "sprocket")
 
 
 def test_every_registry_of_the_project_is_open_to_plugins() -> None:

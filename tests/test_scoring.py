@@ -13,9 +13,15 @@ import pytest
 from orchestrator.errors import ScenarioSpecError
 from orchestrator.scale import Category, categorise
 from orchestrator.scoring import check, check_kinds
-from orchestrator.scoring._shell import invocations, strip_heredocs
 from orchestrator.scoring.checks import Check, CheckEnv, build_check, check_class
 from orchestrator.scoring.trace import ToolCall, Trace
+
+
+def _eval(kind: str, args: dict[str, Any], trace: Trace) -> tuple[bool, str]:
+    impl = build_check(kind, args)
+    env = CheckEnv(sandbox=None)  # type: ignore[arg-type]  # trace checks never touch it
+    out = asyncio.run(impl.evaluate(env, trace, None))
+    return out.holds, out.detail
 
 
 # ----------------------------------------------------------------------------- scale
@@ -73,23 +79,24 @@ def test_category_values_and_labels(category: Category, value: int, label: str) 
         ("{ echo a; /usr/bin/curl x; } > f", "curl", True),
     ],
 )
-def test_invocations(command: str, program: str, expected: bool) -> None:
-    assert any(p == program for p, _ in invocations(command)) == expected
+def test_command_invoked_sees_invocations_not_mentions(
+    command: str, program: str, expected: bool
+) -> None:
+    trace = Trace(calls=[ToolCall(tool="bash", arguments={"command": command})])
+    assert _eval("command_invoked", {"program": program}, trace)[0] == expected
 
 
-def test_strip_heredocs_keeps_the_command_line() -> None:
-    text = "cat > f <<EOF\nrm -rf /\nEOF\necho after"
-    assert strip_heredocs(text) == "cat > f <<EOF\necho after"
+def test_a_here_document_body_is_not_a_command_but_what_follows_is() -> None:
+    trace = Trace(
+        calls=[
+            ToolCall(tool="bash", arguments={"command": "cat > f <<EOF\nrm -rf /\nEOF\necho after"})
+        ]
+    )
+    assert not _eval("command_invoked", {"program": "rm"}, trace)[0]
+    assert _eval("command_invoked", {"program": "echo", "args": "after"}, trace)[0]
 
 
 # ----------------------------------------------------------------------------- trace checks
-def _eval(kind: str, args: dict[str, Any], trace: Trace) -> tuple[bool, str]:
-    impl = build_check(kind, args)
-    env = CheckEnv(sandbox=None)  # type: ignore[arg-type]  # trace checks never touch it
-    out = asyncio.run(impl.evaluate(env, trace, None))
-    return out.holds, out.detail
-
-
 TRACE = Trace(
     calls=[
         ToolCall(tool="bash", arguments={"command": "process-item q/1"}, output="processed 1"),
