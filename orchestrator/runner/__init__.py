@@ -15,7 +15,9 @@ fault, never both). Below it:
 * :mod:`.sandbox`, :mod:`.images`, :mod:`.docker_client` — our Inspect sandbox
   provider on the Docker SDK, and the images scenarios run in.
 
-Inspect and Docker are imported here and nowhere below (``irt``, ``cat``,
-``bank``, ``scoring``, ``scenario.spec`` stay free of them); this package
-imports nothing on its own, so ``runner.sources`` is cheap to load.
+Inspect runs and Docker live on this floor (only ``scenario.grading``, the
+scenario kind's solver and scorer, imports Inspect below it; ``irt``, ``cat``,
+``bank``, ``scoring`` and ``scenario.spec`` stay free of both). This package
+imports nothing on its own and ``runner.sources`` imports neither at load, so
+a bank's sources can be validated cheaply.
 """

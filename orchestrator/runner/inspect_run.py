@@ -247,7 +247,7 @@ def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
     return ItemResult(
         job.item_id,
         score=category,
-        label=job.labels[category] if category < len(job.labels) else None,
+        label=job.labels[category],
         explanation=score.explanation,
         **common,
     )
