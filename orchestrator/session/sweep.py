@@ -46,10 +46,10 @@ async def run_sweep(
 ) -> dict[str, Any]:
     """Run the sweep; returns counts (written, skipped_existing, errors) and the output path."""
     bank = load_bank(config.bank)
-    items = preflight(config, bank, config.models)
+    runnable = preflight(config, bank, config.models)
     out_path = Path(out)
     done = _existing_pairs(out_path)
-    live = [iid for iid in bank.ids if iid in items.sources]
+    live = [iid for iid in bank.ids if iid in runnable.sources]
     rng = np.random.default_rng(seed)
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     log_dir = config.runs_dir / sweep_id / "logs"
@@ -68,7 +68,7 @@ async def run_sweep(
                 if sample is None
                 else list(rng.choice(live, min(sample, len(live)), replace=False))
             )
-            runner = InspectRunner(pool, config, model, bank, log_dir, items)
+            runner = InspectRunner(pool, config, model, bank, log_dir, runnable)
             for item in items:
                 if (model.label, item) in done:
                     counts["skipped_existing"] += 1
