@@ -36,7 +36,7 @@ from inspect_ai.log import read_eval_log
 from orchestrator import api
 from orchestrator.bank import load_bank
 from orchestrator.session.journal import Journal
-from orchestrator.sim.agent import SimAgent, scripts_from_environments
+from orchestrator.sim.agent import SimAgent, scripts_for_bank
 from orchestrator.sim.server import SimServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["SIM_API_KEY"] = "bench"
     bank = load_bank(BANK)
-    agent = SimAgent(bank, scripts_from_environments(str(ENV), bank), seed=0)
+    agent = SimAgent(bank, scripts_for_bank(bank, ENV), seed=0)
     result: dict[str, object] = {"cpus": os.cpu_count(), "items_per_session": args.items}
     with SimServer(agent, api_key="bench") as srv, TemporaryDirectory() as tmp:
         # 1. per-item breakdown, one session, one worker
