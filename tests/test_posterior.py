@@ -1,15 +1,25 @@
-"""Grid posterior: EAP/SE against brute-force integration, MAP, regrid, round trip."""
+"""Grid posterior: EAP/SE against brute-force integration, MAP, regrid, one subject = one row."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from orchestrator.irt import Posterior, category_probs, pad_thresholds
+from orchestrator.irt import (
+    GradedResponseModel,
+    GridPosterior,
+    Posterior,
+    category_probs,
+    pad_thresholds,
+)
 from orchestrator.irt.ability import estimate_abilities
+
+
+def _posterior(a, b, **kwargs) -> Posterior:
+    """A posterior over the items ``a``, ``b`` (ragged thresholds); update it by item index."""
+    bb, _ = pad_thresholds(b)
+    return Posterior(GradedResponseModel.from_difficulty(a, bb), **kwargs)
 
 
 def _brute_force(a, b, x, mean=0.0, sd=1.0):
@@ -32,9 +42,9 @@ def test_eap_and_se_match_brute_force_integration(seed: int) -> None:
     a = np.exp(rng.normal(0, 0.3, n))
     b = [sorted(rng.normal(0, 1, 3)) for _ in range(n)]
     x = rng.integers(0, 4, n)
-    post = Posterior()
+    post = _posterior(a, b)
     for i in range(n):
-        post.update(a[i], b[i], int(x[i]))
+        post.update(i, int(x[i]))
     m, s = _brute_force(a, b, x)
     assert abs(post.eap - m) < 1e-6
     assert abs(post.sd - s) < 1e-6
@@ -47,9 +57,9 @@ def test_long_test_regrids_and_keeps_se_honest() -> None:
     a = np.full(n, 2.0)
     b = [[v] for v in rng.normal(0, 1, n)]
     x = (rng.random(n) < 1 / (1 + np.exp(-2.0 * (0.8 - np.ravel(b))))).astype(int)
-    post = Posterior()
+    post = _posterior(a, b)
     for i in range(n):
-        post.update(a[i], b[i], int(x[i]))
+        post.update(i, int(x[i]))
     m, s = _brute_force(a, b, x)
     assert post.sd < 0.1
     assert post.points[1] - post.points[0] < post.sd  # grid was narrowed
@@ -58,27 +68,42 @@ def test_long_test_regrids_and_keeps_se_honest() -> None:
 
 
 def test_map_is_the_mode() -> None:
-    post = Posterior()
-    for a, b, x in [(1.2, [-0.5, 0.5, 1.0], 2), (0.8, [0.0], 1), (2.0, [1.0, 2.0], 0)]:
-        post.update(a, b, x)
+    post = _posterior([1.2, 0.8, 2.0], [[-0.5, 0.5, 1.0], [0.0], [1.0, 2.0]])
+    for i, x in enumerate([2, 1, 0]):
+        post.update(i, x)
     mode = post.map()
     eps = 1e-4
-    f = lambda t: float(post._loglik_at(np.array([t]))[0] - 0.5 * t * t)  # noqa: E731
+    f = lambda t: float(post.loglik_at(np.array([t]))[0] - 0.5 * t * t)  # noqa: E731
     assert f(mode) >= f(mode - eps) and f(mode) >= f(mode + eps)
 
 
-def test_round_trip_through_json_is_identical() -> None:
-    post = Posterior(prior_mean=0.2, prior_sd=1.5)
-    for a, b, x in [(1.2, [-0.5, 0.5, 1.0], 3), (0.8, [0.0], 0)]:
-        post.update(a, b, x)
-    again = Posterior.from_dict(json.loads(json.dumps(post.to_dict())))
-    assert again.eap == post.eap and again.sd == post.sd
-    np.testing.assert_array_equal(again.weights, post.weights)
+def test_one_subject_posterior_is_bitwise_a_row_of_the_many_subject_posterior() -> None:
+    """Subjects advanced together (different items, different lengths) = one at a time."""
+    rng = np.random.default_rng(7)
+    n_items, n_subj, steps = 60, 5, 45
+    a = np.exp(rng.normal(0.3, 0.3, n_items))
+    b, _ = pad_thresholds([sorted(rng.normal(0, 1, rng.integers(1, 4))) for _ in range(n_items)])
+    model = GradedResponseModel.from_difficulty(a, b)
+    order = np.array([rng.permutation(n_items)[:steps] for _ in range(n_subj)])
+    x = rng.integers(0, 2, (n_subj, steps))  # categories 0/1 exist for every item
+    many = GridPosterior(model, n_subj, prior_mean=0.2, prior_sd=1.5, track_information=True)
+    ones = [Posterior(model, prior_mean=0.2, prior_sd=1.5, track_information=True) for _ in x]
+    for t in range(steps):
+        rows = np.arange(n_subj)[t < np.array([45, 45, 30, 45, 10])]  # some stop early
+        many.update(rows, order[rows, t], x[rows, t])
+        for s in rows:
+            ones[s].update(int(order[s, t]), int(x[s, t]))
+    for s, one in enumerate(ones):
+        assert one.eap == many.eap[s] and one.sd == many.sd[s]
+        np.testing.assert_array_equal(one.points, many.points[s])
+        np.testing.assert_array_equal(one.weights, many.weights(np.array([s]))[0])
+        np.testing.assert_array_equal(one.batch.admin_info[0], many.admin_info[s])
+    assert many.points[0, -1] - many.points[0, 0] < 12.0  # the long tests regridded
 
 
 def test_bad_prior_is_rejected() -> None:
     with pytest.raises(ValueError, match="prior_sd must be a positive number; got 0"):
-        Posterior(prior_sd=0)
+        _posterior([1.0], [[0.0]], prior_sd=0)
 
 
 def test_batch_estimates_agree_with_sequential_posterior() -> None:
@@ -91,9 +116,9 @@ def test_batch_estimates_agree_with_sequential_posterior() -> None:
     x = rng.integers(0, 4, len(s_idx))
     est = estimate_abilities(a, b, s_idx, i_idx, x, n_subj + 1)
     for s in range(n_subj):
-        post = Posterior()
+        post = Posterior(GradedResponseModel.from_difficulty(a, b))
         for o in np.flatnonzero(s_idx == s):
-            post.update(a[i_idx[o]], b[i_idx[o]], int(x[o]))
+            post.update(int(i_idx[o]), int(x[o]))
         assert abs(est.theta[s] - post.eap) < 1e-6
         assert abs(est.se[s] - post.sd) < 1e-6
     # a subject with no observations gets the prior

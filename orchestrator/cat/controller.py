@@ -69,7 +69,7 @@ class CatController:
         self.stopping = make_stopping(stopping)
         self._rng = as_generator(rng)
         prior = bank.spec.prior
-        self._posterior = Posterior(prior_mean=prior.mean, prior_sd=prior.sd, grid=grid)
+        self._posterior = self._new_posterior(prior_mean=prior.mean, prior_sd=prior.sd, grid=grid)
         self._eligible = np.ones(len(bank), dtype=bool)
         self._administered: list[int] = []
         self._step_of: dict[int, int] = {}
@@ -126,16 +126,20 @@ class CatController:
     def state(self) -> CatState:
         """The :class:`CatState` the rules see now (S = 1)."""
         if self._state is None:
-            self._state = CatState.single(
+            self._state = CatState.of_posterior(
                 self._prepared,
-                self._posterior,
-                self._administered,
-                self._scores,
-                self._eligible,
-                self._spent_seconds,
-                self._spent_tokens,
+                self._posterior.batch,
+                slice(0, 1),
+                self._eligible[None, :],
+                np.array([self._spent_seconds]),
+                np.array([self._spent_tokens]),
             )
         return self._state
+
+    def _new_posterior(self, **settings: Any) -> Posterior:
+        """An empty posterior over the bank (tracking information if the selection needs it)."""
+        track = self.selection.needs_grid_information
+        return Posterior(self._prepared.model, track_information=track, **settings)
 
     # -- the loop ------------------------------------------------------------
     def next_items(
@@ -218,7 +222,7 @@ class CatController:
                 or value < 0
             ):
                 raise DataError(f"{name} for item {item_id!r} must be a number ≥ 0; got {value!r}")
-        self._posterior.update(self.bank.a[i], self.bank.b[i], int(score))
+        self._posterior.update(i, int(score))
         self._step_of[i] = len(self._administered)
         self._administered.append(i)
         self._scores.append(int(score))
@@ -272,7 +276,7 @@ class CatController:
             },
             "selection": self.selection.spec(),
             "stopping": self.stopping.spec(),
-            "posterior": self._posterior.to_dict(),
+            "posterior": self._posterior_dict(),
             "administered": self.administered,
             "scores": list(self._scores),
             "costs": [dict(c) for c in self._costs],
@@ -280,6 +284,21 @@ class CatController:
             "rng": _jsonable_state(self._rng.bit_generator.state),
             "theta": self.theta,
             "se": self.se,
+        }
+
+    def _posterior_dict(self) -> dict[str, Any]:
+        """The posterior's settings and responses (item parameters as the bank stores them)."""
+        post, a, b = self._posterior.batch, self.bank.a, self.bank.b
+        grid = post.grid
+        return {
+            "prior_mean": post.prior_mean,
+            "prior_sd": post.prior_sd,
+            "grid": {"lo": grid.lo, "hi": grid.hi, "n": grid.n},
+            "regrid_ratio": post.regrid_ratio,
+            "responses": [
+                {"a": float(a[i]), "b": b[i][np.isfinite(b[i])].tolist(), "score": x}
+                for i, x in zip(self._administered, self._scores, strict=True)
+            ],
         }
 
     @classmethod
@@ -307,11 +326,26 @@ class CatController:
                     hint="resume with the exact bank the session started with",
                 )
             ctl = cls(bank, data["selection"], data["stopping"], rng=_restore_rng(data["rng"]))
-            ctl._posterior = Posterior.from_dict(data["posterior"])
+            # the fingerprint matched, so the bank's parameters are those the saved
+            # posterior saw: it is rebuilt by replaying the administered items
+            saved_post = data["posterior"]
+            ctl._posterior = ctl._new_posterior(
+                prior_mean=float(saved_post["prior_mean"]),
+                prior_sd=float(saved_post["prior_sd"]),
+                grid=GridSpec(**saved_post["grid"]),
+                regrid_ratio=float(saved_post["regrid_ratio"]),
+            )
+            if len(saved_post["responses"]) != len(data["administered"]):
+                raise SessionError(
+                    f"controller state is inconsistent: posterior holds "
+                    f"{len(saved_post['responses'])} responses, administered lists "
+                    f"{len(data['administered'])}"
+                )
             for step, (iid, score, cost) in enumerate(
                 zip(data["administered"], data["scores"], data["costs"], strict=True)
             ):
                 i = ctl._index(iid, "restore")
+                ctl._posterior.update(i, int(score))
                 ctl._step_of[i] = step
                 ctl._administered.append(i)
                 ctl._scores.append(int(score))
@@ -319,12 +353,6 @@ class CatController:
                 ctl._spent_seconds += float(cost["seconds"] or 0.0)
                 ctl._spent_tokens += float(cost["tokens"] or 0.0)
                 ctl._eligible[i] = False
-            if ctl._posterior.n_responses != len(ctl._administered):
-                raise SessionError(
-                    f"controller state is inconsistent: posterior holds "
-                    f"{ctl._posterior.n_responses} responses, administered lists "
-                    f"{len(ctl._administered)}"
-                )
             for iid, why in data["unavailable"].items():
                 ctl.mark_unavailable(iid, why)
         except AgentcatError:

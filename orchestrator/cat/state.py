@@ -7,8 +7,8 @@ matrix in lockstep with S in the thousands. A rule written once over these
 arrays therefore runs unchanged live and in replay, which is what makes the
 replay an honest preview of live behaviour.
 
-:class:`PreparedBank` holds what never changes for a bank (threshold layout
-for fast information, filled-in costs, tag codes, a fingerprint), computed
+:class:`PreparedBank` holds what never changes for a bank (its response
+model, filled-in costs, tag codes, a fingerprint), computed
 once per :class:`~orchestrator.bank.ItemBank` and shared.
 """
 
@@ -23,7 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from orchestrator.bank import ItemBank
-from orchestrator.irt.posterior import Posterior
+from orchestrator.irt.model import GradedResponseModel
+from orchestrator.irt.posterior import GridPosterior
 
 __all__ = ["CatState", "PreparedBank"]
 
@@ -41,6 +42,7 @@ class PreparedBank:
 
     Attributes:
         bank: The item bank.
+        model: Its graded response model (probabilities, information).
         n_items: Number of items N.
         fingerprint: SHA-256 over ids and parameters; a journal restored
             against a different bank is refused.
@@ -57,10 +59,7 @@ class PreparedBank:
         self.n_items = len(bank)
         self.a = bank.a
         self.n_categories = bank.n_categories
-        # −a·b_k laid out (K−1, N): items on the contiguous axis, so the sum over
-        # categories adds rows instead of reducing a length-3 axis (5× faster).
-        self._ab = np.ascontiguousarray((bank.a[:, None] * bank.b).T)
-        self._a2 = bank.a * bank.a
+        self.model = GradedResponseModel.from_difficulty(bank.a, bank.b)
         h = hashlib.sha256()
         h.update("\x1f".join(bank.ids).encode())
         h.update(np.ascontiguousarray(bank.a).tobytes())
@@ -83,37 +82,17 @@ class PreparedBank:
     def information(self, theta: FloatArray, items: IntArray | None = None) -> FloatArray:
         """Fisher information, shape ``theta.shape + (n,)`` for all items or ``items``.
 
-        Uses the division-free form of the GRM information,
-        I(θ) = a² Σ_k (P*_k − P*_{k+1}) (1 − P*_k − P*_{k+1})², P*_0 = 1, P*_K = 0,
-        which follows from P'_k = a[w_k − w_{k+1}] with w = P*(1 − P*) and
-        w_k − w_{k+1} = (P*_k − P*_{k+1})(1 − P*_k − P*_{k+1}). It equals
-        :func:`orchestrator.irt.item_information` to ~1e-15 absolute and needs
-        one ``exp`` per threshold. Padded (+inf) thresholds give P* = 0 and add 0.
+        The model's division-free form (:meth:`GradedResponseModel.fisher_weight`):
+        one ``exp`` per threshold, evaluated for every item at every step.
         """
-        theta = np.asarray(theta, dtype=float)
-        a = self.a if items is None else self.a[items]
-        ab = self._ab if items is None else self._ab[:, items]
-        a2 = self._a2 if items is None else self._a2[items]
-        z = ab - (a * theta[..., None])[..., None, :]  # −a(θ − b_k), (..., K−1, n)
-        return a2 * _information_sum(z)
-
-    def information_paired(self, points: FloatArray, items: IntArray) -> FloatArray:
-        """Information of item ``items[s]`` at row ``s``'s points, ``(S, G)``."""
-        z = self._ab[:, items].T[:, :, None] - (self.a[items][:, None] * points)[:, None, :]
-        return self._a2[items][:, None] * _information_sum(z)
-
-    def information_rows(self, points: FloatArray, items: IntArray) -> FloatArray:
-        """Σ over row s's items ``items[s]`` of their information at row s's points, ``(S, G)``."""
-        ab = self._ab[:, items].transpose(1, 0, 2)[:, None, :, :]  # (S, 1, K−1, t)
-        z = ab - (self.a[items][:, None, None, :] * points[:, :, None, None])
-        return (self._a2[items][:, None, :] * _information_sum(z)).sum(axis=-1)
+        return self.model.information(np.asarray(theta, dtype=float)[..., None], items)
 
     def information_on_grids(self, points: FloatArray, items: IntArray | None = None) -> FloatArray:
         """Information at each row's grid points: ``points (S, G)`` → ``(S, G, n)``, blockwise."""
         n = self.n_items if items is None else len(items)
         s, g = points.shape
         out = np.empty((s, g, n))
-        rows = max(1, _BLOCK // max(1, g * n * (self._ab.shape[0] + 2)))
+        rows = max(1, _BLOCK // max(1, g * n * (self.model.k_max + 1)))
         for lo in range(0, s, rows):  # blocks of subjects bound the temporaries' memory
             out[lo : lo + rows] = self.information(points[lo : lo + rows], items)
         return out
@@ -161,27 +140,6 @@ class PreparedBank:
         return self._tags[key]
 
 
-def _information_sum(z: FloatArray) -> FloatArray:
-    """Σ_k (P*_k − P*_{k+1})(1 − P*_k − P*_{k+1})² from ``z = −a(θ − b_k)`` on axis −2.
-
-    Overwrites ``z``.
-    """
-    with np.errstate(over="ignore"):
-        np.exp(z, out=z)
-    z += 1.0
-    np.reciprocal(z, out=z)  # P*_k
-    n_thr = z.shape[-2]
-    p = np.empty((*z.shape[:-2], n_thr + 2, z.shape[-1]))
-    p[..., 0, :] = 1.0
-    p[..., -1, :] = 0.0
-    p[..., 1:-1, :] = z
-    hi, lo = p[..., :-1, :], p[..., 1:, :]
-    u = 1.0 - hi - lo
-    u *= u
-    u *= hi - lo
-    return u.sum(axis=-2)
-
-
 @dataclass(eq=False)
 class CatState:
     """The state of S ≥ 1 adaptive tests over one bank, as rules see it.
@@ -220,30 +178,38 @@ class CatState:
     _weights: FloatArray | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def single(
+    def of_posterior(
         cls,
         bank: PreparedBank,
-        posterior: Posterior,
-        administered: list[int],
-        scores: list[int],
+        posterior: GridPosterior,
+        rows: IntArray | slice,
         eligible: BoolArray,
-        spent_seconds: float = 0.0,
-        spent_tokens: float = 0.0,
+        spent_seconds: FloatArray | None = None,
+        spent_tokens: FloatArray | None = None,
     ) -> CatState:
-        """The S = 1 state of one live test."""
+        """The state of the tests in ``rows`` of ``posterior`` (``eligible`` restricted to them).
+
+        A live test is one row (a slice: the arrays are views); the replay passes
+        the indices of every subject still answering.
+        """
+        count = posterior.count[rows]
+        t = int(count.max(initial=0))
+        zeros = np.zeros(len(count))
+        info = posterior.admin_info
         return cls(
             bank=bank,
-            theta=np.array([posterior.eap]),
-            se=np.array([posterior.sd]),
-            points=posterior.points[None, :],
-            log_density=posterior.log_density_unnormalised[None, :],
-            eligible=eligible[None, :],
-            administered=np.array([administered], dtype=np.int64).reshape(1, -1),
-            scores=np.array([scores], dtype=np.int64).reshape(1, -1),
-            n_items=np.array([len(administered)], dtype=np.int64),
-            spent_seconds=np.array([spent_seconds]),
-            spent_tokens=np.array([spent_tokens]),
+            theta=posterior.eap[rows],
+            se=posterior.sd[rows],
+            points=posterior.points[rows],
+            log_density=posterior.log_density(rows),
+            eligible=eligible,
+            administered=posterior.items[rows, :t],
+            scores=posterior.scores[rows, :t],
+            n_items=count,
+            spent_seconds=zeros if spent_seconds is None else spent_seconds,
+            spent_tokens=zeros if spent_tokens is None else spent_tokens,
             prior_sd=posterior.prior_sd,
+            admin_info=None if info is None else info[rows],
         )
 
     @property
@@ -254,7 +220,7 @@ class CatState:
         """Every item's information at each subject's EAP, ``(S, N)`` (computed once)."""
         if self._info_theta is None:
             s, n = self.eligible.shape
-            rows = max(1, _BLOCK // max(1, n * (self.bank._ab.shape[0] + 2)))
+            rows = max(1, _BLOCK // max(1, n * (self.bank.model.k_max + 1)))
             if s <= rows:
                 self._info_theta = self.bank.information(self.theta)
             else:  # replay of many subjects: blocks of rows bound the temporaries

@@ -20,8 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from orchestrator.irt.grm import log_category_probs
-from orchestrator.irt.posterior import grid_summaries, make_grid
+from orchestrator.irt.model import GradedResponseModel
+from orchestrator.irt.posterior import grid_summaries, make_grid, normal_log_prior
 
 __all__ = ["AbilityEstimates", "estimate_abilities", "subject_log_likelihood"]
 
@@ -51,11 +51,13 @@ def subject_log_likelihood(
 ) -> FloatArray:
     """Log-likelihood of each subject's responses at each grid point, ``(n_subjects, n_grid)``.
 
-    ``log_probs``: ``log_category_probs(grid, a, b)`` when the caller has it already.
+    ``log_probs``: the model's ``log_category_probs`` on ``grid``, ``(grid, items, K)``,
+    when the caller has it already.
     """
     k_max = b.shape[1] + 1
-    table = log_category_probs(grid, a, b) if log_probs is None else log_probs  # (grid, items, K)
-    table = np.moveaxis(table, 0, -1).reshape(len(a) * k_max, len(grid))
+    if log_probs is None:
+        log_probs = GradedResponseModel.from_difficulty(a, b).log_category_probs(grid[:, None])
+    table = np.moveaxis(log_probs, 0, -1).reshape(len(a) * k_max, len(grid))
     col = item_idx * k_max + score
     indicator = sparse.csr_matrix(
         (np.ones(len(score)), (subject_idx, col)), shape=(n_subjects, len(a) * k_max)
@@ -92,7 +94,7 @@ def estimate_abilities(
         raise ValueError(f"method must be 'eap' or 'map'; got {method!r}")
     pts = make_grid(-6.0, 6.0, 601) if grid is None else np.asarray(grid, dtype=float)
     loglik = subject_log_likelihood(a, b, subject_idx, item_idx, score, n_subjects, pts)
-    log_post = loglik - 0.5 * ((pts - prior_mean) / prior_sd) ** 2
+    log_post = loglik + normal_log_prior(pts, prior_mean, prior_sd)
     n_items = np.bincount(subject_idx, minlength=n_subjects).astype(np.int64)
     if method == "eap":
         theta, se = grid_summaries(pts, log_post)

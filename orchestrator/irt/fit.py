@@ -56,8 +56,8 @@ from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
 from orchestrator.irt.ability import subject_log_likelihood
-from orchestrator.irt.grm import category_probs, item_information, log_category_probs
-from orchestrator.irt.posterior import grid_summaries, make_grid
+from orchestrator.irt.model import GradedResponseModel
+from orchestrator.irt.posterior import grid_summaries, make_grid, normal_log_prior
 
 __all__ = [
     "GroupDependence",
@@ -95,11 +95,10 @@ _CHUNK = 2_000_000  # floats per chunk when a (observations × grid) array is bu
 def observation_probs(theta_obs: FloatArray, a_obs: FloatArray, b_obs: FloatArray) -> FloatArray:
     """P(X = k | θ_o) for each observation's own item, shape ``(n_obs, K_max)``.
 
-    ``category_probs`` broadcasts θ against *all* items; evaluating it at θ = 0
-    with thresholds shifted by each observation's θ gives a(θ_o − b_k) for
-    the observation's item only, in one call.
+    ``a_obs``, ``b_obs``: the parameters of each observation's item (one row each).
     """
-    return category_probs(0.0, a_obs, b_obs - theta_obs[:, None])
+    model = GradedResponseModel.from_difficulty(a_obs, b_obs)
+    return model.category_probs_at(theta_obs[:, None], np.arange(len(theta_obs)))
 
 
 def observation_moments(
@@ -325,7 +324,8 @@ def summed_score_fit(
     nodes = make_grid(prior_mean - 6 * prior_sd, prior_mean + 6 * prior_sd, n_quad)
     weights = stats.norm.pdf(nodes, prior_mean, prior_sd)
     weights /= weights.sum()
-    probs = np.moveaxis(category_probs(nodes, a, b), 0, 1)  # (n_items, Q, K)
+    model = GradedResponseModel.from_difficulty(a, b)
+    probs = np.moveaxis(model.category_probs(nodes[:, None]), 0, 1)  # (n_items, Q, K)
     k_max = probs.shape[2]
     num = _leave_one_out_numerators(probs, n_categories, weights, progress)
     s_max = num.shape[1] - 1
@@ -727,9 +727,9 @@ def rest_abilities(
     processed in chunks so memory stays bounded.
     """
     pts = make_grid(-6.0, 6.0, 241) if grid is None else grid
-    table = log_category_probs(pts, a, b)  # (G, items, K)
+    table = GradedResponseModel.from_difficulty(a, b).log_category_probs(pts[:, None])
     loglik = subject_log_likelihood(a, b, subject_idx, item_idx, score, n_subjects, pts, table)
-    log_prior = -0.5 * ((pts - prior_mean) / prior_sd) ** 2
+    log_prior = normal_log_prior(pts, prior_mean, prior_sd)
     out = np.empty(len(score))
     step = max(1, _CHUNK // len(pts))
     for lo in range(0, len(score), step):
@@ -804,7 +804,7 @@ def information_curve(
         the ``top_m`` largest item informations at each θ: the most that a
         test of ``top_m`` items (e.g. a CAT of that length) could reach there.
     """
-    info = item_information(theta, a, b)
+    info = GradedResponseModel.from_difficulty(a, b).information(np.asarray(theta)[:, None])
     total = info.sum(axis=1)
     m = info.shape[1] if top_m is None else min(top_m, info.shape[1])
     top = -np.sort(-info, axis=1)[:, :m].sum(axis=1)

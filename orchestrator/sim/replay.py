@@ -9,10 +9,12 @@ with the estimate from *all* of that subject's responses (EAP, same prior).
 
 All subjects advance in lockstep, one item per step, through the same
 :class:`~orchestrator.cat.SelectionRule` objects the live controller uses
-(S = all subjects instead of 1) and a vectorised copy of the grid posterior;
-each subject draws from its own random stream ``default_rng([seed, s])``, so
-subject s's replay is exactly what ``CatController(bank, rule,
-rng=default_rng([seed, s]))`` does on the same responses (tested).
+(S = all subjects instead of 1) and the same grid posterior
+(:class:`~orchestrator.irt.GridPosterior`; the live controller's is its
+one-row view). Each subject draws from its own random stream
+``default_rng([seed, s])``, so subject s's replay is exactly what
+``CatController(bank, rule, rng=default_rng([seed, s]))`` does on the same
+responses (tested).
 """
 
 from __future__ import annotations
@@ -28,11 +30,10 @@ from scipy.stats import rankdata
 
 from orchestrator.bank import ItemBank
 from orchestrator.cat.selection import SelectionRule
-from orchestrator.cat.state import PreparedBank
+from orchestrator.cat.state import CatState, PreparedBank
 from orchestrator.data import AlignedResponses
 from orchestrator.irt.ability import estimate_abilities
-from orchestrator.irt.posterior import DEFAULT_GRID, GridSpec
-from orchestrator.sim._posteriors import PosteriorBatch
+from orchestrator.irt.posterior import DEFAULT_GRID, GridPosterior, GridSpec
 
 __all__ = ["REPLAY_SCHEMA_VERSION", "ReplayResult", "StrategyResult", "replay", "subject_rng"]
 
@@ -209,10 +210,10 @@ def replay(
     for label, rule in strategies.items():
         rule.check_bank(prepared)
         start = time.perf_counter()
-        post = PosteriorBatch(
-            prepared,
+        post = GridPosterior(
+            prepared.model,
             n_subj,
-            n_steps,
+            capacity=n_steps,
             prior_mean=prior.mean,
             prior_sd=prior.sd,
             grid=grid,
@@ -227,7 +228,7 @@ def replay(
         for t in range(1, n_steps + 1):
             rows = np.flatnonzero(eligible.any(axis=1))
             if rows.size:
-                state = post.state(rows, eligible[rows])
+                state = CatState.of_posterior(prepared, post, rows, eligible[rows])
                 picks = rule.select_each(state, [rngs[s] for s in rows])
                 post.update(rows, picks, scores[rows, picks].astype(np.int64))
                 eligible[rows, picks] = False
@@ -241,7 +242,7 @@ def replay(
                 rule=rule.spec(),
                 theta=theta,
                 se=se,
-                items=post.items,
+                items=post.items[:, :n_steps],
                 items_to_se=items_to_se,
                 wall_time_s=time.perf_counter() - start,
             )
