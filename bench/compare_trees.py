@@ -1,4 +1,4 @@
-"""Do two checkouts compute the same numbers? ``simulate``, ``estimate``, ``calibrate``.
+"""Do two checkouts compute the same numbers? ``simulate``, ``estimate``, ``calibrate``, ``health``.
 
 A refactoring that claims "behaviour identical" runs this against the tree it
 started from. Each checkout runs in its own subprocesses, with its own ``.venv``
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VOLATILE = {"wall_time_s", "date", "elapsed", "software", "bank"}
+VOLATILE = {"wall_time_s", "date", "elapsed", "software", "bank", "generated", "agentcat_version"}
 """Keys whose values legitimately differ between two runs (times, versions, paths)."""
 STRATEGIES = ("cat", "random", "variance_reduction")
 
@@ -72,35 +72,38 @@ def outputs(tree: Path, bank_dir: Path, work: Path) -> dict[str, Any]:
         ),
     }
     docs["calibrate"]["bank.json"] = json.loads((cal_out / "bank.json").read_text())
+    report = str(work / "health.html")
+    health = ["health", "--bank", str(bank_dir), "--responses", resp, "--out", report]
+    docs["health"] = run_json(tree, [*health, "--quiet", "--json"])
     return docs
 
 
-def max_diff(a: Any, b: Any, path: str = "") -> tuple[float, list[str]]:
-    """Largest absolute numeric difference and the paths that differ otherwise."""
+def max_diff(a: Any, b: Any, path: str = "") -> tuple[float, str, list[str]]:
+    """Largest absolute numeric difference, where it is, and what differs otherwise."""
     if isinstance(a, dict) and isinstance(b, dict):
-        worst, bad = 0.0, []
+        worst, where, bad = 0.0, "", []
         if set(a) != set(b):
             bad.append(f"{path}: keys {sorted(set(a) ^ set(b))}")
-        for k in set(a) & set(b):
-            if k in VOLATILE:
-                continue
-            d, more = max_diff(a[k], b[k], f"{path}.{k}")
-            worst, bad = max(worst, d), bad + more
-        return worst, bad
+        for k in sorted(set(a) & set(b) - VOLATILE):
+            d, at, more = max_diff(a[k], b[k], f"{path}.{k}")
+            worst, where = (d, at) if d > worst else (worst, where)
+            bad += more
+        return worst, where, bad
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
-            return 0.0, [f"{path}: lengths {len(a)} != {len(b)}"]
-        worst, bad = 0.0, []
+            return 0.0, "", [f"{path}: lengths {len(a)} != {len(b)}"]
+        worst, where, bad = 0.0, "", []
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            d, more = max_diff(x, y, f"{path}[{i}]")
-            worst, bad = max(worst, d), bad + more
-        return worst, bad
+            d, at, more = max_diff(x, y, f"{path}[{i}]")
+            worst, where = (d, at) if d > worst else (worst, where)
+            bad += more
+        return worst, where, bad
     numbers = (int, float)
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
         if math.isnan(a) and math.isnan(b):
-            return 0.0, []
-        return abs(float(a) - float(b)), []
-    return 0.0, ([] if a == b else [f"{path}: {a!r} != {b!r}"])
+            return 0.0, "", []
+        return abs(float(a) - float(b)), path, []
+    return 0.0, "", ([] if a == b else [f"{path}: {a!r} != {b!r}"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,13 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                 work = Path(tmp) / name / label
                 work.mkdir(parents=True)
                 docs[label] = outputs(tree.resolve(), bank_dir, work)
-            for cmd in ("simulate", "estimate", "calibrate"):
-                worst, bad = max_diff(docs["baseline"][cmd], docs["candidate"][cmd])
+            for cmd in ("simulate", "estimate", "calibrate", "health"):
+                worst, where, bad = max_diff(docs["baseline"][cmd], docs["candidate"][cmd])
                 ok = not bad and worst <= args.tol
                 failed |= not ok
-                rows.append({"bank": name, "command": cmd, "max_abs_diff": worst, "other": bad})
+                rows.append(
+                    {"bank": name, "command": cmd, "max_abs_diff": worst, "at": where, "other": bad}
+                )
                 status = "same" if ok else "DIFFERENT"
-                print(f"{name:16s} {cmd:10s} max |diff| {worst:.3g}  {status}  {bad[:3] or ''}")
+                print(f"{name:15s} {cmd:10s} max |diff| {worst:8.2g} at {where or '-'}  {status}")
+                for line in bad[:5]:
+                    print(f"    {line}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"baseline": str(args.baseline), "candidate": str(args.candidate), "tol": args.tol}
     args.out.write_text(json.dumps({**doc, "rows": rows}, indent=2) + "\n")

@@ -1,0 +1,98 @@
+"""Per-step CAT latency of two checkouts in one run: ``bench_cat_step.py`` interleaved.
+
+Timings on a shared machine drift with its load, so a before/after claim
+needs both sides measured together. This runs the candidate's
+``bench/bench_cat_step.py`` against each tree's ``orchestrator`` (a
+subprocess with that tree first on ``PYTHONPATH``), alternating the order
+every round, and reports per bank size the median over rounds of each side's
+median step time and their ratio (candidate / baseline; < 1 is faster). The
+default clock is each process's CPU time, which a busy machine disturbs less
+than wall time.
+
+    nice python bench/compare_cat_step.py --baseline /work/main --candidate . --rounds 5
+
+Writes ``bench/results/compare_cat_step.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "compare_cat_step.json"
+BENCH = Path(__file__).resolve().parent / "bench_cat_step.py"
+KEYS = ("step_ms_median", "select_ms_median", "record_ms_median", "should_stop_ms_median")
+
+
+def run_once(
+    tree: Path, sizes: list[int], steps: int, clock: str, out: Path
+) -> list[dict[str, Any]]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, str(BENCH), "--sizes", *map(str, sizes), "--steps", str(steps)]
+    cmd += ["--clock", clock]
+    subprocess.run([*cmd, "--out", str(out)], env=env, check=True, capture_output=True)
+    return json.loads(out.read_text())["results"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", type=Path, required=True)
+    p.add_argument("--candidate", type=Path, default=Path("."))
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    trees = {"baseline": args.baseline.resolve(), "candidate": args.candidate.resolve()}
+    runs: dict[str, list[list[dict[str, Any]]]] = {k: [] for k in trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+            for label in order:
+                out = Path(tmp) / f"{label}{r}.json"
+                runs[label].append(run_once(trees[label], args.sizes, args.steps, args.clock, out))
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    rows = []
+    for i, n in enumerate(args.sizes):
+        row: dict[str, Any] = {"n_items": n}
+        for key in KEYS:
+            med = {k: statistics.median(run[i][key] for run in runs[k]) for k in trees}
+            row[key] = {**med, "ratio": med["candidate"] / med["baseline"]}
+        rows.append(row)
+    head = f"{'items':>7} {'base ms':>8} {'cand ms':>8} {'ratio':>6}   (record ratio, select ratio)"
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        st = row["step_ms_median"]
+        print(
+            f"{row['n_items']:>7} {st['baseline']:>8.3f} {st['candidate']:>8.3f} "
+            f"{st['ratio']:>6.3f}   ({row['record_ms_median']['ratio']:.3f}, "
+            f"{row['select_ms_median']['ratio']:.3f})"
+        )
+    doc = {
+        "schema_version": 1,
+        "benchmark": "compare_cat_step",
+        "command": "python " + " ".join(["bench/compare_cat_step.py", *(argv or sys.argv[1:])]),
+        "trees": {k: str(v) for k, v in trees.items()},
+        "rounds": args.rounds,
+        "clock": args.clock,
+        "steps": args.steps,
+        "load_avg_1m": os.getloadavg()[0],
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
