@@ -779,18 +779,10 @@ def item_rest_correlation(
 def category_max_prob(a: FloatArray, b: FloatArray) -> FloatArray:
     """Largest probability that each *middle* category ever reaches, ``(n_items, K_max − 2)``.
 
-    P(X = k | θ) = σ(a(θ − b_k)) − σ(a(θ − b_{k+1})) peaks midway between the
-    thresholds at tanh(a (b_{k+1} − b_k) / 4). A small value means the two
-    thresholds are nearly merged and category k is almost never the outcome,
-    so it adds almost no information. NaN for categories the item lacks; the
-    end categories reach probability 1 and are not listed.
+    :meth:`GradedResponseModel.category_peaks`: tanh(a (b_{k+1} − b_k) / 4), NaN
+    for categories an item lacks.
     """
-    if b.shape[1] < 2:
-        return np.zeros((b.shape[0], 0))
-    with np.errstate(invalid="ignore"):  # padding: inf − inf = nan, masked below
-        gap = np.diff(b, axis=1)
-        out = np.tanh(a[:, None] * gap / 4.0)
-    return np.where(np.isfinite(b[:, 1:]), out, np.nan)
+    return GradedResponseModel.from_difficulty(a, b).category_peaks()
 
 
 # --------------------------------------------------------------------------- information

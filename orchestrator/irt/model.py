@@ -139,9 +139,7 @@ class GradedResponseModel:
 
     def category_probs(self, theta: ArrayLike) -> FloatArray:
         """P(X = k | θ) for k = 0..K_max−1, shape ``θ.shape[:-1] + (N, K_max)``."""
-        z = self._linear(theta)[..., None] + self._bounds
-        upper, lower = expit(z), expit(-z)
-        return _between(upper[..., :-1], upper[..., 1:], lower[..., :-1], lower[..., 1:])
+        return _category_probs(self._linear(theta)[..., None] + self._bounds)
 
     def log_category_probs(self, theta: ArrayLike) -> FloatArray:
         """log P(X = k | θ), floored at log(1e-300) so impossible categories stay finite."""
@@ -150,9 +148,7 @@ class GradedResponseModel:
     def category_probs_at(self, theta: ArrayLike, items: ArrayLike) -> FloatArray:
         """P(X = k | θ[i]) of item ``items[i]``, paired: ``broadcast shape + (K_max,)``."""
         items = np.asarray(items, dtype=np.int64)
-        z = self._linear_at(theta, items)[..., None] + self._bounds[items]
-        upper, lower = expit(z), expit(-z)
-        return _between(upper[..., :-1], upper[..., 1:], lower[..., :-1], lower[..., 1:])
+        return _category_probs(self._linear_at(theta, items)[..., None] + self._bounds[items])
 
     def log_prob_at(self, theta: ArrayLike, items: ArrayLike, scores: ArrayLike) -> FloatArray:
         """log P(X = scores[i] | θ[i]) of item ``items[i]``, paired (all three broadcast).
@@ -167,6 +163,20 @@ class GradedResponseModel:
         z_next = lin + self._bounds[items, x + 1]
         prob = _between(expit(z_x), expit(z_next), expit(-z_x), expit(-z_next))
         return np.log(np.maximum(prob, _TINY))
+
+    def category_peaks(self) -> FloatArray:
+        """Largest probability each *middle* category ever reaches, ``(N, K_max − 2)``.
+
+        P(X = k | θ) = σ(aᵀθ + d_k) − σ(aᵀθ + d_{k+1}) peaks where aᵀθ lies midway
+        between −d_k and −d_{k+1}, at tanh((d_k − d_{k+1}) / 4). A small value means
+        two thresholds nearly merged: category k is almost never the outcome and
+        adds almost no information. NaN for categories an item lacks; the end
+        categories reach probability 1 and are not listed.
+        """
+        d = self.intercepts
+        with np.errstate(invalid="ignore"):  # padding: −inf − (−inf)
+            peak = np.tanh((d[:, :-1] - d[:, 1:]) / 4.0)
+        return np.where(np.isfinite(d[:, 1:]), peak, np.nan)
 
     def expected_score(self, theta: ArrayLike) -> FloatArray:
         """E[X | θ] = Σ_k P*_k, shape ``θ.shape[:-1] + (N,)``."""
@@ -190,10 +200,7 @@ class GradedResponseModel:
         ``θ.shape[:-1] + (n, D, D)`` otherwise; c_j is :meth:`fisher_weight`.
         """
         idx = slice(None) if items is None else np.asarray(items, dtype=np.int64)
-        weight = self.fisher_weight(theta, items)
-        if self.n_dims == 1:
-            return (self._a2 if items is None else self._a2[idx]) * weight
-        return weight[..., None, None] * self._outer[idx]
+        return self._scaled(self.fisher_weight(theta, items), idx)
 
     def information_at(self, theta: ArrayLike, items: ArrayLike) -> FloatArray:
         """Information of item ``items[i]`` at point ``θ[i]``, paired (as :meth:`information`)."""
@@ -201,10 +208,7 @@ class GradedResponseModel:
         lin = self._linear_at(theta, items)
         neg_d = self._neg_d[:, items]  # (K−1, *items.shape), right-aligned with lin below
         neg_d = neg_d.reshape(neg_d.shape[:1] + (1,) * (lin.ndim - items.ndim) + items.shape)
-        weight = _weight_sum(neg_d - lin)
-        if self.n_dims == 1:
-            return self._a2[items] * weight
-        return weight[..., None, None] * self._outer[items]
+        return self._scaled(_weight_sum(neg_d - lin), items)
 
     def fisher_weight(self, theta: ArrayLike, items: ArrayLike | None = None) -> FloatArray:
         """c_j(θ) = Σ_k (P*_k − P*_{k+1})(1 − P*_k − P*_{k+1})², table form ``θ.shape[:-1] + (n,)``.
@@ -221,6 +225,18 @@ class GradedResponseModel:
         # −(aᵀθ + d_k) laid out (K−1, ..., n)
         z = neg_d.reshape(neg_d.shape[:1] + (1,) * (lin.ndim - 1) + neg_d.shape[1:]) - lin
         return _weight_sum(z)
+
+    def _scaled(self, weight: FloatArray, idx: IntArray | slice) -> FloatArray:
+        """c(θ) a aᵀ for items ``idx``: a² c when D = 1, ``(..., n, D, D)`` otherwise."""
+        if self.n_dims == 1:
+            return self._a2[idx] * weight
+        return weight[..., None, None] * self._outer[idx]
+
+
+def _category_probs(z: FloatArray) -> FloatArray:
+    """P(X = k) from ``z = aᵀθ + d`` with the bounds (+inf, d_1, …, −inf) on the last axis."""
+    upper, lower = expit(z), expit(-z)
+    return _between(upper[..., :-1], upper[..., 1:], lower[..., :-1], lower[..., 1:])
 
 
 def _between(

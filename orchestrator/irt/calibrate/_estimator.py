@@ -41,6 +41,7 @@ from orchestrator.irt._calibration_defaults import (
 from orchestrator.irt.calibrate._em import EMModel, EStep, QuadGrid
 from orchestrator.irt.calibrate._problem import Problem, prepare
 from orchestrator.irt.calibrate._standard_errors import standard_errors
+from orchestrator.irt.fit import category_max_prob
 
 __all__ = ["METHOD", "GRMCalibrator", "IterationInfo", "format_progress"]
 
@@ -467,15 +468,12 @@ class GRMCalibrator:
 def _collapsed_categories(a: FloatArray, b: FloatArray, prob: Problem) -> dict[str, dict[str, int]]:
     """Observed middle categories that the fit squeezes below 2 % probability at every θ.
 
-    A middle category k peaks at tanh(a(b_{k+1} − b_k)/4) (midway between its
-    thresholds); when subjects gave it but the fit leaves it almost no room,
-    it is out of order with respect to θ.
+    When subjects gave a category but the fit leaves it almost no room (its
+    peak, :func:`~orchestrator.irt.fit.category_max_prob`), it is out of order
+    with respect to θ.
     """
     out: dict[str, dict[str, int]] = {}
-    if b.shape[1] < 2:
-        return out
-    with np.errstate(invalid="ignore"):
-        peak = np.tanh(a[:, None] * (b[:, 1:] - b[:, :-1]) / 4)
+    peak = category_max_prob(a, b)  # NaN for categories an item lacks: never flagged
     counts = prob.category_counts[:, 1:-1]  # categories 1..K_max−2 sit between thresholds
     for j, t in zip(*np.nonzero((peak < 0.02) & (counts > 0)), strict=True):  # flagged only
         out.setdefault(prob.item_ids[j], {})[str(t + 1)] = int(counts[j, t])
