@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in KEYS:
             med = {k: statistics.median(run[i][key] for run in runs[k]) for k in trees}
             row[key] = {**med, "ratio": med["candidate"] / med["baseline"]}
+        row["rounds_step_ms"] = {k: [run[i]["step_ms_median"] for run in runs[k]] for k in trees}
         rows.append(row)
     head = f"{'items':>7} {'base ms':>8} {'cand ms':>8} {'ratio':>6}   (record ratio, select ratio)"
     print(head)

@@ -27,7 +27,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VOLATILE = {"wall_time_s", "date", "elapsed", "software", "bank", "generated", "agentcat_version"}
+VOLATILE = {
+    "wall_time_s",
+    "date",
+    "elapsed",
+    "software",
+    "bank",
+    "generated_at",
+    "agentcat_version",
+}
 """Keys whose values legitimately differ between two runs (times, versions, paths)."""
 STRATEGIES = ("cat", "random", "variance_reduction")
 
