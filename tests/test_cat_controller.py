@@ -106,6 +106,23 @@ def test_json_round_trip_gives_same_choice_and_same_random_stream(bank) -> None:
     assert clone.theta == ctl.theta and clone.se == ctl.se
 
 
+def test_journal_posterior_record_keeps_its_format_and_inconsistency_is_refused(bank) -> None:
+    ctl = CatController(bank, rng=0)
+    run(ctl, true_scores(bank, 0.4), 3)
+    doc = ctl.to_dict()
+    post = doc["posterior"]
+    assert set(post) == {"prior_mean", "prior_sd", "grid", "regrid_ratio", "responses"}
+    first = bank.index[doc["administered"][0]]
+    assert post["responses"][0] == {
+        "a": float(bank.a[first]),
+        "b": list(bank.item(doc["administered"][0]).b),
+        "score": doc["scores"][0],
+    }
+    short = {**post, "responses": post["responses"][:2]}
+    with pytest.raises(SessionError, match="posterior holds 2 responses, administered lists 3"):
+        CatController.from_dict({**doc, "posterior": short}, bank)
+
+
 def test_from_dict_refuses_another_bank_or_schema(bank) -> None:
     ctl = CatController(bank, rng=0)
     run(ctl, true_scores(bank, 0.0), 2)

@@ -96,8 +96,8 @@ def sample_responses(
 
 
 def to_slope_intercept(a: ArrayLike, b: ArrayLike) -> FloatArray:
-    """Difficulty form → mirt's intercepts d_k = −a·b_k (padding +inf becomes −inf)."""
-    return -(np.asarray(a, dtype=float)[:, None] * np.asarray(b, dtype=float))
+    """Difficulty form → mirt's intercepts d_k = −a·b_k (padding stays ±inf)."""
+    return -np.asarray(a, dtype=float)[:, None] * np.asarray(b, dtype=float)
 
 
 def from_slope_intercept(a: ArrayLike, d: ArrayLike) -> FloatArray:
