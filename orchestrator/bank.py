@@ -25,6 +25,7 @@ from orchestrator._io import atomic_write_json
 from orchestrator._validation import parse_model
 from orchestrator.errors import BankError
 from orchestrator.irt.grm import pad_thresholds
+from orchestrator.irt.model import GradedResponseModel
 from orchestrator.scale import DEFAULT_SCALE_LABELS
 
 if TYPE_CHECKING:  # torch; only its fitted attributes are read here
@@ -62,12 +63,57 @@ class Scale(_Strict):
 
 
 class Prior(_Strict):
-    """Normal prior on θ used by estimation and the CAT posterior."""
+    """Normal prior on θ used by estimation and the CAT posterior.
 
-    mean: float = 0.0
-    """Prior mean of θ."""
-    sd: float = Field(1.0, gt=0)
-    """Prior standard deviation of θ."""
+    For a D-dimensional bank θ ~ N(mean, Σ) with Σ = diag(sd) · R · diag(sd):
+    ``mean`` and ``sd`` are numbers (shared by every dimension) or lists of D,
+    and ``correlation`` is R (the identity when absent). A 1-D bank uses the
+    numbers and no correlation, exactly as before.
+    """
+
+    mean: float | list[float] = 0.0
+    """Prior mean of θ (one per dimension, or one for all)."""
+    sd: float | list[float] = 1.0
+    """Prior standard deviation of θ (one per dimension, or one for all), > 0."""
+    correlation: list[list[float]] | None = None
+    """Latent correlation matrix R (D × D, unit diagonal, positive definite)."""
+
+    @field_validator("sd")
+    @classmethod
+    def _positive_sd(cls, v: float | list[float]) -> float | list[float]:
+        values = v if isinstance(v, list) else [v]
+        if not values or any(not x > 0 for x in values):
+            raise ValueError(f"prior sd must be > 0 (one number or one per dimension); got {v}")
+        return v
+
+    def moments(self, n_dims: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The prior's mean ``(D,)`` and covariance ``(D, D)`` for a D-dimensional bank.
+
+        Raises:
+            ValueError: a list has the wrong length or ``correlation`` is not a
+                valid D × D correlation matrix.
+        """
+        mean = _per_dimension(self.mean, n_dims, "prior mean")
+        sd = _per_dimension(self.sd, n_dims, "prior sd")
+        corr = np.eye(n_dims) if self.correlation is None else np.array(self.correlation)
+        if corr.shape != (n_dims, n_dims):
+            raise ValueError(
+                f"prior correlation must be {n_dims} x {n_dims} for {n_dims} dimension(s); "
+                f"got shape {corr.shape}"
+            )
+        if not np.allclose(np.diag(corr), 1.0) or not np.allclose(corr, corr.T):
+            raise ValueError("prior correlation must be symmetric with a unit diagonal")
+        if np.linalg.eigvalsh(corr).min() <= 1e-10:
+            raise ValueError("prior correlation must be positive definite")
+        return mean, corr * np.outer(sd, sd)
+
+
+def _per_dimension(v: float | list[float], n_dims: int, what: str) -> NDArray[np.float64]:
+    if not isinstance(v, list):
+        return np.full(n_dims, float(v))
+    if len(v) != n_dims:
+        raise ValueError(f"{what} has {len(v)} entries but the bank has {n_dims} dimension(s)")
+    return np.array(v, dtype=float)
 
 
 class Calibration(_Strict):
@@ -132,11 +178,15 @@ class ItemSpec(_Strict):
     """One calibrated item."""
 
     id: str = Field(min_length=1)
-    a: float = Field(gt=0)
-    """Discrimination (slope), > 0."""
+    a: float | list[float]
+    """Discrimination: a number > 0 in a 1-D bank; in a D-dimensional bank the
+    slope vector a ∈ R^D (one entry per dimension, 0 where the item does not
+    load, not all 0)."""
     b: list[float] = Field(min_length=1)
-    """Strictly increasing thresholds b_1 < … < b_{K-1}; K = len(b) + 1."""
-    a_se: float | None = Field(None, ge=0)
+    """Strictly increasing thresholds b_1 < … < b_{K-1}; K = len(b) + 1. With a
+    slope vector these are multidimensional difficulties along a:
+    P(X ≥ k | θ) = σ(aᵀθ − ‖a‖ b_k), which is σ(a(θ − b_k)) when D = 1."""
+    a_se: float | list[float] | None = None
     b_se: list[float] | None = None
     labels: list[str] | None = None
     """Category labels for this item when they differ from the bank's scale."""
@@ -177,8 +227,35 @@ class ItemSpec(_Strict):
             )
         return v
 
+    @field_validator("a")
+    @classmethod
+    def _slope(cls, v: float | list[float]) -> float | list[float]:
+        if isinstance(v, list):
+            if not v or not any(x != 0 for x in v):
+                raise ValueError(f"a slope vector needs at least one non-zero entry; got {v}")
+        elif not v > 0:
+            raise ValueError(f"a must be greater than 0; got {v}")
+        return v
+
+    @field_validator("a_se")
+    @classmethod
+    def _slope_se(cls, v: float | list[float] | None) -> float | list[float] | None:
+        if v is not None and any(x < 0 for x in (v if isinstance(v, list) else [v])):
+            raise ValueError(f"a_se must be ≥ 0; got {v}")
+        return v
+
+    @property
+    def n_dims(self) -> int:
+        """Length of the slope vector (1 for a number)."""
+        return len(self.a) if isinstance(self.a, list) else 1
+
     @model_validator(mode="after")
     def _lengths(self) -> ItemSpec:
+        if self.a_se is not None and (
+            isinstance(self.a_se, list) != isinstance(self.a, list)
+            or (isinstance(self.a_se, list) and len(self.a_se) != self.n_dims)
+        ):
+            raise ValueError(f"a_se must have the shape of a ({self.a!r}); got {self.a_se!r}")
         if self.b_se is not None and len(self.b_se) != len(self.b):
             raise ValueError(f"b_se has {len(self.b_se)} entries but b has {len(self.b)}")
         if self.labels is not None and len(self.labels) != len(self.b) + 1:
@@ -198,17 +275,44 @@ class BankFile(_Strict):
     version: str = "1"
     description: str = ""
     model: Literal["grm"] = "grm"
-    """Only the graded response model (2PL = K 2) is supported."""
+    """The graded response model (2PL = K 2); compensatory multidimensional when D > 1."""
+    dimensions: list[str] = Field(default_factory=lambda: ["theta"], min_length=1, max_length=3)
+    """Names of θ's dimensions (D = their number; e.g. ``["utility", "security"]``)."""
     scale: Scale = Scale(labels=list(DEFAULT_SCALE_LABELS))
     prior: Prior = Prior()
     calibration: Calibration
     items: list[ItemSpec] = Field(min_length=1)
 
+    @property
+    def n_dims(self) -> int:
+        return len(self.dimensions)
+
     @model_validator(mode="after")
     def _consistent(self) -> BankFile:
+        if len(set(self.dimensions)) != len(self.dimensions):
+            raise ValueError(f"dimension names must be unique; got {self.dimensions}")
+        self.prior.moments(self.n_dims)  # raises ValueError naming the bad field
+        if self.n_dims == 1 and (
+            isinstance(self.prior.mean, list)
+            or isinstance(self.prior.sd, list)
+            or self.prior.correlation is not None
+        ):
+            raise ValueError(
+                "a one-dimensional bank's prior is a number for mean and sd and no correlation"
+            )
         seen: dict[str, int] = {}
         k_scale = len(self.scale.labels)
         for i, item in enumerate(self.items):
+            if self.n_dims == 1 and isinstance(item.a, list):
+                raise ValueError(
+                    f"items[{i}] (id {item.id!r}) has a slope vector but the bank has one "
+                    "dimension; give a as a number, or name the dimensions in 'dimensions'"
+                )
+            if self.n_dims > 1 and (not isinstance(item.a, list) or item.n_dims != self.n_dims):
+                raise ValueError(
+                    f"items[{i}] (id {item.id!r}) needs a slope vector of {self.n_dims} entries "
+                    f"(dimensions {self.dimensions}); got a = {item.a!r}"
+                )
             if item.id in seen:
                 raise ValueError(
                     f"item id {item.id!r} appears twice (items[{seen[item.id]}], items[{i}])"
@@ -235,10 +339,38 @@ class ItemBank:
         self.path = path
         self.ids: list[str] = [it.id for it in spec.items]
         self.index: dict[str, int] = {iid: i for i, iid in enumerate(self.ids)}
-        self.a: NDArray[np.float64] = np.array([it.a for it in spec.items], dtype=float)
+        self.dimensions: list[str] = list(spec.dimensions)
+        self.n_dims = spec.n_dims
+        self.slopes: NDArray[np.float64] = np.array(
+            [it.a if isinstance(it.a, list) else [it.a] for it in spec.items], dtype=float
+        ).reshape(len(self.ids), self.n_dims)
+        # D = 1: the slope itself; D > 1: its length ‖a‖ (multidimensional discrimination),
+        # the scale of the thresholds b along the item's direction.
+        self.a: NDArray[np.float64] = (
+            self.slopes[:, 0].copy() if self.n_dims == 1 else np.linalg.norm(self.slopes, axis=1)
+        )
         self.b, self.n_categories = pad_thresholds([it.b for it in spec.items])
-        for arr in (self.a, self.b, self.n_categories):
+        self.prior_mean, self.prior_cov = spec.prior.moments(self.n_dims)
+        for arr in (
+            self.slopes,
+            self.a,
+            self.b,
+            self.n_categories,
+            self.prior_mean,
+            self.prior_cov,
+        ):
             arr.setflags(write=False)
+
+    @cached_property
+    def model(self) -> GradedResponseModel:
+        """The bank's graded response model (slope-intercept form, d_k = −‖a‖ b_k).
+
+        A 1-D bank is built from ``a`` and ``b`` directly, so its numbers are
+        bit-identical to the difficulty form σ(a(θ − b_k)).
+        """
+        if self.n_dims == 1:
+            return GradedResponseModel.from_difficulty(self.a, self.b)
+        return GradedResponseModel(self.slopes, -(self.a[:, None] * self.b))
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -258,26 +390,35 @@ class ItemBank:
         b_se: Sequence[Sequence[float]] | NDArray[np.float64] | None = None,
         item_labels: Sequence[Sequence[str] | None] | None = None,
         description: str = "",
+        dimensions: Sequence[str] | None = None,
     ) -> ItemBank:
         """Build a bank from parameter arrays (``b`` rows may be padded with +inf/NaN).
 
-        ``a_se``/``b_se`` are optional standard errors (``b_se`` padded like ``b``);
-        an item whose SEs are not all finite gets none rather than a NaN.
+        ``a`` is ``(N,)`` for a 1-D bank or ``(N, D)`` slope vectors with
+        ``dimensions`` naming the D dimensions (then ``b`` are the thresholds
+        along each slope vector, see :class:`ItemSpec`). ``a_se``/``b_se`` are
+        optional standard errors shaped like ``a`` and ``b`` (``b_se`` padded
+        like ``b``); an item whose SEs are not all finite gets none rather than a NaN.
         """
+        a_arr = np.asarray(a, dtype=float)
+        multi = a_arr.ndim == 2
+        a_se_arr = None if a_se is None else np.asarray(a_se, dtype=float)
         items = []
         for i, iid in enumerate(ids):
             row = [float(x) for x in np.asarray(b[i], dtype=float) if math.isfinite(x)]
             item: dict[str, Any] = {
                 "id": iid,
-                "a": float(a[i]),
+                "a": a_arr[i].tolist() if multi else float(a_arr[i]),
                 "b": row,
                 "tags": dict(tags[i]) if tags else {},
                 "cost": costs[i] if costs else None,
             }
-            if a_se is not None and b_se is not None:
-                ses = [float(a_se[i])] + [float(x) for x in np.asarray(b_se[i])[: len(row)]]
+            if a_se_arr is not None and b_se is not None:
+                slope_se = np.atleast_1d(a_se_arr[i]).tolist()
+                ses = [*slope_se, *(float(x) for x in np.asarray(b_se[i])[: len(row)])]
                 if all(math.isfinite(x) for x in ses):
-                    item["a_se"], item["b_se"] = ses[0], ses[1:]
+                    item["a_se"] = slope_se if multi else slope_se[0]
+                    item["b_se"] = ses[len(slope_se) :]
             if item_labels is not None and item_labels[i] is not None:
                 item["labels"] = list(item_labels[i])  # type: ignore[arg-type]
             items.append(item)
@@ -286,8 +427,9 @@ class ItemBank:
         data = {
             "name": name,
             "description": description,
+            "dimensions": list(dimensions) if dimensions else ["theta"],
             "scale": {"labels": labels},
-            "prior": (prior or Prior()).model_dump(),
+            "prior": (prior or Prior()).model_dump(exclude_none=True),
             "calibration": (
                 calibration or Calibration(status="provisional", method="given")
             ).model_dump(),
@@ -334,7 +476,10 @@ class ItemBank:
 
     # -- persistence ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return self.spec.model_dump(mode="json", exclude_none=True)
+        data = self.spec.model_dump(mode="json", exclude_none=True)
+        if self.n_dims == 1:  # 1-D banks are written exactly as before dimensions existed
+            del data["dimensions"]
+        return data
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``<folder>/bank.json`` atomically; returns the file path."""

@@ -138,3 +138,93 @@ def test_missing_bank_says_what_to_pass(tmp_path: Path) -> None:
 def test_from_params_rejects_disordered_thresholds() -> None:
     with pytest.raises(BankError, match="strictly increasing"):
         ItemBank.from_params("x", ["a"], [1.0], [[1.0, 0.0]])
+
+
+TWO_D = {
+    "name": "two",
+    "dimensions": ["utility", "security"],
+    "prior": {"mean": [0.0, 0.5], "sd": 1.0, "correlation": [[1.0, 0.4], [0.4, 1.0]]},
+    "calibration": {"status": "provisional", "method": "given"},
+    "scale": {"labels": ["fail", "pass"]},
+    "items": [
+        {"id": "u1", "a": [1.5, 0.0], "b": [0.2], "a_se": [0.1, 0.0], "b_se": [0.2]},
+        {"id": "s1", "a": [0.3, -0.4], "b": [-1.0]},
+    ],
+}
+
+
+def test_a_multidimensional_bank_carries_slope_vectors_and_the_latent_covariance(
+    tmp_path: Path,
+) -> None:
+    bank = load_bank(_write(tmp_path, TWO_D))
+    assert bank.n_dims == 2 and bank.dimensions == ["utility", "security"]
+    np.testing.assert_array_equal(bank.slopes, [[1.5, 0.0], [0.3, -0.4]])
+    np.testing.assert_allclose(bank.a, [1.5, 0.5])  # ‖a‖ scales the thresholds
+    np.testing.assert_array_equal(bank.prior_mean, [0.0, 0.5])
+    np.testing.assert_allclose(bank.prior_cov, [[1.0, 0.4], [0.4, 1.0]])
+    # P(X ≥ 1 | θ) = σ(aᵀθ − ‖a‖ b): at θ = (0, 0) item s1 gives σ(0.5 · 1.0)
+    p = bank.model.cumulative_probs(np.zeros((1, 2)))[0, :, 0]
+    np.testing.assert_allclose(p, 1 / (1 + np.exp([1.5 * 0.2, -0.5])))
+    again = load_bank(ItemBank(bank.spec).save(tmp_path / "copy").parent)
+    assert again.to_dict() == bank.to_dict()
+
+
+def test_a_one_dimensional_bank_is_written_as_before_and_its_model_keeps_its_bits(
+    tmp_path: Path,
+) -> None:
+    bank = load_bank(_write(tmp_path, HAND_WRITTEN))
+    assert "dimensions" not in bank.to_dict() and "correlation" not in bank.to_dict()["prior"]
+    assert bank.n_dims == 1 and bank.slopes.shape == (2, 1)
+    from orchestrator.irt.model import GradedResponseModel
+
+    theta = np.linspace(-3, 3, 7)[:, None]
+    ref = GradedResponseModel.from_difficulty(bank.a, bank.b).log_category_probs(theta)
+    assert np.array_equal(bank.model.log_category_probs(theta), ref)
+
+
+@pytest.mark.parametrize(
+    ("patch", "match"),
+    [
+        ({"dimensions": ["u", "u"]}, "unique"),
+        ({"prior": {"mean": [0.0, 0.0, 0.0]}}, "prior mean has 3 entries"),
+        ({"prior": {"correlation": [[1.0, 1.2], [1.2, 1.0]]}}, "positive definite"),
+        ({"prior": {"correlation": [[1.0, 0.2], [0.3, 1.0]]}}, "symmetric"),
+        ({"prior": {"sd": [1.0, 0.0]}}, "sd must be > 0"),
+        ({"items": [{"id": "u1", "a": 1.0, "b": [0.0]}]}, "needs a slope vector of 2"),
+        ({"items": [{"id": "u1", "a": [1.0], "b": [0.0]}]}, "needs a slope vector of 2"),
+        ({"items": [{"id": "u1", "a": [0.0, 0.0], "b": [0.0]}]}, "non-zero"),
+        ({"items": [{"id": "u1", "a": [1.0, 0.0], "a_se": 0.1, "b": [0.0]}]}, "shape of a"),
+    ],
+)
+def test_invalid_multidimensional_banks_say_what_is_wrong(
+    tmp_path: Path, patch: dict, match: str
+) -> None:
+    with pytest.raises(BankError, match=match):
+        load_bank(_write(tmp_path, {**TWO_D, **patch}))
+
+
+def test_a_slope_vector_in_a_one_dimensional_bank_is_refused(tmp_path: Path) -> None:
+    doc = {**HAND_WRITTEN, "items": [{"id": "x", "a": [1.0, 0.5], "b": [0.0]}]}
+    with pytest.raises(BankError, match="slope vector but the bank has one dimension"):
+        load_bank(_write(tmp_path, doc))
+
+
+def test_from_params_builds_a_multidimensional_bank() -> None:
+    bank = ItemBank.from_params(
+        "mp",
+        ["i1", "i2"],
+        np.array([[1.0, 0.5], [0.0, 2.0]]),
+        [[-0.5, 0.5], [0.0, np.inf]],
+        dimensions=["x", "y"],
+        a_se=np.array([[0.1, 0.1], [0.0, 0.2]]),
+        b_se=[[0.2, 0.2], [0.3, np.inf]],
+    )
+    assert bank.n_dims == 2 and bank.spec.items[0].a == [1.0, 0.5]
+    assert bank.spec.items[1].a_se == [0.0, 0.2] and bank.spec.items[1].b_se == [0.3]
+    assert list(bank.n_categories) == [3, 2]
+
+
+def test_a_one_dimensional_prior_stays_numbers(tmp_path: Path) -> None:
+    doc = {**HAND_WRITTEN, "prior": {"mean": [0.0], "sd": 1.0}}
+    with pytest.raises(BankError, match="one-dimensional bank's prior is a number"):
+        load_bank(_write(tmp_path, doc))

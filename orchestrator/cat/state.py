@@ -23,7 +23,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from orchestrator.bank import ItemBank
-from orchestrator.irt.model import GradedResponseModel
 from orchestrator.irt.posterior import GridPosterior
 
 __all__ = ["CatState", "PreparedBank"]
@@ -59,11 +58,13 @@ class PreparedBank:
         self.n_items = len(bank)
         self.a = bank.a
         self.n_categories = bank.n_categories
-        self.model = GradedResponseModel.from_difficulty(bank.a, bank.b)
+        self.model = bank.model
         h = hashlib.sha256()
         h.update("\x1f".join(bank.ids).encode())
         h.update(np.ascontiguousarray(bank.a).tobytes())
         h.update(np.ascontiguousarray(bank.b).tobytes())
+        if bank.n_dims > 1:  # 1-D fingerprints stay as journals already hold them
+            h.update(np.ascontiguousarray(bank.slopes).tobytes())
         self.fingerprint = h.hexdigest()
         self._costs: dict[str, FloatArray] = {}
         self._tags: dict[str, tuple[IntArray, tuple[str | None, ...]]] = {}
@@ -82,7 +83,7 @@ class PreparedBank:
     def information(self, theta: FloatArray, items: IntArray | None = None) -> FloatArray:
         """Fisher information, shape ``theta.shape + (n,)`` for all items or ``items``.
 
-        The model's division-free form (:meth:`GradedResponseModel.fisher_weight`):
+        The model's division-free form (``GradedResponseModel.fisher_weight``):
         one ``exp`` per threshold, evaluated for every item at every step.
         """
         return self.model.information(np.asarray(theta, dtype=float)[..., None], items)
