@@ -157,7 +157,8 @@ class CatState:
         scores: Scores in the same order, ``(S, T)``, padded with −1.
         n_items: Items administered per subject, ``(S,)``.
         spent_seconds, spent_tokens: Cost spent so far, ``(S,)``.
-        prior_sd: SD of the normal prior (its precision enters batch selection).
+        prior_sd: SD of the normal prior (its precision enters batch selection):
+            one value, or ``(S, 1)`` when subjects have their own priors (replay).
         admin_info: Optional ``(S, G)`` sum of administered items' information on
             ``points``; derived from ``administered`` when not given.
     """
@@ -173,7 +174,7 @@ class CatState:
     n_items: IntArray
     spent_seconds: FloatArray
     spent_tokens: FloatArray
-    prior_sd: float = 1.0
+    prior_sd: float | FloatArray = 1.0
     admin_info: FloatArray | None = None
     _info_theta: FloatArray | None = field(default=None, init=False, repr=False)
     _weights: FloatArray | None = field(default=None, init=False, repr=False)
@@ -209,7 +210,11 @@ class CatState:
             n_items=count,
             spent_seconds=zeros if spent_seconds is None else spent_seconds,
             spent_tokens=zeros if spent_tokens is None else spent_tokens,
-            prior_sd=posterior.prior_sd,
+            prior_sd=(
+                posterior.prior_sd[rows][:, None]
+                if isinstance(posterior.prior_sd, np.ndarray)
+                else posterior.prior_sd
+            ),
             admin_info=None if info is None else info[rows],
         )
 

@@ -88,13 +88,15 @@ def normal_log_prior(points: FloatArray, mean: float, sd: float) -> FloatArray:
 
 
 class GridPosterior:
-    """S grid posteriors with a common normal prior, over the items of one model.
+    """S grid posteriors with normal priors, over the items of one model.
 
     Args:
         model: The items (responses name them by index).
         n_subjects: S.
-        prior_mean: Mean of the normal prior on θ.
-        prior_sd: SD of the normal prior on θ.
+        prior_mean: Mean of the normal prior on θ: one for every row, or one per
+            row ``(S,)`` (a subject's own prior, e.g. collateral information
+            from another test).
+        prior_sd: SD of the normal prior on θ, likewise.
         grid: Grid bounds and size for the quadrature points.
         regrid_ratio: Narrow a row's grid once its SD < ratio × spacing (0 disables).
         capacity: Responses per row to allocate for (grows when exceeded).
@@ -116,22 +118,30 @@ class GridPosterior:
         model: GradedResponseModel,
         n_subjects: int,
         *,
-        prior_mean: float = 0.0,
-        prior_sd: float = 1.0,
+        prior_mean: float | FloatArray = 0.0,
+        prior_sd: float | FloatArray = 1.0,
         grid: GridSpec = DEFAULT_GRID,
         regrid_ratio: float = 2.0,
         capacity: int = 16,
         track_information: bool = False,
     ) -> None:
-        if not (np.isfinite(prior_sd) and prior_sd > 0):
-            raise ValueError(f"prior_sd must be a positive number; got {prior_sd}")
+        sd_values = np.asarray(prior_sd, dtype=float)
+        if not (np.all(np.isfinite(sd_values)) and np.all(sd_values > 0)):
+            raise ValueError(f"prior_sd must be a positive number (or one per row); got {prior_sd}")
         if model.n_dims != 1:
             raise ValueError(
                 f"the grid posterior is one-dimensional; the model has D = {model.n_dims}"
             )
         self.model = model
-        self.prior_mean = float(prior_mean)
-        self.prior_sd = float(prior_sd)
+        per_row = np.ndim(prior_mean) > 0 or np.ndim(prior_sd) > 0
+        self.prior_mean: float | FloatArray = (
+            np.broadcast_to(np.asarray(prior_mean, dtype=float), (n_subjects,))
+            if per_row
+            else float(prior_mean)
+        )
+        self.prior_sd: float | FloatArray = (
+            np.broadcast_to(sd_values, (n_subjects,)) if per_row else float(prior_sd)
+        )
         self.grid = grid
         self.regrid_ratio = float(regrid_ratio)
         self.points = np.tile(make_grid(grid.lo, grid.hi, grid.n), (n_subjects, 1))
@@ -150,9 +160,16 @@ class GridPosterior:
         """Grid coordinates as the model's θ points ``(..., D)`` (D = 1)."""
         return points[..., None]
 
-    def log_prior(self, points: FloatArray) -> FloatArray:
-        """Unnormalised log prior density at ``points``."""
-        return normal_log_prior(points, self.prior_mean, self.prior_sd)
+    def log_prior(
+        self, points: FloatArray, rows: IntArray | slice | int = slice(None)
+    ) -> FloatArray:
+        """Unnormalised log prior density of ``rows`` at their ``points``."""
+        mean, sd = self.prior_mean, self.prior_sd
+        if isinstance(mean, np.ndarray) and isinstance(sd, np.ndarray):
+            mean, sd = mean[rows], sd[rows]
+            if np.ndim(mean):  # one prior per row of points
+                mean, sd = mean[:, None], sd[:, None]
+        return normal_log_prior(points, mean, sd)  # type: ignore[arg-type]
 
     def log_density(self, rows: IntArray | slice = slice(None)) -> FloatArray:
         """Unnormalised log posterior of ``rows`` on their grids, ``(len(rows), G)``."""
@@ -217,7 +234,7 @@ class GridPosterior:
                 info = self.model.information_at(theta[:, :, None], items[sl, None, :])
                 self.admin_info[rows[sl]] = info.sum(axis=-1)
         self.points[rows] = pts
-        self._prior_at_points[rows] = self.log_prior(pts)
+        self._prior_at_points[rows] = self.log_prior(pts, rows)
         self._summarise(rows)
 
     # -- reading -------------------------------------------------------------------
@@ -316,7 +333,7 @@ class Posterior:
 
         def neg(t: float) -> float:
             th = np.array([t])
-            return -float(self.loglik_at(th)[0] + self.batch.log_prior(th)[0])
+            return -float(self.loglik_at(th)[0] + self.batch.log_prior(th, 0)[0])
 
         res = minimize_scalar(neg, bounds=(lo, hi), method="bounded", options={"xatol": 1e-8})
         return float(res.x)

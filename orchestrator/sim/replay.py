@@ -164,12 +164,13 @@ def replay(
     se_target: float = 0.3,
     seed: int = 0,
     grid: GridSpec = DEFAULT_GRID,
+    prior: tuple[FloatArray, FloatArray] | None = None,
     progress: Progress | None = None,
 ) -> ReplayResult:
     """Replay each strategy for every subject and keep the trajectories.
 
     Args:
-        bank: The calibrated bank (its prior is used throughout).
+        bank: The calibrated bank (its prior is used unless ``prior`` is given).
         responses: Responses aligned to ``bank``.
         strategies: Label → selection rule.
         max_items: Stop each replay after this many items (default: all of
@@ -177,6 +178,10 @@ def replay(
         se_target: SE target for "items needed to reach the target".
         seed: Base seed; subject s uses :func:`subject_rng`.
         grid: Posterior grid (as live).
+        prior: Per-subject normal prior ``(means, sds)``, each ``(S,)``, for the
+            adaptive tests (e.g. collateral information from another test);
+            default: the bank's prior for everyone. The full-data reference
+            always uses the bank's prior.
         progress: Called as ``progress(label, step, n_steps)`` after each step.
     """
     prepared = PreparedBank.of(bank)
@@ -186,7 +191,8 @@ def replay(
     answered = scores >= 0
     n_responses = answered.sum(axis=1)
     n_steps = int(n_responses.max()) if max_items is None else int(max_items)
-    prior = bank.spec.prior
+    bank_prior = bank.spec.prior
+    prior_mean, prior_sd = (bank_prior.mean, bank_prior.sd) if prior is None else prior
     full = estimate_abilities(
         bank.a,
         bank.b,
@@ -194,8 +200,8 @@ def replay(
         responses.bank_item,
         responses.score,
         n_subj,
-        prior_mean=prior.mean,
-        prior_sd=prior.sd,
+        prior_mean=bank_prior.mean,
+        prior_sd=bank_prior.sd,
     )
     result = ReplayResult(
         bank=bank.name,
@@ -214,8 +220,8 @@ def replay(
             prepared.model,
             n_subj,
             capacity=n_steps,
-            prior_mean=prior.mean,
-            prior_sd=prior.sd,
+            prior_mean=prior_mean,
+            prior_sd=prior_sd,
             grid=grid,
             track_information=rule.needs_grid_information,
         )
