@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from orchestrator._io import sha256_file
 from orchestrator._validation import check_scalar
 from orchestrator.bank import BANK_FILENAME, ItemBank, bank_from_calibration, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, DataError
 from orchestrator.irt._calibration_defaults import (
     DEFAULT_PRIOR_A,
     DEFAULT_PRIOR_B,
@@ -27,6 +29,7 @@ from orchestrator.irt.ability import estimate_abilities
 
 if TYPE_CHECKING:
     from orchestrator.irt.calibrate import IterationInfo
+    from orchestrator.report.validity import ValidityOptions
 
 __all__ = [
     "build_images",
@@ -45,6 +48,7 @@ __all__ = [
     "sim_server",
     "simulate",
     "sweep",
+    "validity",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -67,11 +71,7 @@ def estimate(
     """
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
     resp = responses if isinstance(responses, Responses) else read_responses(responses)
-    # calibrating on a file and then estimating on the same file must work, although the
-    # items calibration left out on purpose (one observed category) have no parameters
-    excluded = {str(e.get("id")) for e in bk.spec.calibration.excluded_items}
-    resp = resp.drop_items(excluded - bk.index.keys())
-    aligned = resp.for_bank(bk)
+    aligned = _estimable(resp, bk).for_bank(bk)
     est = estimate_abilities(
         bk.a,
         bk.b,
@@ -93,6 +93,16 @@ def estimate(
         }
         for i, s in enumerate(resp.subjects)
     ]
+
+
+def _estimable(resp: Responses, bank: ItemBank) -> Responses:
+    """``resp`` without the items the bank's calibration left out on purpose.
+
+    Calibrating on a file and then estimating on the same file must work, although
+    those items (one observed category) have no parameters.
+    """
+    excluded = {str(e.get("id")) for e in bank.spec.calibration.excluded_items}
+    return resp.drop_items(excluded - bank.index.keys())
 
 
 # --------------------------------------------------------------------------- simulate
@@ -679,3 +689,173 @@ def health(
             progress("rendering figures and HTML")
         write_report(report, out, figures_dir=figures_dir)
     return report.to_dict()
+
+
+# --------------------------------------------------------------------------- validity
+def validity(
+    banks: Sequence[PathLike | ItemBank],
+    *,
+    responses: Mapping[str, PathLike | Responses] | None = None,
+    responses_dirs: Sequence[PathLike] = (),
+    names: PathLike | None = None,
+    out: PathLike | None = None,
+    figures_dir: PathLike | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    se: float = 0.3,
+    max_items: int | None = None,
+    collateral: bool = True,
+    collateral_min_models: int = 20,
+    per_model: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Cross-benchmark predictive validity of θ over several banks (``agentcat validity``).
+
+    Each bank's responses come from, in this order: ``responses[bank name]``
+    (a CSV, a :class:`Responses`, or session journals: a journal file, a
+    session folder or a runs folder, subject = the session's model), the
+    first ``<dir>/<bank name>/responses.csv`` of ``responses_dirs``, or
+    ``responses.csv`` in the bank's folder.
+
+    Args:
+        banks: Two or more bank folders (or loaded banks).
+        names: Reviewed model-name mapping (default ``data/model_names/model_names.csv``).
+        out: Write the HTML report there and its JSON twin beside it.
+        figures_dir: Also write each figure as a PNG there.
+        n_boot, level, seed: Bootstrap resamples over models, interval coverage, seed.
+        se, max_items: SE target and length of the replayed CATs (collateral information).
+        collateral: Replay CATs with priors from the other bank's θ̂ (the slow part).
+        collateral_min_models: Fewest shared models for that replay.
+        per_model: Include every model's scores in the JSON (large for big banks).
+        progress: Called with short status lines.
+
+    Returns:
+        The JSON document (``schema_version`` 1).
+
+    Raises:
+        ConfigError: fewer than two banks, a bank twice, bad numbers, a
+            ``responses`` key that names no bank, an ``out`` that is not .html.
+        BankError, DataError: unreadable banks, responses or mapping file.
+    """
+    from orchestrator.report.model_names import load_model_names
+    from orchestrator.report.validity import BankInput, analyse_validity
+    from orchestrator.report.validity_html import write_validity_report
+
+    opt = _validity_options(
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+        se_target=se,
+        max_items=max_items,
+        collateral=collateral,
+        collateral_min_models=collateral_min_models,
+    )
+    if out is not None and Path(out).suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(
+            f"--out must name an .html file; got {str(out)!r}",
+            hint="e.g. --out reports/validity.html (the JSON twin is written beside it)",
+        )
+    start = time.perf_counter()
+    loaded = [b if isinstance(b, ItemBank) else load_bank(b) for b in banks]
+    bank_names = [b.name for b in loaded]
+    if len(loaded) < 2:
+        raise ConfigError(
+            "give at least two banks", hint="e.g. item_banks/agentdojo item_banks/xstest"
+        )
+    duplicate = next((n for n in bank_names if bank_names.count(n) > 1), None)
+    if duplicate is not None:
+        raise ConfigError(f"bank {duplicate!r} is given twice")
+    given = dict(responses or {})
+    for key in given:
+        if key not in bank_names:
+            from orchestrator.errors import did_you_mean
+
+            raise ConfigError(
+                f"--responses names bank {key!r}, which is not among the banks"
+                f"{did_you_mean(key, bank_names)}",
+                hint=f"banks: {', '.join(bank_names)} (the name in bank.json)",
+            )
+    mapping = load_model_names(names)
+    inputs = []
+    for bk in loaded:
+        resp, source = _validity_responses(bk, given.get(bk.name), responses_dirs)
+        resp = _estimable(resp, bk)
+        if progress is not None:
+            progress(f"estimating θ on {bk.name} ({len(resp.subjects)} subjects)")
+        rows = estimate(bk, resp)
+        inputs.append(
+            BankInput(
+                bank=bk,
+                responses=resp.for_bank(bk),
+                theta=np.array([r["theta"] for r in rows]),
+                se=np.array([r["se"] for r in rows]),
+                source=source,
+            )
+        )
+    report = analyse_validity(inputs, mapping, opt, progress=progress)
+    doc = report.to_dict()
+    if per_model:
+        from orchestrator.report.validity import model_rows
+
+        for sc, scores in zip(doc["scales"], report.scales, strict=True):
+            sc["models"] = model_rows(scores)
+    doc["wall_time_s"] = round(time.perf_counter() - start, 2)
+    if out is not None:
+        if progress is not None:
+            progress("rendering figures and HTML")
+        write_validity_report(report, out, figures_dir=figures_dir)
+    return doc
+
+
+def _validity_options(**kw: Any) -> ValidityOptions:
+    """Check the numeric settings of :func:`validity` (one line per bad value)."""
+    from orchestrator.report.validity import ValidityOptions
+
+    def bad(name: str, rule: str) -> ConfigError:
+        return ConfigError(f"{name} must be {rule}; got {kw[name]!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not is_int(kw["n_boot"]) or kw["n_boot"] < 100:
+        raise bad("n_boot", "an integer ≥ 100")
+    if not isinstance(kw["level"], (int, float)) or not 0.5 <= kw["level"] < 1:
+        raise bad("level", "a number in [0.5, 1)")
+    if not is_int(kw["seed"]) or kw["seed"] < 0:
+        raise bad("seed", "an integer ≥ 0")
+    if not isinstance(kw["se_target"], (int, float)) or not kw["se_target"] > 0:
+        raise bad("se_target", "a number > 0")
+    if kw["max_items"] is not None and (not is_int(kw["max_items"]) or kw["max_items"] < 1):
+        raise bad("max_items", "an integer ≥ 1")
+    if not is_int(kw["collateral_min_models"]) or kw["collateral_min_models"] < 10:
+        raise bad("collateral_min_models", "an integer ≥ 10 (its prior is fitted on 4/5 of them)")
+    return ValidityOptions(**kw)
+
+
+def _validity_responses(
+    bank: ItemBank, given: PathLike | Responses | None, dirs: Sequence[PathLike]
+) -> tuple[Responses, str]:
+    """Where a bank's responses come from (see :func:`validity`)."""
+    if isinstance(given, Responses):
+        return given, given.source
+    if given is not None:
+        path = Path(given)
+        if path.is_dir() or path.suffix == ".sqlite":
+            from orchestrator.session.journal import journal_responses
+
+            resp, counts = journal_responses([path], bank.name)
+            return resp, f"{path} ({counts['sessions']} session journal(s))"
+        return read_responses(path), str(path)
+    for d in dirs:
+        candidate = Path(d) / bank.name / "responses.csv"
+        if candidate.is_file():
+            return read_responses(candidate), str(candidate)
+    if bank.path is not None and (bank.path / "responses.csv").is_file():
+        candidate = bank.path / "responses.csv"
+        return read_responses(candidate), str(candidate)
+    raise DataError(
+        f"no responses for bank {bank.name!r}",
+        hint=f"pass --responses {bank.name}=FILE.csv (or a runs folder of session journals), "
+        f"or --responses-dir DIR holding {bank.name}/responses.csv",
+    )

@@ -1,5 +1,5 @@
 """Measurement commands on recorded data (no model calls): estimate, simulate,
-calibrate, health.
+calibrate, health, validity.
 """
 
 from __future__ import annotations
@@ -434,6 +434,120 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- validity
+def _add_validity(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "validity",
+        help="does θ on one bank predict θ on another? correlations, prediction, collateral priors",
+        description="Estimate θ (EAP + SE) on every BANK from its recorded responses, match "
+        "subjects to models through a reviewed mapping file, and report for every pair of banks "
+        "the shared models, Pearson and Spearman of θ̂, the correlation corrected for "
+        "measurement error, bootstrap intervals and the same for raw accuracy; for every "
+        "ordered pair the leave-one-model-out prediction error and the CAT items a prior from "
+        "the other bank saves (replayed). No model is called.",
+    )
+    p.add_argument("banks", nargs="+", metavar="BANK", help="item bank folders (two or more)")
+    p.add_argument(
+        "--responses",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="responses of bank NAME: a CSV, or session journals (a runs folder, a session "
+        "folder or a journal.sqlite; subject = the session's model). Default: "
+        "DIR/NAME/responses.csv of a --responses-dir, else responses.csv in the bank folder",
+    )
+    p.add_argument(
+        "--responses-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder holding NAME/responses.csv per bank (e.g. ../shared/data/tinybench)",
+    )
+    p.add_argument(
+        "--names",
+        metavar="FILE.csv",
+        help="reviewed model-name mapping (default data/model_names/model_names.csv)",
+    )
+    p.add_argument("--out", metavar="REPORT.html", help="write the HTML report; JSON beside it")
+    p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="resamples (2000)")
+    p.add_argument("--level", type=float, default=0.95, metavar="X", help="interval level (0.95)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("--se", type=float, default=0.3, metavar="X", help="replayed CATs' SE target")
+    p.add_argument("--max-items", type=int, metavar="N", help="items per replayed CAT (all)")
+    p.add_argument(
+        "--no-collateral", action="store_true", help="skip the collateral-prior CAT replays"
+    )
+    p.add_argument(
+        "--collateral-min-models",
+        type=int,
+        default=20,
+        metavar="N",
+        help="fewest shared models for the collateral replay (20)",
+    )
+    p.add_argument("--per-model", action="store_true", help="every model's scores in the JSON")
+    p.add_argument("--json", action="store_true", help="print the JSON document to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=_cmd_validity)
+
+
+def _cmd_validity(args: argparse.Namespace) -> int:
+    from orchestrator.api import validity
+
+    given: dict[str, str] = {}
+    for spec in args.responses:
+        name, sep, path = spec.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(
+                f"--responses expects NAME=PATH; got {spec!r}",
+                hint="e.g. --responses tinyarc=../shared/data/tinybench/tinyarc/responses.csv",
+            )
+        if name.strip() in given:
+            raise ConfigError(f"--responses gives bank {name.strip()!r} twice")
+        given[name.strip()] = path.strip()
+    doc = validity(
+        args.banks,
+        responses=given,
+        responses_dirs=args.responses_dir,
+        names=args.names,
+        out=args.out,
+        figures_dir=args.figures,
+        n_boot=args.bootstrap,
+        level=args.level,
+        seed=args.seed,
+        se=args.se,
+        max_items=args.max_items,
+        collateral=not args.no_collateral,
+        collateral_min_models=args.collateral_min_models,
+        per_model=args.per_model,
+        progress=None if args.quiet else _stage_printer(),
+    )
+    if args.json:
+        print_json(doc)
+        return 0
+    rows = []
+    for p in doc["pairs"]:
+        t, r = p["theta"], p["raw"]
+        rows.append(
+            [p["a"], p["b"], p["n"]]
+            + ([_iv(t["pearson"]), _iv(t["disattenuated"]), _iv(r["pearson"])] if t else ["-"] * 3)
+        )
+    print(fmt_table(["a", "b", "n", "θ̂ r", "θ̂ r corrected", "raw r"], rows))
+    for line in doc["summary"]:
+        print(f"- {line}")
+    if args.out:
+        print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    return 0
+
+
+def _iv(iv: dict[str, Any]) -> str:
+    if iv["estimate"] is None:
+        return "-"
+    if iv["lo"] is None or iv["hi"] is None:
+        return f"{iv['estimate']:.2f}"
+    return f"{iv['estimate']:.2f} [{iv['lo']:.2f}, {iv['hi']:.2f}]"
+
+
 def add_commands(sub: SubParsers) -> None:
     """Add this group's commands to the top-level parser, in help order."""
     for add in (
@@ -441,5 +555,6 @@ def add_commands(sub: SubParsers) -> None:
         _add_simulate,
         _add_calibrate,
         _add_health,
+        _add_validity,
     ):
         add(sub)

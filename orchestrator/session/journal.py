@@ -27,9 +27,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import SessionError
+from orchestrator.data import Responses
+from orchestrator.errors import DataError, SessionError
 
-__all__ = ["JOURNAL_FILENAME", "Journal", "SessionRow", "StepRow"]
+__all__ = ["JOURNAL_FILENAME", "Journal", "SessionRow", "StepRow", "journal_responses"]
 
 JOURNAL_APP = "agentcat-journal"
 JOURNAL_SCHEMA = 1
@@ -383,6 +384,63 @@ class Journal:
 
     def _touch(self) -> None:
         self._conn.execute("UPDATE session SET updated=?", (time.time(),))
+
+
+def journal_responses(paths: Sequence[Path], bank_name: str) -> tuple[Responses, dict[str, int]]:
+    """The graded steps of every session on ``bank_name`` as responses; subject = the model.
+
+    Each path is a journal file, a session folder or a runs folder (every
+    ``*/journal.sqlite`` below it). Sessions on other banks are skipped. A
+    model graded on one item in two sessions keeps the later grade.
+
+    Returns:
+        The responses and counts: ``sessions`` used, ``other_bank`` skipped,
+        ``replaced`` grades superseded by a later session.
+
+    Raises:
+        DataError: no journal under a path, or no graded step on ``bank_name``.
+        SessionError: an unreadable journal.
+    """
+    files: list[Path] = []
+    for p in paths:
+        found = (
+            [p]
+            if p.is_file() or (p / JOURNAL_FILENAME).is_file()
+            else sorted(p.glob(f"*/{JOURNAL_FILENAME}"))
+        )
+        if not found:
+            raise DataError(
+                f"no session journal at or under {p}",
+                hint=f"give a runs folder, a session folder or a {JOURNAL_FILENAME} file",
+            )
+        files.extend(found)
+    sessions = []
+    for f in files:
+        journal = Journal.open(f, readonly=True)
+        try:
+            sessions.append((journal.session(), journal.steps()))
+        finally:
+            journal.close()
+    grades: dict[tuple[str, str], int] = {}
+    counts = {"sessions": 0, "other_bank": 0, "replaced": 0}
+    for session, steps in sorted(sessions, key=lambda x: x[0].created):
+        if session.bank_name != bank_name:
+            counts["other_bank"] += 1
+            continue
+        counts["sessions"] += 1
+        for step in steps:
+            if step.status in ("scored", "done") and step.score is not None:
+                key = (session.model, step.item_id)
+                counts["replaced"] += key in grades
+                grades[key] = step.score
+    if not grades:
+        raise DataError(
+            f"no graded step on bank {bank_name!r} in the sessions given "
+            f"({counts['other_bank']} session(s) on other banks)"
+        )
+    source = ", ".join(str(p) for p in paths)
+    triples = ((model, item, score) for (model, item), score in grades.items())
+    return Responses.from_triples(triples, source=f"journals: {source}"), counts
 
 
 @contextlib.contextmanager
