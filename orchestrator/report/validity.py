@@ -281,7 +281,7 @@ def analyse_validity(
         if opt.collateral and len(shared) >= opt.collateral_min_models:
             say(f"collateral replay {labels[a]} → {labels[b]} ({len(shared)} models)")
             collateral.append(
-                _collateral(inputs[b], scales[a], scales[b], shared, rng, opt, targets)
+                _collateral(inputs[b], scales[a], scales[b], shared, (a, b), opt, targets)
             )
     report.doc = _json(
         {
@@ -479,16 +479,21 @@ def _collateral(
     a: ModelScores,
     b: ModelScores,
     shared: list[str],
-    rng: np.random.Generator,
+    positions: tuple[int, int],
     opt: ValidityOptions,
     targets: dict[str, _Target],
 ) -> dict[str, Any]:
-    """Replay CAT on B for the shared models' subjects: bank prior vs prior from A's θ̂."""
+    """Replay CAT on B for the shared models' subjects: bank prior vs prior from A's θ̂.
+
+    Random draws come from streams of their own (the target bank's item split,
+    this pair's folds), so the bootstrap size does not move these numbers.
+    """
     tgt = targets.get(b.label)
     if tgt is None:  # once per target bank: max_info is deterministic per subject
-        tgt = targets[b.label] = _target(ib, b, rng, opt)
+        split_rng = np.random.default_rng([opt.seed, 1, positions[1]])
+        tgt = targets[b.label] = _target(ib, b, split_rng, opt)
     n = len(shared)
-    folds = rng.permutation(n) % opt.folds
+    folds = np.random.default_rng([opt.seed, 2, *positions]).permutation(n) % opt.folds
     ta, _, _, _ = a.take(shared)
     tb, sb, _, _ = b.take(shared)
     means, sds = collateral_priors(ta, tb, sb, folds)
