@@ -19,7 +19,7 @@ from orchestrator._io import sha256_file
 from orchestrator._validation import check_scalar
 from orchestrator.bank import BANK_FILENAME, ItemBank, bank_from_calibration, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
-from orchestrator.errors import ConfigError, DataError
+from orchestrator.errors import ConfigError, DataError, did_you_mean
 from orchestrator.irt._calibration_defaults import (
     DEFAULT_PRIOR_A,
     DEFAULT_PRIOR_B,
@@ -769,8 +769,6 @@ def validity(
     given = dict(responses or {})
     for key in given:
         if key not in bank_names:
-            from orchestrator.errors import did_you_mean
-
             raise ConfigError(
                 f"--responses names bank {key!r}, which is not among the banks"
                 f"{did_you_mean(key, bank_names)}",

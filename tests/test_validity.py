@@ -141,7 +141,7 @@ def test_cli_report_on_banks_with_a_known_correlation(two_banks, tmp_path: Path)
         std, col = c["items_to_se"]["standard"], c["items_to_se"]["collateral"]
         assert col["mean"] < std["mean"] and c["items_saved"]["share"] > 0.05
         rm = c["rmse_vs_reference"]
-        assert rm["0"]["collateral"] < rm["0"]["standard"] - 0.1  # the prior alone informs
+        assert rm["0"]["collateral"] < rm["0"]["standard"] - 0.05  # the prior alone informs
         assert rm["5"]["collateral"] <= rm["5"]["standard"] + 0.02
     assert any("alpha × beta (n = 250)" in line for line in doc["summary"])
     page = out.read_text()
