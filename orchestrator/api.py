@@ -792,6 +792,10 @@ def validity(
             )
         )
     report = analyse_validity(inputs, mapping, opt, progress=progress)
+    if opt.collateral:
+        from orchestrator.sim.collateral import collateral_replays
+
+        report.set_collateral(collateral_replays(inputs, report, opt, progress=progress))
     doc = report.to_dict()
     if per_model:
         from orchestrator.report.validity import model_rows

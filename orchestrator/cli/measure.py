@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli._common import SubParsers, fmt_table, print_json
+from orchestrator.errors import ConfigError
 
 
 # --------------------------------------------------------------------------- estimate

@@ -29,21 +29,17 @@ from scipy.special import expit
 
 from orchestrator import __version__
 from orchestrator.bank import ItemBank
-from orchestrator.cat import SelectionRule, make_selection
-from orchestrator.data import AlignedResponses, Responses
-from orchestrator.irt.ability import estimate_abilities
+from orchestrator.data import AlignedResponses
 from orchestrator.report._findings import rounded
 from orchestrator.report._validity_stats import (
     Regression,
     bootstrap_indices,
-    collateral_priors,
     empirical_reliability,
     fit_regression,
     pair_statistics,
     pearson,
 )
 from orchestrator.report.model_names import MappedSubject, ModelNames
-from orchestrator.sim.replay import StrategyResult, replay
 
 __all__ = [
     "VALIDITY_SCHEMA_VERSION",
@@ -66,8 +62,6 @@ MIN_MODELS = 3
 """Fewest shared models for a correlation or a regression."""
 SMALL_N = 10
 """Below this many shared models, intervals are flagged as rough."""
-RMSE_AT = (0, 5, 10)
-"""Test lengths at which the collateral replay reports RMSE."""
 LIST_MODELS_UP_TO = 30
 """A pair with at most this many shared models lists them, with their scores."""
 
@@ -87,7 +81,7 @@ class ValidityOptions:
     max_items: int | None = None
     """Items per replayed CAT (default: all of a subject's items)."""
     collateral: bool = True
-    """Replay CATs with collateral priors (the slow part)."""
+    """Replay CATs with collateral priors (the slow part; :mod:`orchestrator.sim.collateral`)."""
     collateral_min_models: int = 20
     """Fewest shared models for the collateral replay (its prior is fitted on them)."""
     folds: int = 5
@@ -235,6 +229,11 @@ class ValidityReport:
     def scale(self, label: str) -> ModelScores:
         return next(s for s in self.scales if s.label == label)
 
+    def set_collateral(self, rows: list[dict[str, Any]]) -> None:
+        """Add the collateral-information replays (:mod:`orchestrator.sim.collateral`)."""
+        self.doc["collateral"] = _json(rows)
+        self.doc["summary"] = summary_lines(self.doc)
+
 
 # --------------------------------------------------------------------------- analysis
 def analyse_validity(
@@ -243,7 +242,8 @@ def analyse_validity(
     options: ValidityOptions | None = None,
     progress: Progress | None = None,
 ) -> ValidityReport:
-    """Match, score, correlate, predict and (optionally) replay with collateral priors.
+    """Match, score, correlate and predict (the collateral replays are added by
+    :func:`orchestrator.sim.collateral.collateral_replays`, a floor up).
 
     Args:
         inputs: Two or more banks with their responses and estimates.
@@ -272,17 +272,10 @@ def analyse_validity(
     for a, b in itertools.combinations(range(len(inputs)), 2):
         say(f"correlations {labels[a]} × {labels[b]}")
         pairs.append(_pair(inputs[a], inputs[b], scales[a], scales[b], rng, opt))
-    predictions = []
-    collateral = []
-    targets: dict[str, _Target] = {}
-    for a, b in itertools.permutations(range(len(inputs)), 2):
-        shared = report.shared(labels[a], labels[b])
-        predictions.append(_prediction(scales[a], scales[b], shared))
-        if opt.collateral and len(shared) >= opt.collateral_min_models:
-            say(f"collateral replay {labels[a]} → {labels[b]} ({len(shared)} models)")
-            collateral.append(
-                _collateral(inputs[b], scales[a], scales[b], shared, (a, b), opt, targets)
-            )
+    predictions = [
+        _prediction(scales[a], scales[b], report.shared(labels[a], labels[b]))
+        for a, b in itertools.permutations(range(len(inputs)), 2)
+    ]
     report.doc = _json(
         {
             "schema_version": VALIDITY_SCHEMA_VERSION,
@@ -304,7 +297,7 @@ def analyse_validity(
             "scales": [_scale_doc(i, s) for i, s in zip(inputs, scales, strict=True)],
             "pairs": pairs,
             "predictions": predictions,
-            "collateral": collateral,
+            "collateral": [],
         }
     )
     report.doc["summary"] = summary_lines(report.doc)
@@ -402,175 +395,6 @@ def _prediction(a: ModelScores, b: ModelScores, shared: list[str]) -> dict[str, 
     doc["regression"] = reg.to_dict()
     doc["mean_se_to"] = float(np.mean(sb))
     return doc
-
-
-# --------------------------------------------------------------------------- collateral
-def _subset(
-    aligned: AlignedResponses, keep_subjects: IntArray, keep_obs: NDArray[np.bool_]
-) -> AlignedResponses:
-    """Observations ``keep_obs`` of subjects ``keep_subjects`` (renumbered 0.. in that order)."""
-    renumber = np.full(len(aligned.subjects), -1, dtype=np.int64)
-    renumber[keep_subjects] = np.arange(len(keep_subjects))
-    mask = keep_obs & (renumber[aligned.subject_idx] >= 0)
-    r = aligned.responses
-    sub = Responses(
-        subjects=tuple(r.subjects[i] for i in keep_subjects),
-        items=r.items,
-        subject_idx=renumber[r.subject_idx[mask]],
-        item_idx=r.item_idx[mask],
-        score=r.score[mask],
-        line=r.line[mask],
-        source=r.source,
-    )
-    return AlignedResponses(sub, aligned.bank_item[mask])
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A target bank split for replay: CATs draw from ``pool`` items, a reference
-    θ̂ comes from the other half, so no strategy shares an item with its yardstick."""
-
-    pool: NDArray[np.bool_]  # per observation of the bank's responses
-    pool_items: int
-    position: dict[str, int]  # subject → column of the arrays below
-    reference: FloatArray
-    reference_se: FloatArray
-    standard: StrategyResult  # the bank-prior replay of every matched subject
-    available: IntArray  # pool items each subject answered (the most a CAT can give)
-    steps: int
-
-
-def _target(
-    inp: BankInput, b: ModelScores, rng: np.random.Generator, opt: ValidityOptions
-) -> _Target:
-    r = inp.responses
-    in_pool = rng.permutation(len(inp.bank)) < len(inp.bank) // 2
-    pool = in_pool[r.bank_item]
-    subject_pos = {s: i for i, s in enumerate(r.subjects)}
-    every = np.array(sorted({subject_pos[s] for subs in b.subjects for s in subs}), dtype=np.int64)
-    held = _subset(r, every, ~pool)
-    prior = inp.bank.spec.prior
-    ref = estimate_abilities(
-        inp.bank.a,
-        inp.bank.b,
-        held.subject_idx,
-        held.bank_item,
-        held.score,
-        len(every),
-        prior_mean=prior.mean,
-        prior_sd=prior.sd,
-    )
-    on_pool = _subset(r, every, pool)
-    steps = opt.max_items or int(np.bincount(on_pool.subject_idx).max())
-    res = replay(inp.bank, on_pool, _max_info(), max_items=steps, se_target=opt.se_target)
-    position = {r.subjects[s]: k for k, s in enumerate(every)}
-    n_pool = int(in_pool[np.unique(r.bank_item)].sum())
-    return _Target(
-        pool, n_pool, position, ref.theta, ref.se, res.strategies[0], res.n_responses, steps
-    )
-
-
-def _max_info() -> dict[str, SelectionRule]:
-    return {"cat": make_selection("max_info")}
-
-
-def _collateral(
-    ib: BankInput,
-    a: ModelScores,
-    b: ModelScores,
-    shared: list[str],
-    positions: tuple[int, int],
-    opt: ValidityOptions,
-    targets: dict[str, _Target],
-) -> dict[str, Any]:
-    """Replay CAT on B for the shared models' subjects: bank prior vs prior from A's θ̂.
-
-    Random draws come from streams of their own (the target bank's item split,
-    this pair's folds), so the bootstrap size does not move these numbers.
-    """
-    tgt = targets.get(b.label)
-    if tgt is None:  # once per target bank: max_info is deterministic per subject
-        split_rng = np.random.default_rng([opt.seed, 1, positions[1]])
-        tgt = targets[b.label] = _target(ib, b, split_rng, opt)
-    n = len(shared)
-    folds = np.random.default_rng([opt.seed, 2, *positions]).permutation(n) % opt.folds
-    ta, _, _, _ = a.take(shared)
-    tb, sb, _, _ = b.take(shared)
-    means, sds = collateral_priors(ta, tb, sb, folds)
-    # B's subjects behind each shared model's score get that model's prior
-    subjects = [(k, s) for k, m in enumerate(shared) for s in b.subjects[b.index[m]]]
-    cols = np.array([tgt.position[s] for _, s in subjects], dtype=np.int64)
-    model_of = np.array([k for k, _ in subjects], dtype=np.int64)
-    subject_pos = {s: i for i, s in enumerate(ib.responses.subjects)}
-    keep = np.array([subject_pos[s] for _, s in subjects], dtype=np.int64)
-    col = replay(
-        ib.bank,
-        _subset(ib.responses, keep, tgt.pool),
-        _max_info(),
-        max_items=tgt.steps,
-        se_target=opt.se_target,
-        prior=(means[model_of], sds[model_of]),
-    ).strategies[0]
-    std = tgt.standard
-    ref = tgt.reference[cols]
-    avail = tgt.available[cols]
-    # a subject that never reaches the target counts all its pool items (censored)
-    std_items = np.where(std.items_to_se[cols] >= 0, std.items_to_se[cols], avail)
-    col_items = np.where(col.items_to_se >= 0, col.items_to_se, avail)
-    std_hit, col_hit = std.items_to_se[cols] >= 0, col.items_to_se >= 0
-    rmse: dict[str, Any] = {}
-    for t in RMSE_AT:
-        if t <= tgt.steps:
-            rmse[str(t)] = {
-                "standard": _rmse(std.theta[t, cols], ref),
-                "collateral": _rmse(col.theta[t], ref),
-            }
-    rows = np.flatnonzero(std_hit & col_hit)
-    if rows.size:
-        rmse["at_stop"] = {
-            "standard": _rmse(std.theta[std_items[rows], cols[rows]], ref[rows]),
-            "collateral": _rmse(col.theta[col_items[rows], rows], ref[rows]),
-            "n_subjects": int(rows.size),
-        }
-    saved = std_items - col_items
-    return {
-        "from": a.label,
-        "to": b.label,
-        "n_models": n,
-        "n_subjects": len(cols),
-        "folds": opt.folds,
-        "pool_items": tgt.pool_items,
-        "prior_sd": {
-            "mean": float(np.mean(sds)),
-            "min": float(np.min(sds)),
-            "max": float(np.max(sds)),
-        },
-        "items_to_se": {
-            "standard": _items_summary(std_items, std_hit),
-            "collateral": _items_summary(col_items, col_hit),
-        },
-        "items_saved": {
-            "mean": float(saved.mean()),
-            "median": float(np.median(saved)),
-            "share": float(saved.sum() / std_items.sum()) if std_items.sum() > 0 else None,
-        },
-        "reference_se_mean": float(np.mean(tgt.reference_se[cols])),
-        "rmse_vs_reference": rmse,
-    }
-
-
-def _items_summary(items: IntArray, reached: NDArray[np.bool_]) -> dict[str, Any]:
-    """Items to the SE target; subjects that never reach it count their pool size."""
-    return {
-        "reached": int(reached.sum()),
-        "never": int((~reached).sum()),
-        "mean": float(items.mean()),
-        "median": float(np.median(items)) if 2 * reached.sum() > items.size else None,
-    }
-
-
-def _rmse(x: FloatArray, ref: FloatArray) -> float:
-    return float(np.sqrt(np.mean((x - ref) ** 2)))
 
 
 # --------------------------------------------------------------------------- summary
