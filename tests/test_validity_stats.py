@@ -77,7 +77,7 @@ def test_disattenuated_r_recovers_a_known_correlation() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("rho", [0.3, 0.6, 0.9])
 def test_disattenuated_r_bias_and_coverage_large(rho: float) -> None:
-    """300 replications per ρ; measured (seed 1): bias ≤ 0.01, coverage 0.93–0.95."""
+    """300 replications per ρ; measured (seed 1): bias ≤ 0.01, coverage 0.93–0.96."""
     sim = _simulate(rho, 200, 300, 500, seed=1)
     _check(sim, rho, bias_tol=0.02, coverage=(0.90, 0.98), rel_tol=0.01)
 

@@ -494,6 +494,7 @@ def _add_validity(sub: SubParsers) -> None:
 
 def _cmd_validity(args: argparse.Namespace) -> int:
     from orchestrator.api import validity
+    from orchestrator.report.validity import format_interval
 
     given: dict[str, str] = {}
     for spec in args.responses:
@@ -529,24 +530,14 @@ def _cmd_validity(args: argparse.Namespace) -> int:
     rows = []
     for p in doc["pairs"]:
         t, r = p["theta"], p["raw"]
-        rows.append(
-            [p["a"], p["b"], p["n"]]
-            + ([_iv(t["pearson"]), _iv(t["disattenuated"]), _iv(r["pearson"])] if t else ["-"] * 3)
-        )
+        cells = [t["pearson"], t["disattenuated"], r["pearson"]] if t else [None] * 3
+        rows.append([p["a"], p["b"], p["n"], *(format_interval(c) for c in cells)])
     print(fmt_table(["a", "b", "n", "θ̂ r", "θ̂ r corrected", "raw r"], rows))
     for line in doc["summary"]:
         print(f"- {line}")
     if args.out:
         print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return 0
-
-
-def _iv(iv: dict[str, Any]) -> str:
-    if iv["estimate"] is None:
-        return "-"
-    if iv["lo"] is None or iv["hi"] is None:
-        return f"{iv['estimate']:.2f}"
-    return f"{iv['estimate']:.2f} [{iv['lo']:.2f}, {iv['hi']:.2f}]"
 
 
 def add_commands(sub: SubParsers) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "ValidityOptions",
     "ValidityReport",
     "analyse_validity",
+    "format_interval",
     "model_rows",
     "model_scores",
     "raw_scores",
@@ -398,7 +399,8 @@ def _prediction(a: ModelScores, b: ModelScores, shared: list[str]) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- summary
-def _fmt_iv(iv: Mapping[str, Any] | None) -> str:
+def format_interval(iv: Mapping[str, Any] | None) -> str:
+    """``0.64 [0.62, 0.66]`` from an interval of the JSON document; ``–`` when undefined."""
     if iv is None or iv.get("estimate") is None:
         return "–"
     lo, hi = iv.get("lo"), iv.get("hi")
@@ -423,10 +425,11 @@ def summary_lines(doc: Mapping[str, Any]) -> list[str]:
             else:
                 verdict = f"; corrected CI below 1: related but distinct (at most {d['hi']:.2f})"
         rough = f" (n < {SMALL_N}: intervals rough, no verdict)" if p["n"] < SMALL_N else ""
+        r, rho = (format_interval(t[k]) for k in ("pearson", "spearman"))
         lines.append(
-            f"{p['a']} × {p['b']} (n = {p['n']}){rough}: θ̂ r = {_fmt_iv(t['pearson'])}, "
-            f"corrected {_fmt_iv(d)}, Spearman {_fmt_iv(t['spearman'])}; raw accuracy r = "
-            f"{_fmt_iv(p['raw']['pearson'])}{verdict}"
+            f"{p['a']} × {p['b']} (n = {p['n']}){rough}: θ̂ r = {r}, corrected "
+            f"{format_interval(d)}, Spearman {rho}; raw accuracy r = "
+            f"{format_interval(p['raw']['pearson'])}{verdict}"
         )
     if too_few:
         listed = ", ".join(f"{p['a']} × {p['b']} (n = {p['n']})" for p in too_few)

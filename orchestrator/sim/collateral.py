@@ -102,6 +102,7 @@ class _Target:
     position: dict[str, int]  # subject → column of the arrays below
     reference: FloatArray
     reference_se: FloatArray
+    has_reference: NDArray[np.bool_]  # the subject answered items outside the pool
     standard: StrategyResult  # the bank-prior replay of every matched subject
     available: IntArray  # pool items each subject answered (the most a CAT can give)
     steps: int
@@ -132,8 +133,17 @@ def _target(
     res = replay(inp.bank, on_pool, _max_info(), max_items=steps, se_target=opt.se_target)
     position = {r.subjects[s]: k for k, s in enumerate(every)}
     n_pool = int(in_pool[np.unique(r.bank_item)].sum())
+    has_ref = np.bincount(held.subject_idx, minlength=len(every)) > 0
     return _Target(
-        pool, n_pool, position, ref.theta, ref.se, res.strategies[0], res.n_responses, steps
+        pool,
+        n_pool,
+        position,
+        ref.theta,
+        ref.se,
+        has_ref,
+        res.strategies[0],
+        res.n_responses,
+        steps,
     )
 
 
@@ -181,18 +191,19 @@ def _collateral(
     std = tgt.standard
     ref = tgt.reference[cols]
     avail = tgt.available[cols]
+    judged = tgt.has_reference[cols]  # RMSE only where a held-out estimate exists
     # a subject that never reaches the target counts all its pool items (censored)
     std_items = np.where(std.items_to_se[cols] >= 0, std.items_to_se[cols], avail)
     col_items = np.where(col.items_to_se >= 0, col.items_to_se, avail)
     std_hit, col_hit = std.items_to_se[cols] >= 0, col.items_to_se >= 0
     rmse: dict[str, Any] = {}
     for t in RMSE_AT:
-        if t <= tgt.steps:
+        if t <= tgt.steps and judged.any():
             rmse[str(t)] = {
-                "standard": _rmse(std.theta[t, cols], ref),
-                "collateral": _rmse(col.theta[t], ref),
+                "standard": _rmse(std.theta[t, cols][judged], ref[judged]),
+                "collateral": _rmse(col.theta[t][judged], ref[judged]),
             }
-    rows = np.flatnonzero(std_hit & col_hit)
+    rows = np.flatnonzero(std_hit & col_hit & judged)
     if rows.size:
         rmse["at_stop"] = {
             "standard": _rmse(std.theta[std_items[rows], cols[rows]], ref[rows]),
@@ -221,7 +232,10 @@ def _collateral(
             "median": float(np.median(saved)),
             "share": float(saved.sum() / std_items.sum()) if std_items.sum() > 0 else None,
         },
-        "reference_se_mean": float(np.mean(tgt.reference_se[cols])),
+        "n_with_reference": int(judged.sum()),
+        "reference_se_mean": float(np.mean(tgt.reference_se[cols][judged]))
+        if judged.any()
+        else None,
         "rmse_vs_reference": rmse,
     }
 
