@@ -76,7 +76,7 @@ class ValidityOptions:
     level: float = 0.95
     """Coverage of the percentile intervals."""
     seed: int = 0
-    """Seeds the bootstrap and the cross-fitting folds."""
+    """Seeds the bootstrap, the replay's item split and its cross-fitting folds."""
     se_target: float = 0.3
     """SE at which a replayed CAT stops counting items."""
     max_items: int | None = None
