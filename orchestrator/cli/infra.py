@@ -151,7 +151,8 @@ def _cmd_sim_server(args: argparse.Namespace) -> int:
     names = ", ".join(sorted(server.agent.personas)) or "theta_<x>"
     print(
         f"simulated agent on {server.url} (personas: {names}; "
-        f"{len(server.agent.scripts)} scenarios)",
+        f"{len(server.agent.scripts) + sum(len(p.items) for p in server.agent.players)} "
+        "items)",
         flush=True,
     )
     try:

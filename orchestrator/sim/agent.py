@@ -8,7 +8,11 @@ replays that category's script as real tool calls, one per turn, ending with
 ``submit`` (or a plain answer when no ``submit`` tool is offered). The sandbox
 and the scorer therefore do real work. What to play for an item comes from its
 source (:meth:`~orchestrator.runner.sources.ItemSource.sim_scripts`): a
-scenario's reference solutions, for instance.
+scenario's reference solutions, for instance. Items a fixed script cannot play
+(AgentDojo's benign and injected runs share one prompt; which one it is shows
+only in the tool outputs) come with a
+:class:`~orchestrator.runner.sources.Player` that reads the conversation and
+asks for the category of the item once it knows it — the same draw.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +29,16 @@ import numpy as np
 
 from orchestrator.bank import ItemBank
 from orchestrator.irt.grm import category_probs
-from orchestrator.runner.sources import Script
+from orchestrator.runner.sources import Conversation, Move, Player, Script, ScriptedCall
 
-__all__ = ["Persona", "Script", "SimAgent", "parse_personas", "scripts_for_bank"]
+__all__ = [
+    "Persona",
+    "Script",
+    "SimAgent",
+    "parse_personas",
+    "players_for_bank",
+    "scripts_for_bank",
+]
 
 _THETA_NAME = re.compile(r"^theta[=_:]?(-?\d+(?:\.\d+)?)$")
 
@@ -68,6 +79,17 @@ def scripts_for_bank(
     return sim_scripts(bank, bank_sources(bank), SourceContext(environments=Path(environments)))
 
 
+def players_for_bank(bank: ItemBank, environments: str | Path = "environments") -> list[Player]:
+    """Players for the items of ``bank`` that fixed scripts cannot play (AgentDojo's).
+
+    Raises:
+        BankError: an item's source is invalid.
+    """
+    from orchestrator.runner.sources import SourceContext, bank_sources, sim_players
+
+    return sim_players(bank, bank_sources(bank), SourceContext(environments=Path(environments)))
+
+
 @dataclass
 class SimAgent:
     """Answers chat-completion requests as a persona of ability θ.
@@ -78,6 +100,7 @@ class SimAgent:
         personas: Known personas by model name; names like ``theta_1.5`` also work.
         default_theta: θ for any other model name (None: unknown names are refused).
         seed: Seeds every outcome draw.
+        players: Players of the items no script covers, asked in turn.
     """
 
     bank: ItemBank
@@ -85,6 +108,7 @@ class SimAgent:
     personas: Mapping[str, Persona] = field(default_factory=dict)
     default_theta: float | None = None
     seed: int = 0
+    players: Sequence[Player] = ()
     _by_prompt: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,40 +153,61 @@ class SimAgent:
         persona = self.persona(model)
         if persona is None:
             raise KeyError(model)
-        item = self.recognise(messages)
-        if item is None:
-            return {
-                "message": {"role": "assistant", "content": "I do not recognise this task."},
-                "finish_reason": "stop",
-                "item": None,
-                "category": None,
-            }
-        category = self.category(persona, item)
-        calls, final = self.scripts[item].solutions[category]
         turn = sum(1 for m in messages if m.get("role") == "assistant")
-        call_id = f"call_{zlib.crc32(f'{item}:{turn}'.encode()):08x}"
-        if turn < len(calls) and calls[turn].tool in tools:
-            call = {"name": calls[turn].tool, "arguments": calls[turn].arguments}
-        elif "submit" in tools and not _submitted(messages):
-            call = {"name": "submit", "arguments": {"answer": final}}
-        else:
-            return {
-                "message": {"role": "assistant", "content": final},
-                "finish_reason": "stop",
-                "item": item,
-                "category": category,
-            }
-        tool_call = {
-            "id": call_id,
-            "type": "function",
-            "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
-        }
+        item = self.recognise(messages)
+        move = self._play(persona, messages, tools) if item is None else None
+        if item is not None:
+            category = self.category(persona, item)
+            calls, final = self.scripts[item].solutions[category]
+            if turn < len(calls) and calls[turn].tool in tools:
+                move = Move(item, category, call=calls[turn])
+            elif "submit" in tools and not _submitted(messages):
+                move = Move(item, category, call=ScriptedCall("submit", {"answer": final}))
+            else:
+                move = Move(item, category, answer=final)
+        if move is None:
+            move = Move(None, None, answer="I do not recognise this task.")
+        return _message(move, turn)
+
+    def _play(
+        self, persona: Persona, messages: list[dict[str, Any]], tools: list[str]
+    ) -> Move | None:
+        """The first player's move that knows this conversation (None: nobody does)."""
+        first = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
+        conv = Conversation(
+            first_user=first.strip(),
+            tool_outputs=[_text(m.get("content")) for m in messages if m.get("role") == "tool"],
+            n_calls=len(_calls(messages)),
+            tools=tools,
+        )
+        for player in self.players:
+            move = player.step(conv, lambda item: self.category(persona, item))
+            if move is not None:
+                return move
+        return None
+
+
+def _calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for m in messages for c in (m.get("tool_calls") or [])]
+
+
+def _message(move: Move, turn: int) -> dict[str, Any]:
+    """A move as the chat-completions answer ``respond`` returns."""
+    info = {"item": move.item, "category": move.category}
+    if move.call is None:
         return {
-            "message": {"role": "assistant", "content": None, "tool_calls": [tool_call]},
-            "finish_reason": "tool_calls",
-            "item": item,
-            "category": category,
+            "message": {"role": "assistant", "content": move.answer},
+            "finish_reason": "stop",
+            **info,
         }
+    call_id = f"call_{zlib.crc32(f'{move.item}:{turn}'.encode()):08x}"
+    tool_call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": move.call.tool, "arguments": json.dumps(move.call.arguments)},
+    }
+    message = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+    return {"message": message, "finish_reason": "tool_calls", **info}
 
 
 def _submitted(messages: list[dict[str, Any]]) -> bool:

@@ -64,6 +64,8 @@ class SimStats:
     faults: dict[str, int] = field(default_factory=dict)
     items: dict[str, int] = field(default_factory=dict)
     unauthorised: int = 0
+    draws: dict[str, dict[str, int]] = field(default_factory=dict)
+    """persona → item → the category it drew (to compare with what the scorer gave)."""
 
 
 class SimServer:
@@ -169,6 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "faults": s.faults,
                     "items": s.items,
                     "unauthorised": s.unauthorised,
+                    "draws": s.draws,
                 },
             )
         else:
@@ -221,6 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
         if answer["item"] is not None:
             with srv._lock:
                 srv.stats.items[answer["item"]] = srv.stats.items.get(answer["item"], 0) + 1
+                if answer["category"] is not None:
+                    srv.stats.draws.setdefault(model, {})[answer["item"]] = answer["category"]
         if fault == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
             return

@@ -1,8 +1,10 @@
 """Item sources: what a bank item runs, one registered class per kind.
 
-``scenario`` (one of our sandboxed scenario families) is built in; other
-packages add kinds with :func:`item_source` or the ``agentcat.item_sources``
-entry-point group. See :mod:`orchestrator.runner.sources._base` for the
+Two kinds are built in: ``scenario`` (one of our sandboxed scenario families)
+and ``inspect_task`` (one sample of an existing Inspect task, e.g.
+inspect_evals' AgentDojo, with a declared score map); other packages add
+kinds with :func:`item_source` or the ``agentcat.item_sources`` entry-point
+group. See :mod:`orchestrator.runner.sources._base` for the
 interface and its life cycle.
 """
 
@@ -13,9 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.bank import BANK_FILENAME, ItemBank
-from orchestrator.errors import PrerequisiteError
+from orchestrator.errors import BankError, PrerequisiteError
 from orchestrator.runner.sources._base import (
+    Conversation,
     ItemSource,
+    Move,
+    Player,
     SampleTask,
     ScoreCase,
     ScoreMap,
@@ -26,11 +31,16 @@ from orchestrator.runner.sources._base import (
     item_source,
     item_sources,
 )
+from orchestrator.runner.sources.inspect_task import InspectTaskSource
 from orchestrator.runner.sources.scenario import ScenarioSource
 
 __all__ = [
+    "Conversation",
+    "InspectTaskSource",
     "ItemSource",
     "LiveItems",
+    "Move",
+    "Player",
     "SampleTask",
     "ScenarioSource",
     "ScoreCase",
@@ -43,6 +53,7 @@ __all__ = [
     "item_source",
     "item_sources",
     "prepare_items",
+    "sim_players",
     "sim_scripts",
 ]
 
@@ -59,9 +70,13 @@ def bank_sources(bank: ItemBank) -> dict[str, ItemSource]:
     for i, item in enumerate(bank.spec.items):
         if item.source is not None:
             ref = item.source
-            out[item.id] = item_sources.build(
-                ref.kind, ref.fields, where=f"{where}: items[{i}] (id {item.id!r}).source"
-            )
+            at = f"{where}: items[{i}] (id {item.id!r}).source"
+            src = item_sources.build(ref.kind, ref.fields, where=at)
+            try:
+                src.check_categories(item.n_categories)
+            except ValueError as exc:
+                raise BankError(f"{at}: {exc}") from None
+            out[item.id] = src
     return out
 
 
@@ -110,3 +125,15 @@ def sim_scripts(
     for kind, items in _by_kind(sources).items():
         scripts.update(kind.sim_scripts(items, bank, context))
     return scripts
+
+
+def sim_players(
+    bank: ItemBank, sources: dict[str, ItemSource], context: SourceContext
+) -> list[Player]:
+    """Players for the items that fixed scripts cannot play (see :class:`Player`)."""
+    players = []
+    for kind, items in _by_kind(sources).items():
+        player = kind.sim_player(items, bank, context)
+        if player is not None:
+            players.append(player)
+    return players

@@ -23,7 +23,10 @@ Its life, in order:
    raises :class:`~orchestrator.errors.ScoreMappingError`: the run is a
    ``scorer`` fault, never a category (fail closed);
 4. **simulated agent** — :meth:`ItemSource.sim_scripts` says how to recognise
-   each item in a conversation and what to do for each category.
+   each item in a conversation and what to do for each category; a kind whose
+   items cannot be told apart by their prompt alone (AgentDojo's benign and
+   injected runs share one) gives a :class:`Player` instead
+   (:meth:`ItemSource.sim_player`), which reads the whole conversation.
 
 Only pydantic and the registry are imported here; a kind imports Inspect,
 Docker or its task package inside the methods that need them.
@@ -32,10 +35,11 @@ Docker or its task package inside the methods that need them.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,7 +50,10 @@ if TYPE_CHECKING:
     from orchestrator.bank import ItemBank
 
 __all__ = [
+    "Conversation",
     "ItemSource",
+    "Move",
+    "Player",
     "SampleTask",
     "ScoreCase",
     "ScoreMap",
@@ -112,6 +119,46 @@ class Script:
     """category → (tool calls, one per turn; final message)."""
 
 
+@dataclass(frozen=True)
+class Conversation:
+    """What a :class:`Player` reads of one chat-completions request."""
+
+    first_user: str
+    """The first user message (the item's prompt), stripped."""
+    tool_outputs: Sequence[str]
+    """The text of every tool result so far, in order."""
+    n_calls: int
+    """Tool calls the agent has made so far."""
+    tools: Sequence[str]
+    """Names of the tools offered."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """A player's next message — one tool call, or a final answer — and what it knows so far."""
+
+    item: str | None
+    """The item being played (None while the player cannot tell yet)."""
+    category: int | None
+    """The category drawn for it (None until drawn)."""
+    call: ScriptedCall | None = None
+    answer: str | None = None
+
+
+class Player(Protocol):
+    """Plays a kind's items for the simulated agent, from the whole conversation."""
+
+    items: Collection[str]
+    """The item ids it plays."""
+
+    def step(self, conv: Conversation, draw: Callable[[str], int]) -> Move | None:
+        """The next move, or None when ``conv`` is none of this player's items.
+
+        ``draw(item_id)`` is the category of an item at the simulated agent's θ.
+        """
+        ...
+
+
 class ItemSource(BaseModel, abc.ABC):
     """Base of item-source kinds: a frozen pydantic model of the kind's bank fields.
 
@@ -127,7 +174,7 @@ class ItemSource(BaseModel, abc.ABC):
 
     def to_ref(self) -> dict[str, Any]:
         """The bank form ``{"kind": NAME, ...fields}``."""
-        return {"kind": self.kind, **self.model_dump(mode="json")}
+        return {"kind": self.kind, **self.model_dump(mode="json", exclude_none=True)}
 
     def group(self) -> str:
         """What reports group this item's results under when it has no ``family`` tag."""
@@ -151,6 +198,13 @@ class ItemSource(BaseModel, abc.ABC):
     def sample_task(self, context: TaskContext) -> SampleTask:
         """The Inspect task (and sample) that runs this item once (called in a worker)."""
 
+    def check_categories(self, n_categories: int) -> None:
+        """Check, when the bank is read, that this source fits an item of K categories.
+
+        Raises:
+            ValueError: it cannot give some category 0..K-1, or gives more (default: fits).
+        """
+
     @abc.abstractmethod
     def category(self, value: Any) -> int:
         """The item's category for the sample's ``Score.value``.
@@ -165,6 +219,13 @@ class ItemSource(BaseModel, abc.ABC):
     ) -> dict[str, Script]:
         """What the simulated agent plays for each of ``items`` (default: none)."""
         return {}
+
+    @classmethod
+    def sim_player(
+        cls: type[S], items: Mapping[str, S], bank: ItemBank, context: SourceContext
+    ) -> Player | None:
+        """A player for those of ``items`` that fixed scripts cannot play (default: none)."""
+        return None
 
 
 item_sources: Registry[ItemSource] = Registry(
@@ -218,14 +279,44 @@ class ScoreMap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cases: list[ScoreCase] = Field(min_length=1)
+    values: list[ScoreValue] | None = None
+    """Every value the scorer can give, when some have no case yet (e.g. a partial-credit
+    ``"P"``): each must then get one. Dict values need not be listed one by one: every
+    combination of the field values the cases name must have a case anyway."""
 
     @model_validator(mode="after")
-    def _distinct(self) -> ScoreMap:
+    def _distinct_and_complete(self) -> ScoreMap:
         for i, case in enumerate(self.cases):
             for earlier in self.cases[:i]:
                 if _same(earlier.value, case.value):
                     raise ValueError(f"score value {case.value!r} is listed twice")
+        for value in self._possible():
+            if not any(_same(value, c.value) for c in self.cases):
+                raise ValueError(f"no case maps the possible score {value!r}")
         return self
+
+    def _possible(self) -> list[Any]:
+        """The declared values, and every combination of the dict fields the cases name."""
+        possible: list[Any] = list(self.values or [])
+        dicts = [c.value for c in self.cases if isinstance(c.value, dict)]
+        if dicts:
+            fields = list(dicts[0])
+            for d in dicts:
+                if set(d) != set(fields):
+                    raise ValueError(
+                        f"score cases give different fields ({sorted(fields)} and "
+                        f"{sorted(d)}): every dict case must name the same fields"
+                    )
+            seen: dict[str, list[Any]] = {f: [] for f in fields}
+            for d in dicts:
+                for f in fields:
+                    if not any(_same(d[f], v) for v in seen[f]):
+                        seen[f].append(d[f])
+            possible += [
+                dict(zip(fields, combo, strict=True))
+                for combo in itertools.product(*(seen[f] for f in fields))
+            ]
+        return possible
 
     def category(self, value: Any) -> int:
         """The category of ``value``.
