@@ -103,6 +103,11 @@ class InspectRunner:
         self.items = items
         self._api_key = model.resolved_api_key()
 
+    @property
+    def runnable(self) -> set[str]:
+        """Items this runner can run (those with a source); the session skips the rest."""
+        return set(self.items.sources)
+
     async def prepare(self, session_id: str) -> None:
         """Called by the session once it holds its lock: remove this session's leftover
         sandboxes (a killed driver cannot clean up after itself)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,7 @@ class Session:
             prepare = getattr(runner, "prepare", None)
             if prepare is not None:  # e.g. remove sandboxes a killed driver left behind
                 await prepare(self.id)
+            self._skip_unrunnable(getattr(runner, "runnable", None))
             pending = self._recover()
             if pending:
                 emit(self._event("resume", message=f"re-running {len(pending)} interrupted run(s)"))
@@ -196,6 +197,15 @@ class Session:
                     return outcome
         finally:
             self.journal.unlock()
+
+    def _skip_unrunnable(self, runnable: Collection[str] | None) -> None:
+        """Items the runner cannot run (a bank item with no live source) are never selected."""
+        if runnable is None:
+            return
+        known = self.controller.unavailable
+        for iid in self.bank.ids:
+            if iid not in runnable and iid not in known:
+                self.controller.mark_unavailable(iid, "no live source")
 
     def _select(self) -> list[_Slot] | None:
         """Next batch of slots, or None after journalling the stop."""
