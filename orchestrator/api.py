@@ -387,7 +387,7 @@ def sim_server(
     import os
 
     from orchestrator.errors import ConfigError
-    from orchestrator.sim.agent import SimAgent, parse_personas, scripts_for_bank
+    from orchestrator.sim.agent import SimAgent, parse_personas, players_for_bank, scripts_for_bank
     from orchestrator.sim.server import FaultConfig, SimServer
 
     bk = load_bank(bank)
@@ -396,7 +396,8 @@ def sim_server(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     scripts = scripts_for_bank(bk, environments)
-    if not scripts:
+    players = players_for_bank(bk, environments)
+    if not scripts and not players:
         raise ConfigError(
             f"no item of bank {bk.name!r} has a source the simulated agent can play",
             hint="use a bank of live items, e.g. --bank item_banks/shell-safety",
@@ -406,7 +407,7 @@ def sim_server(
         key = os.environ.get(api_key_env)
         if not key:
             raise ConfigError(f"environment variable {api_key_env} is not set")
-    agent = SimAgent(bk, scripts, persona_map, default_theta=theta, seed=seed)
+    agent = SimAgent(bk, scripts, persona_map, default_theta=theta, seed=seed, players=players)
     try:
         fault_cfg = FaultConfig(**(faults or {}))
     except ValueError as exc:
@@ -470,17 +471,26 @@ def demo(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Build the images, serve a simulated agent of ability ``theta``, run one live session.
+    """Serve a simulated agent of ability ``theta`` and run one live session on ``bank``.
 
-    Nothing needs an API key: the simulated agent runs in this process on a
-    free local port. Returns the session summary (see :func:`show`).
+    ``bank`` is a folder or the name of one under ``item_banks/`` (``agentdojo``).
+    Scenario images are built first when the bank has scenario items. Nothing
+    needs an API key: the simulated agent runs in this process on a free local
+    port. Returns the session summary (see :func:`show`).
     """
     import secrets
     import sys
+    from pathlib import Path
+
+    from orchestrator.runner.sources import ScenarioSource, bank_sources
 
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda _m: None)
-    say("building the scenario images (cached after the first time) …")
-    build_images(environments, progress=say)
+    named = Path("item_banks") / str(bank)
+    if not Path(bank).exists() and named.exists():
+        bank = named
+    if any(isinstance(s, ScenarioSource) for s in bank_sources(load_bank(bank)).values()):
+        say("building the scenario images (cached after the first time) …")
+        build_images(environments, progress=say)
     key = secrets.token_hex(16)
     server = sim_server(
         bank, personas=[f"demo={theta}"], environments=environments, port=0, seed=seed
