@@ -79,9 +79,16 @@ def _add_demo(sub: SubParsers) -> None:
         "demo",
         help="build images, start the simulated agent, run one live adaptive session",
         description="The embedded default: a full adaptive session on the shell-safety "
-        "scenarios against a simulated agent of known ability θ (no API key needed).",
+        "scenarios against a simulated agent of known ability θ (no API key needed). "
+        "--bank agentdojo runs live AgentDojo instead (no Docker needed).",
     )
     p.add_argument("--theta", type=float, default=0.8, help="the simulated agent's true θ")
+    p.add_argument(
+        "--bank",
+        default="shell-safety",
+        metavar="NAME|DIR",
+        help="a bank under item_banks/ (shell-safety, agentdojo, agentdojo-full) or its folder",
+    )
     p.add_argument("--se", type=float, default=0.3)
     p.add_argument("--max-items", type=int, default=30)
     p.add_argument("--runs-dir", default="runs", metavar="DIR")
@@ -96,6 +103,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     summary = demo(
         theta=args.theta,
+        bank=args.bank,
         se=args.se,
         max_items=args.max_items,
         runs_dir=args.runs_dir,
@@ -210,9 +218,20 @@ def _format_summary(s: dict[str, Any]) -> str:
         f"  items       {s['n_items']}   (runs {s['runs']['total']}, "
         f"errored {s['runs']['errored']})"
     )
+    reading = s.get("reading") or {}
     for fam, counts in s.get("categories_by_family", {}).items():
-        cells = " ".join(f"{k}:{v}" for k, v in counts.items())
-        lines.append(f"    {fam:<28} {cells}")
+        if fam not in reading:
+            cells = " ".join(f"{k}:{v}" for k, v in counts.items())
+            lines.append(f"    {fam:<28} {cells}")
+            continue
+        r = reading[fam]
+        seen = " · ".join(f"{lab} {n}" for lab, n in zip(r["labels"], r["observed"], strict=True))
+        lines.append(f"    {fam:<28} {seen}")
+        if "at_theta" in r:
+            at = " · ".join(
+                f"{lab} {p:.0%}" for lab, p in zip(r["labels"], r["at_theta"], strict=True)
+            )
+            lines.append(f"    {'':<28} at θ̂, median item: {at}")
     cost = "" if s.get("cost_usd") is None else f", ${s['cost_usd']:.4f}"
     lines.append(f"  cost        {s['tokens']} tokens{cost}, {s['wall_s']:.1f} s of runs")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from orchestrator.bank import ItemBank, load_bank
 from orchestrator.config import ModelSpec, RunConfig
@@ -172,6 +173,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         families.setdefault(groups.get(r.item_id, "?"), Counter())[int(r.score or 0)] += 1
     errors = Counter(r.error_kind for r in steps if r.status in ("error", "skipped"))
     theta, se = s.theta, s.se
+    reading = _reading(bank, groups, families, theta) if bank is not None else {}
     status = "interrupted" if s.status == "running" and not locked else s.status
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -187,6 +189,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         "categories_by_family": {
             f: {str(k): v for k, v in sorted(c.items())} for f, c in sorted(families.items())
         },
+        "reading": reading,
         "runs": {
             "total": len(steps),
             "errored": sum(errors.values()),
@@ -214,14 +217,47 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
     }
 
 
+def _reading(
+    bank: ItemBank, groups: dict[str, str], seen: dict[str, Counter[int]], theta: float | None
+) -> dict[str, dict[str, Any]]:
+    """θ read on the bank's scale, per group: each category's label, how often the session saw
+    it, and its probability at θ̂ on the group's median item (median slope and thresholds)."""
+    from orchestrator.irt.grm import category_probs
+
+    out: dict[str, dict[str, Any]] = {}
+    for group in sorted(seen):
+        idx = [bank.index[i] for i, g in groups.items() if g == group]
+        ks = {int(bank.n_categories[i]) for i in idx}
+        if len(ks) != 1:
+            continue  # items of different K: no common scale to read
+        k = ks.pop()
+        spec = bank.spec.items[idx[0]]
+        labels = list(spec.labels or bank.spec.scale.labels[:k])
+        entry: dict[str, Any] = {
+            "labels": labels,
+            "observed": [seen[group].get(c, 0) for c in range(k)],
+        }
+        if theta is not None:
+            a = np.median(bank.a[idx])
+            b = np.median(bank.b[idx, : k - 1], axis=0)
+            probs = category_probs(np.array(theta), np.array([a]), b[None, :])[0, :k]
+            entry["at_theta"] = [float(p) for p in probs]
+        out[group] = entry
+    return out
+
+
 def _groups(bank: ItemBank) -> dict[str, str]:
-    """Item → what the summary groups it under: its ``family`` tag, else its source's group."""
+    """Item → what the summary groups it under: its ``family`` tag, else its ``item_type``
+    tag (AgentDojo's benign and injected items have different scales), else its source's
+    group."""
     try:
         sources = bank_sources(bank)
     except AgentcatError:  # e.g. a kind whose plugin is not installed here
         sources = {}
     return {
-        it.id: it.tags.get("family") or (sources[it.id].group() if it.id in sources else "?")
+        it.id: it.tags.get("family")
+        or it.tags.get("item_type")
+        or (sources[it.id].group() if it.id in sources else "?")
         for it in bank.spec.items
     }
 
