@@ -48,7 +48,8 @@ async def check(bank_path: str, limit: int | None, log_dir: str) -> dict:
     live = bank_sources(bank)
     ids = [i for i in bank.ids if i in live][:limit]
     personas = {f"cat{k}": Persona(f"cat{k}", 0.0) for k in range(3)}
-    agent = ForcedAgent(bank, {}, personas, players=[load_player(set(ids))])
+    player = load_player({str(live[i].sample): i for i in ids})  # type: ignore[attr-defined]
+    agent = ForcedAgent(bank, {}, personas, players=[player])
     rows = []
     t0 = time.perf_counter()
     with SimServer(agent) as srv:

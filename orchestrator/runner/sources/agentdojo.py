@@ -76,6 +76,7 @@ ATTACK_KWARGS: dict[str, Any] = {"user_name": "Emma Smith"}
 _ITEM = re.compile(
     r"^(?P<suite>[a-z_]+)\.user_task_(?P<user>\d+)(?:\.injection_task_(?P<injection>\d+))?$"
 )
+_SAMPLE = re.compile(r"^(?P<suite>[a-z_]+)-u(?P<user>\d+)(?:-i(?P<injection>\d+))?$")
 
 
 BENIGN_SCORE_MAP = ScoreMap.model_validate(
@@ -109,6 +110,19 @@ class AgentDojoCase:
     suite: str
     user_task: int
     injection_task: int | None = None
+
+    @classmethod
+    def from_sample(cls, sample_id: str) -> AgentDojoCase:
+        """``banking-u0-i3`` (inspect_evals' sample id) → the case.
+
+        Raises:
+            ValueError: not an AgentDojo sample id of a sandbox-free suite.
+        """
+        m = _SAMPLE.match(str(sample_id))
+        if m is None or m["suite"] not in SUITES:
+            raise ValueError(f"{sample_id!r} is not an AgentDojo sample id of {SUITES}")
+        inj = m["injection"]
+        return cls(m["suite"], int(m["user"]), int(inj) if inj is not None else None)
 
     @classmethod
     def parse(cls, item_id: str) -> AgentDojoCase:
@@ -219,13 +233,17 @@ class AgentDojoPlayer:
     Args:
         users: Every user task's play.
         injections: Every injection task's play.
-        items: The item ids the agent may draw a category for (the bank's).
+        items: The bank's AgentDojo items: inspect_evals sample id → item id.
     """
 
     def __init__(
-        self, users: Sequence[UserTaskPlay], injections: Sequence[InjectionPlay], items: set[str]
+        self,
+        users: Sequence[UserTaskPlay],
+        injections: Sequence[InjectionPlay],
+        items: Mapping[str, str],
     ) -> None:
-        self.items = items
+        self._item_of = dict(items)
+        self.items = set(self._item_of.values())
         self._by_prompt = {u.prompt.strip(): u for u in users}
         if len(self._by_prompt) != len(users):
             raise ValueError(
@@ -249,9 +267,10 @@ class AgentDojoPlayer:
         case = AgentDojoCase(
             user.suite, user.user_task, injection.injection_task if injection else None
         )
-        if case.item_id not in self.items:
+        item = self._item_of.get(case.sample_id)
+        if item is None:
             return None
-        category = draw(case.item_id)
+        category = draw(item)
         if category == case.n_categories - 1:  # task done
             calls = user.calls
             if injection is not None:
@@ -263,8 +282,8 @@ class AgentDojoPlayer:
             plan, answer = (), GAVE_UP
         k = conv.n_calls - prefix
         if k < len(plan):
-            return Move(case.item_id, category, call=plan[k])
-        return Move(case.item_id, category, answer=answer)
+            return Move(item, category, call=plan[k])
+        return Move(item, category, answer=answer)
 
     def _injection_seen(self, suite: str, tool_outputs: Sequence[str]) -> InjectionPlay | None:
         text = _squash("".join(tool_outputs))
@@ -272,8 +291,8 @@ class AgentDojoPlayer:
 
 
 # ----------------------------------------------------------------------------- the file
-def load_player(items: set[str], path: Path = PLAYBOOK_FILE) -> AgentDojoPlayer:
-    """A player of ``items`` (a bank's AgentDojo ids) from the shipped play book."""
+def load_player(items: Mapping[str, str], path: Path = PLAYBOOK_FILE) -> AgentDojoPlayer:
+    """A player of ``items`` (sample id → item id) from the shipped play book."""
     data = json.loads(path.read_text(encoding="utf-8"))
     users = [
         UserTaskPlay(

@@ -177,5 +177,5 @@ class InspectTaskSource(ItemSource):
         """AgentDojo's items have a player (ground-truth tool calls); other tasks none."""
         from orchestrator.runner.sources.agentdojo import TASK, load_player
 
-        ids = {iid for iid, src in items.items() if src.task == TASK}
-        return load_player(ids) if ids else None
+        mine = {str(src.sample): iid for iid, src in items.items() if src.task == TASK}
+        return load_player(mine) if mine else None
