@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from orchestrator._io import sha256_file
+from orchestrator._io import atomic_write_json, sha256_file
 from orchestrator._validation import check_scalar
 from orchestrator.bank import BANK_FILENAME, ItemBank, bank_from_calibration, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
@@ -37,6 +37,7 @@ __all__ = [
     "demo",
     "estimate",
     "health",
+    "inspect_task_bank",
     "list_images",
     "provisional_bank",
     "prune",
@@ -460,6 +461,90 @@ def provisional_bank(
     return {"path": str(path), "n_items": len(bank), "rule": PROVISIONAL_RULE}
 
 
+def inspect_task_bank(
+    task: str,
+    out: PathLike,
+    score_map: PathLike | dict[str, Any],
+    *,
+    task_args: dict[str, Any] | None = None,
+    name: str | None = None,
+    prefix: str = "",
+    labels: Sequence[str] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write a provisional bank with one ``inspect_task`` item per sample of an Inspect task.
+
+    The first step of making an Inspect eval adaptive: ``sweep`` this bank, ``calibrate``
+    the responses with ``live_from`` this bank, then ``run`` the calibrated bank.
+
+    Args:
+        task: Inspect task reference (``package/task`` or ``file.py@task``).
+        out: Bank folder to write.
+        score_map: The score map (a JSON file or its dict), shared by every item; its
+            highest category + 1 is every item's K.
+        task_args: Arguments of the task function.
+        name: Bank name (default: the folder's name).
+        prefix: Put before each sample id to make the item id.
+        labels: The categories' labels, lowest first (default ``category k``).
+        force: Overwrite an existing bank.json.
+
+    Returns:
+        ``path`` of bank.json, ``n_items`` and ``rule`` (the provisional parameters).
+
+    Raises:
+        ConfigError: an unreadable score map, a bad sample id, an existing bank.
+        BankError, PrerequisiteError: the task cannot be built.
+    """
+
+    from orchestrator.bank import Calibration
+    from orchestrator.runner.sources import InspectTaskSource, ScoreMap
+    from orchestrator.runner.sources.inspect_task import load_task
+
+    folder = Path(out)
+    if (folder / BANK_FILENAME).exists() and not force:
+        raise ConfigError(f"{folder / BANK_FILENAME} already exists", hint="pass --force")
+    if not isinstance(score_map, dict):
+        try:
+            score_map = json.loads(Path(score_map).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"score map {score_map}: {exc}") from None
+    try:
+        smap = ScoreMap.model_validate(score_map)
+    except ValueError as exc:
+        raise ConfigError(f"invalid score map: {exc}") from None
+    k = max(smap.categories()) + 1
+    b = list(np.linspace(-1.0, 1.0, k + 1)[1:-1] * 1.5)
+    ids, sources = [], []
+    for sample in load_task(task, task_args or {}).dataset:
+        if sample.id is None:
+            raise ConfigError(f"a sample of {task!r} has no id", hint="give the dataset ids")
+        ids.append(f"{prefix}{sample.id}")
+        sources.append(
+            InspectTaskSource(
+                task=task, task_args=dict(task_args or {}), sample=sample.id, score_map=smap
+            ).to_ref()
+        )
+    rule = (
+        f"provisional: a = 1, thresholds evenly spaced on [-1.5, 1.5] ({b}) for every item; "
+        "a ranking device only, until a sweep is calibrated"
+    )
+    bank = ItemBank.from_params(
+        name or folder.resolve().name,
+        ids,
+        [1.0] * len(ids),
+        [b] * len(ids),
+        calibration=Calibration(status="provisional", method="inspect-task default", rule=rule),
+        scale_labels=labels,
+        description=f"Samples of the Inspect task {task}",
+    )
+    doc = bank.to_dict()
+    for item, src in zip(doc["items"], sources, strict=True):
+        item["source"] = src
+    path = atomic_write_json(folder / BANK_FILENAME, doc)
+    load_bank(folder)
+    return {"path": str(path), "n_items": len(ids), "rule": rule}
+
+
 def demo(
     *,
     theta: float = 0.8,
@@ -546,6 +631,7 @@ def calibrate(
     source_label: str | None = None,
     force: bool = False,
     progress: Callable[[IterationInfo], None] | None = None,
+    live_from: PathLike | None = None,
 ) -> dict[str, Any]:
     """Calibrate a GRM bank on a response CSV and write ``<out>/bank.json``.
 
@@ -565,6 +651,9 @@ def calibrate(
         source_label: How provenance names the data file (default: the path given).
         force: Overwrite an existing ``bank.json``.
         progress: Called after every EM iteration.
+        live_from: A bank (the provisional one a sweep ran) whose items' ``source``, category
+            labels and tags the calibrated items take over, so the new bank runs live (and
+            its scale labels, unless ``scale_labels`` is given).
 
     Returns:
         JSON-ready fit summary (``bank`` path, counts, log-likelihood, iterations,
@@ -637,6 +726,8 @@ def calibrate(
         description=description or f"GRM calibrated by agentcat on {Path(source).name}",
         extra_details={"k_source": k_source, "tag_columns": list(tag_columns)},
     )
+    if live_from is not None:
+        bank = _take_over_sources(bank, load_bank(live_from), scale=scale_labels is None)
     path = bank.save(folder)
     summary = cal.summary()
     summary.update(
@@ -652,6 +743,28 @@ def calibrate(
         }
     )
     return summary
+
+
+def _take_over_sources(bank: ItemBank, donor: ItemBank, *, scale: bool) -> ItemBank:
+    """``bank`` with each item's source, labels (same K) and missing tags from ``donor``, and
+    (``scale``) the donor's scale labels when they cover every item's K."""
+    from orchestrator._validation import parse_model
+    from orchestrator.bank import BankFile
+    from orchestrator.errors import BankError
+
+    doc = bank.to_dict()
+    for item in doc["items"]:
+        if item["id"] not in donor.index:
+            continue
+        theirs = donor.item(item["id"]).model_dump(mode="json", exclude_none=True)
+        if "source" in theirs:
+            item["source"] = theirs["source"]
+        if "labels" in theirs and len(theirs["labels"]) == len(item["b"]) + 1:
+            item.setdefault("labels", theirs["labels"])
+        item["tags"] = {**theirs.get("tags", {}), **item.get("tags", {})}
+    if scale and len(donor.spec.scale.labels) >= int(bank.n_categories.max()):
+        doc["scale"] = donor.spec.scale.model_dump(mode="json")
+    return ItemBank(parse_model(BankFile, doc, f"bank {bank.name!r}", BankError))
 
 
 def health(

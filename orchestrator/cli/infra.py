@@ -226,10 +226,83 @@ def _cmd_scenarios_bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_inspect_bank(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "inspect-bank",
+        help="write a provisional bank of an Inspect task's samples (inspect_task items)",
+        description="Make an Inspect eval adaptive, step 1: one item per sample of TASK, each "
+        "mapping the task's Score to a category through the given score map, with provisional "
+        "parameters. Then: agentcat sweep → agentcat calibrate --live-from → agentcat run.",
+    )
+    p.add_argument(
+        "task", metavar="TASK", help="package/task (e.g. inspect_evals/gsm8k) or file.py@task"
+    )
+    p.add_argument(
+        "-T",
+        dest="task_args",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a task argument; a JSON value is parsed, anything else is a string "
+        "(-T limit=10 -T ids=[1,2] -T mode=no)",
+    )
+    p.add_argument(
+        "--score-map",
+        required=True,
+        metavar="FILE.json",
+        help='{"cases": [{"value": <Score.value>, "category": k}, ...]}',
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--name", default=None)
+    p.add_argument("--prefix", default="", help="put before each sample id to make item ids")
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="L0,L1,…",
+        help="the categories' labels, lowest first (e.g. 'task failed,task done')",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_inspect_bank)
+
+
+def _cmd_inspect_bank(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator.api import inspect_task_bank
+    from orchestrator.errors import ConfigError
+
+    task_args = {}
+    for pair in args.task_args:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-T takes NAME=VALUE; got {pair!r}")
+        try:
+            task_args[key] = json.loads(value)
+        except ValueError:
+            task_args[key] = value
+    doc = inspect_task_bank(
+        args.task,
+        args.out,
+        args.score_map,
+        task_args=task_args,
+        name=args.name,
+        prefix=args.prefix,
+        labels=args.labels.split(",") if args.labels else None,
+        force=args.force,
+    )
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"wrote {doc['path']} ({doc['n_items']} items, provisional parameters)")
+    return 0
+
+
 def add_commands(sub: SubParsers) -> None:
     """Add this group's commands to the top-level parser, in help order."""
     for add in (
         _add_images,
+        _add_inspect_bank,
         _add_scenarios,
         _add_sim_server,
     ):

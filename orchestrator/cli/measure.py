@@ -230,6 +230,12 @@ def _add_calibrate(sub: SubParsers) -> None:
     )
     p.add_argument("--description", default="", help="free text stored in bank.json")
     p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
+    p.add_argument(
+        "--live-from",
+        metavar="BANK",
+        help="take each item's source, labels and tags from this bank (the provisional bank a "
+        "sweep ran), so the calibrated bank runs live",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
     p.set_defaults(handler=_cmd_calibrate)
@@ -314,6 +320,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             scale_labels=args.scale_label,
             description=args.description,
             force=args.force,
+            live_from=args.live_from,
             progress=None if args.quiet else _ProgressPrinter(),
         )
     for w in caught:
