@@ -14,9 +14,11 @@ up to --max-workers) for N in --sessions, each stopped at --items items:
 items per minute.
 
     python bench/bench_live.py [--items 8] [--sessions 1 4 8] [--max-workers 4]
+        [--bank item_banks/agentdojo]
 
-Needs Docker and the scenario images (`agentcat images build`). Writes
-bench/results/live.json.
+The shell-safety bank needs Docker and the scenario images (`agentcat images
+build`); AgentDojo items need neither (their tools run in Inspect's process).
+Writes bench/results/live.json (live_<bank>.json for another bank).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from inspect_ai.log import read_eval_log
 from orchestrator import api
 from orchestrator.bank import load_bank
 from orchestrator.session.journal import Journal
-from orchestrator.sim.agent import SimAgent, scripts_for_bank
+from orchestrator.sim.agent import SimAgent, players_for_bank, scripts_for_bank
 from orchestrator.sim.server import SimServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,10 +67,12 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=8)
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--max-workers", type=int, default=4)
+    ap.add_argument("--bank", type=Path, default=BANK)
     args = ap.parse_args()
     os.environ["SIM_API_KEY"] = "bench"
-    bank = load_bank(BANK)
-    agent = SimAgent(bank, scripts_for_bank(bank, ENV), seed=0)
+    bank_dir = args.bank
+    bank = load_bank(bank_dir)
+    agent = SimAgent(bank, scripts_for_bank(bank, ENV), seed=0, players=players_for_bank(bank, ENV))
     result: dict[str, object] = {"cpus": os.cpu_count(), "items_per_session": args.items}
     with SimServer(agent, api_key="bench") as srv, TemporaryDirectory() as tmp:
         # 1. per-item breakdown, one session, one worker
@@ -76,7 +80,7 @@ def main() -> None:
         t0 = time.perf_counter()
         (_s,) = api.run(
             None,
-            bank=str(BANK),
+            bank=str(bank_dir),
             environments=str(ENV),
             runs_dir=str(runs),
             models=[
@@ -120,7 +124,7 @@ def main() -> None:
             t0 = time.perf_counter()
             sums = api.run(
                 None,
-                bank=str(BANK),
+                bank=str(bank_dir),
                 environments=str(ENV),
                 runs_dir=str(runs),
                 models=models,
@@ -145,7 +149,8 @@ def main() -> None:
                 flush=True,
             )
         result["concurrency"] = rows
-    out = REPO / "bench" / "results" / "live.json"
+    name = "live.json" if bank.name == "shell-safety" else f"live_{bank.name}.json"
+    out = REPO / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
