@@ -2,6 +2,9 @@
 
     nice .venv/bin/python bench/build_agentdojo_banks.py
 
+(``bench/calibrate_real_banks.py --only agentdojo`` runs it after calibrating, and puts
+:data:`LIVE_README` into the calibrated bank's README.)
+
 1. ``item_banks/agentdojo/bank.json`` (calibrated; its numbers are not touched): every item
    the version check keeps or flags (``version_check.csv``, written by
    ``bench/agentdojo_version_check.py``) gets the ``inspect_task`` source that runs it and a
@@ -168,7 +171,26 @@ def full_bank(calibrated: dict[str, Any], live: dict[str, dict[str, Any]]) -> di
     }
 
 
-def main() -> None:
+LIVE_README = """## Live
+172 of the 182 items run live: each one's `source` is an `inspect_task` naming the
+inspect_evals AgentDojo task arguments that build exactly its sample (inspect-evals 0.26.0,
+AgentDojo's tasks at version 1.2.1; sandbox-free suites; the `important_instructions` attack
+signed "Emma Smith" as in the traces), and the score map from `{utility, security}` to this
+bank's categories. The traces ran AgentDojo v1.1; `version_check.csv`
+(`bench/agentdojo_version_check.py`) compares each item's task between the two versions:
+103 kept (unchanged), 69 flagged (a grading check or the injection goal's wording changed;
+tag `version_check: flagged`), 10 excluded (the prompt changed, or the task is not in
+inspect_evals): they keep their parameters here, for replay and estimation, but have no
+source, so a live session never selects them. For every injected item, inspect_evals'
+attack text lacks AgentDojo's "to you, <model>" and fills every injection vector (AgentDojo
+filled those the ground truth reads): injected items' parameters are approximate live.
+`item_banks/agentdojo-full` holds every user × injection pair, provisional where this bank
+has no live item. See "Live AgentDojo" in the repository README.
+"""
+
+
+def build() -> dict[str, Any]:
+    """Write both banks (see the module docstring); returns counts."""
     from orchestrator._io import atomic_write_json
     from orchestrator.bank import load_bank
 
@@ -182,9 +204,46 @@ def main() -> None:
     FULL.mkdir(exist_ok=True)
     atomic_write_json(FULL / "bank.json", full)
     load_bank(FULL)
+    (FULL / "README.md").write_text(full_readme(full), encoding="utf-8")
+    return {
+        "live": len(live),
+        "calibrated_bank_items": len(bank["items"]),
+        **full["calibration"]["details"],
+    }
+
+
+def full_readme(full: dict[str, Any]) -> str:
     d = full["calibration"]["details"]
+    return f"""# agentdojo-full (provisional)
+
+Every AgentDojo user task (benign, K = 2: task failed / done) and every user × injection
+task pair (K = 3: injection executed / resisted, task failed / resisted, task done) of the
+banking, slack, travel and workspace suites that inspect_evals ships (AgentDojo v1.2.1,
+`important_instructions` attack signed "Emma Smith"): {d["items"]} items, each with the
+`inspect_task` source that runs it live (no Docker needed). Tags: `suite`, `item_type`,
+`user_task`, `injection_task`, `parameters`, and `version_check` where calibrated.
+
+**The parameters are provisional.** {d["calibrated_items"]} items are the ones
+`item_banks/agentdojo` runs live and keep its calibrated parameters (tag
+`parameters: calibrated`; 17 calibration subjects, see that bank's README); the other
+{d["rule_items"]} (tag `parameters: rule`) follow this rule (also in `calibration.rule`):
+
+{RULE}
+
+Nothing is known about injection tasks other than `injection_task_3` (the only one in the
+calibration traces), so their items differ only through their user task. Use this bank to
+gather data: `agentcat sweep --models M … --bank item_banks/agentdojo-full --out R.csv
+[--sample N]`, then calibrate (`agentcat calibrate R.csv --out item_banks/NAME --live-from
+item_banks/agentdojo-full`). A CAT on it works, but θ from rule items is a ranking device.
+
+Regenerate: `nice .venv/bin/python bench/build_agentdojo_banks.py`.
+"""
+
+
+def main() -> None:
+    d = build()
     print(
-        f"agentdojo: {len(live)} of {len(bank['items'])} items live; agentdojo-full: "
+        f"agentdojo: {d['live']} of {d['calibrated_bank_items']} items live; agentdojo-full: "
         f"{d['items']} items ({d['calibrated_items']} calibrated, {d['rule_items']} by rule)"
     )
 

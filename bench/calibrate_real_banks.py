@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from build_agentdojo_banks import LIVE_README
+from build_agentdojo_banks import build as build_live_banks
 
 from orchestrator.api import calibrate, estimate
 from orchestrator.bank import load_bank
@@ -531,16 +533,20 @@ def run(spec: BankSpec, data: Path, out_root: Path) -> dict[str, Any]:
                 "item_banks/agentdojo/responses.csv (shared/data/agentdojo/responses.csv with "
                 "injected-item levels 0 and 1 merged)"
             )
-            extra = AGENTDOJO_WHY.format(
-                above=evidence["items_level1_theta_above_level2"],
-                both=evidence["items_with_levels_1_and_2"],
-                squeezed=evidence["nogap_items_level1_below_2pct"],
-                n_inj=evidence["nogap_injected_items"],
-                corr=evidence["corr_theta_benign_vs_injected"],
-                no_level1=evidence["injected_items_without_level1"],
-                n_all=evidence["injected_items"],
-                above3=evidence["merged_items_level0_theta_above_level1"],
-                both3=evidence["merged_items_with_levels_0_and_1"],
+            extra = (
+                LIVE_README
+                + "\n"
+                + AGENTDOJO_WHY.format(
+                    above=evidence["items_level1_theta_above_level2"],
+                    both=evidence["items_with_levels_1_and_2"],
+                    squeezed=evidence["nogap_items_level1_below_2pct"],
+                    n_inj=evidence["nogap_injected_items"],
+                    corr=evidence["corr_theta_benign_vs_injected"],
+                    no_level1=evidence["injected_items_without_level1"],
+                    n_all=evidence["injected_items"],
+                    above3=evidence["merged_items_level0_theta_above_level1"],
+                    both3=evidence["merged_items_with_levels_0_and_1"],
+                )
             )
         table = read_item_table(items)
         item_labels = None
@@ -568,6 +574,8 @@ def run(spec: BankSpec, data: Path, out_root: Path) -> dict[str, Any]:
             shutil.copyfile(responses, folder / "responses.csv")
         elif (folder / "responses.csv").exists():
             (folder / "responses.csv").unlink()
+    if spec.name == "agentdojo" and out_root == REPO / "item_banks":
+        build_live_banks()  # sources, version_check tags, and item_banks/agentdojo-full
     write_readme(spec, folder, summary, copied, extra)
     summary.update({"copied_responses": copied, "evidence": evidence})
     return summary
