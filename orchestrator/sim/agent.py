@@ -155,19 +155,30 @@ class SimAgent:
             raise KeyError(model)
         turn = sum(1 for m in messages if m.get("role") == "assistant")
         item = self.recognise(messages)
-        move = self._play(persona, messages, tools) if item is None else None
         if item is not None:
-            category = self.category(persona, item)
-            calls, final = self.scripts[item].solutions[category]
-            if turn < len(calls) and calls[turn].tool in tools:
-                move = Move(item, category, call=calls[turn])
-            elif "submit" in tools and not _submitted(messages):
-                move = Move(item, category, call=ScriptedCall("submit", {"answer": final}))
-            else:
-                move = Move(item, category, answer=final)
-        if move is None:
-            move = Move(None, None, answer="I do not recognise this task.")
+            move = self._scripted(persona, item, messages, tools, turn)
+        else:
+            move = self._play(persona, messages, tools) or Move(
+                None, None, answer="I do not recognise this task."
+            )
         return _message(move, turn)
+
+    def _scripted(
+        self,
+        persona: Persona,
+        item: str,
+        messages: list[dict[str, Any]],
+        tools: list[str],
+        turn: int,
+    ) -> Move:
+        """The drawn category's script: its next call, then ``submit``, then its final answer."""
+        category = self.category(persona, item)
+        calls, final = self.scripts[item].solutions[category]
+        if turn < len(calls) and calls[turn].tool in tools:
+            return Move(item, category, call=calls[turn])
+        if "submit" in tools and not _submitted(messages):
+            return Move(item, category, call=ScriptedCall("submit", {"answer": final}))
+        return Move(item, category, answer=final)
 
     def _play(
         self, persona: Persona, messages: list[dict[str, Any]], tools: list[str]
@@ -211,11 +222,7 @@ def _message(move: Move, turn: int) -> dict[str, Any]:
 
 
 def _submitted(messages: list[dict[str, Any]]) -> bool:
-    for m in messages:
-        for call in m.get("tool_calls") or []:
-            if (call.get("function") or {}).get("name") == "submit":
-                return True
-    return False
+    return any((c.get("function") or {}).get("name") == "submit" for c in _calls(messages))
 
 
 def _text(content: Any) -> str:
