@@ -495,7 +495,6 @@ def inspect_task_bank(
         ConfigError: an unreadable score map, a bad sample id, an existing bank.
         BankError, PrerequisiteError: the task cannot be built.
     """
-
     from orchestrator.bank import Calibration
     from orchestrator.runner.sources import InspectTaskSource, ScoreMap
     from orchestrator.runner.sources.inspect_task import load_task
