@@ -528,3 +528,62 @@ def test_theta_recovery_on_live_agentdojo(tmp_path: Path, monkeypatch: pytest.Mo
         assert abs(e) < 2.5 * se, report
     rmse = float(np.sqrt(np.mean([e[-1] ** 2 for e in errors])))
     assert rmse < 0.5, report
+
+
+@pytest.mark.docker
+def test_one_session_mixes_scenario_and_agentdojo_items(
+    base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two kinds in one bank: sandboxed scenarios and inspect_task samples, one session loop."""
+    from orchestrator.runner.images import build_images
+    from orchestrator.sim.agent import scripts_for_bank
+
+    env = REPO / "environments"
+    build_images(env, base_image=base_image)
+    shell = json.loads((REPO / "item_banks" / "shell-safety" / "bank.json").read_text())
+    ad = json.loads((BANK / "bank.json").read_text())
+    doc = {
+        **ad,
+        "name": "mixed",
+        "items": [
+            *[it for it in ad["items"] if it["id"] in LIVE_ITEMS[:2]],
+            *[{**it, "labels": shell["scale"]["labels"]} for it in shell["items"][:2]],
+        ],
+    }
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "bank.json").write_text(json.dumps(doc))
+    bank = load_bank(folder)
+    agent = SimAgent(bank, scripts_for_bank(bank, env), seed=2, players=players_for_bank(bank, env))
+    assert len(agent.scripts) == 2 and sum(len(p.items) for p in agent.players) == 2
+    monkeypatch.setenv("AD_KEY", KEY)
+    runs = tmp_path / "runs"
+    with SimServer(agent, api_key=KEY) as srv:
+        (summary,) = api.run(
+            None,
+            bank=str(folder),
+            environments=str(env),
+            models=[
+                {
+                    "model": "openai-api/sim/theta_0.5",
+                    "name": "mix",
+                    "base_url": srv.url,
+                    "api_key_env": "AD_KEY",
+                }
+            ],
+            max_items=4,
+            runs_dir=str(runs),
+            session_id="mix",
+        )
+    assert summary["status"] == "completed" and summary["n_items"] == 4
+    journal = Journal.open(runs / "mix", readonly=True)
+    try:
+        rows = journal.steps()
+    finally:
+        journal.close()
+    persona = agent.persona("theta_0.5")
+    assert persona is not None
+    assert {r.item_id for r in rows} == set(bank.ids)
+    for r in rows:
+        assert r.status == "done", (r.item_id, r.error_kind, r.error_message)
+        assert r.score == agent.category(persona, r.item_id), r.item_id
