@@ -235,16 +235,17 @@ def build_images(
 
 
 def list_images() -> list[dict[str, Any]]:
-    """Images agentcat built, with their context hash."""
-    from orchestrator.runner.docker_client import LABEL_MANAGED, docker_client
+    """Images agentcat built (any namespace), with what they are and their context hash."""
+    from orchestrator.runner.docker_client import LABEL_IMAGE, docker_client
     from orchestrator.runner.images import HASH_LABEL
 
     rows = []
-    for img in docker_client().images.list(filters={"label": f"{LABEL_MANAGED}=1"}):
+    for img in docker_client().images.list(filters={"label": LABEL_IMAGE}):
         for tag in img.tags or [img.short_id]:
             rows.append(
                 {
                     "image": tag,
+                    "kind": img.labels.get(LABEL_IMAGE, ""),
                     "context_hash": img.labels.get(HASH_LABEL, ""),
                     "size_mb": round(img.attrs.get("Size", 0) / 1e6, 1),
                     "created": img.attrs.get("Created", "")[:19],
@@ -254,13 +255,24 @@ def list_images() -> list[dict[str, Any]]:
 
 
 def prune(*, session: str | None = None, images: bool = False) -> dict[str, list[str]]:
-    """Remove leftover sandbox containers (all, or one session's) and optionally images."""
+    """Remove leftover sandboxes (all, or one session's) whose owner process is gone, and
+    optionally the scenario images no container uses.
+
+    Returns:
+        ``containers`` removed, ``kept_containers`` (their owner runs or cannot be
+        told to be gone), ``images`` removed, ``kept_images`` (in use).
+    """
     from orchestrator.runner import images as images_mod
     from orchestrator.runner.sandbox import prune_containers
 
-    containers = prune_containers({"agentcat.session": session} if session else None)
-    removed_images = images_mod.remove_images() if images else []
-    return {"containers": containers, "images": removed_images}
+    pruned = prune_containers({"agentcat.session": session} if session else None)
+    removed, kept = images_mod.remove_images() if images else ([], [])
+    return {
+        "containers": pruned.removed,
+        "kept_containers": pruned.kept,
+        "images": removed,
+        "kept_images": kept,
+    }
 
 
 # ----------------------------------------------------------------------------- live sessions

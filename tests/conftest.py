@@ -48,7 +48,7 @@ def docker_engine() -> Iterator[None]:
     """
     from orchestrator.errors import PrerequisiteError
     from orchestrator.runner.docker_client import docker_client
-    from orchestrator.runner.sandbox import managed_containers
+    from orchestrator.runner.sandbox import OWNER_PID, managed_containers
 
     try:
         docker_client()
@@ -57,7 +57,7 @@ def docker_engine() -> Iterator[None]:
             pytest.fail(f"Docker is required here: {exc}")
         pytest.skip(f"no Docker engine: {exc.message}")
     yield
-    leftovers = managed_containers({"agentcat.pid": str(os.getpid())})
+    leftovers = managed_containers({OWNER_PID: str(os.getpid())})
     assert not leftovers, f"sandbox containers left behind by the tests: {leftovers}"
 
 
@@ -73,8 +73,9 @@ def sandbox_test_image(base_image: str) -> str:
     """tests/docker/sandbox built on the local Debian base (cached by context hash)."""
     from orchestrator.runner.images import build_context_image
 
-    tag = "agentcat/test-sandbox:latest"
-    build_context_image(
-        REPO / "tests" / "docker" / "sandbox", tag, {"BASE_IMAGE": base_image}, base_image
-    )
-    return tag
+    return build_context_image(
+        REPO / "tests" / "docker" / "sandbox",
+        "agentcat-test/sandbox",
+        {"BASE_IMAGE": base_image},
+        base_image,
+    ).image

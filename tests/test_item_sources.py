@@ -185,7 +185,9 @@ def test_a_second_kind_runs_a_live_session_through_the_real_pool(
     assert log.samples is not None and len(log.samples) == 1  # one sample of the two
     assert log.samples[0].id == bank.item(rows[0].item_id).source.fields["sample"]  # type: ignore[union-attr]
     assert log.samples[0].metadata["prepared"] == {"checked_by": "toy preflight"}
-    assert log.eval.metadata == {"session": "toy", "item": rows[0].item_id, "run": "1.1"}
+    meta = dict(log.eval.metadata)
+    assert len(meta.pop("session_key")) == 16  # labels the sandbox (session ids repeat)
+    assert meta == {"session": "toy", "item": rows[0].item_id, "run": "1.1"}
 
 
 def test_scores_the_map_cannot_place_are_scorer_faults(tmp_path: Path) -> None:

@@ -41,10 +41,18 @@ def _add_images(sub: SubParsers) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=_cmd_images_list)
     pr = isub.add_parser(
-        "prune", help="remove leftover sandbox containers (label agentcat.managed=1)"
+        "prune",
+        help="remove leftover sandboxes whose owner process is gone",
+        description="Remove sandbox containers (label agentcat.role=sandbox) whose owner "
+        "process has exited; a live process's sandboxes, and those whose owner cannot be "
+        "checked from here, are kept.",
     )
     pr.add_argument("--session", default=None, help="only containers of this session")
-    pr.add_argument("--images", action="store_true", help="also remove agentcat's images")
+    pr.add_argument(
+        "--images",
+        action="store_true",
+        help="also remove the scenario images (namespace agentcat) that no container uses",
+    )
     pr.set_defaults(handler=_cmd_images_prune)
 
 
@@ -80,8 +88,11 @@ def _cmd_images_list(args: argparse.Namespace) -> int:
     else:
         print(
             fmt_table(
-                ["image", "context hash", "size MB", "created"],
-                [[r["image"], r["context_hash"], r["size_mb"], r["created"]] for r in rows],
+                ["image", "kind", "context hash", "size MB", "created"],
+                [
+                    [r["image"], r["kind"], r["context_hash"], r["size_mb"], r["created"]]
+                    for r in rows
+                ],
             )
         )
     return 0
@@ -92,6 +103,11 @@ def _cmd_images_prune(args: argparse.Namespace) -> int:
 
     out = prune(session=args.session, images=args.images)
     print(f"removed {len(out['containers'])} container(s) and {len(out['images'])} image(s)")
+    if out["kept_containers"] or out["kept_images"]:
+        print(
+            f"kept {len(out['kept_containers'])} sandbox(es) whose owner runs (or cannot be "
+            f"checked from here) and {len(out['kept_images'])} image(s) in use"
+        )
     return 0
 
 

@@ -1,4 +1,14 @@
-"""One Docker SDK client per process, with prerequisite errors that say how to fix them."""
+"""One Docker SDK client per process, with prerequisite errors that say how to fix them.
+
+Labels keep what agentcat creates apart from everything else on a shared engine,
+and images apart from containers: a container inherits every label of its image,
+so no label an image carries can mark a container as ours.
+
+* images agentcat builds carry :data:`LABEL_IMAGE` (what the image is) and never
+  :data:`LABEL_ROLE`;
+* containers agentcat starts carry :data:`LABEL_ROLE` plus their owner (see
+  :mod:`orchestrator.runner.sandbox`); only those are ever pruned.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +20,12 @@ from docker.errors import DockerException
 
 from orchestrator.errors import PrerequisiteError
 
-__all__ = ["LABEL_MANAGED", "docker_client"]
+__all__ = ["LABEL_IMAGE", "LABEL_ROLE", "docker_client"]
 
-LABEL_MANAGED = "agentcat.managed"
-"""Every container and image agentcat creates carries this label (value "1")."""
+LABEL_IMAGE = "agentcat.image"
+"""On images agentcat builds: ``base``, ``scenario-base``, ``family`` or ``test``."""
+LABEL_ROLE = "agentcat.role"
+"""On containers agentcat starts (``sandbox``); never set on an image."""
 
 _lock = threading.Lock()
 _client: docker.DockerClient | None = None

@@ -36,6 +36,7 @@ class RunJob:
     """Everything a worker needs to run one item (picklable; the API key stays in memory)."""
 
     session_id: str
+    session_key: str
     item_id: str
     step: int
     attempt: int
@@ -140,7 +141,22 @@ def _sample_task(job: RunJob) -> SampleTask:
         sandbox=job.sandbox_provider,
         command_timeout_s=job.command_timeout_s,
     )
-    return job.source.sample_task(context)
+    plan = job.source.sample_task(context)
+    # a sandbox provider sees the sample's metadata, not the eval's: the run's identity
+    # goes there too, so its sandbox is labelled with session, session key, item and run
+    for sample in plan.task.dataset:
+        if plan.sample_id is None or sample.id == plan.sample_id:
+            sample.metadata = {**(sample.metadata or {}), **_run_labels(job)}
+    return plan
+
+
+def _run_labels(job: RunJob) -> dict[str, str]:
+    return {
+        "session": job.session_id,
+        "session_key": job.session_key,
+        "item": job.item_id,
+        "run": f"{job.step}.{job.attempt}",
+    }
 
 
 async def run_job(job: RunJob) -> ItemResult:
@@ -172,11 +188,7 @@ async def run_job(job: RunJob) -> ItemResult:
         message_limit=job.message_limit,
         token_limit=job.token_limit,
         time_limit=job.time_limit_s,
-        metadata={
-            "session": job.session_id,
-            "item": job.item_id,
-            "run": f"{job.step}.{job.attempt}",
-        },
+        metadata=_run_labels(job),
         log_dir=job.log_dir,
         log_level="warning",
         fail_on_error=True,

@@ -108,13 +108,16 @@ class InspectRunner:
         """Items this runner can run (those with a source); the session skips the rest."""
         return set(self.items.sources)
 
-    async def prepare(self, session_id: str) -> None:
+    async def prepare(self, session_key: str) -> None:
         """Called by the session once it holds its lock: remove this session's leftover
-        sandboxes (a killed driver cannot clean up after itself)."""
+        sandboxes (a killed driver cannot clean up after itself; holding the lock, no
+        other process can own one of them)."""
         if self.config.sandbox == "agentcat":
             from orchestrator.runner.sandbox import prune_containers
 
-            await asyncio.to_thread(prune_containers, {"agentcat.session": session_id})
+            await asyncio.to_thread(
+                lambda: prune_containers({"agentcat.session.key": session_key}, any_owner=True)
+            )
 
     async def run(self, request: RunRequest) -> ItemResult:
         source = self.items.sources.get(request.item_id)
@@ -128,6 +131,7 @@ class InspectRunner:
         cfg, lim, retry = self.config, self.config.limits, self.config.retry
         job = RunJob(
             session_id=request.session_id,
+            session_key=request.session_key,
             item_id=request.item_id,
             step=request.step,
             attempt=request.attempt,

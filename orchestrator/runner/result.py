@@ -26,6 +26,8 @@ class RunRequest:
     item_id: str
     step: int
     attempt: int
+    session_key: str = ""
+    """Unique key of the session (ids can repeat across runs folders); labels its sandboxes."""
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ to the engine through the Docker SDK, so it works wherever an engine answers
 * read-only root filesystem; only the paths a scenario declares writable are
   anonymous volumes (populated from the image, removed with the container),
   plus small tmpfs mounts; nothing of the host is mounted;
-* labelled ``agentcat.managed=1`` (+ session, item, creating pid) so leftovers
-  of a crashed process can be found and pruned;
+* labelled ``agentcat.role=sandbox`` plus its owner (host, boot, pid and the
+  pid's start time) and session, item and run, so the leftovers of a crashed
+  process can be told from a live process's sandboxes and pruned;
 * removed on every exit path, cancellation included (cleanup runs shielded).
 """
 
@@ -20,12 +21,15 @@ import atexit
 import contextlib
 import os
 import posixpath
+import re
 import shlex
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, overload
 
 import anyio
@@ -43,15 +47,26 @@ from inspect_ai.util import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import PrerequisiteError, SandboxError
-from orchestrator.runner.docker_client import LABEL_MANAGED, docker_client
+from orchestrator.runner.docker_client import LABEL_ROLE, docker_client
 
 __all__ = [
+    "OWNER_HOST",
+    "OWNER_PID",
     "AgentcatSandbox",
+    "Pruned",
     "SandboxSpec",
     "managed_containers",
     "open_sandbox",
+    "owner_labels",
     "prune_containers",
 ]
+
+ROLE_SANDBOX = "sandbox"
+OWNER_HOST = "agentcat.owner.host"
+OWNER_PID = "agentcat.owner.pid"
+OWNER_BOOT = "agentcat.owner.boot"
+OWNER_START = "agentcat.owner.start"
+"""Start time of the owner pid (clock ticks since boot): a reused pid is another process."""
 
 MAX_EXEC_OUTPUT = int(os.environ.get("INSPECT_SANDBOX_MAX_EXEC_OUTPUT_SIZE", 10 * 1024 * 1024))
 MAX_READ_FILE = int(os.environ.get("INSPECT_SANDBOX_MAX_READ_FILE_SIZE", 100 * 1024 * 1024))
@@ -113,11 +128,10 @@ def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
     writable = dict.fromkeys([spec.workdir, *spec.writable]) if spec.read_only_root else {}
     mounts = [Mount(target=p, source=None, type="volume") for p in writable if p not in spec.tmpfs]
     all_labels = {
-        LABEL_MANAGED: "1",
-        "agentcat.pid": str(os.getpid()),
-        "agentcat.host": socket.gethostname(),
-        "agentcat.created": f"{time.time():.0f}",
         **labels,
+        LABEL_ROLE: ROLE_SANDBOX,
+        **owner_labels(),
+        "agentcat.created": f"{time.time():.0f}",
     }
     try:
         container = client.containers.run(
@@ -273,7 +287,9 @@ class AgentcatSandbox(SandboxEnvironment):
     ) -> dict[str, SandboxEnvironment]:
         spec = _as_spec(config)
         labels = {
-            f"agentcat.{k}": str(metadata[k]) for k in ("session", "item", "run") if k in metadata
+            f"agentcat.{k.replace('_', '.')}": str(metadata[k])
+            for k in ("session", "session_key", "item", "run")
+            if k in metadata
         }
         labels["agentcat.task"] = task_name
         return {"default": await cls.create(spec, labels)}
@@ -295,8 +311,8 @@ class AgentcatSandbox(SandboxEnvironment):
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool
     ) -> None:
         if cleanup:  # last chance: anything this process started for the task
-            labels = {"agentcat.task": task_name, "agentcat.pid": str(os.getpid())}
-            await anyio.to_thread.run_sync(prune_containers, labels)
+            labels = {"agentcat.task": task_name, **owner_labels()}
+            await anyio.to_thread.run_sync(lambda: prune_containers(labels, any_owner=True))
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
@@ -434,17 +450,101 @@ async def open_sandbox(
 
 
 # ----------------------------------------------------------------------------- housekeeping
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> str | None:
+    """Start time of ``pid`` (field 22 of /proc/PID/stat), or None when it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels naming this process as the owner of the sandboxes it starts."""
+    return {
+        OWNER_HOST: socket.gethostname(),
+        OWNER_BOOT: _boot_id(),
+        OWNER_PID: str(os.getpid()),
+        OWNER_START: _start_ticks(os.getpid()) or "",
+    }
+
+
+def owner_state(labels: Mapping[str, str]) -> Literal["alive", "gone", "unknown"]:
+    """Whether the process that started a sandbox still runs.
+
+    Known for owners on this host (same hostname and boot: the pid and its start
+    time) and for owners that ran in a container of this engine (Docker's default
+    hostname is the short container id: gone once that container is). Anything
+    else is ``unknown``, and prune keeps it.
+    """
+    host, pid = labels.get(OWNER_HOST), labels.get(OWNER_PID, "")
+    if not host or not pid.isdigit():
+        return "unknown"
+    if host == socket.gethostname() and labels.get(OWNER_BOOT, "") == _boot_id():
+        start = _start_ticks(int(pid))
+        return "alive" if start is not None and start == labels.get(OWNER_START) else "gone"
+    if re.fullmatch(r"[0-9a-f]{12}", host):
+        found = docker_client().api.containers(all=True, filters={"id": host})
+        if not any(c["Id"].startswith(host) and c["State"] == "running" for c in found):
+            return "gone"
+    return "unknown"
+
+
+def _sandboxes(labels: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    """Containers agentcat started as sandboxes (a role label inherited from an image
+    does not count), optionally filtered by more labels."""
+    api = docker_client().api
+    wanted = [f"{LABEL_ROLE}={ROLE_SANDBOX}", *(f"{k}={v}" for k, v in (labels or {}).items())]
+    image_roles: dict[str, str | None] = {}
+    found = []
+    for c in api.containers(all=True, filters={"label": wanted}):
+        image = c.get("ImageID", "")
+        if image not in image_roles:
+            try:
+                image_labels = api.inspect_image(image)["Config"].get("Labels") or {}
+            except (NotFound, APIError):
+                image_labels = {}
+            image_roles[image] = image_labels.get(LABEL_ROLE)
+        if image_roles[image] is None:
+            found.append(c)
+    return found
+
+
 def managed_containers(labels: Mapping[str, str] | None = None) -> list[str]:
-    """Ids of agentcat containers (running or not), optionally filtered by more labels."""
-    wanted = [f"{LABEL_MANAGED}=1", *(f"{k}={v}" for k, v in (labels or {}).items())]
-    found = docker_client().api.containers(all=True, filters={"label": wanted})
-    return [c["Id"] for c in found]
+    """Ids of agentcat sandboxes (running or not), optionally filtered by more labels."""
+    return [c["Id"] for c in _sandboxes(labels)]
 
 
-def prune_containers(labels: Mapping[str, str] | None = None) -> list[str]:
-    """Remove agentcat containers (and their anonymous volumes); returns the removed ids."""
-    removed = []
-    for cid in managed_containers(labels):
-        _remove_container(cid)
-        removed.append(cid)
-    return removed
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_containers` did."""
+
+    removed: list[str]
+    kept: list[str]
+    """Sandboxes left alone: their owner runs, or cannot be told to be gone."""
+
+
+def prune_containers(labels: Mapping[str, str] | None = None, *, any_owner: bool = False) -> Pruned:
+    """Remove agentcat sandboxes (and their volumes) whose owner process is gone.
+
+    Args:
+        labels: Only sandboxes that also carry these labels.
+        any_owner: Remove regardless of the owner: only for the owner itself, or for
+            the driver of a session that holds the session's lock (then no other
+            process can own a sandbox of that session).
+    """
+    removed, kept = [], []
+    for c in _sandboxes(labels):
+        if any_owner or owner_state(c.get("Labels") or {}) == "gone":
+            _remove_container(c["Id"])
+            removed.append(c["Id"])
+        else:
+            kept.append(c["Id"])
+    return Pruned(removed, kept)

@@ -19,6 +19,7 @@ uninterrupted one would for the same responses.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import Callable, Collection
@@ -117,6 +118,13 @@ class Session:
         return self.journal.session().id
 
     @property
+    def key(self) -> str:
+        """Unique key of this session (its id and creation time): session ids repeat
+        across runs folders, sandbox labels must not."""
+        row = self.journal.session()
+        return hashlib.sha256(f"{row.id}\0{row.created!r}".encode()).hexdigest()[:16]
+
+    @property
     def log_dir(self) -> Path:
         return self.folder / "logs"
 
@@ -182,7 +190,7 @@ class Session:
             self.journal.set_status("running")
             prepare = getattr(runner, "prepare", None)
             if prepare is not None:  # e.g. remove sandboxes a killed driver left behind
-                await prepare(self.id)
+                await prepare(self.key)
             self._skip_unrunnable(getattr(runner, "runnable", None))
             pending = self._recover()
             if pending:
@@ -270,10 +278,11 @@ class Session:
 
     async def _run_batch(self, slots: list[_Slot], runner: ItemRunner, emit: EventHandler) -> str:
         retry = self.config.retry
+        key = self.key
         todo = [s for s in slots if s.result is None and s.skip_reason is None]
         while todo:
             results = await asyncio.gather(
-                *(runner.run(RunRequest(self.id, s.item_id, s.step, s.attempt)) for s in todo)
+                *(runner.run(RunRequest(self.id, s.item_id, s.step, s.attempt, key)) for s in todo)
             )
             again: list[_Slot] = []
             for slot, res in zip(todo, results, strict=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ async def run_sweep(
     live = [iid for iid in bank.ids if iid in runnable.sources]
     rng = np.random.default_rng(seed)
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    sweep_key = secrets.token_hex(8)
     log_dir = config.runs_dir / sweep_id / "logs"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     new_file = not out_path.exists()
@@ -80,7 +82,7 @@ async def run_sweep(
             async with sem:
                 res: ItemResult | None = None
                 for attempt in range(1, config.retry.max_attempts + 1):
-                    res = await runner.run(RunRequest(sweep_id, item, n, attempt))
+                    res = await runner.run(RunRequest(sweep_id, item, n, attempt, sweep_key))
                     if res.ok:
                         break
                 assert res is not None
