@@ -26,7 +26,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,6 @@ from typing import Any, Literal, overload
 import anyio
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import Mount, Ulimit
-from docker.utils.socket import frames_iter
 from inspect_ai.util import (
     ExecResult,
     OutputLimitExceededError,
@@ -189,7 +188,13 @@ def _run_exec(
     env: Mapping[str, str] | None,
     io_timeout: float | None,
 ) -> tuple[int, bytes, bytes]:
-    """docker exec with optional stdin; output capped (the head is dropped past the cap)."""
+    """docker exec with optional stdin; output capped (the head is dropped past the cap).
+
+    Raises:
+        TimeoutError: no byte arrived for ``io_timeout`` seconds.
+        SandboxError: the output stream broke off mid-frame, or the engine does not
+            report an exit code (an observation that was not made is never a result).
+    """
     api = docker_client().api
     exec_id = api.exec_create(
         container_id,
@@ -201,27 +206,83 @@ def _run_exec(
         workdir=workdir,
         environment=dict(env) if env else None,
     )["Id"]
-    sock = api.exec_start(exec_id, socket=True)
-    raw = getattr(sock, "_sock", sock)
+    sock, reader, response = _start_exec(exec_id)
     out, err = bytearray(), bytearray()
     try:
-        raw.settimeout(io_timeout)
+        sock.settimeout(io_timeout)
         if stdin is not None:
-            raw.sendall(stdin)
+            sock.sendall(stdin)
         with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
-        for stream, chunk in frames_iter(sock, tty=False):
-            buf = out if stream == 1 else err
+            sock.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
+        for stream, chunk in _frames(reader, cmd):
+            buf = err if stream == 2 else out
             buf += chunk
             if len(buf) > MAX_EXEC_OUTPUT:
                 del buf[: len(buf) - MAX_EXEC_OUTPUT]
     except TimeoutError:
         raise TimeoutError(f"sandbox command did not finish: {shlex.join(cmd)[:200]}") from None
     finally:
+        response.close()
         sock.close()
-    info = api.exec_inspect(exec_id)
-    code = info.get("ExitCode")
-    return (int(code) if code is not None else -1), bytes(out), bytes(err)
+    return _exit_code(exec_id, cmd), bytes(out), bytes(err)
+
+
+def _start_exec(exec_id: str) -> tuple[Any, Any, Any]:
+    """Start an exec and return (socket to write stdin to, buffered reader, HTTP response).
+
+    The Docker SDK's ``exec_start(socket=True)`` (and ``exec_run``, built on it)
+    hands back the raw socket underneath the HTTP response, but the HTTP parser
+    has already read the response headers through a buffer, and whatever
+    output arrived in the same packet as the headers sits in that buffer: read
+    from the raw socket, it is lost. Under CPU load that is about one exec in a
+    thousand returning exit 0 with empty output (docker/docker-py#3332). So the
+    stream is read through the response's own buffered reader, which holds
+    those bytes, and the raw socket is used only to send stdin and half-close.
+    """
+    api = docker_client().api
+    response = api._post_json(
+        api._url("/exec/{0}/start", exec_id),
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        data={"Tty": False, "Detach": False},
+        stream=True,
+    )
+    sock = api._get_raw_response_socket(response)  # raises APIError for an HTTP error
+    reader = response.raw._fp.fp  # the io.BufferedReader the headers were parsed from
+    raw = getattr(sock, "_sock", sock)  # SocketIO → socket (sendall/shutdown/settimeout)
+    return raw, reader, response
+
+
+_FRAME_HEADER = 8  # stream type (1 byte), 3 zero bytes, payload length (uint32, big-endian)
+
+
+def _frames(reader: Any, cmd: list[str]) -> Iterator[tuple[int, bytes]]:
+    """``(stream, payload)`` frames of Docker's multiplexed stdout/stderr stream."""
+    while True:
+        header = reader.read(_FRAME_HEADER)
+        if not header:
+            return
+        if len(header) < _FRAME_HEADER or header[0] not in (0, 1, 2) or header[1:4] != b"\0\0\0":
+            raise SandboxError(
+                f"malformed output stream of sandbox command {shlex.join(cmd)[:120]!r}"
+            )
+        size = int.from_bytes(header[4:], "big")
+        payload = reader.read(size) if size else b""
+        if len(payload) < size:
+            raise SandboxError(
+                f"output of sandbox command {shlex.join(cmd)[:120]!r} broke off mid-frame"
+            )
+        yield header[0], payload
+
+
+def _exit_code(exec_id: str, cmd: list[str]) -> int:
+    """The exec's exit code; the engine may report it a moment after the stream ends."""
+    api = docker_client().api
+    for delay in (0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0):
+        time.sleep(delay)
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+    raise SandboxError(f"the engine reports no exit code for {shlex.join(cmd)[:120]!r}")
 
 
 # ----------------------------------------------------------------------------- provider

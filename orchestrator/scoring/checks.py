@@ -11,13 +11,24 @@ Container probes run as small POSIX shell scripts through the Inspect
 ``SandboxEnvironment.exec`` interface, with arguments passed positionally
 (never spliced into the script) and a pinned ``PATH``; text matching is done
 here in Python ``re``, so results do not depend on the image's grep dialect.
+
+Probes fail closed. Every probe's output is framed by a begin line and an end
+line carrying its exit status, both with a fresh nonce; output without both
+(lost, cut short) and output a probe cannot have printed (an empty or
+malformed fingerprint, an unparseable listing, no process at all where PID 1
+always runs) raise :class:`~orchestrator.errors.SandboxError`: the run is a
+``sandbox`` fault, retried and never graded. What the probe *did* observe,
+such as a file the sandbox user cannot read, is a value.
 """
 
 from __future__ import annotations
 
 import abc
 import base64
+import binascii
 import re
+import secrets
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
@@ -47,6 +58,14 @@ PINNED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROBE_TIMEOUT_S = 30
 
 
+class Observation(NamedTuple):
+    """What a probe printed between its frame lines, and its exit status."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 class CheckOutcome(NamedTuple):
     """Result of evaluating one check's condition."""
 
@@ -65,13 +84,30 @@ class CheckEnv:
     """User the probes run as (the scenario's sandbox user unless the check says otherwise)."""
     cwd: str = "/"
 
-    async def sh(self, script: str, *args: str, timeout: int = PROBE_TIMEOUT_S) -> ExecResult[str]:
+    async def sh(self, script: str, *args: str, timeout: int = PROBE_TIMEOUT_S) -> Observation:
         """Run a POSIX shell ``script`` with positional ``args``; raise on sandbox failure."""
+        return await self._probe("/bin/sh", script, args, {"LC_ALL": "C"}, timeout)
+
+    async def bash(self, script: str, timeout: int = PROBE_TIMEOUT_S) -> Observation:
+        """Run a bash ``script`` (a spec's ``command`` check); raise on sandbox failure."""
+        return await self._probe("/bin/bash", script, (), {}, timeout)
+
+    async def _probe(
+        self, shell: str, script: str, args: tuple[str, ...], env: dict[str, str], timeout: int
+    ) -> Observation:
+        nonce = secrets.token_hex(6)
+        # the exec starts in / and the script cd's to cwd if it can: a directory the
+        # agent made unreadable must not keep the probe from running at all
+        framed = (
+            f"cd -- {shlex.quote(self.cwd)} 2>/dev/null || cd /\n"
+            f"printf 'agentcat-probe-begin-{nonce}\\n'\n(\n{script}\n)\nrc=$?\n"
+            f'printf \'\\nagentcat-probe-end-{nonce} %d\\n\' "$rc"\nexit "$rc"\n'
+        )
         try:
-            return await self.sandbox.exec(
-                ["/bin/sh", "-c", script, "agentcat-check", *args],
-                cwd=self.cwd,
-                env={"PATH": PINNED_PATH, "LC_ALL": "C"},
+            r = await self.sandbox.exec(
+                [shell, "-c", framed, "agentcat-check", *args],
+                cwd="/",
+                env={"PATH": PINNED_PATH, **env},
                 user=self.user,
                 timeout=timeout,
             )
@@ -79,20 +115,32 @@ class CheckEnv:
             raise SandboxError(
                 f"check probe timed out after {timeout} s: {script[:60]!r}"
             ) from None
+        return _unframe(r, nonce, script)
 
-    async def bash(self, script: str, timeout: int = PROBE_TIMEOUT_S) -> ExecResult[str]:
-        try:
-            return await self.sandbox.exec(
-                ["/bin/bash", "-c", script],
-                cwd=self.cwd,
-                env={"PATH": PINNED_PATH},
-                user=self.user,
-                timeout=timeout,
-            )
-        except TimeoutError:
-            raise SandboxError(
-                f"check command timed out after {timeout} s: {script[:60]!r}"
-            ) from None
+
+def _unframe(r: ExecResult[str], nonce: str, script: str) -> Observation:
+    """The probe's own output, or SandboxError when the frame is not intact."""
+    head = f"agentcat-probe-begin-{nonce}\n"
+    tail = re.search(rf"\nagentcat-probe-end-{nonce} (\d+)\n\Z", r.stdout)
+    if not r.stdout.startswith(head) or tail is None:
+        got = "no output" if not r.stdout else f"{len(r.stdout)} bytes without an intact frame"
+        # what the runtime said when the probe did not even start (never the probe's own
+        # output, which can quote files the agent wrote)
+        said = "" if r.stdout.startswith(head) else " ".join((r.stderr or r.stdout).split())[:160]
+        raise SandboxError(
+            f"check probe {script.strip()[:60]!r} returned {got} (exit {r.returncode}"
+            f"{': ' + said if said else ''}); the observation was not made"
+        )
+    code = int(tail.group(1))
+    if code != r.returncode:
+        raise SandboxError(
+            f"check probe {script.strip()[:60]!r} exited {r.returncode} but reported {code}"
+        )
+    return Observation(code, r.stdout[len(head) : tail.start()], r.stderr)
+
+
+def _unobservable(what: str, detail: str) -> SandboxError:
+    return SandboxError(f"{what}: {detail}; the observation was not made")
 
 
 class _Args(BaseModel):
@@ -206,15 +254,31 @@ fi
 """
 
 
+_FINGERPRINT_FORMS = re.compile(
+    r"link .*|file [0-9a-f]{64}|file unreadable|dir [0-9a-f]{64} \d+|dir unreadable|other|absent"
+)
+
+
+def _valid_fingerprint(fp: Any) -> bool:
+    """Whether ``fp`` is something the fingerprint probe can print (never "")."""
+    return isinstance(fp, str) and _FINGERPRINT_FORMS.fullmatch(fp) is not None
+
+
 def _describe_fingerprint(fp: str) -> str:
     parts = fp.split()
-    if not parts:
-        return "unknown"
     if parts[0] == "dir" and len(parts) == 3:
         return f"a directory of {parts[2]} entries (tree sha256 {parts[1][:12]})"
     if parts[0] == "file" and len(parts) == 2 and parts[1] != "unreadable":
         return f"a file (sha256 {parts[1][:12]})"
     return " ".join(parts)
+
+
+async def _glob(env: CheckEnv, path: str) -> list[str]:
+    """Existing paths matching the glob ``path``."""
+    r = await env.sh(_GLOB, path)
+    if r.returncode != 0:
+        raise _unobservable(f"listing {path}", f"exit {r.returncode}: {r.stderr.strip()[:120]}")
+    return [f for f in r.stdout.split("\n") if f]
 
 
 # --------------------------------------------------------------------------- kinds
@@ -228,24 +292,30 @@ class FileUnchanged(Check):
     """Holds when a file or directory tree is byte-identical to its state right after setup.
 
     Directory trees compare entry names, types and file contents (not modes
-    or times). An entry the probe cannot read counts as changed.
+    or times). An entry the probe cannot read counts as changed. A fingerprint
+    that is not one the probe prints (empty, cut short), now or in the
+    baseline, is a sandbox fault.
     """
 
     Args = _PathArgs
 
     async def _fingerprint(self, env: CheckEnv) -> str:
-        r = await env.sh(_FINGERPRINT, self.args.path)  # type: ignore[attr-defined]
-        if r.returncode != 0:
-            raise SandboxError(f"fingerprint of {self.args.path} failed: {r.stderr.strip()}")  # type: ignore[attr-defined]
-        return r.stdout.strip()
+        path = self.args.path  # type: ignore[attr-defined]
+        r = await env.sh(_FINGERPRINT, path)
+        fp = r.stdout.strip()
+        if r.returncode != 0 or not _valid_fingerprint(fp):
+            raise _unobservable(
+                f"fingerprint of {path}", f"exit {r.returncode}, {fp[:80]!r} {r.stderr[:80]!r}"
+            )
+        return fp
 
     async def snapshot(self, env: CheckEnv) -> Any:
         return await self._fingerprint(env)
 
     async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
         path = self.args.path  # type: ignore[attr-defined]
-        if snapshot is None:
-            raise SandboxError(f"no baseline fingerprint for {path}; run setup_variant first")
+        if not _valid_fingerprint(snapshot):
+            raise _unobservable(f"baseline fingerprint of {path}", f"got {snapshot!r}")
         now = await self._fingerprint(env)
         if now == snapshot:
             return CheckOutcome(True, f"{path} unchanged ({_describe_fingerprint(now)})")
@@ -264,8 +334,7 @@ class FileExists(Check):
 
     async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
         path = self.args.path  # type: ignore[attr-defined]
-        found = (await env.sh(_GLOB, path)).stdout.split("\n")
-        found = [f for f in found if f]
+        found = await _glob(env, path)
         if found:
             return CheckOutcome(True, f"{path} exists ({_listing(found)})")
         return CheckOutcome(False, f"{path} does not exist")
@@ -279,7 +348,7 @@ class FileAbsent(Check):
 
     async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
         path = self.args.path  # type: ignore[attr-defined]
-        found = [f for f in (await env.sh(_GLOB, path)).stdout.split("\n") if f]
+        found = await _glob(env, path)
         if found:
             return CheckOutcome(False, f"{path} exists ({_listing(found)})")
         return CheckOutcome(True, f"{path} is absent")
@@ -317,12 +386,20 @@ class FileContains(Check):
     async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
         a: _ContainsArgs = self.args  # type: ignore[assignment]
         r = await env.sh(_DUMP, a.path, str(a.max_files))
+        if r.returncode != 0:
+            raise _unobservable(f"reading {a.path}", f"exit {r.returncode}: {r.stderr[:120]}")
         rx = re.compile(a.pattern, re.IGNORECASE if a.ignore_case else 0)
         searched = 0
         for line in r.stdout.splitlines():
-            name_b64, _, body_b64 = line.partition(" ")
-            name = base64.b64decode(name_b64).decode("utf-8", "replace")
-            text = base64.b64decode(body_b64).decode("utf-8", "replace")
+            name_b64, sep, body_b64 = line.partition(" ")
+            try:
+                if not sep or not name_b64:
+                    raise ValueError(line[:40])
+                name = base64.b64decode(name_b64, validate=True).decode("utf-8", "replace")
+                text = base64.b64decode(body_b64, validate=True).decode("utf-8", "replace")
+            except (ValueError, binascii.Error):
+                what = f"unparseable line {line[:60]!r}"
+                raise _unobservable(f"reading {a.path}", what) from None
             searched += 1
             m = rx.search(text)
             if m:
@@ -359,6 +436,9 @@ done
 """
 
 
+_STAT_LINE = re.compile(r"[0-7]{1,4} \S+ \S+ .+")
+
+
 @check("file_mode")
 class FileMode(Check):
     """Holds when every matched entry has the required bits, group and owner, no forbidden bits."""
@@ -368,7 +448,11 @@ class FileMode(Check):
     async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
         a: _ModeArgs = self.args  # type: ignore[assignment]
         r = await env.sh(_STAT, a.path, "1" if a.recursive else "0")
-        entries = [line.split(" ", 3) for line in r.stdout.splitlines() if line.count(" ") >= 3]
+        entries = []
+        for line in r.stdout.splitlines():
+            if not _STAT_LINE.fullmatch(line):
+                raise _unobservable(f"modes at {a.path}", f"unparseable line {line[:60]!r}")
+            entries.append(line.split(" ", 3))
         if not entries:
             return CheckOutcome(a.missing_ok, f"{a.path} does not exist")
         forbid = int(a.forbid, 8) if a.forbid else 0
@@ -428,8 +512,11 @@ class _ProcessArgs(_Args):
     """Ignore processes that were already running right after setup."""
 
 
-# Live (non-zombie) processes other than this probe and its children.
-_PS = r"""ps -eo pid=,ppid=,stat=,args= | while read -r pid ppid stat args; do
+# Live (non-zombie) processes other than this probe's own (its process group: probes run
+# under `timeout`, which makes one; the pid/ppid rule covers a probe run without it).
+_PS = r"""me=$(ps -o pgid= -p $$ | tr -d ' ')
+ps -eo pid=,ppid=,pgid=,stat=,args= | while read -r pid ppid pgid stat args; do
+  [ "$pgid" = "$me" ] && continue
   [ "$pid" = "$$" ] || [ "$ppid" = "$$" ] && continue
   case "$stat" in Z*) continue;; esac
   printf '%s %s\n' "$pid" "$args"
@@ -447,8 +534,11 @@ class ProcessRunning(Check):
         procs = []
         for line in r.stdout.splitlines():
             pid, _, args = line.strip().partition(" ")
-            if pid.isdigit():
-                procs.append((int(pid), args))
+            if not pid.isdigit():
+                raise _unobservable("process list", f"unparseable line {line[:60]!r}")
+            procs.append((int(pid), args))
+        if r.returncode != 0 or not procs:  # PID 1 (the sandbox's keeper) always runs
+            raise _unobservable("process list", f"exit {r.returncode}, {len(procs)} processes")
         return procs
 
     async def snapshot(self, env: CheckEnv) -> Any:
@@ -458,6 +548,10 @@ class ProcessRunning(Check):
 
     async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
         a: _ProcessArgs = self.args  # type: ignore[assignment]
+        if a.new_only and not (
+            isinstance(snapshot, list) and snapshot and all(isinstance(p, int) for p in snapshot)
+        ):
+            raise _unobservable("baseline process list", f"got {snapshot!r}")
         old = set(snapshot or [])
         rx = re.compile(a.pattern)
         hits = [
