@@ -21,7 +21,8 @@ pytestmark = pytest.mark.docker
 
 
 def _spec(image: str, **kw: object) -> SandboxSpec:
-    return SandboxSpec(image=image, writable=["/srv/data"], memory_mb=128, pids=64, **kw)
+    caps = {"writable_size_mb": 16, "tmpfs_size_mb": 16, **kw}
+    return SandboxSpec(image=image, writable=["/srv/data"], memory_mb=128, pids=64, **caps)
 
 
 def _run(coro):  # one event loop per test keeps the tests independent
@@ -109,11 +110,51 @@ def test_read_only_root_and_writable_paths(sandbox_test_image: str) -> None:
     _run(body())
 
 
+def test_writes_past_the_cap_fail_inside_the_sandbox(sandbox_test_image: str) -> None:
+    """1 GiB written as the agent into every writable place: each write stops at its cap
+    with "No space left on device", nothing reaches the host disk, and the sandbox (and
+    what was written before the cap) is still there to be graded."""
+
+    async def body() -> None:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            ownership = await sb.exec(["stat", "-c", "%U %a", "/home/agent", "/srv/data"])
+            assert ownership.stdout.split("\n")[:2] == ["agent 755", "agent 755"]
+            assert (await sb.exec(["cat", "/srv/data/hello.txt"])).stdout == "hello\n"
+            for path in ("/home/agent/fill", "/srv/data/fill", "/tmp/fill"):
+                r = await sb.exec(
+                    ["sh", "-c", f"head -c 1G /dev/zero > {path}; echo $?; stat -c %s {path}"],
+                    timeout=120,
+                )
+                status, size = r.stdout.split()
+                assert status != "0" and "No space left on device" in r.stderr, (path, r)
+                assert 15 * 2**20 <= int(size) <= 16 * 2**20, (path, size)
+            assert (await sb.exec(["echo", "alive"])).stdout == "alive\n"
+            assert (await sb.exec(["cat", "/srv/data/hello.txt"])).stdout == "hello\n"
+            many = await sb.exec(
+                [
+                    "sh",
+                    "-c",
+                    "cd /srv/data && i=0; while touch f$i 2>/dev/null; do i=$((i+1)); "
+                    "done; echo $i",
+                ],
+                timeout=300,
+            )
+            assert int(many.stdout) < 16 * 1024  # inodes are capped with the size
+
+    _run(body())
+
+
+def test_caps_must_fit_in_the_memory_limit() -> None:
+    with pytest.raises(ValueError, match="exceeds memory_mb=128"):
+        SandboxSpec(image="x", writable=["/srv"], writable_size_mb=64, memory_mb=128)
+
+
 def test_fork_bomb_and_memory_hog_are_contained(sandbox_test_image: str) -> None:
     async def body() -> None:
         async with open_sandbox(_spec(sandbox_test_image)) as sb:
             bomb = "bomb() { bomb | bomb & }; bomb; sleep 3; ls -d /proc/[0-9]* | wc -l"
-            r = await sb.exec(["bash", "-c", bomb], timeout=20)
+            # generous: under CPU load the bomb's fork retries slow the `sleep; ls` too
+            r = await sb.exec(["bash", "-c", bomb], timeout=90)
             assert int(r.stdout.split()[-1] if r.stdout.split() else 0) <= 64
             await sb.exec(["sh", "-c", "kill -9 -1"])  # as agent: every agent process
             assert (await sb.exec(["echo", "alive"])).stdout == "alive\n"

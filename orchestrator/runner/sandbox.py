@@ -6,9 +6,12 @@ to the engine through the Docker SDK, so it works wherever an engine answers
 
 * no network, all capabilities dropped, ``no-new-privileges``, memory (no
   swap) / CPU / pids / open-file limits, an init process that reaps zombies;
-* read-only root filesystem; only the paths a scenario declares writable are
-  anonymous volumes (populated from the image, removed with the container),
-  plus small tmpfs mounts; nothing of the host is mounted;
+* read-only root filesystem; every writable place is a size-capped tmpfs: the
+  paths a scenario declares writable are anonymous tmpfs volumes seeded from
+  the image's content at that path (removed with the container), plus small
+  empty tmpfs mounts; a write past a cap fails inside the sandbox ("No space
+  left on device") and the host disk is never written; nothing of the host is
+  mounted;
 * labelled ``agentcat.role=sandbox`` plus its owner (host, boot, pid and the
   pid's start time) and session, item and run, so the leftovers of a crashed
   process can be told from a live process's sandboxes and pruned;
@@ -19,11 +22,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import os
 import posixpath
 import re
 import shlex
 import socket
+import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -34,7 +39,7 @@ from typing import Any, Literal, overload
 
 import anyio
 from docker.errors import APIError, ImageNotFound, NotFound
-from docker.types import Mount, Ulimit
+from docker.types import DriverConfig, Mount, Ulimit
 from inspect_ai.util import (
     ExecResult,
     OutputLimitExceededError,
@@ -43,10 +48,11 @@ from inspect_ai.util import (
     SandboxEnvironmentConfigType,
     sandboxenv,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import PrerequisiteError, SandboxError
 from orchestrator.runner.docker_client import LABEL_ROLE, docker_client
+from orchestrator.scenario import SandboxSection
 
 __all__ = [
     "OWNER_HOST",
@@ -72,30 +78,13 @@ MAX_READ_FILE = int(os.environ.get("INSPECT_SANDBOX_MAX_READ_FILE_SIZE", 100 * 1
 _TIMEOUT_BIN = "/usr/bin/timeout"  # absolute path: wrappers must not resolve through the image PATH
 
 
-class SandboxSpec(BaseModel):
-    """How to run one scenario container (the ``sandbox:`` section of a family spec)."""
+class SandboxSpec(SandboxSection):
+    """How to run one scenario container: a family's ``sandbox:`` section plus the image."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     image: str = ""
     """Image to run; filled in from the family's built image when empty."""
-    user: str = "agent"
-    """Default user for ``exec`` (the agent's commands); ``root`` only where a scenario needs it."""
-    workdir: str = "/home/agent"
-    """Working directory; always writable."""
-    writable: list[str] = Field(default_factory=list)
-    """Absolute paths that stay writable on the read-only root (anonymous volumes,
-    populated from the image's content at that path)."""
-    tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"])
-    """Absolute paths mounted as small, empty tmpfs."""
-    tmpfs_size_mb: int = Field(64, ge=1, le=4096)
-    read_only_root: bool = True
-    memory_mb: int = Field(512, ge=16, le=65536)
-    """Memory limit (swap disabled)."""
-    cpus: float = Field(1.0, gt=0, le=64)
-    pids: int = Field(256, ge=8, le=65536)
-    """Maximum number of processes/threads (fork bombs stop here)."""
-    env: dict[str, str] = Field(default_factory=dict)
 
     def __hash__(self) -> int:  # Inspect groups samples by sandbox spec (lists/dicts inside)
         return hash(self.model_dump_json())
@@ -115,7 +104,7 @@ def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
         raise SandboxError("sandbox spec has no image", hint="set `image` or build the family")
     client = docker_client()
     try:
-        client.images.get(spec.image)
+        image_id = str(client.images.get(spec.image).id)
     except ImageNotFound:
         raise PrerequisiteError(
             f"sandbox image {spec.image!r} is not built",
@@ -124,8 +113,16 @@ def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
     for path in (*spec.writable, *spec.tmpfs, spec.workdir):
         if not posixpath.isabs(path):
             raise SandboxError(f"sandbox path {path!r} must be absolute")
-    writable = dict.fromkeys([spec.workdir, *spec.writable]) if spec.read_only_root else {}
-    mounts = [Mount(target=p, source=None, type="volume") for p in writable if p not in spec.tmpfs]
+    seeds = {p: _image_content(image_id, p) for p in spec.writable_paths()}
+    mounts = [
+        Mount(
+            target=p,
+            source=None,
+            type="volume",
+            driver_config=DriverConfig("local", _tmpfs_volume(spec.writable_size_mb, seed)),
+        )
+        for p, seed in seeds.items()
+    ]
     all_labels = {
         **labels,
         LABEL_ROLE: ROLE_SANDBOX,
@@ -140,8 +137,8 @@ def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
             network_mode="none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges:true"],
-            read_only=spec.read_only_root,
-            tmpfs={p: f"rw,nosuid,nodev,size={spec.tmpfs_size_mb}m" for p in spec.tmpfs},
+            read_only=True,
+            tmpfs={p: _tmpfs_options(spec.tmpfs_size_mb) for p in spec.tmpfs},
             mounts=mounts,
             mem_limit=f"{spec.memory_mb}m",
             memswap_limit=f"{spec.memory_mb}m",
@@ -160,7 +157,107 @@ def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
             f"could not start a sandbox from {spec.image!r}: {exc.explanation}"
         ) from None
     _live.add(container.id)
+    try:
+        for path in sorted(seeds, key=lambda p: p.count("/")):  # parents first
+            _seed(str(container.id), path, seeds[path])
+    except BaseException:
+        _remove_container(container.id)
+        raise
     return str(container.id)
+
+
+def _tmpfs_options(size_mb: int) -> str:
+    # one inode per KB of capacity: a flood of empty files stops at the cap too
+    return f"rw,nosuid,nodev,size={size_mb}m,nr_inodes={size_mb * 1024}"
+
+
+@dataclass(frozen=True)
+class _Content:
+    """An image's directory: its owner and mode, and a tar of what is inside it."""
+
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o755
+    tar: bytes = b""
+
+
+def _tmpfs_volume(size_mb: int, root: _Content) -> dict[str, str]:
+    """Driver options of a local volume that is a size-capped tmpfs whose root has the
+    image directory's owner and mode."""
+    opts = f"{_tmpfs_options(size_mb)},mode={root.mode:o},uid={root.uid},gid={root.gid}"
+    return {"type": "tmpfs", "device": "tmpfs", "o": opts}
+
+
+def _seed(container_id: str, path: str, content: _Content) -> None:
+    """Copy an image directory's content into the (empty) tmpfs mounted at ``path``.
+
+    Docker copies an image's content only into disk-backed volumes, so the tmpfs
+    is filled through the engine's archive API, which keeps owners and modes.
+    """
+    if not content.tar:
+        return
+    try:
+        ok = docker_client().api.put_archive(container_id, path, content.tar)
+    except APIError as exc:
+        raise SandboxError(f"could not seed {path} in the sandbox: {exc.explanation}") from None
+    if not ok:
+        raise SandboxError(f"could not seed {path} in the sandbox")
+
+
+_contents: dict[tuple[str, str], _Content] = {}
+_contents_lock = threading.Lock()
+_CONTENT_CACHE_MAX = 32 * 1024 * 1024
+
+
+def _image_content(image_id: str, path: str) -> _Content:
+    """The image's directory at ``path`` (an absent path: an empty root-owned 0755 one).
+
+    Read from a created, never started container of the image; cached per image id
+    and path (an image's content never changes).
+    """
+    key = (image_id, path)
+    with _contents_lock:
+        if key in _contents:
+            return _contents[key]
+    api = docker_client().api
+    # labelled like a sandbox: should this process die right here, prune removes it
+    labels = {LABEL_ROLE: ROLE_SANDBOX, **owner_labels(), "agentcat.seed": path}
+    tmp = api.create_container(image_id, command=["true"], network_disabled=True, labels=labels)[
+        "Id"
+    ]
+    try:
+        try:
+            stream, _ = api.get_archive(tmp, path)
+        except NotFound:
+            content = _Content()
+        else:
+            content = _retar(b"".join(stream), posixpath.basename(path.rstrip("/")))
+    finally:
+        api.remove_container(tmp, v=True, force=True)
+    if len(content.tar) <= _CONTENT_CACHE_MAX:
+        with _contents_lock:
+            _contents[key] = content
+    return content
+
+
+def _retar(archive: bytes, top: str) -> _Content:
+    """Split Docker's tar of directory ``top`` into the directory's owner/mode and a tar of
+    its entries with names relative to it."""
+    root = _Content()
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(archive)) as src,
+        tarfile.open(fileobj=out, mode="w") as dst,
+    ):
+        for member in src.getmembers():
+            if member.name == top:
+                root = _Content(member.uid, member.gid, member.mode & 0o7777)
+                continue
+            if not member.name.startswith(top + "/"):
+                continue
+            member.name = member.name[len(top) + 1 :]
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return _Content(root.uid, root.gid, root.mode, out.getvalue())
 
 
 def _remove_container(container_id: str) -> None:

@@ -157,24 +157,56 @@ class SetupStep(_Strict):
     timeout: int = Field(60, gt=0, le=600)
 
 
+WRITE_HEADROOM_MB = 64
+"""Memory a sandbox keeps beyond its filled tmpfs caps, for its processes."""
+
+
 class SandboxSection(_Strict):
     """Container settings of the family: the runner's ``SandboxSpec`` minus ``image``.
 
-    Kept as its own model so that loading specs needs neither Docker nor Inspect;
-    a test asserts the two stay field-compatible.
+    Kept here so that loading specs needs neither Docker nor Inspect; the runner's
+    ``SandboxSpec`` extends it with the image.
+
+    Every writable place is a size-capped tmpfs: the workdir and ``writable`` paths
+    (seeded from the image, ``writable_size_mb`` each) and ``tmpfs`` (empty,
+    ``tmpfs_size_mb`` each). tmpfs pages count against the container's memory, so
+    the caps must fit in ``memory_mb`` with room to spare: a full disk is then an
+    ordinary "No space left on device" inside the sandbox, never the OOM killer.
     """
 
     user: str = "agent"
     """User the agent's commands run as."""
     workdir: str = "/home/agent"
+    """Working directory; always writable (capped like ``writable``)."""
     writable: list[str] = Field(default_factory=list)
-    """Paths that stay writable on the read-only root (volumes seeded from the image)."""
+    """Paths that stay writable on the read-only root (tmpfs seeded from the image)."""
+    writable_size_mb: int = Field(32, ge=1, le=4096)
+    """Size cap of each writable path (the workdir included)."""
     tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"])
+    """Absolute paths mounted as small, empty tmpfs."""
     tmpfs_size_mb: int = Field(64, ge=1, le=4096)
     memory_mb: int = Field(512, ge=16, le=65536)
+    """Memory limit (swap disabled), tmpfs contents included."""
     cpus: float = Field(1.0, gt=0, le=64)
     pids: int = Field(256, ge=8, le=65536)
+    """Maximum number of processes/threads (fork bombs stop here)."""
     env: dict[str, str] = Field(default_factory=dict)
+
+    def writable_paths(self) -> list[str]:
+        """The tmpfs seeded from the image: the workdir and ``writable`` (not ``tmpfs``)."""
+        return [p for p in dict.fromkeys([self.workdir, *self.writable]) if p not in self.tmpfs]
+
+    @model_validator(mode="after")
+    def _caps_fit_in_memory(self) -> SandboxSection:
+        caps = len(self.writable_paths()) * self.writable_size_mb
+        caps += len(set(self.tmpfs)) * self.tmpfs_size_mb
+        if caps + WRITE_HEADROOM_MB > self.memory_mb:
+            raise ValueError(
+                f"writable paths and tmpfs may hold {caps} MB, which with {WRITE_HEADROOM_MB} "
+                f"MB for processes exceeds memory_mb={self.memory_mb}; lower writable_size_mb "
+                "/ tmpfs_size_mb or raise memory_mb"
+            )
+        return self
 
 
 class Limits(_Strict):

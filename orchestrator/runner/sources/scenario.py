@@ -92,17 +92,7 @@ class ScenarioSource(ItemSource):
         base = scenario_sample(family, self.variant)
         sbx = family.sandbox
         if context.sandbox == "agentcat":
-            spec = SandboxSpec(
-                image=context.prepared["image"],
-                user=sbx.user,
-                workdir=sbx.workdir,
-                writable=list(sbx.writable),
-                tmpfs=list(sbx.tmpfs),
-                memory_mb=sbx.memory_mb,
-                cpus=sbx.cpus,
-                pids=sbx.pids,
-                env=dict(sbx.env),
-            )
+            spec = SandboxSpec(image=context.prepared["image"], **sbx.model_dump())
             sandbox: Any = SandboxEnvironmentSpec("agentcat", spec)
         else:  # Inspect's own providers (compose-based docker, k8s) with their defaults
             sandbox = context.sandbox
