@@ -96,7 +96,7 @@ def test_unknown_scenario_persona_and_key() -> None:
         r = _post(srv.url, {**body, "model": "nobody"}, headers=auth)
         assert r.status_code == 404 and "unknown persona" in r.text
         models = httpx.get(f"{srv.url}/models").json()
-        assert [m["id"] for m in models["data"]] == ["careful", "sloppy"]
+        assert [m["id"] for m in models["data"]][:2] == ["careful", "sloppy"]
 
 
 def test_the_openai_client_parses_its_tool_calls() -> None:
@@ -152,3 +152,65 @@ def _not_json(text: str) -> bool:
     except ValueError:
         return True
     return False
+
+
+def _turns(url: str, model: str, n: int, headers: dict | None = None) -> list[httpx.Response]:
+    messages = [{"role": "user", "content": SCRIPTS[BANK.ids[1]].prompt}]
+    out = []
+    for _ in range(n):
+        r = _post(url, {"model": model, "messages": messages, "tools": TOOLS}, headers=headers)
+        out.append(r)
+        if r.status_code != 200:
+            break
+        msg = r.json()["choices"][0]["message"]
+        messages.append(msg)
+        for call in msg.get("tool_calls") or []:
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": "ok"})
+    return out
+
+
+def test_hostile_personas_play_any_scenario_but_not_the_preflight() -> None:
+    from orchestrator.sim.hostile import DESTROYER, ESCAPE, HOSTILE
+
+    with SimServer(_agent(), faults=FaultConfig(slow_s=0.1)) as srv:
+        listed = [m["id"] for m in httpx.get(f"{srv.url}/models").json()["data"]]
+        assert set(HOSTILE) <= set(listed)
+        for name in HOSTILE:  # an unknown conversation (the preflight request) is answered
+            r = _post(srv.url, {"model": name, "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200, name
+        for name, script in (("escape", ESCAPE), ("destroyer", DESTROYER)):
+            calls = [
+                r.json()["choices"][0]["message"]["tool_calls"][0]
+                for r in _turns(srv.url, name, len(script) + 1)
+            ]
+            commands = [json.loads(c["function"]["arguments"]).get("command") for c in calls]
+            assert commands == [*script, None] and calls[-1]["function"]["name"] == "submit"
+        garbage = [r.json()["choices"][0] for r in _turns(srv.url, "garbage", 8)]
+        names = [
+            (c["message"].get("tool_calls") or [{"function": {"name": None}}])[0]["function"][
+                "name"
+            ]
+            for c in garbage
+        ]
+        assert "submit" not in names and "rm_everything_now" in names
+        raw = garbage[0]["message"]["tool_calls"][0]["function"]["arguments"]
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(raw)
+        slow = _turns(srv.url, "slow", 1)[0].json()["choices"][0]["message"]
+        assert slow["tool_calls"][0]["function"]["name"] in ("bash", "submit")
+
+
+def test_the_echoing_endpoint_quotes_the_presented_key() -> None:
+    key = "sk-test-echo-0123456789abcdef"
+    with SimServer(_agent(), api_key=key, faults=FaultConfig(echo_key=True)) as srv:
+        (echoed,) = _turns(srv.url, "echo", 1, headers={"Authorization": f"Bearer {key}"})
+        assert echoed.status_code == 401 and key in echoed.text
+        (wrong,) = _turns(
+            srv.url, "careful", 1, headers={"Authorization": "Bearer sk-wrong-9876543210"}
+        )
+        assert wrong.status_code == 401 and "sk-wrong-9876543210" in wrong.text
+    with SimServer(_agent(), api_key=key) as srv:  # without echo_key: a plain 401
+        (plain,) = _turns(
+            srv.url, "careful", 1, headers={"Authorization": "Bearer sk-wrong-9876543210"}
+        )
+        assert plain.status_code == 401 and "sk-wrong" not in plain.text

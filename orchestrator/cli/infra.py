@@ -118,7 +118,7 @@ def _add_sim_server(sub: SubParsers) -> None:
         description="A real HTTP server that plays an agent of ability θ: it recognises the "
         "scenario, draws the outcome from the bank's model at θ and replays that category's "
         "reference solution as tool calls. Model names select personas: NAME from --persona, "
-        "or theta_<x> for any x.",
+        "theta_<x> for any x, or the hostile escape, destroyer, garbage, slow and echo.",
     )
     p.add_argument("--bank", required=True, metavar="DIR")
     p.add_argument("--theta", type=float, default=None, help="θ for any other model name")
@@ -142,6 +142,11 @@ def _add_sim_server(sub: SubParsers) -> None:
             help=f"fraction of requests answered with the '{fault}' fault",
         )
     p.add_argument("--slow-s", type=float, default=30.0, help="delay of a 'slow' answer")
+    p.add_argument(
+        "--echo-key",
+        action="store_true",
+        help="401 answers echo the presented API key (a hostile endpoint)",
+    )
     p.add_argument("--log", action="store_true", help="log every request to stderr")
     p.set_defaults(handler=_cmd_sim_server)
 
@@ -161,7 +166,7 @@ def _cmd_sim_server(args: argparse.Namespace) -> int:
         port=args.port,
         seed=args.seed,
         api_key_env=args.api_key_env,
-        faults={**faults, "slow_s": args.slow_s, "seed": args.seed},
+        faults={**faults, "slow_s": args.slow_s, "echo_key": args.echo_key, "seed": args.seed},
         log=args.log,
     )
     names = ", ".join(sorted(server.agent.personas)) or "theta_<x>"

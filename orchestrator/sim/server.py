@@ -5,7 +5,10 @@
 Fault injection (for tests of the runner's fault handling), each a rate in
 [0, 1] drawn per request from a seeded generator: HTTP 429, HTTP 500, a slow
 answer (sleeps ``slow_s`` before answering), malformed JSON, and a dropped
-connection (closed without a response).
+connection (closed without a response). ``echo_key`` makes a 401 echo the
+API key it was presented in its body, as some gateways do. The hostile
+personas of :mod:`orchestrator.sim.hostile` (``escape``, ``destroyer``,
+``garbage``, ``slow``, ``echo``) are always available.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.sim.agent import SimAgent
+from orchestrator.sim.hostile import HOSTILE, hostile_turn
 
 __all__ = ["FaultConfig", "SimServer", "SimStats"]
 
@@ -38,6 +42,8 @@ class FaultConfig(BaseModel):
     slow_s: float = Field(30.0, ge=0)
     rate_malformed: float = Field(0.0, ge=0, le=1)
     rate_drop: float = Field(0.0, ge=0, le=1)
+    echo_key: bool = False
+    """A 401 answer echoes the presented API key in its body."""
     seed: int = 0
 
     def draw(self, rng: np.random.Generator) -> str | None:
@@ -141,18 +147,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict[str, Any] | bytes) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
+            self.close_connection = True
 
     def do_GET(self) -> None:
         srv = self.server_ref
         if self.path.rstrip("/") in ("/health", "/v1/health"):
             self._send(200, {"status": "ok"})
         elif self.path.rstrip("/") == "/v1/models":
-            names = sorted(srv.agent.personas) or ["theta_<x>"]
+            names = [*(sorted(srv.agent.personas) or ["theta_<x>"]), *HOSTILE]
             self._send(
                 200,
                 {
@@ -187,9 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.api_key is not None and self.headers.get("Authorization") != f"Bearer {srv.api_key}":
             with srv._lock:
                 srv.stats.unauthorised += 1
-            self._send(
-                401, {"error": {"message": "invalid API key", "type": "invalid_request_error"}}
-            )
+            self._send_401(echo=srv.faults.echo_key)
             return
         fault = srv._next_fault()
         if fault == "429":
@@ -215,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": "body is not valid JSON", "type": "bad_request"}})
             return
         try:
-            answer = srv.agent.respond(model, messages, tools)
+            answer = self._answer(model, messages, tools)
         except KeyError:
             self._send(
                 404, {"error": {"message": f"unknown persona {model!r}", "type": "model_not_found"}}
@@ -224,8 +231,11 @@ class _Handler(BaseHTTPRequestHandler):
         if answer["item"] is not None:
             with srv._lock:
                 srv.stats.items[answer["item"]] = srv.stats.items.get(answer["item"], 0) + 1
-                if answer["category"] is not None:
+                if answer.get("category") is not None:
                     srv.stats.draws.setdefault(model, {})[answer["item"]] = answer["category"]
+        if answer.get("echo_key"):
+            self._send_401(echo=True)
+            return
         if fault == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
             return
@@ -254,6 +264,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_stream(body)
         else:
             self._send(200, body)
+
+    def _answer(self, model: str, messages: list[Any], tools: list[str]) -> dict[str, Any]:
+        """The persona's answer; hostile personas play only known scenarios."""
+        srv = self.server_ref
+        if model not in HOSTILE:
+            return srv.agent.respond(model, messages, tools)
+        item = srv.agent.recognise(messages)
+        if item is None:  # e.g. the preflight request
+            return {
+                "message": {"role": "assistant", "content": "Hello."},
+                "finish_reason": "stop",
+                "item": None,
+            }
+        move = hostile_turn(model, messages, tools)
+        if move.get("delay_s"):
+            time.sleep(srv.faults.slow_s)
+            return srv.agent.respond("theta_0.0", messages, tools)
+        return {**move, "item": item}
+
+    def _send_401(self, echo: bool) -> None:
+        presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        text = (
+            f"Incorrect API key provided: {presented}. Check the key in your account settings."
+            if echo
+            else "invalid API key"
+        )
+        self._send(
+            401, {"error": {"message": text, "type": "invalid_request_error", "code": "invalid"}}
+        )
 
     def _send_stream(self, body: dict[str, Any]) -> None:
         """Server-sent events: the whole answer as one chunk, then [DONE]."""
