@@ -72,8 +72,12 @@ class ModelSpec(_Strict):
         return self.name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.model.split("/", 1)[1])
 
     def resolved_api_key(self) -> str | None:
-        """The key from ``api_key`` or the ``api_key_env`` variable (None: provider default)."""
+        """The key from ``api_key`` or the ``api_key_env`` variable (None: provider default);
+        from now on it is scrubbed from everything this process writes or prints."""
+        from orchestrator._secrets import register_secret
+
         if self.api_key is not None:
+            register_secret(self.api_key.get_secret_value())
             return self.api_key.get_secret_value()
         if self.api_key_env:
             value = os.environ.get(self.api_key_env)
@@ -82,6 +86,7 @@ class ModelSpec(_Strict):
                     f"model {self.model!r}: environment variable {self.api_key_env} is not set",
                     hint=f"export {self.api_key_env}=… (or put it in .env for docker compose)",
                 )
+            register_secret(value)
             return value
         return None
 
@@ -125,7 +130,9 @@ class RetryPolicy(_Strict):
     model_max_retries: int = Field(3, ge=0, le=20)
     """Retries of one model API call (with exponential backoff) before the run errors."""
     model_timeout_s: int = Field(120, ge=1)
-    """Timeout of one model API call."""
+    """Timeout of each model API call attempt (Inspect's ``attempt_timeout``): a call
+    over it is abandoned and retried; when retries run out the run is a ``model_api``
+    fault."""
     max_attempts: int = Field(2, ge=1, le=10)
     """Attempts of one item before ``on_exhausted`` applies."""
     on_exhausted: Literal["skip", "pause"] = "skip"

@@ -23,6 +23,7 @@ FLOORS = {
     "_random": 0,
     "_validation": 0,
     "_registry": 0,
+    "_secrets": 0,
     "scale": 0,
     "irt": 1,
     "bank": 2,
@@ -40,7 +41,7 @@ FLOORS = {
     "cli": 8,
 }
 """Floor of each top-level module or package of ``orchestrator``."""
-_FOUNDATION = {"errors", "_io", "_random", "_validation", "_registry", "scale"}
+_FOUNDATION = {"errors", "_io", "_random", "_validation", "_registry", "_secrets", "scale"}
 """Floor 0 modules may use each other (errors is the very bottom)."""
 
 

@@ -6,7 +6,9 @@ commands live in one module per group (:mod:`.live`, :mod:`.measure`,
 :mod:`.infra`); each handler imports the library it calls on use, so
 ``agentcat --help`` stays fast. One error boundary (:func:`main`) turns
 :class:`AgentcatError` into one red line plus a hint and exit code 1 (2 for
-usage errors); Ctrl-C exits 130; only bugs print a traceback.
+usage errors); Ctrl-C exits 130; only bugs print a traceback. Everything
+printed while a command runs passes through a secret scrubber
+(:func:`orchestrator._secrets.scrubbed_stdio`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator._secrets import scrubbed_stdio
 from orchestrator.cli import infra, live, measure
 from orchestrator.cli._common import Handler
 from orchestrator.errors import AgentcatError, ConfigError
@@ -46,6 +49,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentcat") -> int:
     handler: Handler = args.handler
     previous = _sigterm_as_interrupt()
     try:
+        with scrubbed_stdio():  # no secret reaches the terminal, whatever prints it
+            return _handle(handler, args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle(handler: Handler, args: argparse.Namespace) -> int:
+    try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -56,9 +68,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentcat") -> int:
     except AgentcatError as exc:
         _print_error(exc)
         return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _sigterm_as_interrupt() -> Any:

@@ -32,7 +32,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _init_worker() -> None:
-    """Die with the parent; keep Inspect's display quiet."""
+    """Die with the parent; keep Inspect's display quiet; scrub secrets from its output."""
+    from orchestrator._secrets import install_scrubbed_stdio
+
+    install_scrubbed_stdio()
     os.environ["INSPECT_DISPLAY"] = "none"
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)

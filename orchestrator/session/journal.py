@@ -10,6 +10,8 @@ Row life cycle of one scenario run (``steps`` table, key = step, attempt):
 controller has absorbed it (same transaction as the controller's new state in
 ``sessions``), so a crash between the two loses nothing: resume applies
 ``scored`` rows without re-running them and re-runs only ``started`` ones.
+Every text stored (error messages, explanations, status reasons, the config) is
+scrubbed of secrets first (:mod:`orchestrator._secrets`).
 A given-up item turns ``skipped`` in that same per-batch transaction, so the
 journalled controller state is always the one from before the open batch.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from orchestrator._secrets import scrub, scrub_any
 from orchestrator.data import Responses
 from orchestrator.errors import DataError, SessionError
 
@@ -189,7 +192,7 @@ class Journal:
                     bank_path,
                     bank_name,
                     bank_sha256,
-                    json.dumps(config),
+                    json.dumps(scrub_any(config)),
                     json.dumps(controller),
                 ),
             )
@@ -361,7 +364,7 @@ class Journal:
         with _transaction(self._conn):
             self._conn.execute(
                 "UPDATE session SET status=?, status_reason=?, updated=?",
-                (status, reason, time.time()),
+                (status, None if reason is None else scrub(reason), time.time()),
             )
 
     def _finish(self, step: int, attempt: int, status: str, result: dict[str, Any]) -> None:
@@ -370,7 +373,7 @@ class Journal:
         if unknown:
             raise ValueError(f"unknown step fields {sorted(unknown)}")
         now = time.time()
-        cols = {"finished_at": now, **result}
+        cols = {"finished_at": now, **scrub_any(result)}
         sets = ", ".join(f"{k}=?" for k in cols)
         with _transaction(self._conn):
             cur = self._conn.execute(

@@ -1,0 +1,230 @@
+"""Keep secrets out of everything agentcat writes or prints.
+
+An endpoint can put the key it was given into its error body ("Incorrect API
+key provided: sk-…"), and from there it would reach the journal, the terminal
+and Inspect's logs. So every text agentcat stores or prints goes through
+:func:`scrub`, which replaces
+
+* every configured secret value: keys registered by the run
+  (:func:`register_secret`, called where a model's key is resolved) and the
+  value of every environment variable whose name says it holds one
+  (``*API_KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*CREDENTIAL*``);
+* common key shapes: ``sk-…``, ``Bearer …``/``Basic …``, ``api_key=…``-style
+  assignments, AWS, GitHub, Slack, Google and Hugging Face tokens,
+
+with ``[redacted]``. Where it applies: journal rows (:mod:`orchestrator.session.journal`),
+the CLI's stdout/stderr and the worker processes' (:func:`scrubbed_stdio`),
+Inspect's ``.eval`` logs and its trace log, rewritten after every run
+(:func:`scrub_file`; Inspect offers no hook that filters a log before it is
+written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = [
+    "REDACTED",
+    "install_scrubbed_stdio",
+    "register_secret",
+    "scrub",
+    "scrub_any",
+    "scrub_file",
+    "scrub_files",
+    "scrubbed_stdio",
+]
+
+REDACTED = "[redacted]"
+_MIN_SECRET = 8
+_SECRET_VAR = re.compile(r"API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_SHAPES = re.compile(
+    r"""
+      \bsk-[A-Za-z0-9_\-]{12,}                                  # OpenAI / Anthropic style
+    | \b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/\-]{8,}=*             # Authorization values
+    | \bAKIA[0-9A-Z]{16}\b                                      # AWS access key id
+    | \bgh[pousr]_[A-Za-z0-9]{30,}\b                            # GitHub
+    | \bxox[abprs]-[A-Za-z0-9\-]{10,}                           # Slack
+    | \bAIza[0-9A-Za-z_\-]{35}                                  # Google
+    | \bhf_[A-Za-z0-9]{30,}\b                                   # Hugging Face
+    | (?P<name>(?i:api[_-]?key|x-api-key|access[_-]?token|client[_-]?secret|password)
+        ["']?\s*[:=]\s*["']?)[A-Za-z0-9._~+/\-]{12,}            # key = value
+    """,
+    re.VERBOSE,
+)
+
+_registered: set[str] = set()
+_lock = threading.Lock()
+_literal_cache: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
+
+
+def register_secret(value: str | None) -> None:
+    """Scrub ``value`` from now on (in this process); short values are ignored."""
+    if value and len(value) >= _MIN_SECRET:
+        with _lock:
+            _registered.add(value)
+
+
+def _secrets() -> frozenset[str]:
+    from_env = {v for k, v in os.environ.items() if _SECRET_VAR.search(k) and len(v) >= _MIN_SECRET}
+    with _lock:
+        return frozenset(_registered | from_env)
+
+
+def _literals() -> re.Pattern[str] | None:
+    global _literal_cache
+    secrets = _secrets()
+    cached, rx = _literal_cache
+    if secrets != cached:
+        # longest first, so a key that contains another is replaced whole
+        alts = sorted(secrets, key=len, reverse=True)
+        rx = re.compile("|".join(re.escape(s) for s in alts)) if alts else None
+        _literal_cache = (secrets, rx)
+    return rx
+
+
+def _shape(m: re.Match[str]) -> str:
+    return (m.group("name") or "") + REDACTED
+
+
+def scrub(text: str) -> str:
+    """``text`` with every known secret and key-shaped token replaced by ``[redacted]``."""
+    if not text:
+        return text
+    rx = _literals()
+    if rx is not None:
+        text = rx.sub(REDACTED, text)
+    return _SHAPES.sub(_shape, text)
+
+
+def scrub_any(value: Any) -> Any:
+    """:func:`scrub` applied to a string, or to every string inside lists and dicts."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_any(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_any(v) for v in value)
+    return value
+
+
+def _scrub_bytes(data: bytes) -> bytes:
+    return scrub(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
+def scrub_file(path: str | os.PathLike[str]) -> bool:
+    """Rewrite ``path`` (a zip archive member by member, e.g. an Inspect ``.eval`` log, or any
+    text file) without secrets, atomically; returns whether anything changed."""
+    p = Path(path)
+    try:
+        if zipfile.is_zipfile(p):
+            return _scrub_zip(p)
+        data = p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    clean = _scrub_bytes(data)
+    if clean == data:
+        return False
+    _replace(p, clean)
+    return True
+
+
+def _scrub_zip(p: Path) -> bool:
+    with contextlib.suppress(ImportError):  # Inspect writes zstd members; this teaches zipfile
+        import zipfile_zstd  # type: ignore[import-not-found, import-untyped]  # noqa: F401
+    out = io.BytesIO()
+    changed = False
+    with zipfile.ZipFile(p) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            clean = _scrub_bytes(data)
+            changed |= clean != data
+            dst.writestr(info, clean, compress_type=info.compress_type)
+    if changed:
+        _replace(p, out.getvalue())
+    return changed
+
+
+def _replace(p: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".scrub")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def scrub_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    for path in paths:
+        scrub_file(path)
+
+
+class _ScrubbingStream(io.TextIOBase):
+    """A text stream that scrubs what passes through it, a line at a time (a secret split
+    across two writes of one line is still caught)."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+        self._buf = ""
+
+    def write(self, s: str) -> int:
+        self._buf += s
+        cut = max(self._buf.rfind("\n"), self._buf.rfind("\r"))
+        if cut >= 0:
+            self._inner.write(scrub(self._buf[: cut + 1]))
+            self._buf = self._buf[cut + 1 :]
+        return len(s)
+
+    def flush(self) -> None:
+        if self._buf:
+            self._inner.write(scrub(self._buf))
+            self._buf = ""
+        self._inner.flush()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._inner, "encoding", "utf-8")
+
+    def writable(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def scrubbed_stdio() -> Iterator[None]:
+    """Scrub everything this process prints to ``sys.stdout``/``sys.stderr`` in the block."""
+    old = sys.stdout, sys.stderr
+    out, err = _ScrubbingStream(old[0]), _ScrubbingStream(old[1])
+    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for s in (out, err):
+            with contextlib.suppress(Exception):
+                s.flush()
+        sys.stdout, sys.stderr = old
+
+
+def install_scrubbed_stdio() -> None:
+    """For a process's whole life (worker processes): scrub its stdout and stderr."""
+    if not isinstance(sys.stdout, _ScrubbingStream):
+        sys.stdout = _ScrubbingStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _ScrubbingStream):
+        sys.stderr = _ScrubbingStream(sys.stderr)  # type: ignore[assignment]
