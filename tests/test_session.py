@@ -34,6 +34,8 @@ class TableRunner:
     crash_at_call: int | None = None
     fail: dict[str, int] = field(default_factory=dict)  # item -> number of failures before success
     calls: list[RunRequest] = field(default_factory=list)
+    fail_kind: str = "model_api"
+    fail_message: str = "HTTP 500"
 
     async def run(self, request: RunRequest) -> ItemResult:
         self.calls.append(request)
@@ -42,7 +44,11 @@ class TableRunner:
         await asyncio.sleep(0)
         if self.fail.get(request.item_id, 0) > 0:
             self.fail[request.item_id] -= 1
-            return ItemResult(request.item_id, error_kind="model_api", error_message="HTTP 500")
+            return ItemResult(
+                request.item_id,
+                error_kind=self.fail_kind,  # type: ignore[arg-type]
+                error_message=self.fail_message,
+            )
         return ItemResult(
             request.item_id, score=self.scores[request.item_id], wall_s=1.0, total_tokens=100
         )
@@ -198,6 +204,61 @@ def test_crash_before_a_batch_commits_resumes_to_the_uninterrupted_result(
     assert resumed.controller.administered == ref.controller.administered
     assert resumed.controller.theta == ref.controller.theta
     assert resumed.controller.se == ref.controller.se
+
+
+def _with_retry(cfg: RunConfig, **retry: object) -> RunConfig:
+    doc = cfg.model_dump(mode="json")
+    doc["retry"].update(retry)
+    return RunConfig.model_validate(doc)
+
+
+def test_a_setup_fault_pauses_at_once_and_charges_no_attempt(tmp_path: Path) -> None:
+    """With one attempt per item, a charged fault would give the item up; a set-up fault
+    (e.g. the key was revoked) pauses instead, and the resumed session ends exactly where
+    an uninterrupted one does."""
+    cfg, scores = _setup(tmp_path)
+    cfg = _with_retry(cfg, max_attempts=1)
+    ref = _direct(cfg, scores)
+    third = ref.administered[2]
+    session = Session.start(cfg, cfg.models[0], "s1")
+    runner = TableRunner(scores, fail={third: 1}, fail_kind="setup", fail_message="401 rejected")
+    assert asyncio.run(session.drive(runner)) == "paused"
+    assert "no item is charged" in session.journal.session().status_reason
+    rows = session.journal.steps()
+    assert [(r.step, r.status, r.error_kind) for r in rows if r.status != "done"] == [
+        (3, "error", "setup")
+    ]
+    assert third not in session.controller.unavailable
+    resumed = Session.open(session.folder)
+    assert asyncio.run(resumed.drive(TableRunner(scores))) == "completed"
+    step3 = [(r.attempt, r.status) for r in resumed.journal.steps() if r.step == 3]
+    assert step3 == [(1, "error"), (2, "done")]
+    assert resumed.controller.administered == ref.administered
+    assert resumed.controller.theta == ref.theta and resumed.controller.se == ref.se
+
+
+def test_resume_reoffers_an_item_given_up_for_auth_failures(tmp_path: Path) -> None:
+    """A journal where a rejected key gave an item up (older versions charged it as
+    model_api): resuming with a valid key makes the item available again."""
+    cfg, scores = _setup(tmp_path)
+    first = Session.start(cfg, cfg.models[0], "probe").controller.next_items(1)[0]
+    session = Session.start(cfg, cfg.models[0], "s1")
+    runner = TableRunner(
+        scores,
+        fail={first: 2},
+        fail_message="Error code: 401 - Incorrect API key provided",
+        crash_at_call=6,
+    )
+    with pytest.raises(Crash):
+        asyncio.run(session.drive(runner))
+    assert [r.status for r in session.journal.steps() if r.item_id == first] == [
+        "error",
+        "skipped",
+    ]
+    assert first in Session.open(session.folder).controller.unavailable
+    resumed = Session.open(session.folder)
+    assert asyncio.run(resumed.drive(TableRunner(scores))) == "completed"
+    assert first not in resumed.controller.unavailable
 
 
 def test_consecutive_errors_pause_and_resume_continues(tmp_path: Path) -> None:

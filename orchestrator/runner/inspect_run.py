@@ -8,17 +8,22 @@ The item's source (:mod:`orchestrator.runner.sources`) builds the task and names
 the sample; this module applies the run's limits, model, retries and logging,
 and asks the source to turn the sample's ``Score.value`` into a category.
 
-Classification (never a score for a fault): a model API failure after the
-bounded retries → ``model_api``; our sandbox/Docker failing → ``sandbox``; the
-run's wall-clock limit → ``timeout``; cancellation → ``cancelled``; an error
-inside grading, or a score the source cannot place on the item's scale →
-``scorer``; anything else → ``internal``. Hitting the message or token limit
-is not a fault: the agent ran out of budget and the run is scored as it stands.
+Classification (never a score for a fault): the endpoint or the set-up being
+wrong (key rejected, unknown model, connection refused, a missing path or
+image) → ``setup``; a model API failure after the bounded retries (each
+attempt bounded by ``model_timeout_s``) → ``model_api``; our sandbox/Docker
+failing → ``sandbox``; the run's wall-clock limit → ``timeout``; cancellation
+→ ``cancelled``; an error inside grading, or a score the source cannot place
+on the item's scale → ``scorer``; anything else → ``internal``. Hitting the
+message or token limit is not a fault: the agent ran out of budget and the
+run is scored as it stands (see :mod:`orchestrator.scale`); the explanation
+says which limit stopped it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,13 +73,26 @@ class RunJob:
 def classify_error(text: str) -> ErrorKind:
     """Map an Inspect error message/traceback onto a fault kind."""
     t = text.lower()
+    setup_marks = (  # the endpoint or the set-up, not this run: pause, charge no item
+        "authenticationerror",
+        "permissiondeniederror",
+        "error code: 401",
+        "error code: 403",
+        "notfounderror",
+        "error code: 404",
+        "connection refused",
+        "name or service not known",
+        "temporary failure in name resolution",
+        "nodename nor servname",
+        "prerequisiteerror",
+        "scenariospecerror",
+        "cannot reach the docker engine",
+    )
     sandbox_marks = (
         "sandboxerror",
-        "prerequisiteerror",
         "docker.errors",
         "sandbox image",
         "sandbox environment",
-        "cannot reach the docker engine",
     )
     model_marks = (
         "ratelimiterror",
@@ -94,7 +112,14 @@ def classify_error(text: str) -> ErrorKind:
         "model api",
         "remoteprotocolerror",
         "readtimeout",
+        "attempttimeouterror",  # a model call over model_timeout_s
+        "attempt_timeout",
     )
+    raised = re.findall(r"^([\w.]+(?:Error|Exception))(?::|$)", text, re.MULTILINE)
+    if raised and raised[-1].endswith("SandboxError"):
+        return "sandbox"  # by type: its message may quote what a probe saw in the sandbox
+    if any(m in t for m in setup_marks):
+        return "setup"
     if any(m in t for m in sandbox_marks):
         return "sandbox"
     if any(m in t for m in model_marks):
@@ -109,28 +134,85 @@ def classify_error(text: str) -> ErrorKind:
 
 
 def check_model(
-    model: str, base_url: str | None, api_key: str | None, args: dict[str, Any]
+    model: str,
+    base_url: str | None,
+    api_key: str | None,
+    args: dict[str, Any],
+    timeout_s: int = 60,
 ) -> None:
-    """Instantiate the model once, as the worker will, so a missing key fails before step 1.
+    """Set the model up as the worker will and make one minimal real request with it.
+
+    A wrong key, an unknown model or an endpoint that refuses connections fails
+    here, before step 1, not as errored runs. A transient failure (rate limit,
+    server error, dropped connection, malformed answer, a call over ``timeout_s``)
+    is tried again, three attempts in all.
 
     Raises:
-        PrerequisiteError: Inspect cannot set the model up (message without console markup).
+        PrerequisiteError: the model cannot be set up or the request fails.
     """
-    import re
+    from inspect_ai.model import GenerateConfig, get_model
 
-    from inspect_ai.model import get_model
-
+    from orchestrator._secrets import scrub
     from orchestrator.errors import PrerequisiteError
 
+    def clean(exc: BaseException) -> str:
+        text = re.sub(r"\[/?[a-z ]+\]", "", f"{type(exc).__name__}: {exc}").strip()
+        return scrub(" ".join(text.split()))[:500]
+
     try:
-        get_model(model, base_url=base_url, api_key=api_key, memoize=False, **args)
+        m = get_model(model, base_url=base_url, api_key=api_key, memoize=False, **args)
     except Exception as exc:
-        text = re.sub(r"\[/?[a-z ]+\]", "", str(exc)).strip()
         raise PrerequisiteError(
-            f"model {model!r} cannot be set up: {text}",
+            f"model {model!r} cannot be set up: {clean(exc)}",
             hint="set the provider's API key variable (or --api-key-env VAR) and check the "
             "model name and base URL",
         ) from None
+    config = GenerateConfig(max_tokens=16, max_retries=0, attempt_timeout=timeout_s)
+    where = base_url or "its provider"
+    for attempt in range(3):
+        try:
+            _run_coroutine(m.generate("Reply with the word OK.", config=config))
+            return
+        except Exception as exc:
+            inner = _unwrap(exc)
+            text = clean(inner)
+            if classify_error(f"{text}\n{_chain(inner)}") == "setup" or attempt == 2:
+                raise PrerequisiteError(
+                    f"model {model!r} at {where} failed a test request: {text}",
+                    hint="check the API key (--api-key-env VAR), the model name and the base "
+                    "URL; no item was run",
+                ) from None
+            time.sleep(2.0 * (attempt + 1))
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The error inside a tenacity ``RetryError`` (what Inspect raises when retries end)."""
+    last = getattr(exc, "last_attempt", None)
+    inner = last.exception() if last is not None and last.failed else None
+    return inner if isinstance(inner, BaseException) else exc
+
+
+def _chain(exc: BaseException) -> str:
+    """Types and messages of the causes of ``exc`` (ConnectError hides in APIConnectionError)."""
+    parts = []
+    seen = exc.__cause__ or exc.__context__
+    while seen is not None and len(parts) < 5:
+        parts.append(f"{type(seen).__module__}.{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
+def _run_coroutine(coro: Any) -> Any:
+    """Run ``coro`` to completion from sync code, also when this thread runs an event loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _sample_task(job: RunJob) -> SampleTask:
@@ -165,7 +247,10 @@ async def run_job(job: RunJob) -> ItemResult:
     from inspect_ai.model import GenerateConfig, get_model
     from inspect_ai.util._display import init_display_type
 
+    from orchestrator._secrets import register_secret
+
     init_display_type("none")  # eval_async would default to "plain" console output
+    register_secret(job.api_key)
     t0 = time.perf_counter()
     try:
         plan = _sample_task(job)
@@ -173,7 +258,11 @@ async def run_job(job: RunJob) -> ItemResult:
             job.model,
             base_url=job.base_url,
             api_key=job.api_key,
-            config=GenerateConfig(max_retries=job.model_max_retries, timeout=job.model_timeout_s),
+            # attempt_timeout bounds each call (Inspect's `timeout` is a budget across
+            # retries that never cancels a call in flight)
+            config=GenerateConfig(
+                max_retries=job.model_max_retries, attempt_timeout=job.model_timeout_s
+            ),
             **job.model_args,
         )
     except Exception as exc:
@@ -181,23 +270,38 @@ async def run_job(job: RunJob) -> ItemResult:
         return ItemResult(
             job.item_id, error_kind=kind, error_message=_short(exc), wall_s=time.perf_counter() - t0
         )
-    logs = await eval_async(
-        plan.task,
-        model=model,
-        sample_id=plan.sample_id,
-        message_limit=job.message_limit,
-        token_limit=job.token_limit,
-        time_limit=job.time_limit_s,
-        metadata=_run_labels(job),
-        log_dir=job.log_dir,
-        log_level="warning",
-        fail_on_error=True,
-        retry_on_error=0,
-        score_on_error=False,
-        sandbox_cleanup=True,
-        log_samples=True,
-    )
+    logs: list[Any] = []
+    try:
+        logs = await eval_async(
+            plan.task,
+            model=model,
+            sample_id=plan.sample_id,
+            message_limit=job.message_limit,
+            token_limit=job.token_limit,
+            time_limit=job.time_limit_s,
+            metadata=_run_labels(job),
+            log_dir=job.log_dir,
+            log_level="warning",
+            fail_on_error=True,
+            retry_on_error=0,
+            score_on_error=False,
+            sandbox_cleanup=True,
+            log_samples=True,
+            log_realtime=False,  # no sample buffer database outside the log
+        )
+    finally:
+        _scrub_inspect_files([str(lg.location) for lg in logs if lg.location])
     return _result_from_log(job, logs[0], time.perf_counter() - t0)
+
+
+def _scrub_inspect_files(logs: list[str]) -> None:
+    """Rewrite what Inspect wrote for this run without secrets: its log and this process's
+    trace log (Inspect has no hook that filters them as they are written)."""
+    from inspect_ai._util.trace import inspect_trace_file
+
+    from orchestrator._secrets import scrub_files
+
+    scrub_files([*(p.removeprefix("file://") for p in logs), inspect_trace_file()])
 
 
 def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
@@ -232,7 +336,10 @@ def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
     if err is not None:
         text = f"{err.message}\n{err.traceback}"
         return ItemResult(
-            job.item_id, error_kind=classify_error(text), error_message=err.message[:1000], **common
+            job.item_id,
+            error_kind=classify_error(text),
+            error_message=_error_message(err.message, err.traceback)[:1000],
+            **common,
         )
     if sample is None or not sample.scores:
         return ItemResult(
@@ -256,13 +363,31 @@ def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
             f"item's scale 0..{job.n_categories - 1}",
             **common,
         )
+    explanation = score.explanation or ""
+    if sample.limit is not None:  # message/token limit: scored as it stands, and said so
+        limit = sample.limit.limit
+        explanation += f" The agent was stopped by the {sample.limit.type} limit" + (
+            f" ({limit:g})." if limit is not None else "."
+        )
     return ItemResult(
         job.item_id,
         score=category,
         label=job.labels[category],
-        explanation=score.explanation,
+        explanation=explanation,
         **common,
     )
+
+
+def _error_message(message: str, traceback: str) -> str:
+    """Inspect's error message, with the error a ``RetryError`` wraps spelled out."""
+    if not message.startswith("RetryError"):
+        return message
+    last = [
+        ln
+        for ln in traceback.splitlines()
+        if re.match(r"^[\w.]+(Error|Exception): ", ln) and "RetryError" not in ln
+    ]
+    return f"{last[-1]} (after retries)" if last else message
 
 
 def _short(exc: BaseException) -> str:
@@ -279,6 +404,8 @@ def worker_entry(job: RunJob) -> dict[str, Any]:
     """Process-pool entry point: run one job in a fresh event loop; never raises."""
     import asyncio
 
+    from orchestrator._secrets import scrub
+
     os.environ.setdefault("INSPECT_DISPLAY", "none")
     try:
         result = asyncio.run(run_job(job))
@@ -289,4 +416,8 @@ def worker_entry(job: RunJob) -> dict[str, Any]:
             else classify_error(f"{type(exc).__name__}: {exc}")
         )
         result = ItemResult(job.item_id, error_kind=kind, error_message=_short(exc))
-    return {"item_id": result.item_id, **result.journal_fields()}
+    fields = result.journal_fields()
+    for key in ("error_message", "explanation"):
+        if fields.get(key):
+            fields[key] = scrub(fields[key])
+    return {"item_id": result.item_id, **fields}

@@ -7,8 +7,9 @@ from typing import Any, Literal, Protocol
 
 __all__ = ["ERROR_KINDS", "ErrorKind", "ItemResult", "ItemRunner", "RunRequest"]
 
-ErrorKind = Literal["model_api", "sandbox", "timeout", "cancelled", "scorer", "internal"]
+ErrorKind = Literal["setup", "model_api", "sandbox", "timeout", "cancelled", "scorer", "internal"]
 ERROR_KINDS: tuple[str, ...] = (
+    "setup",
     "model_api",
     "sandbox",
     "timeout",
@@ -16,6 +17,9 @@ ERROR_KINDS: tuple[str, ...] = (
     "scorer",
     "internal",
 )
+"""``setup``: the endpoint or the set-up is wrong (the key is rejected, the model is unknown,
+the endpoint refuses connections, a path or image is missing): no retry of the item helps,
+so the session pauses and the item is not charged. The others are faults of one run."""
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from orchestrator.bank import ItemBank, load_bank
@@ -36,7 +36,8 @@ SUMMARY_SCHEMA_VERSION = 1
 
 # ----------------------------------------------------------------------------- checks
 def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> LiveItems:
-    """Check the items' sources (images, packages …), the endpoints and the keys.
+    """Check the items' sources (images, packages …), the runs folder, and each model with
+    one real minimal request with its key.
 
     Returns:
         Each runnable item's source and what its workers need.
@@ -45,24 +46,26 @@ def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> Liv
         PrerequisiteError, ConfigError, BankError: what is missing and how to fix it.
     """
     items = prepare_items(bank, SourceContext(config.environments, config.sandbox))
+    _check_runs_dir(config)
     from orchestrator.runner.inspect_run import check_model
 
     for m in models:
         key = m.resolved_api_key()
-        if m.base_url:
-            _check_endpoint(m.base_url)
-        check_model(m.model, m.base_url, key, dict(m.model_args))
+        check_model(m.model, m.base_url, key, dict(m.model_args), config.retry.model_timeout_s)
     return items
 
 
-def _check_endpoint(base_url: str) -> None:
-    url = base_url.rstrip("/") + "/models"
+def _check_runs_dir(config: RunConfig) -> None:
+    """The runs folder can be written (sources check their own paths)."""
     try:
-        httpx.get(url, timeout=10.0)
-    except httpx.HTTPError as exc:
+        config.runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = config.runs_dir / f".agentcat-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
         raise PrerequisiteError(
-            f"model endpoint {base_url} does not answer ({type(exc).__name__}: {exc})",
-            hint="start it (for the simulated agent: `agentcat sim-server`) or fix base_url",
+            f"runs folder {config.runs_dir} is not writable: {exc.strerror}",
+            hint="set `runs_dir:` (or --runs-dir) to a writable folder",
         ) from None
 
 

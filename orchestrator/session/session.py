@@ -5,7 +5,12 @@ journal them as ``started``; run them (the runner classifies faults); journal
 each outcome (``scored`` or ``error``); apply the graded ones to the controller
 in step order and journal the controller's new state in the same transaction;
 repeat. Errored runs are retried up to ``retry.max_attempts`` and then skipped
-(the item is marked unavailable) or the session pauses.
+(the item is marked unavailable) or the session pauses. A ``setup`` fault (the
+endpoint or the set-up is wrong: rejected key, unknown model, refused
+connection, missing path) says nothing about the item: it pauses the session
+at once and is never charged to the item, and resume re-offers items that
+were given up for such faults (journals of older versions classed them as
+``model_api``; their messages still tell).
 
 A batch (``cat.batch_size`` items) is committed in one transaction: its graded
 steps, its given-up items and the controller state that absorbed both. Resume
@@ -28,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator._io import sha256_file
+from orchestrator._secrets import scrub
 from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
 from orchestrator.cat.controller import CatController
 from orchestrator.config import CatSettings, ModelSpec, RunConfig
 from orchestrator.errors import NoItemsAvailableError, SessionError
+from orchestrator.runner.inspect_run import classify_error
 from orchestrator.runner.result import ItemResult, ItemRunner, RunRequest
 from orchestrator.session.journal import JOURNAL_FILENAME, Journal, StepRow
 
@@ -73,6 +80,13 @@ def find_session(session: str | Path, runs_dir: Path) -> Path:
         f"no session {str(session)!r} under {runs_dir}",
         hint="`agentcat sessions --runs-dir DIR` lists them",
     )
+
+
+def is_setup_fault(error_kind: str | None, error_message: str | None) -> bool:
+    """Whether an errored run failed for the endpoint or the set-up, not for its item."""
+    if error_kind == "setup":
+        return True
+    return error_kind is not None and classify_error(error_message or "") == "setup"
 
 
 def _stopping_spec(cat: CatSettings) -> dict[str, Any]:
@@ -247,6 +261,7 @@ class Session:
             if r.step not in resolved:
                 open_steps.setdefault(r.step, []).append(r)
         if not open_steps:
+            self._reoffer(rows)
             return []
         # Re-select the interrupted batch so the controller's random stream advances
         # exactly as it did the first time; it must be the same batch.
@@ -261,11 +276,16 @@ class Session:
         for step, rs in sorted(open_steps.items()):
             last = rs[-1]
             slot = _Slot(step, last.item_id, last.attempt)
-            slot.errors = sum(1 for r in rs if r.status == "error")
+            slot.errors = sum(
+                1
+                for r in rs
+                if r.status == "error" and not is_setup_fault(r.error_kind, r.error_message)
+            )
             if last.status == "scored":
                 slot.result = _result_from_row(last)
             elif (
                 last.status == "error"
+                and not is_setup_fault(last.error_kind, last.error_message)
                 and retry.on_exhausted == "skip"
                 and slot.errors >= retry.max_attempts
             ):
@@ -274,7 +294,23 @@ class Session:
                 slot.attempt = last.attempt + 1
                 self.journal.begin_step(slot.step, slot.attempt, slot.item_id)
             slots.append(slot)
+        self._reoffer(rows)
         return slots
+
+    def _reoffer(self, rows: list[StepRow]) -> None:
+        """Make items available again whose last give-up was for setup faults only (after
+        the interrupted batch is re-selected, so its random stream is unchanged)."""
+        unavailable = self.controller.unavailable
+        last_skip: dict[str, int] = {}
+        for r in rows:
+            if r.status == "skipped":
+                last_skip[r.item_id] = r.step
+        for item, step in last_skip.items():
+            errors = [r for r in rows if r.step == step and r.status in ("error", "skipped")]
+            if item in unavailable and all(
+                is_setup_fault(r.error_kind, r.error_message) for r in errors
+            ):
+                self.controller.mark_available(item)
 
     async def _run_batch(self, slots: list[_Slot], runner: ItemRunner, emit: EventHandler) -> str:
         retry = self.config.retry
@@ -285,11 +321,24 @@ class Session:
                 *(runner.run(RunRequest(self.id, s.item_id, s.step, s.attempt, key)) for s in todo)
             )
             again: list[_Slot] = []
+            setup_fault: ItemResult | None = None
             for slot, res in zip(todo, results, strict=True):
                 if res.ok:
                     self._consecutive_errors = 0
                     self.journal.record_result(slot.step, slot.attempt, **res.journal_fields())
                     slot.result = res
+                    continue
+                if res.error_kind == "setup":  # not the item's doing: no attempt charged
+                    self.journal.record_error(slot.step, slot.attempt, **res.journal_fields())
+                    emit(
+                        self._event(
+                            "error",
+                            step=slot.step,
+                            item_id=slot.item_id,
+                            message=f"setup: {res.error_message}",
+                        )
+                    )
+                    setup_fault = res
                     continue
                 self._consecutive_errors += 1
                 slot.errors += 1
@@ -327,6 +376,13 @@ class Session:
                             message=f"skipped after {slot.errors} failed attempt(s)",
                         )
                     )
+            if setup_fault is not None:
+                return self._pause(
+                    "the endpoint or the set-up failed (no item is charged): "
+                    f"{(setup_fault.error_message or '')[:300]}; fix it, then "
+                    f"`agentcat resume {self.id}`",
+                    emit,
+                )
             todo = again
         self._apply(slots, emit)
         return "ok"
@@ -368,6 +424,8 @@ class Session:
         return "paused"
 
     def _event(self, kind: str, **kw: Any) -> SessionEvent:
+        if kw.get("message"):
+            kw["message"] = scrub(kw["message"])
         base: dict[str, Any] = {
             "theta": self.controller.theta,
             "se": self.controller.se,
