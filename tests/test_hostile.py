@@ -340,7 +340,9 @@ def test_hostile_personas_score_no_fault_store_no_secret_leak_nothing(
     assert by["garbage"]["categories"] == {"2": by["garbage"]["scored"]}
     for persona in ("escape", "garbage"):
         assert by[persona]["status"] == "completed" and not by[persona]["faults"], by[persona]
-    # the destroyer's fork bomb outlives its command and keeps the sandbox at its pids
-    # limit, so no check can run: a sandbox fault (fail closed), never a grade
-    assert by["destroyer"]["scored"] == 0 and set(by["destroyer"]["faults"]) == {"sandbox"}
+    # the destroyer deletes what the checks protect: 0 when graded; when its fork bomb
+    # outlives the command and holds the sandbox at its pids limit, no probe can start:
+    # a sandbox fault (fail closed), retried, never a grade
+    assert set(by["destroyer"]["categories"]) <= {"0"}
+    assert set(by["destroyer"]["faults"]) <= {"sandbox"}
     assert by["destroyer"]["no_space_left_in_transcript"] > 0  # the disk caps held
