@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_SCALE_LABELS",
     "BankFile",
     "Calibration",
+    "CalibrationUpdate",
     "Cost",
     "ItemBank",
     "ItemSpec",
@@ -116,11 +117,38 @@ def _per_dimension(v: float | list[float], n_dims: int, what: str) -> NDArray[np
     return np.array(v, dtype=float)
 
 
+Status = Literal["calibrated", "provisional"]
+
+
+class CalibrationUpdate(_Strict):
+    """One re-estimation of the bank on new responses (``agentcat calibrate --update``)."""
+
+    date: str
+    """ISO 8601 timestamp."""
+    method: str
+    """E.g. ``mml-em-update`` (per-item priors from the bank and from text)."""
+    data: str
+    """The response file."""
+    data_sha256: str
+    n_subjects: int = Field(ge=0)
+    n_observations: int = Field(ge=0)
+    n_items_updated: int = Field(ge=0)
+    """Items already in the bank that the new data re-estimated."""
+    n_items_added: int = Field(ge=0)
+    """Items new to the bank (text-predicted or default prior)."""
+    n_items_promoted: int = Field(0, ge=0)
+    """Items whose status moved from provisional to calibrated."""
+    log_likelihood: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    """Priors used, the new subjects' population in the bank's scale, the status rule …"""
+
+
 class Calibration(_Strict):
     """Where the parameters came from (provenance)."""
 
-    status: Literal["calibrated", "provisional"]
-    """``provisional`` means the parameters were not estimated from responses."""
+    status: Status
+    """``provisional`` means (some) parameters were not estimated from responses; in a bank
+    with per-item statuses it is ``calibrated`` only when every item is."""
     method: str
     """E.g. ``mml-em`` or, for provisional banks, the rule's name."""
     rule: str | None = None
@@ -143,6 +171,9 @@ class Calibration(_Strict):
     """Items present in the data but left out (single category, too few observations …)."""
     details: dict[str, Any] = Field(default_factory=dict)
     """Free-form settings: priors, quadrature, tolerances."""
+    updates: list[CalibrationUpdate] = Field(default_factory=list)
+    """Every later re-estimation on new data, oldest first (the fields above describe the
+    bank's first calibration or prediction)."""
 
 
 class Cost(_Strict):
@@ -192,6 +223,9 @@ class ItemSpec(_Strict):
     """Category labels for this item when they differ from the bank's scale."""
     tags: dict[str, str] = Field(default_factory=dict)
     """Content tags (``family``, ``risk`` …) used by content balancing and reports."""
+    status: Status | None = None
+    """This item's status where it differs from the bank's (``provisional``: its parameters
+    are a prior, e.g. predicted from its text; None: as ``calibration.status``)."""
     cost: Cost | None = None
     source: SourceRef | None = None
     """What runs this item live (absent: the item serves estimation and replay only)."""
@@ -389,6 +423,7 @@ class ItemBank:
         a_se: Sequence[float] | NDArray[np.float64] | None = None,
         b_se: Sequence[Sequence[float]] | NDArray[np.float64] | None = None,
         item_labels: Sequence[Sequence[str] | None] | None = None,
+        statuses: Sequence[Status | None] | None = None,
         description: str = "",
         dimensions: Sequence[str] | None = None,
     ) -> ItemBank:
@@ -421,6 +456,8 @@ class ItemBank:
                     item["b_se"] = ses[len(slope_se) :]
             if item_labels is not None and item_labels[i] is not None:
                 item["labels"] = list(item_labels[i])  # type: ignore[arg-type]
+            if statuses is not None and statuses[i] is not None:
+                item["status"] = statuses[i]
             items.append(item)
         k_max = max(len(it["b"]) for it in items) + 1
         labels = list(scale_labels) if scale_labels else _default_labels(k_max)
@@ -448,6 +485,12 @@ class ItemBank:
     @property
     def is_provisional(self) -> bool:
         return self.spec.calibration.status == "provisional"
+
+    @cached_property
+    def item_status(self) -> list[Status]:
+        """Every item's status: its own, else the bank's."""
+        bank = self.spec.calibration.status
+        return [it.status or bank for it in self.spec.items]
 
     @cached_property
     def cost_seconds(self) -> NDArray[np.float64]:

@@ -35,6 +35,16 @@ all slopes when items per subject are many). The estimate is thus the
 posterior mode of the items under the constraint that the subjects'
 posteriors average to mean 0 and SD 1; without priors it is plain marginal ML.
 
+Learning banks (``item_priors``): when a bank is re-estimated on new data with
+its own parameters as per-item priors, those priors are stated in the bank's θ
+scale, and the new subjects need not be N(0, 1) there (newer models are better).
+The fit then keeps z ~ N(0, 1) for the E-step and PX-EM as above, and after
+every iteration chooses the map θ = μ + σ z that best fits the items' priors
+(:meth:`EMModel.update_population`): the old items anchor the scale, the new
+subjects' population mean and SD are estimated, and the priors enter the
+M-step re-expressed in z. With flat priors the map stays (0, 1) and the fit is
+the from-scratch one (tested).
+
 Quadrature is a rectangle rule on an even grid over [−r, r] with N(0, 1)
 weights. It is accurate while the spacing is below the subjects' posterior SD
 of θ, which on long tests is far below a 61-node spacing; :meth:`EMModel.needed_nodes`
@@ -51,6 +61,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from scipy.optimize import minimize_scalar
 from torch.nn.functional import softplus
 
 from orchestrator.irt.calibrate._problem import Problem
@@ -63,6 +74,7 @@ from orchestrator.irt.calibrate.torch_grm import (
     score_and_fisher,
     thresholds,
 )
+from orchestrator.irt.item_priors import POPULATION_PRIOR
 
 if TYPE_CHECKING:
     from orchestrator.irt.calibrate._estimator import GRMCalibrator
@@ -140,11 +152,91 @@ class EMModel:
             np.bincount(prob.subject, minlength=prob.n_subjects)
         ).to(dev)
         pa, pb, pg = est.prior_a, est.prior_b, est.prior_gap
-        self.priors = Priors(
-            None if pa is None else (float(pa[0]), float(pa[1])),
-            None if pb is None else (float(pb[0]), float(pb[1])),
-            None if not pg else float(pg),
-        )
+        self.anchored = est.item_priors is not None
+        self.population = (0.0, 1.0)
+        if self.anchored:
+            self._bank_priors = self._per_item_priors()
+            self.priors = self._priors_in_fit_scale()
+        else:
+            self.priors = Priors(
+                None if pa is None else (float(pa[0]), float(pa[1])),
+                None if pb is None else (float(pb[0]), float(pb[1])),
+                None if not pg else float(pg),
+            )
+
+    # -- per-item priors and the population (learning banks) -----------------
+    def _per_item_priors(self) -> tuple[torch.Tensor, ...]:
+        """Bank-scale (mean, sd) tensors: the item's own prior, else the global one, else flat."""
+        ip = self.est.item_priors
+        assert ip is not None
+        rows, t = self.prob.item_index, self.k_max - 1
+
+        def merge(
+            mean: FloatArray, sd: FloatArray, default: tuple[float, float] | None
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            own = np.isfinite(mean)
+            d_mean, d_sd = default if default is not None else (0.0, np.inf)
+            m = np.where(own, mean, d_mean)
+            s = np.where(own, sd, d_sd)
+            return torch.from_numpy(m).to(self.dev), torch.from_numpy(s).to(self.dev)
+
+        ma, sa = merge(ip.log_a_mean[rows], ip.log_a_sd[rows], self.est.prior_a)
+        mb, sb = merge(ip.b_mean[rows, :t], ip.b_sd[rows, :t], self.est.prior_b)
+        return ma, sa, mb, sb
+
+    def _priors_in_fit_scale(self) -> Priors:
+        """The bank-scale priors seen from the fit's θ scale, z = (θ − μ)/σ.
+
+        a_z = a σ and b_z = (b − μ)/σ, so log a_z ~ N(m_a + log σ, s_a²) and
+        b_z ~ N((m_b − μ)/σ, (s_b/σ)²): normal priors stay normal.
+        """
+        ma, sa, mb, sb = self._bank_priors
+        mu, sigma = self.population
+        gap = None if not self.est.prior_gap else float(self.est.prior_gap)
+        return Priors((ma + math.log(sigma), sa), ((mb - mu) / sigma, sb / sigma), gap)
+
+    def update_population(self, psi: torch.Tensor) -> None:
+        """Choose the subjects' θ mean and SD in the bank's scale (μ, σ) given the items.
+
+        The likelihood depends on the items only in the fit's scale z, where the
+        subjects are N(0, 1); (μ, σ) maps them to the bank's scale, θ = μ + σ z. It
+        maximises the items' log prior there plus the weak :data:`POPULATION_PRIOR`:
+        a weighted least-squares problem in μ and log σ (closed form in μ, a 1-D
+        minimisation in log σ). With flat item priors it returns (0, 1), the
+        from-scratch fit; with the bank's SEs the old items anchor the scale.
+        """
+        ma, sa, mb, sb = (v.cpu().numpy() for v in self._bank_priors)
+        la = psi[:, 0].cpu().numpy()
+        mask = self.thr_mask.cpu().numpy() > 0
+        bz = np.where(mask, thresholds(psi).cpu().numpy(), 0.0)
+        wa = np.where(np.isfinite(sa), 1.0 / sa**2, 0.0)
+        wb = np.where(mask & np.isfinite(sb), 1.0 / sb**2, 0.0)
+        m0, s0 = POPULATION_PRIOR["mean"]
+        l0, ls = POPULATION_PRIOR["log_sd"]
+
+        def best_mu(sigma: float) -> float:
+            # minimise Σ wb (μ + σ bz − mb)² + (μ − m0)²/s0²
+            num = (wb * (mb - sigma * bz)).sum() + m0 / s0**2
+            return float(num / (wb.sum() + 1.0 / s0**2))
+
+        def objective(log_sigma: float) -> float:
+            sigma = math.exp(log_sigma)
+            mu = best_mu(sigma)
+            ra = (la - log_sigma - ma) ** 2 * wa
+            rb = (mu + sigma * bz - mb) ** 2 * wb
+            return float(ra.sum() + rb.sum() + ((mu - m0) / s0) ** 2 + ((log_sigma - l0) / ls) ** 2)
+
+        res = minimize_scalar(objective, bounds=(-3.0, 3.0), method="bounded")
+        sigma = math.exp(float(res.x))
+        self.population = (best_mu(sigma), sigma)
+        self.priors = self._priors_in_fit_scale()
+
+    def to_bank_scale(
+        self, a: FloatArray, b: FloatArray, a_se: FloatArray, b_se: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Parameters (and SEs) from the fit's scale z to the bank's θ = μ + σ z."""
+        mu, sigma = self.population
+        return a / sigma, mu + sigma * b, a_se / sigma, sigma * b_se
 
     # -- grid ---------------------------------------------------------------
     def make_grid(self, n: int) -> QuadGrid:
@@ -244,23 +336,35 @@ class EMModel:
         chunk = max(1, _ITEM_CHUNK_ELEMS // (self.k_max * grid.n))
         for lo in range(0, self.prob.n_items, chunk):
             sl = slice(lo, lo + chunk)
-            out[sl] = self._newton(psi[sl], counts[sl], self.thr_mask[sl], grid.theta)
+            out[sl] = self._newton(
+                psi[sl], counts[sl], self.thr_mask[sl], grid.theta, self.priors.rows(sl)
+            )
         return out
 
+    @staticmethod
     def _objective(
-        self, psi: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor, theta: torch.Tensor
+        psi: torch.Tensor,
+        counts: torch.Tensor,
+        mask: torch.Tensor,
+        theta: torch.Tensor,
+        priors: Priors,
     ) -> torch.Tensor:
         lp = log_probs(psi, theta, mask)
-        return (counts * lp).sum(dim=(1, 2)) + log_prior(psi, mask, self.priors)
+        return (counts * lp).sum(dim=(1, 2)) + log_prior(psi, mask, priors)
 
     def _newton(
-        self, psi: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor, theta: torch.Tensor
+        self,
+        psi: torch.Tensor,
+        counts: torch.Tensor,
+        mask: torch.Tensor,
+        theta: torch.Tensor,
+        priors: Priors,
     ) -> torch.Tensor:
         """Fisher scoring with a per-item backtracking line search (monotone: a GEM step)."""
         pmask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        f_old = self._objective(psi, counts, mask, theta)
+        f_old = self._objective(psi, counts, mask, theta, priors)
         for _ in range(_MAX_NEWTON):
-            g, fisher, neg_h = score_and_fisher(psi, counts, mask, theta, self.priors, hessian=True)
+            g, fisher, neg_h = score_and_fisher(psi, counts, mask, theta, priors, hessian=True)
             g = g * pmask
             eye = torch.diag_embed(1.0 - pmask)  # masked parameters stay put
             neg_h = neg_h * pmask[:, :, None] * pmask[:, None, :] + eye
@@ -283,7 +387,7 @@ class EMModel:
             t = 1.0
             for _ls in range(_LINE_SEARCH):
                 cand = psi + t * step
-                f_c = self._objective(cand, counts, mask, theta)
+                f_c = self._objective(cand, counts, mask, theta, priors)
                 ok = (~accepted) & torch.isfinite(f_c) & (f_c >= f_old)
                 new[ok] = cand[ok]
                 f_new[ok] = f_c[ok]

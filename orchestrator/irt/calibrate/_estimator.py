@@ -42,6 +42,7 @@ from orchestrator.irt.calibrate._em import EMModel, EStep, QuadGrid
 from orchestrator.irt.calibrate._problem import Problem, prepare
 from orchestrator.irt.calibrate._standard_errors import standard_errors
 from orchestrator.irt.fit import category_max_prob
+from orchestrator.irt.item_priors import POPULATION_PRIOR, ItemPriors
 
 __all__ = ["METHOD", "GRMCalibrator", "IterationInfo", "format_progress"]
 
@@ -83,6 +84,7 @@ _PARAM_NAMES = (
     "prior_a",
     "prior_b",
     "prior_gap",
+    "item_priors",
     "min_obs",
     "compute_se",
     "device",
@@ -120,6 +122,12 @@ class GRMCalibrator:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         verbose: Print one progress line per iteration to stderr.
         progress: Called with an :class:`IterationInfo` after every iteration.
+        item_priors: Per-item priors in the bank's θ scale (a bank's own parameters
+            or text-predicted ones; :class:`~orchestrator.irt.item_priors.ItemPriors`,
+            rows in the item numbering given to ``fit``). The new subjects'
+            population mean and SD are then estimated in that scale (``population_``)
+            instead of being fixed at N(0, 1), and an item with a per-item prior is
+            fitted from a single observation or category (its prior keeps it finite).
 
     Attributes (after ``fit``):
         item_ids_: Ids of the fitted items (excluded items left out).
@@ -159,6 +167,7 @@ class GRMCalibrator:
         device: str = "cpu",
         verbose: bool = False,
         progress: ProgressCallback | None = None,
+        item_priors: ItemPriors | None = None,
     ) -> None:
         self.n_quad = n_quad
         self.quad_range = quad_range
@@ -174,6 +183,7 @@ class GRMCalibrator:
         self.device = device
         self.verbose = verbose
         self.progress = progress
+        self.item_priors = item_priors
 
     # ------------------------------------------------------------------ params
     def get_params(self) -> dict[str, Any]:
@@ -246,8 +256,21 @@ class GRMCalibrator:
         """
         dev = self._check_params()
         t0 = time.perf_counter()
+        exempt = None
+        if self.item_priors is not None:
+            n_items = len(item_ids) if item_ids is not None else int(np.max(item_idx)) + 1
+            k_max = int(np.max(n_categories)) if n_categories is not None else 2
+            self.item_priors.check(n_items, max(k_max, int(np.max(score)) + 1) - 1)
+            exempt = self.item_priors.has_prior()
         prob = prepare(
-            subject_idx, item_idx, score, n_categories, item_ids, n_subjects, self.min_obs
+            subject_idx,
+            item_idx,
+            score,
+            n_categories,
+            item_ids,
+            n_subjects,
+            self.min_obs,
+            exempt=exempt,
         )
         self.excluded_ = prob.excluded
         if prob.n_items == 0:
@@ -271,6 +294,8 @@ class GRMCalibrator:
             new_psi = model.m_step(psi, post_stats.counts, grid)
             m1, m2 = post_stats.theta_m1, post_stats.theta_m2
             new_psi = model.rescale(new_psi, m1, math.sqrt(max(m2 - m1 * m1, 1e-12)))
+            if model.anchored:
+                model.update_population(new_psi)
             change = model.change(psi, new_psi)
             info = IterationInfo(
                 iteration=it,
@@ -331,13 +356,13 @@ class GRMCalibrator:
         self.item_ids_ = list(prob.item_ids)
         self.item_index_ = prob.item_index.copy()
         self.n_categories_ = prob.k.copy()
-        self.a_ = a
-        self.b_ = b
         if self.compute_se:
-            self.a_se_, self.b_se_ = standard_errors(model, psi, grid, final)
+            a_se, b_se = standard_errors(model, psi, grid, final)
         else:
-            self.a_se_ = np.full_like(a, np.nan)
-            self.b_se_ = np.where(np.isfinite(b), np.nan, np.nan)
+            a_se = np.full_like(a, np.nan)
+            b_se = np.where(np.isfinite(b), np.nan, np.nan)
+        self.a_, self.b_, self.a_se_, self.b_se_ = model.to_bank_scale(a, b, a_se, b_se)
+        self.population_ = model.population
         self.loglik_ = final.loglik
         self.logpost_ = final.loglik + model.log_prior(psi)
         self.n_iter_ = len(history)
@@ -406,6 +431,19 @@ class GRMCalibrator:
             ),
             "unobserved_categories": self.unobserved_categories_,
             "collapsed_categories": self.collapsed_categories_,
+            **(
+                {
+                    "per_item_priors": "normal on log a and each b_k per item, in the bank's "
+                    "theta scale; global priors above for items without one",
+                    "population": {
+                        "mean": self.population_[0],
+                        "sd": self.population_[1],
+                        "prior": POPULATION_PRIOR,
+                    },
+                }
+                if self.item_priors is not None
+                else {}
+            ),
         }
 
     def summary(self) -> dict[str, Any]:

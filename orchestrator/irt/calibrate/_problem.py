@@ -62,6 +62,8 @@ def prepare(
     item_ids: Sequence[str] | None,
     n_subjects: int | None,
     min_obs: int,
+    *,
+    exempt: NDArray[np.bool_] | None = None,
 ) -> Problem:
     s = _as_int_array(subject_idx, "subject_idx")
     i = _as_int_array(item_idx, "item_idx")
@@ -119,7 +121,10 @@ def prepare(
     n_seen = seen.sum(axis=1)
     excluded: list[dict[str, Any]] = []
     keep = np.ones(n_items, dtype=bool)
-    for j in np.flatnonzero((n_obs_item < min_obs) | (n_seen < 2)):  # excluded items only
+    thin = (n_obs_item < min_obs) | (n_seen < 2)
+    if exempt is not None:  # a per-item prior keeps an item finite on one observation
+        thin = np.where(exempt, n_obs_item == 0, thin)
+    for j in np.flatnonzero(thin):  # excluded items only
         j = int(j)
         keep[j] = False
         if n_obs_item[j] == 0:

@@ -46,11 +46,29 @@ MIN_GAP = 1e-9
 
 @dataclass(frozen=True)
 class Priors:
-    """Item priors: normal on log a, normal on each b_k, gap^α on each b_{k+1} − b_k."""
+    """Item priors: normal on log a, normal on each b_k, gap^α on each b_{k+1} − b_k.
 
-    a: tuple[float, float] | None
-    b: tuple[float, float] | None
+    ``a`` and ``b`` are ``(mean, sd)``: floats for one prior shared by every item, or
+    tensors per item (``(n,)`` for log a, ``(n, K_max − 1)`` for the thresholds) when a
+    bank's own parameters are the prior; an SD of inf is a flat prior (its mean must
+    still be finite).
+    """
+
+    a: tuple[float | torch.Tensor, float | torch.Tensor] | None
+    b: tuple[float | torch.Tensor, float | torch.Tensor] | None
     gap: float | None
+
+    def rows(self, sl: slice) -> Priors:
+        """The priors of items ``sl`` (per-item tensors sliced, shared floats kept)."""
+
+        def cut(
+            pair: tuple[float | torch.Tensor, float | torch.Tensor] | None,
+        ) -> tuple[float | torch.Tensor, float | torch.Tensor] | None:
+            if pair is None:
+                return None
+            return tuple(v[sl] if isinstance(v, torch.Tensor) else v for v in pair)  # type: ignore[return-value]
+
+        return Priors(cut(self.a), cut(self.b), self.gap)
 
 
 def thresholds(psi: torch.Tensor) -> torch.Tensor:
@@ -140,9 +158,10 @@ def score_and_fisher(
     jac[:, 1:, :] = jac[:, 1:, :] * thr_mask[:, :, None]
     g_b = torch.zeros_like(b)  # ∂(prior on b)/∂b, for the curvature of b(ψ)
     fisher = jac.transpose(1, 2) @ fisher_eta @ jac
+    prec_b = thr_mask / priors.b[1] ** 2 if priors.b is not None else None  # (n, T)
     if priors.b is not None:
-        g_b = -(b - priors.b[0]) / priors.b[1] ** 2 * thr_mask
-        fisher = fisher + jac[:, 1:, :].transpose(1, 2) @ jac[:, 1:, :] / priors.b[1] ** 2
+        g_b = -(b - priors.b[0]) * prec_b
+        fisher = fisher + jac[:, 1:, :].transpose(1, 2) @ (jac[:, 1:, :] * prec_b[:, :, None])
     g = torch.einsum("npr,np->nr", jac, g_eta + torch.cat([torch.zeros_like(a[:, None]), g_b], 1))
     neg_h = None
     if hessian:
@@ -150,9 +169,9 @@ def score_and_fisher(
         neg_h_eta = neg_curvature_term(a, x, w, w * (1.0 - 2.0 * ps), c, m) + torch.einsum(
             "nkq,nkqp,nkqr->npr", counts, gp, gp
         )
-        if priors.b is not None:
+        if prec_b is not None:
             idx = torch.arange(1, t_count + 1, device=psi.device)
-            neg_h_eta[:, idx, idx] += thr_mask / priors.b[1] ** 2
+            neg_h_eta[:, idx, idx] += prec_b
         neg_h = jac.transpose(1, 2) @ neg_h_eta @ jac
         # curvature of η(ψ): ∂²a/∂(log a)² = a; ∂²b_t/∂u_s² = σ'(u_s) for s ≤ t
         neg_h[:, 0, 0] -= g_eta[:, 0] * a
