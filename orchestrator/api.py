@@ -36,9 +36,11 @@ __all__ = [
     "calibrate",
     "demo",
     "estimate",
+    "export_responses",
     "health",
     "inspect_task_bank",
     "list_images",
+    "predict_params",
     "provisional_bank",
     "prune",
     "resume",
@@ -49,6 +51,7 @@ __all__ = [
     "sim_server",
     "simulate",
     "sweep",
+    "update_bank",
     "validity",
 ]
 
@@ -333,6 +336,36 @@ def sessions(runs_dir: PathLike = "runs") -> list[dict[str, Any]]:
     from orchestrator.session.orchestrate import list_sessions
 
     return list_sessions(Path(runs_dir))
+
+
+def export_responses(
+    out: PathLike,
+    runs_dir: PathLike = "runs",
+    *,
+    bank: str | None = None,
+    completed_only: bool = True,
+) -> dict[str, Any]:
+    """Write the scored items of finished sessions as a long CSV ``subject,item,score``.
+
+    The subject is each session's model label; it feeds ``calibrate --update``.
+    Adaptively chosen items are fine for calibration (see ``coldstart/update.py``).
+
+    Raises:
+        DataError: no session under ``runs_dir`` has a scored item.
+    """
+    from orchestrator.data import write_responses
+    from orchestrator.errors import DataError
+    from orchestrator.session.orchestrate import session_responses
+
+    rows, summary = session_responses(Path(runs_dir), bank=bank, completed_only=completed_only)
+    if not rows:
+        raise DataError(
+            f"no scored items in {'completed ' if completed_only else ''}sessions under "
+            f"{runs_dir}" + (f" on bank {bank!r}" if bank else ""),
+            hint="run sessions first, or pass --all to include paused/interrupted ones",
+        )
+    path = write_responses(out, rows)
+    return {"path": str(path), **summary}
 
 
 def show(
@@ -995,3 +1028,191 @@ def _validity_responses(
         hint=f"pass --responses {bank.name}=FILE.csv (or a runs folder of session journals), "
         f"or --responses-dir DIR holding {bank.name}/responses.csv",
     )
+
+
+# --------------------------------------------------------------- cold start and learning banks
+def _text_model(train: Sequence[PathLike], cache_dir: PathLike | None) -> Any:
+    from orchestrator.coldstart import MiniLMEmbedder, fit_text_model
+    from orchestrator.coldstart.text import bank_with_text
+
+    if not train:
+        raise ConfigError(
+            "the text model needs calibrated banks with item text to learn from",
+            hint="pass --train item_banks/alpaca_eval item_banks/xstest … (folders with items.csv)",
+        )
+    return fit_text_model([bank_with_text(b) for b in train], MiniLMEmbedder(cache_dir=cache_dir))
+
+
+def _training_banks(train: Sequence[PathLike] | None, target: PathLike | None) -> list[Path]:
+    """What the text model learns from: ``train``, else the target bank alone when it has
+    item text (measured: a bank's own items predict its new items better than all banks
+    pooled, bench/results/text_params.json), else every bank with text."""
+    if train:
+        return [Path(t) for t in train]
+    if target is not None and (Path(target) / "items.csv").exists():
+        return [Path(target)]
+    return default_text_banks()
+
+
+def default_text_banks(root: PathLike = "item_banks") -> list[Path]:
+    """Bank folders under ``root`` that have item text (``items.csv``) and a calibrated status."""
+    out = []
+    for folder in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+        if (folder / "items.csv").exists() and (folder / BANK_FILENAME).exists():
+            bank = load_bank(folder)
+            if "calibrated" in bank.item_status and not folder.name.endswith("_3level"):
+                out.append(folder)
+    return out
+
+
+def predict_params(
+    items: PathLike,
+    out: PathLike,
+    *,
+    train: Sequence[PathLike] | None = None,
+    into: PathLike | None = None,
+    name: str | None = None,
+    n_categories: int = 2,
+    k_column: str = "n_categories",
+    cache_dir: PathLike | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Predict GRM parameters from item text and write a bank of provisional items.
+
+    Args:
+        items: CSV with columns ``id``, ``text`` and optionally ``k_column`` (K per item).
+        out: Bank folder to write.
+        train: Calibrated bank folders with ``items.csv`` text (default: every such
+            bank under ``item_banks/`` except the 3-level copy of alpaca_eval).
+        into: An existing bank: the new items join it, predicted in its θ scale
+            (its calibrated items with text also train the model).
+        name: Bank name (default: the ``out`` folder's name).
+        n_categories: K of items without a ``k_column`` value.
+        cache_dir: Where embeddings are cached (None: no cache).
+        force: Overwrite an existing ``bank.json``.
+
+    Returns:
+        ``bank`` path, counts, the predictions' mean SDs, the model's description.
+
+    Raises:
+        ConfigError, DataError, BankError, PrerequisiteError (embedding package missing).
+    """
+    from orchestrator.coldstart.text import read_item_texts
+    from orchestrator.coldstart.update import predicted_items_bank
+
+    folder = Path(out)
+    if (folder / BANK_FILENAME).exists() and not force:
+        raise ConfigError(
+            f"{folder / BANK_FILENAME} already exists",
+            hint="pass --force (force=True) to overwrite it, or choose another --out",
+        )
+    texts = read_item_texts(items)
+    table = read_item_table(items, id_column="id")
+    ks = []
+    for iid in texts:  # once per item, at the file edge
+        raw = table.rows[iid].get(k_column, "") if k_column in table.columns else ""
+        try:
+            ks.append(int(raw) if raw else int(n_categories))
+        except ValueError:
+            raise ConfigError(
+                f"{items}: item {iid!r} has {k_column} = {raw!r}, not an integer"
+            ) from None
+    base = load_bank(into) if into is not None else None
+    model = _text_model(_training_banks(train, into), cache_dir)
+    ids = list(texts)
+    pred = model.predict(list(texts.values()), ks, bank=base.name if base else None)
+    bank = predicted_items_bank(
+        name or (base.name if base else folder.resolve().name),
+        ids,
+        ks,
+        pred,
+        model.describe(),
+        into=base,
+    )
+    path = bank.save(folder)
+    return {
+        "bank": str(path),
+        "n_items": len(ids),
+        "into": str(into) if into else None,
+        "scale": base.name if base else "new bank (offset unknown: in the SDs)",
+        "mean_sd_log_a": float(pred.log_a_sd.mean()),
+        "mean_sd_b_mean": float(pred.b_mean_sd.mean()),
+        "model": model.describe(),
+    }
+
+
+def update_bank(
+    bank: PathLike,
+    responses: PathLike,
+    out: PathLike,
+    *,
+    items: PathLike | None = None,
+    k_column: str | None = None,
+    text_prior: bool = True,
+    train: Sequence[PathLike] | None = None,
+    inflate: float = 1.0,
+    calibrated_se: float | None = None,
+    cache_dir: PathLike | None = None,
+    force: bool = False,
+    progress: Callable[[IterationInfo], None] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Re-estimate ``bank`` on new responses, its parameters as priors (``calibrate --update``).
+
+    New items in the responses get a text-predicted prior when the bank folder's
+    ``items.csv`` has their text (and ``text_prior``), else the global default prior.
+    Provenance gains one entry in ``calibration.updates``; items move from
+    provisional to calibrated by the stated rule.
+
+    Args:
+        items: Item metadata CSV (column ``item``) giving K of new items.
+        inflate: Multiplies the prior SDs taken from the bank.
+        calibrated_se: SE bound of the status rule (default 0.5).
+        out: Bank folder to write (may be the bank's own folder with ``force``).
+
+    Raises:
+        ConfigError, DataError, BankError, PrerequisiteError.
+    """
+    from orchestrator.coldstart.text import read_item_texts
+    from orchestrator.coldstart.update import CALIBRATED_SE
+    from orchestrator.coldstart.update import update_bank as _update
+
+    folder = Path(out)
+    if (folder / BANK_FILENAME).exists() and not force:
+        raise ConfigError(
+            f"{folder / BANK_FILENAME} already exists",
+            hint="pass --force to overwrite it (e.g. to update the bank in place)",
+        )
+    old = load_bank(bank)
+    resp = read_responses(responses)
+    n_categories: dict[str, int] = {}
+    if items is not None:
+        table = read_item_table(items)
+        ks = table.n_categories(resp, k_column)
+        if ks is not None:
+            n_categories = dict(zip(resp.items, (int(k) for k in ks), strict=True))
+    new_ids = [i for i in resp.items if i not in old.index]
+    predicted = None
+    assert old.path is not None
+    text_file = old.path / "items.csv"
+    if text_prior and new_ids and text_file.exists():
+        texts = read_item_texts(text_file)
+        with_text = [i for i in new_ids if i in texts]
+        if with_text:
+            model = _text_model(_training_banks(train, old.path), cache_dir)
+            ks = [n_categories.get(i, int(old.n_categories.max())) for i in with_text]
+            pred = model.predict([texts[i] for i in with_text], ks, bank=old.name)
+            predicted = (with_text, pred)
+    new_bank, summary = _update(
+        old,
+        resp,
+        n_categories=n_categories,
+        predicted=predicted,
+        inflate=inflate,
+        calibrated_se=CALIBRATED_SE if calibrated_se is None else calibrated_se,
+        source=str(responses),
+        source_sha256=sha256_file(responses),
+        calibrator_args={"device": device, "progress": progress},
+    )
+    path = new_bank.save(folder)
+    return {"path": str(path), "text_prior_items": len(predicted[0]) if predicted else 0, **summary}

@@ -143,12 +143,34 @@ def _add_sessions(sub: SubParsers) -> None:
     p = sub.add_parser("sessions", help="list sessions and their status")
     p.add_argument("--runs-dir", default="runs", metavar="DIR")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--export-responses",
+        metavar="OUT.csv",
+        help="write the scored items of completed sessions as subject,item,score "
+        "(subject = model label) for 'calibrate --update'",
+    )
+    p.add_argument("--bank", metavar="NAME", help="with --export-responses: only this bank")
+    p.add_argument(
+        "--all", action="store_true", help="with --export-responses: paused sessions too"
+    )
     p.set_defaults(handler=_cmd_sessions)
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
-    from orchestrator.api import sessions
+    from orchestrator.api import export_responses, sessions
 
+    if args.export_responses:
+        doc = export_responses(
+            args.export_responses, args.runs_dir, bank=args.bank, completed_only=not args.all
+        )
+        if args.json:
+            print_json({"schema_version": 1, **doc})
+        else:
+            print(
+                f"wrote {doc['path']}: {doc['rows']} responses from "
+                f"{len(doc['sessions_used'])} session(s) ({doc['repeats_dropped']} repeats dropped)"
+            )
+        return 0
     rows = sessions(args.runs_dir)
     if args.json:
         print_json({"schema_version": 1, "sessions": rows})

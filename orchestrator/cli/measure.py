@@ -238,6 +238,38 @@ def _add_calibrate(sub: SubParsers) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
+    learn = p.add_argument_group(
+        "learning banks",
+        "re-estimate an existing bank on new responses, its parameters as per-item priors",
+    )
+    learn.add_argument(
+        "--update",
+        metavar="BANK",
+        help="bank folder to update (its items: prior = their values, SD = SE; new items: "
+        "text-predicted prior from BANK/items.csv, else the default prior)",
+    )
+    learn.add_argument(
+        "--prior-inflate",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the bank's SEs by F for the prior SDs (default 1)",
+    )
+    learn.add_argument(
+        "--calibrated-se",
+        type=float,
+        metavar="SE",
+        help="an item turns calibrated when all its threshold SEs are <= SE (default 0.5)",
+    )
+    learn.add_argument(
+        "--no-text-prior", action="store_true", help="new items get the default prior"
+    )
+    learn.add_argument(
+        "--train",
+        nargs="+",
+        metavar="BANK",
+        help="banks the text model learns from (default: item_banks/* with items.csv)",
+    )
     p.set_defaults(handler=_cmd_calibrate)
 
 
@@ -300,6 +332,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from orchestrator.api import calibrate
 
     tags = [c.strip() for c in args.tags.split(",") if c.strip()]
+    if args.update:
+        return _cmd_update(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = calibrate(
@@ -369,6 +403,93 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             f"e.g. {next(iter(collapsed))}; consider merging those levels "
             "(calibration.details.collapsed_categories)"
         )
+    return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from orchestrator.api import update_bank
+
+    doc = update_bank(
+        args.update,
+        args.responses,
+        args.out,
+        items=args.items,
+        k_column=args.k_column,
+        text_prior=not args.no_text_prior,
+        train=args.train,
+        inflate=args.prior_inflate,
+        calibrated_se=args.calibrated_se,
+        cache_dir=_embedding_cache(),
+        force=args.force,
+        device=args.device,
+        progress=None if args.quiet else _ProgressPrinter(),
+    )
+    if args.json:
+        print_json(doc)
+        return 0
+    print(
+        f"wrote {doc['path']}: {doc['n_items_updated']} items updated, {doc['n_items_added']} "
+        f"added ({doc['text_prior_items']} with a text prior), {doc['n_items_promoted']} turned "
+        f"calibrated, {doc['n_provisional']} provisional; new subjects' θ in the bank's scale: "
+        f"mean {doc['population']['mean']:.2f}, SD {doc['population']['sd']:.2f}"
+    )
+    return 0
+
+
+def _embedding_cache() -> str:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "agentcat")
+
+
+# --------------------------------------------------------------------------- predict-params
+def _add_predict_params(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "predict-params",
+        help="predict GRM parameters from item text (a provisional bank for items without data)",
+        description="Learn item text -> (slope, thresholds) from calibrated banks with item text "
+        "(a sentence embedding + surface features, Bayesian ridge with bank offsets) and write "
+        "a bank whose items carry the predictions, marked provisional, their predictive SDs as "
+        "a_se/b_se. 'calibrate --update' refines them as responses arrive.",
+    )
+    p.add_argument("items", metavar="ITEMS.csv", help="CSV with columns id,text[,n_categories]")
+    p.add_argument("--out", required=True, metavar="DIR", help="bank folder to write")
+    p.add_argument("--into", metavar="BANK", help="add the items to this bank (its θ scale)")
+    p.add_argument("--name", help="bank name (default: the folder's or --into's name)")
+    p.add_argument(
+        "--train",
+        nargs="+",
+        metavar="BANK",
+        help="calibrated bank folders with items.csv text (default: item_banks/*)",
+    )
+    p.add_argument("--k", type=int, default=2, metavar="K", help="K where ITEMS has no column")
+    p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=_cmd_predict_params)
+
+
+def _cmd_predict_params(args: argparse.Namespace) -> int:
+    from orchestrator.api import predict_params
+
+    doc = predict_params(
+        args.items,
+        args.out,
+        train=args.train,
+        into=args.into,
+        name=args.name,
+        n_categories=args.k,
+        cache_dir=_embedding_cache(),
+        force=args.force,
+    )
+    if args.json:
+        print_json(doc)
+        return 0
+    print(
+        f"wrote {doc['bank']}: {doc['n_items']} provisional items in the scale of "
+        f"{doc['scale']}; mean predictive SD of log a {doc['mean_sd_log_a']:.2f}, "
+        f"of the mean threshold {doc['mean_sd_b_mean']:.2f}"
+    )
     return 0
 
 
@@ -553,6 +674,7 @@ def add_commands(sub: SubParsers) -> None:
         _add_estimate,
         _add_simulate,
         _add_calibrate,
+        _add_predict_params,
         _add_health,
         _add_validity,
     ):
