@@ -30,7 +30,7 @@ from orchestrator.coldstart.regression import _GroupStats, _posterior
 from orchestrator.coldstart.text import scenario_texts
 from orchestrator.coldstart.update import bank_priors, predicted_items_bank, update_bank
 from orchestrator.data import Responses, write_responses
-from orchestrator.errors import ConfigError
+from orchestrator.errors import BankError, ConfigError
 from orchestrator.irt.calibrate import GRMCalibrator
 from orchestrator.irt.grm import sample_responses
 from orchestrator.irt.item_priors import ItemPriors
@@ -261,7 +261,7 @@ def test_predicted_items_join_a_bank_as_provisional(tmp_path):
     bank.save(tmp_path)
     again = load_bank(tmp_path)
     assert again.item_status == bank.item_status
-    with pytest.raises(Exception, match="already in bank"):
+    with pytest.raises(BankError, match="already in bank"):
         predicted_items_bank("t", ["q1"], [3], _ParamLike(), {}, into=bank)
 
 

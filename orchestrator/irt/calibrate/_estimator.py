@@ -148,6 +148,8 @@ class GRMCalibrator:
             every θ (nearly merged thresholds): usually categories out of order
             with respect to θ; consider merging them with a neighbour.
         history_: One :class:`IterationInfo` per iteration.
+        population_: ``(mean, sd)`` of the subjects' θ in the bank's scale: (0, 1)
+            unless ``item_priors`` anchor the scale.
     """
 
     def __init__(
