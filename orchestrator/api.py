@@ -338,34 +338,33 @@ def sessions(runs_dir: PathLike = "runs") -> list[dict[str, Any]]:
     return list_sessions(Path(runs_dir))
 
 
-def export_responses(
-    out: PathLike,
-    runs_dir: PathLike = "runs",
-    *,
-    bank: str | None = None,
-    completed_only: bool = True,
-) -> dict[str, Any]:
-    """Write the scored items of finished sessions as a long CSV ``subject,item,score``.
+def export_responses(out: PathLike, bank: str, runs_dir: PathLike = "runs") -> dict[str, Any]:
+    """Write the graded items of the sessions on ``bank`` as a long CSV ``subject,item,score``.
 
-    The subject is each session's model label; it feeds ``calibrate --update``.
-    Adaptively chosen items are fine for calibration (see ``coldstart/update.py``).
+    The subject is each session's model; a model graded on one item in several
+    sessions keeps the latest grade (:func:`~orchestrator.session.journal.journal_responses`).
+    Paused and interrupted sessions count too: adaptively chosen items are fine
+    for calibration (see ``coldstart/update.py``). It feeds ``calibrate --update``.
 
     Raises:
-        DataError: no session under ``runs_dir`` has a scored item.
+        DataError: no journal under ``runs_dir``, or no graded step on ``bank``.
     """
     from orchestrator.data import write_responses
-    from orchestrator.errors import DataError
-    from orchestrator.session.orchestrate import session_responses
+    from orchestrator.session.journal import journal_responses
 
-    rows, summary = session_responses(Path(runs_dir), bank=bank, completed_only=completed_only)
-    if not rows:
-        raise DataError(
-            f"no scored items in {'completed ' if completed_only else ''}sessions under "
-            f"{runs_dir}" + (f" on bank {bank!r}" if bank else ""),
-            hint="run sessions first, or pass --all to include paused/interrupted ones",
-        )
-    path = write_responses(out, rows)
-    return {"path": str(path), **summary}
+    resp, counts = journal_responses([Path(runs_dir)], bank)
+    triples = (
+        (resp.subjects[s], resp.items[i], int(x))
+        for s, i, x in zip(resp.subject_idx, resp.item_idx, resp.score, strict=True)
+    )
+    path = write_responses(out, triples)
+    return {
+        "path": str(path),
+        "bank": bank,
+        "rows": len(resp.score),
+        "subjects": len(resp.subjects),
+        **counts,
+    }
 
 
 def show(

@@ -8,6 +8,7 @@ answers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from orchestrator.bank import Calibration, ItemBank, load_bank
+from orchestrator._io import sha256_file
+from orchestrator.bank import BankFile, Calibration, ItemBank, load_bank
 from orchestrator.cli import main
 from orchestrator.coldstart import (
     SURFACE_FEATURES,
@@ -29,12 +31,16 @@ from orchestrator.coldstart.model import ParamPrediction
 from orchestrator.coldstart.regression import _GroupStats, _posterior
 from orchestrator.coldstart.text import scenario_texts
 from orchestrator.coldstart.update import bank_priors, predicted_items_bank, update_bank
-from orchestrator.data import Responses, write_responses
+from orchestrator.config import RunConfig
+from orchestrator.data import Responses, read_responses, write_responses
 from orchestrator.errors import BankError, ConfigError
 from orchestrator.irt.calibrate import GRMCalibrator
 from orchestrator.irt.grm import sample_responses
 from orchestrator.irt.item_priors import ItemPriors
+from orchestrator.runner.result import ItemResult, RunRequest
 from orchestrator.scenario import load_families
+from orchestrator.session.session import Session
+from tests.conftest import make_bank
 
 
 # ------------------------------------------------------------------------ embeddings
@@ -340,3 +346,59 @@ def test_calibrate_update_cli_writes_the_updated_bank(tmp_path):
     doc = json.loads((tmp_path / "bank" / "bank.json").read_text())
     assert len(doc["calibration"]["updates"]) == 1
     assert doc["calibration"]["updates"][0]["n_subjects"] == 100
+
+
+# ------------------------------------------------------------------------ sessions → update
+class _TableRunner:
+    """Answers each item from a fixed table (the session loop's only outside role);
+    the journal, controller and session loop are the real ones."""
+
+    def __init__(self, scores: dict[str, int]) -> None:
+        self.scores = scores
+
+    async def run(self, request: RunRequest) -> ItemResult:
+        return ItemResult(request.item_id, score=self.scores[request.item_id], wall_s=1.0)
+
+
+def test_sessions_export_responses_feeds_calibrate_update(tmp_path, capsys):
+    base = make_bank(30, 3, seed=5, name="live")
+    data = base.to_dict()
+    for it in data["items"]:
+        it["source"] = {"kind": "scenario", "family": "f", "variant": it["id"]}
+    bank = ItemBank(BankFile.model_validate(data))
+    bank.save(tmp_path / "bank")
+    models = {"openai-api/sim/low": -0.8, "openai-api/sim/high": 1.2}
+    cfg = RunConfig.model_validate(
+        {
+            "bank": str(tmp_path / "bank"),
+            "models": [{"model": m} for m in models],
+            "runs_dir": str(tmp_path / "runs"),
+            "cat": {"stopping": [{"rule": "max_items", "args": {"max_items": 8}}]},
+        }
+    )
+    rng = np.random.default_rng(11)
+    expected = {}
+    for n, (spec, theta) in enumerate(zip(cfg.models, models.values(), strict=True)):
+        x = sample_responses(np.array([theta]), bank.a, bank.b, rng)[0]
+        scores = {iid: int(x[j]) for j, iid in enumerate(bank.ids)}
+        session = Session.start(cfg, spec, f"s{n}")
+        assert asyncio.run(session.drive(_TableRunner(scores))) == "completed"
+        for row in session.journal.steps():
+            expected[(spec.model, row.item_id)] = int(x[bank.index[row.item_id]])
+    out = tmp_path / "new.csv"
+    argv = ["sessions", "--runs-dir", str(tmp_path / "runs"), "--export-responses", str(out)]
+    assert main(argv) == 2
+    assert "--export-responses needs --bank NAME" in capsys.readouterr().err
+    assert main([*argv, "--bank", "live", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sessions"] == 2 and doc["rows"] == 16 and doc["subjects"] == 2
+    got = read_responses(out)
+    rows = {
+        (got.subjects[s], got.items[i]): int(x)
+        for s, i, x in zip(got.subject_idx, got.item_idx, got.score, strict=True)
+    }
+    assert rows == expected  # every administered item, with the score the journal recorded
+    new, _ = update_bank(bank, got, source=str(out), source_sha256=sha256_file(out))
+    (upd,) = new.spec.calibration.updates
+    assert upd.data_sha256 == sha256_file(out) and upd.n_subjects == 2
+    assert upd.n_items_updated == len({i for _, i in expected}) and upd.n_items_added == 0

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from orchestrator.cli._common import SubParsers, fmt_table, print_json
+from orchestrator.errors import ConfigError
 
 
 # --------------------------------------------------------------------------- live sessions
@@ -146,13 +147,10 @@ def _add_sessions(sub: SubParsers) -> None:
     p.add_argument(
         "--export-responses",
         metavar="OUT.csv",
-        help="write the scored items of completed sessions as subject,item,score "
-        "(subject = model label) for 'calibrate --update'",
+        help="write the graded items of the sessions on --bank as subject,item,score "
+        "(subject = the session's model) for 'calibrate --update'",
     )
-    p.add_argument("--bank", metavar="NAME", help="with --export-responses: only this bank")
-    p.add_argument(
-        "--all", action="store_true", help="with --export-responses: paused sessions too"
-    )
+    p.add_argument("--bank", metavar="NAME", help="with --export-responses: the bank's name")
     p.set_defaults(handler=_cmd_sessions)
 
 
@@ -160,15 +158,19 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
     from orchestrator.api import export_responses, sessions
 
     if args.export_responses:
-        doc = export_responses(
-            args.export_responses, args.runs_dir, bank=args.bank, completed_only=not args.all
-        )
+        if not args.bank:
+            raise ConfigError(
+                "--export-responses needs --bank NAME (the bank the sessions ran on)",
+                hint="'agentcat sessions' lists each session's bank",
+            )
+        doc = export_responses(args.export_responses, args.bank, args.runs_dir)
         if args.json:
             print_json({"schema_version": 1, **doc})
         else:
             print(
-                f"wrote {doc['path']}: {doc['rows']} responses from "
-                f"{len(doc['sessions_used'])} session(s) ({doc['repeats_dropped']} repeats dropped)"
+                f"wrote {doc['path']}: {doc['rows']} responses of {doc['subjects']} model(s) "
+                f"from {doc['sessions']} session(s) on {doc['bank']} "
+                f"({doc['replaced']} earlier grades replaced by later sessions)"
             )
         return 0
     rows = sessions(args.runs_dir)

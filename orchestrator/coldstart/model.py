@@ -24,13 +24,14 @@ from numpy.typing import NDArray
 from orchestrator.bank import ItemBank
 from orchestrator.coldstart.features import Embedder, surface_features
 from orchestrator.coldstart.regression import EvidenceRidge
-from orchestrator.errors import ConfigError, NotFittedError
+from orchestrator.errors import BankError, ConfigError, NotFittedError
 
 __all__ = [
     "ParamPrediction",
     "TextParamModel",
     "TrainingItem",
     "fit_text_model",
+    "require_one_dimension",
     "training_items",
 ]
 
@@ -52,8 +53,19 @@ class TrainingItem:
     b_se: tuple[float, ...] | None = None
 
 
+def require_one_dimension(bank: ItemBank) -> None:
+    """Raise BankError for a multidimensional bank: cold start models one slope per item."""
+    if bank.n_dims > 1:
+        raise BankError(
+            f"bank {bank.name!r} has {bank.n_dims} dimensions; text priors and "
+            "'calibrate --update' handle 1-D banks only",
+            hint="calibrate a multidimensional bank from scratch (agentcat calibrate)",
+        )
+
+
 def training_items(bank: ItemBank, texts: Mapping[str, str]) -> list[TrainingItem]:
     """The items of ``bank`` that have text (others are skipped)."""
+    require_one_dimension(bank)
     out = []
     for it in bank.spec.items:
         text = texts.get(it.id)

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from orchestrator import __version__
 from orchestrator._validation import parse_model
 from orchestrator.bank import BankFile, Calibration, CalibrationUpdate, ItemBank
-from orchestrator.coldstart.model import ParamPrediction
+from orchestrator.coldstart.model import ParamPrediction, require_one_dimension
 from orchestrator.data import Responses
 from orchestrator.errors import BankError, ConfigError
 from orchestrator.irt.item_priors import ItemPriors
@@ -88,6 +88,8 @@ def predicted_items_bank(
     Raises:
         BankError: an id is already in ``into``, or the result does not validate.
     """
+    if into is not None:
+        require_one_dimension(into)
     items = []
     for j, iid in enumerate(ids):
         k = int(n_categories[j])
@@ -150,6 +152,7 @@ def bank_priors(
     Returns:
         The priors and the list of ids that are not in the bank.
     """
+    require_one_dimension(bank)
     if not (math.isfinite(inflate) and inflate > 0):
         raise ConfigError(f"prior inflation must be a number > 0; got {inflate!r}")
     log_a: list[tuple[float, float] | None] = []

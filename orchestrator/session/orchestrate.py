@@ -155,60 +155,6 @@ def list_sessions(runs_dir: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r.get("updated", ""), reverse=True)
 
 
-def session_responses(
-    runs_dir: Path, *, bank: str | None = None, completed_only: bool = True
-) -> tuple[list[tuple[str, str, int]], dict[str, Any]]:
-    """Every scored item of the sessions under ``runs_dir`` as ``(model, item, score)`` rows.
-
-    The subject is the session's model label. A model that answered the same item in
-    several sessions keeps its earliest answer (one row per pair, as calibration needs);
-    the count of dropped repeats is reported.
-
-    Args:
-        bank: Only sessions on this bank (by name).
-        completed_only: Only sessions whose status is ``completed``.
-
-    Returns:
-        The rows and a summary (sessions used / skipped, rows, repeats dropped).
-    """
-    rows: dict[tuple[str, str], tuple[float, int]] = {}
-    used, skipped, repeats = [], [], 0
-    for journal_file in sorted(runs_dir.glob(f"*/{JOURNAL_FILENAME}")):
-        try:
-            j = Journal.open(journal_file, readonly=True)
-        except SessionError:
-            skipped.append(journal_file.parent.name)
-            continue
-        try:
-            s = j.session()
-            steps = j.steps()
-        finally:
-            j.close()
-        if (bank is not None and s.bank_name != bank) or (
-            completed_only and s.status != "completed"
-        ):
-            skipped.append(s.id)
-            continue
-        used.append(s.id)
-        for r in steps:
-            if r.status != "done" or r.score is None:
-                continue
-            key = (s.model_label, r.item_id)
-            when = s.created + r.step * 1e-6  # earlier session first, then step order
-            if key in rows:
-                repeats += 1
-                if rows[key][0] <= when:
-                    continue
-            rows[key] = (when, int(r.score))
-    out = [(m, i, x) for (m, i), (_, x) in sorted(rows.items())]
-    return out, {
-        "sessions_used": used,
-        "sessions_skipped": skipped,
-        "rows": len(out),
-        "repeats_dropped": repeats,
-    }
-
-
 def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
     """The result of a session: θ with a 95 % interval, SE, items, categories, cost, trajectory."""
     folder = find_session(session, runs_dir)
