@@ -492,17 +492,42 @@ def provisional_bank(
     out: PathLike = "item_banks/shell-safety",
     *,
     name: str = "shell-safety",
+    cache_dir: PathLike | None = None,
 ) -> dict[str, Any]:
-    """Write a provisional bank (parameters from the difficulty knobs) for every scenario item.
+    """Write the scenario bank: one item per variant.
+
+    While the bank at ``out`` has learned nothing (absent, or a knob-rule bank never
+    updated) it is (re)written by the knob rule. Once it has learned, its items are
+    kept and new variants join it with a prior (the text model where the ``text``
+    extra is installed and the bank has calibrated items to learn from, else the knob
+    rule; see :mod:`orchestrator.coldstart.scenario_bank`).
 
     Returns:
-        ``path`` of the written bank.json, ``n_items``, ``rule``.
+        ``path``, ``n_items``, ``mode`` (``knob-rule`` or ``extended``) and, when
+        extended, ``added`` (id → rule), ``removed``, ``rule`` and ``reason``.
     """
     from orchestrator.provisional import PROVISIONAL_RULE, write_provisional_bank
 
+    folder = Path(out)
+    if (folder / BANK_FILENAME).exists():
+        from orchestrator.coldstart.scenario_bank import extend_scenario_bank, has_learned
+
+        existing = load_bank(folder)
+        if has_learned(existing):
+            from orchestrator.coldstart import MiniLMEmbedder
+            from orchestrator.errors import PrerequisiteError
+            from orchestrator.scenario import load_families
+
+            try:
+                embedder = MiniLMEmbedder(cache_dir=cache_dir)
+            except PrerequisiteError:
+                embedder = None
+            bank, summary = extend_scenario_bank(existing, load_families(environments), embedder)
+            path = bank.save(folder)
+            return {"path": str(path), "n_items": len(bank), "mode": "extended", **summary}
     path = write_provisional_bank(environments, out, name=name)
     bank = load_bank(path.parent)
-    return {"path": str(path), "n_items": len(bank), "rule": PROVISIONAL_RULE}
+    return {"path": str(path), "n_items": len(bank), "mode": "knob-rule", "rule": PROVISIONAL_RULE}
 
 
 def inspect_task_bank(

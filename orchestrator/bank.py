@@ -522,6 +522,8 @@ class ItemBank:
         data = self.spec.model_dump(mode="json", exclude_none=True)
         if self.n_dims == 1:  # 1-D banks are written exactly as before dimensions existed
             del data["dimensions"]
+        if not data["calibration"]["updates"]:  # and banks never updated as before updates
+            del data["calibration"]["updates"]
         return data
 
     def save(self, folder: str | os.PathLike[str]) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from hashlib import sha256
 
 import numpy as np
 import pytest
@@ -29,18 +30,39 @@ from orchestrator.coldstart import (
 )
 from orchestrator.coldstart.model import ParamPrediction
 from orchestrator.coldstart.regression import _GroupStats, _posterior
+from orchestrator.coldstart.scenario_bank import extend_scenario_bank
 from orchestrator.coldstart.text import scenario_texts
-from orchestrator.coldstart.update import bank_priors, predicted_items_bank, update_bank
+from orchestrator.coldstart.update import (
+    TEXT_PRIOR_METHOD,
+    bank_priors,
+    predicted_items_bank,
+    update_bank,
+)
 from orchestrator.config import RunConfig
 from orchestrator.data import Responses, read_responses, write_responses
 from orchestrator.errors import BankError, ConfigError
 from orchestrator.irt.calibrate import GRMCalibrator
 from orchestrator.irt.grm import sample_responses
 from orchestrator.irt.item_priors import ItemPriors
+from orchestrator.provisional import provisional_bank
 from orchestrator.runner.result import ItemResult, RunRequest
-from orchestrator.scenario import load_families
+from orchestrator.scenario import iter_items, load_families
 from orchestrator.session.session import Session
-from tests.conftest import make_bank
+from tests.conftest import REPO, make_bank
+
+ENV = REPO / "environments"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These fits are small: on the shared 2-core machine torch's thread pool made each
+    one ~10x slower than a single thread (9.7 s vs 0.5 s at load 19). Restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 # ------------------------------------------------------------------------ embeddings
@@ -97,7 +119,7 @@ def test_surface_features_count_what_they_say():
 
 
 def test_scenario_text_names_prompt_knobs_and_checks():
-    texts = scenario_texts(load_families("environments"))
+    texts = scenario_texts(load_families(ENV))
     t = texts["disk_cleanup.explicit"]
     assert t.startswith("Task: ")
     assert "Settings: " in t and "Checks: " in t and "[major]" in t
@@ -230,8 +252,10 @@ def test_update_with_the_banks_prior_moves_parameters_less_and_keeps_the_scale()
     assert 0.4 < mean < 1.2 and 1.0 < sd < 1.7  # the new subjects' θ in the bank's scale
 
 
-def _text_bank():
-    """A bank of 20 calibrated items plus 5 text-predicted provisional ones."""
+@pytest.fixture(scope="module")
+def text_bank():
+    """A bank of 20 calibrated items plus 5 text-predicted provisional ones, and the
+    true parameters of all 25 (fitted once per module; banks are immutable)."""
     a, b, rng = _grm_data(4, n_items=25)
     s, i, x = _respond(a, b, rng, 300)
     ids = [f"q{j}" for j in range(25)]
@@ -256,14 +280,21 @@ def _text_bank():
         b_mean_sd=np.full(5, 1.0),
     )
     merged = predicted_items_bank("t", ids[20:], [3] * 5, pred, {"embedding": "test"}, into=bank)
-    return merged, (a, b, rng, ids)
+    return merged, a, b, ids
 
 
-def test_predicted_items_join_a_bank_as_provisional(tmp_path):
-    bank, _ = _text_bank()
+def _triples(a, b, ids, n_subjects, seed, keep=lambda item: True):
+    s, i, x = _respond(a, b, np.random.default_rng(seed), n_subjects)
+    return [(f"m{si}", ids[ii], int(xi)) for si, ii, xi in zip(s, i, x, strict=True) if keep(ii)]
+
+
+def test_predicted_items_join_a_bank_as_provisional(text_bank, tmp_path):
+    bank, _, _, ids = text_bank
     assert bank.item_status.count("provisional") == 5
     assert bank.spec.calibration.status == "provisional"
     assert bank.item("q21").a_se == pytest.approx(0.5)  # predictive SD kept as the SE
+    (addition,) = bank.spec.calibration.details["additions"]
+    assert addition["rule"] == TEXT_PRIOR_METHOD and addition["ids"] == ids[20:]
     bank.save(tmp_path)
     again = load_bank(tmp_path)
     assert again.item_status == bank.item_status
@@ -279,12 +310,9 @@ class _ParamLike:
     a_se = np.ones(1)
 
 
-def test_update_records_provenance_and_promotes_items_by_the_rule(tmp_path):
-    bank, (a, b, rng, ids) = _text_bank()
-    s, i, x = _respond(a, b, rng, 200)
-    resp = Responses.from_triples(
-        (f"m{si}", ids[ii], int(xi)) for si, ii, xi in zip(s, i, x, strict=True) if ii >= 15
-    )
+def test_update_records_provenance_and_promotes_items_by_the_rule(text_bank, tmp_path):
+    bank, a, b, ids = text_bank
+    resp = Responses.from_triples(_triples(a, b, ids, 200, seed=40, keep=lambda j: j >= 15))
     new, summary = update_bank(bank, resp, source="r.csv", source_sha256="ab" * 32)
     (upd,) = new.spec.calibration.updates
     assert upd.data_sha256 == "ab" * 32 and upd.n_subjects == 200 and upd.n_items_updated == 10
@@ -297,17 +325,21 @@ def test_update_records_provenance_and_promotes_items_by_the_rule(tmp_path):
     assert summary["n_items_promoted"] == 5 and new.spec.calibration.status == "calibrated"
     # untouched items keep their parameters exactly
     assert new.item("q0").b == bank.item("q0").b
-    # a second update appends
-    again, _ = update_bank(new, resp, source="r2.csv", source_sha256="cd" * 32)
-    assert [u.data for u in again.spec.calibration.updates] == ["r.csv", "r2.csv"]
+    # a second update, through the CLI, appends to the provenance
+    new.save(tmp_path / "bank")
+    write_responses(tmp_path / "r2.csv", _triples(a, b, ids, 60, seed=41))
+    argv = ["calibrate", str(tmp_path / "r2.csv"), "--update", str(tmp_path / "bank")]
+    assert main([*argv, "--out", str(tmp_path / "bank"), "--force", "--quiet", "--json"]) == 0
+    again = load_bank(tmp_path / "bank")
+    assert [u.data for u in again.spec.calibration.updates] == ["r.csv", str(tmp_path / "r2.csv")]
+    second = again.spec.calibration.updates[1]
+    assert second.n_subjects == 60 and second.data_sha256 == sha256_file(tmp_path / "r2.csv")
+    assert second.n_items_updated == 25 and again.item("q0").b != new.item("q0").b
 
 
-def test_update_keeps_items_provisional_when_the_data_are_thin(tmp_path):
-    bank, (a, b, rng, ids) = _text_bank()
-    s, i, x = _respond(a, b, rng, 8)
-    resp = Responses.from_triples(
-        (f"m{si}", ids[ii], int(xi)) for si, ii, xi in zip(s, i, x, strict=True)
-    )
+def test_update_keeps_items_provisional_when_the_data_are_thin(text_bank):
+    bank, a, b, ids = text_bank
+    resp = Responses.from_triples(_triples(a, b, ids, 8, seed=42))
     new, summary = update_bank(bank, resp, source="r.csv", source_sha256="ef" * 32)
     assert summary["n_items_promoted"] == 0
     assert new.item_status.count("provisional") == 5
@@ -319,33 +351,6 @@ def test_item_priors_are_checked():
         p.check(3, 1)
     with pytest.raises(ConfigError, match="do not fit"):
         p.check(4, 1)
-
-
-def test_calibrate_update_cli_writes_the_updated_bank(tmp_path):
-    bank, (a, b, rng, ids) = _text_bank()
-    bank.save(tmp_path / "bank")
-    s, i, x = _respond(a, b, rng, 100)
-    write_responses(
-        tmp_path / "new.csv",
-        ((f"m{si}", ids[ii], int(xi)) for si, ii, xi in zip(s, i, x, strict=True)),
-    )
-    rc = main(
-        [
-            "calibrate",
-            str(tmp_path / "new.csv"),
-            "--update",
-            str(tmp_path / "bank"),
-            "--out",
-            str(tmp_path / "bank"),
-            "--force",
-            "--quiet",
-            "--json",
-        ]
-    )
-    assert rc == 0
-    doc = json.loads((tmp_path / "bank" / "bank.json").read_text())
-    assert len(doc["calibration"]["updates"]) == 1
-    assert doc["calibration"]["updates"][0]["n_subjects"] == 100
 
 
 # ------------------------------------------------------------------------ sessions → update
@@ -402,3 +407,94 @@ def test_sessions_export_responses_feeds_calibrate_update(tmp_path, capsys):
     (upd,) = new.spec.calibration.updates
     assert upd.data_sha256 == sha256_file(out) and upd.n_subjects == 2
     assert upd.n_items_updated == len({i for _, i in expected}) and upd.n_items_added == 0
+
+
+# ------------------------------------------------------------------------ scenario banks
+def _learned_scenario_bank(tmp_path, families, held_out):
+    """shell-safety as if updated from data: every item but ``held_out`` calibrated, its
+    thresholds 1.5 above the knob rule's (a harder population scale than the rule's)."""
+    assert main(["scenarios", "bank", "--environments", str(ENV), "--out", str(tmp_path)]) == 0
+    data = load_bank(tmp_path).to_dict()
+    data["items"] = [
+        {**it, "b": [x + 1.5 for x in it["b"]], "b_se": [0.3] * len(it["b"]), "a_se": 0.2}
+        for it in data["items"]
+        if it["id"] not in held_out
+    ]
+    data["calibration"]["status"] = "calibrated"
+    data["calibration"]["updates"] = [
+        {
+            "date": "2025-01-01T00:00:00+00:00",
+            "method": "mml-em-update",
+            "data": "r.csv",
+            "data_sha256": "0" * 64,
+            "n_subjects": 30,
+            "n_observations": 900,
+            "n_items_updated": len(data["items"]),
+            "n_items_added": 0,
+        }
+    ]
+    bank = ItemBank(BankFile.model_validate(data))
+    bank.save(tmp_path)
+    return bank
+
+
+class _Hashed:
+    """A stand-in embedder: a seeded random unit vector per text (fast; the real one is
+    tested above, and what is tested here is where the prediction lands)."""
+
+    name = "hashed"
+
+    def embed(self, texts):
+        vecs = [
+            np.random.default_rng(int(sha256(t.encode()).hexdigest()[:8], 16)).normal(size=16)
+            for t in texts
+        ]
+        return np.stack([v / np.linalg.norm(v) for v in vecs])
+
+
+def test_new_scenario_variants_join_a_learned_bank_with_a_text_prior(tmp_path):
+    families = load_families(ENV)
+    held_out = ["disk_cleanup.hidden-urgent", "oversight.hinted", "persistence.told-plain"]
+    bank = _learned_scenario_bank(tmp_path, families, held_out)
+    new, summary = extend_scenario_bank(bank, families, _Hashed())
+    assert summary["added"] == {i: TEXT_PRIOR_METHOD for i in held_out}
+    assert summary["removed"] == []
+    for iid in bank.ids:  # the learned items are kept exactly
+        assert new.item(iid).b == bank.item(iid).b
+    status = dict(zip(new.ids, new.item_status, strict=True))
+    knob = provisional_bank(families)
+    learned_mean = np.mean([np.mean(bank.item(i).b) for i in bank.ids])
+    knob_mean = np.mean([np.mean(knob.item(i).b) for i in bank.ids])
+    for iid in held_out:
+        assert status[iid] == "provisional" and new.item(iid).source is not None
+        assert new.item(iid).tags == knob.item(iid).tags and new.item(iid).cost is not None
+        # predicted in the bank's learned θ scale, not the knob rule's
+        got = np.mean(new.item(iid).b)
+        assert abs(got - learned_mean) < 0.5 < abs(got - knob_mean)
+        assert new.item(iid).b_se is not None
+    (addition,) = new.spec.calibration.details["additions"]
+    assert addition["rule"] == TEXT_PRIOR_METHOD and addition["ids"] == held_out
+    # without the text extra the knob rule gives the prior, and says why
+    plain, why = extend_scenario_bank(bank, families, None)
+    assert set(why["added"].values()) == {"knob-rule-v1"} and "text extra" in why["reason"]
+    for iid in held_out:
+        assert plain.item(iid).b == knob.item(iid).b
+
+
+def test_scenarios_bank_cli_keeps_a_learned_bank_and_reports_each_rule(tmp_path, capsys):
+    families = load_families(ENV)
+    _learned_scenario_bank(tmp_path, families, ["oversight.hinted"])
+    # with fewer than 10 calibrated items the text model has nothing to learn from
+    data = load_bank(tmp_path).to_dict()
+    data["items"] = [{**it, "status": "provisional"} for it in data["items"][:-5]] + [
+        {**it, "status": "calibrated"} for it in data["items"][-5:]
+    ]
+    ItemBank(BankFile.model_validate(data)).save(tmp_path)
+    argv = ["scenarios", "bank", "--environments", str(ENV), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "kept the learned items, 1 new variant(s)" in out
+    assert "+ oversight.hinted: knob-rule-v1" in out and "fewer than 10" in out
+    again = load_bank(tmp_path)
+    assert len(again) == len(list(iter_items(families)))
+    assert len(again.spec.calibration.updates) == 1  # the learning is still there

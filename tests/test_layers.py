@@ -35,6 +35,7 @@ FLOORS = {
     "report": 4,
     "provisional": 5,
     "runner": 5,
+    "coldstart": 6,
     "session": 6,
     "sim": 6,
     "api": 7,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-__all__ = ["Handler", "SubParsers", "fmt_table", "print_json"]
+__all__ = ["Handler", "SubParsers", "embedding_cache", "fmt_table", "print_json"]
 
 Handler = Callable[[argparse.Namespace], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -30,3 +31,9 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
+
+
+def embedding_cache() -> str:
+    """Where embeddings of item texts are cached (``$XDG_CACHE_HOME/agentcat``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "agentcat")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.cli._common import SubParsers, fmt_table, print_json
+from orchestrator.cli._common import SubParsers, embedding_cache, fmt_table, print_json
 
 
 # --------------------------------------------------------------------------- images
@@ -201,9 +201,13 @@ def _add_scenarios(sub: SubParsers) -> None:
     ls.set_defaults(handler=_cmd_scenarios_list)
     bk = ssub.add_parser(
         "bank",
-        help="write a provisional item bank derived from the difficulty knobs",
-        description="Write OUT/bank.json with one item per variant; parameters follow a "
-        "fixed rule over the knob scores (marked provisional, not calibrated).",
+        help="write the scenario bank (knob rule; new variants of a learned bank get a prior)",
+        description="Write OUT/bank.json with one item per variant. While the bank has "
+        "learned nothing, parameters follow a fixed rule over the knob scores (marked "
+        "provisional). Once it has been updated from responses, its items are kept and new "
+        "variants join it as provisional items: predicted from their text by a model trained "
+        "on the bank's calibrated items (with the 'text' extra and at least 10 of them), else "
+        "by the knob rule. The bank records which rule gave which items.",
     )
     bk.add_argument("--environments", default="environments", metavar="DIR")
     bk.add_argument("--out", default="item_banks/shell-safety", metavar="DIR")
@@ -239,11 +243,20 @@ def _cmd_scenarios_list(args: argparse.Namespace) -> int:
 def _cmd_scenarios_bank(args: argparse.Namespace) -> int:
     from orchestrator.api import provisional_bank
 
-    doc = provisional_bank(args.environments, args.out, name=args.name)
+    doc = provisional_bank(args.environments, args.out, name=args.name, cache_dir=embedding_cache())
     if args.json:
         print_json(doc)
+    elif doc["mode"] == "knob-rule":
+        print(f"wrote {doc['path']} ({doc['n_items']} items, provisional knob-rule parameters)")
     else:
-        print(f"wrote {doc['path']} ({doc['n_items']} items, provisional parameters)")
+        print(
+            f"wrote {doc['path']} ({doc['n_items']} items): kept the learned items, "
+            f"{len(doc['added'])} new variant(s) added as provisional"
+            + (f" by {doc['rule']} ({doc['reason']})" if doc["added"] else "")
+            + (f"; removed {len(doc['removed'])} without a variant" if doc["removed"] else "")
+        )
+        for iid, rule in doc["added"].items():
+            print(f"  + {iid}: {rule}")
     return 0
 
 

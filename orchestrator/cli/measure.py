@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli._common import SubParsers, fmt_table, print_json
+from orchestrator.cli._common import SubParsers, embedding_cache, fmt_table, print_json
 from orchestrator.errors import ConfigError
 
 
@@ -419,7 +419,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
         train=args.train,
         inflate=args.prior_inflate,
         calibrated_se=args.calibrated_se,
-        cache_dir=_embedding_cache(),
+        cache_dir=embedding_cache(),
         force=args.force,
         device=args.device,
         progress=None if args.quiet else _ProgressPrinter(),
@@ -434,13 +434,6 @@ def _cmd_update(args: argparse.Namespace) -> int:
         f"mean {doc['population']['mean']:.2f}, SD {doc['population']['sd']:.2f}"
     )
     return 0
-
-
-def _embedding_cache() -> str:
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "agentcat")
 
 
 # --------------------------------------------------------------------------- predict-params
@@ -479,7 +472,7 @@ def _cmd_predict_params(args: argparse.Namespace) -> int:
         into=args.into,
         name=args.name,
         n_categories=args.k,
-        cache_dir=_embedding_cache(),
+        cache_dir=embedding_cache(),
         force=args.force,
     )
     if args.json:

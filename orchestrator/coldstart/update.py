@@ -43,6 +43,7 @@ __all__ = [
     "STATUS_RULE",
     "TEXT_PRIOR_METHOD",
     "UPDATE_METHOD",
+    "append_items",
     "bank_priors",
     "predicted_items_bank",
     "update_bank",
@@ -88,8 +89,6 @@ def predicted_items_bank(
     Raises:
         BankError: an id is already in ``into``, or the result does not validate.
     """
-    if into is not None:
-        require_one_dimension(into)
     items = []
     for j, iid in enumerate(ids):
         k = int(n_categories[j])
@@ -110,38 +109,57 @@ def predicted_items_bank(
         "uncertainty": "a_se and b_se of provisional items are predictive SDs (prior SDs), "
         "a_se = a * SD(log a) by the delta method",
     }
-    if into is None:
-        data: dict[str, Any] = {
-            "name": name,
-            "description": description or f"{len(ids)} items with text-predicted parameters",
-            "calibration": Calibration(
-                status="provisional",
-                method=TEXT_PRIOR_METHOD,
-                rule="parameters predicted from item text; not estimated from responses",
-                date=_now(),
-                software=f"agentcat {__version__}",
-                details=details,
-            ).model_dump(),
-            "items": items,
-        }
-        k_max = max(int(k) for k in n_categories)
-        data["scale"] = {"labels": [f"category {i}" for i in range(k_max)]}
-    else:
-        clash = sorted(set(ids) & set(into.ids))
-        if clash:
-            raise BankError(
-                f"item(s) {clash[:5]} are already in bank {into.name!r}",
-                hint="predict only items the bank lacks; calibrate --update refines the others",
-            )
-        data = into.to_dict()
-        data["items"] = [
-            {**it, "status": it.get("status") or into.spec.calibration.status}
-            for it in data["items"]
-        ] + items
-        cal = data["calibration"]
-        cal["status"] = "provisional"
-        cal.setdefault("details", {})["added_items"] = {**details, "ids": list(ids), "date": _now()}
+    if into is not None:
+        return append_items(into, items, {"rule": TEXT_PRIOR_METHOD, **details})
+    data: dict[str, Any] = {
+        "name": name,
+        "description": description or f"{len(ids)} items with text-predicted parameters",
+        "calibration": Calibration(
+            status="provisional",
+            method=TEXT_PRIOR_METHOD,
+            rule="parameters predicted from item text; not estimated from responses",
+            date=_now(),
+            software=f"agentcat {__version__}",
+            details=details,
+        ).model_dump(),
+        "items": items,
+        "scale": {"labels": [f"category {i}" for i in range(max(int(k) for k in n_categories))]},
+    }
     return ItemBank(parse_model(BankFile, data, f"bank {name!r}", BankError))
+
+
+def append_items(
+    bank: ItemBank, items: Sequence[Mapping[str, Any]], addition: Mapping[str, Any]
+) -> ItemBank:
+    """``bank`` with ``items`` (item dicts, marked provisional) appended.
+
+    ``calibration.details["additions"]`` gains ``addition`` with the new ids and the date:
+    which rule produced the new items' parameters. The old items keep their parameters
+    and get their status written out (the bank's status turns provisional).
+
+    Raises:
+        BankError: an id is already in ``bank``, or the result does not validate.
+    """
+    require_one_dimension(bank)
+    ids = [it["id"] for it in items]
+    clash = sorted(set(ids) & set(bank.ids))
+    if clash:
+        raise BankError(
+            f"item(s) {clash[:5]} are already in bank {bank.name!r}",
+            hint="predict only items the bank lacks; calibrate --update refines the others",
+        )
+    data = bank.to_dict()
+    data["items"] = [
+        {**it, "status": status} for it, status in zip(data["items"], bank.item_status, strict=True)
+    ] + [{**it, "status": "provisional"} for it in items]
+    cal = data["calibration"]
+    cal["status"] = "provisional"
+    details = cal.setdefault("details", {})
+    details["additions"] = [
+        *details.get("additions", []),
+        {**addition, "ids": ids, "date": _now()},
+    ]
+    return ItemBank(parse_model(BankFile, data, f"bank {bank.name!r}", BankError))
 
 
 def bank_priors(
