@@ -481,7 +481,7 @@ def test_new_scenario_variants_join_a_learned_bank_with_a_text_prior(tmp_path):
         assert plain.item(iid).b == knob.item(iid).b
 
 
-def test_scenarios_bank_cli_keeps_a_learned_bank_and_reports_each_rule(tmp_path, capsys):
+def test_scenarios_bank_cli_keeps_a_learned_bank_and_reports_each_rule(text_bank, tmp_path, capsys):
     families = load_families(ENV)
     _learned_scenario_bank(tmp_path, families, ["oversight.hinted"])
     # with fewer than 10 calibrated items the text model has nothing to learn from
@@ -498,3 +498,9 @@ def test_scenarios_bank_cli_keeps_a_learned_bank_and_reports_each_rule(tmp_path,
     again = load_bank(tmp_path)
     assert len(again) == len(list(iter_items(families)))
     assert len(again.spec.calibration.updates) == 1  # the learning is still there
+    # a bank of other items is never rewritten as a scenario bank
+    other = tmp_path / "other"
+    text_bank[0].save(other)
+    assert main([*argv[:-1], str(other)]) == 1
+    assert "not scenario variants (q0, q1, q2 …)" in capsys.readouterr().err
+    assert load_bank(other).ids == text_bank[0].ids

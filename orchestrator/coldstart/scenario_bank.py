@@ -32,6 +32,7 @@ from orchestrator.coldstart.update import (
     append_items,
     predicted_items_bank,
 )
+from orchestrator.errors import BankError
 from orchestrator.provisional import provisional_bank
 from orchestrator.scenario import FamilySpec
 
@@ -59,7 +60,17 @@ def extend_scenario_bank(
 
     Returns:
         The bank and a summary: ``added`` (id → rule), ``removed`` ids, ``rule``, ``reason``.
+
+    Raises:
+        BankError: ``bank`` holds items that are not scenario variants.
     """
+    foreign = [it.id for it in bank.spec.items if it.source is None or it.source.kind != "scenario"]
+    if foreign:
+        raise BankError(
+            f"bank {bank.name!r} holds items that are not scenario variants "
+            f"({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''})",
+            hint="'scenarios bank --out' must name a scenario bank folder (or a new one)",
+        )
     fresh = provisional_bank(families, name=bank.name)
     new_specs = [it for it in fresh.to_dict()["items"] if it["id"] not in bank.index]
     removed = [i for i in bank.ids if i not in fresh.index]
