@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow test-all lint bench real-banks clean
+.PHONY: install demo test test-slow test-stress test-all lint bench real-banks clean
 
 # torch is pinned first: an unpinned torch makes pip fetch a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -25,7 +25,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m "slow" -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(BIN)/python -m pytest -m "slow and not stress" -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+test-stress: $(STAMP)
+	$(BIN)/python -m pytest -m "stress" -q
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q

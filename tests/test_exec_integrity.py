@@ -140,6 +140,7 @@ def test_exec_outputs_are_not_lost_under_load(docker_engine: None, tmp_path: Pat
 
 @pytest.mark.docker
 @pytest.mark.slow
+@pytest.mark.stress
 def test_twenty_thousand_execs_under_load_lose_nothing(docker_engine: None, tmp_path: Path) -> None:
     doc = _bench(tmp_path, execs=20_000, burners=2)
     assert (doc["lost"], doc["wrong"], doc["faults"]) == (0, 0, 0), doc["examples"]
