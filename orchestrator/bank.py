@@ -94,6 +94,17 @@ class Prior(_Strict):
             ValueError: a list has the wrong length or ``correlation`` is not a
                 valid D × D correlation matrix.
         """
+        mean, sd, corr = self.parts(n_dims)
+        return mean, corr * np.outer(sd, sd)
+
+    def parts(
+        self, n_dims: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """The prior's mean ``(D,)``, SDs ``(D,)`` and correlation ``(D, D)`` (validated).
+
+        Raises:
+            ValueError: as :meth:`moments`.
+        """
         mean = _per_dimension(self.mean, n_dims, "prior mean")
         sd = _per_dimension(self.sd, n_dims, "prior sd")
         corr = np.eye(n_dims) if self.correlation is None else np.array(self.correlation)
@@ -106,7 +117,7 @@ class Prior(_Strict):
             raise ValueError("prior correlation must be symmetric with a unit diagonal")
         if np.linalg.eigvalsh(corr).min() <= 1e-10:
             raise ValueError("prior correlation must be positive definite")
-        return mean, corr * np.outer(sd, sd)
+        return mean, sd, corr
 
 
 def _per_dimension(v: float | list[float], n_dims: int, what: str) -> NDArray[np.float64]:
@@ -405,6 +416,19 @@ class ItemBank:
         if self.n_dims == 1:
             return GradedResponseModel.from_difficulty(self.a, self.b)
         return GradedResponseModel(self.slopes, -(self.a[:, None] * self.b))
+
+    def prior_parameters(self) -> dict[str, Any]:
+        """The θ prior as keyword arguments of the grid posterior and ``estimate_theta``.
+
+        ``prior_mean``/``prior_sd`` as the bank gives them for D = 1 (numbers:
+        journals and estimates keep their bits), per-dimension arrays plus
+        ``prior_correlation`` for D > 1.
+        """
+        prior = self.spec.prior
+        if self.n_dims == 1:
+            return {"prior_mean": prior.mean, "prior_sd": prior.sd}
+        mean, sd, corr = prior.parts(self.n_dims)
+        return {"prior_mean": mean, "prior_sd": sd, "prior_correlation": corr}
 
     # -- construction -----------------------------------------------------
     @classmethod

@@ -20,9 +20,9 @@ def test_bank_information_is_the_models_for_all_items_or_a_subset() -> None:
     bank = tagged_bank(90, seed=1)  # K in {2, 3, 4}: padded thresholds
     theta = np.linspace(-6, 6, 121)
     ref = item_information(theta, bank.a, bank.b)
-    np.testing.assert_array_equal(PreparedBank.of(bank).information(theta), ref)
+    np.testing.assert_array_equal(PreparedBank.of(bank).information(theta[:, None]), ref)
     items = np.array([3, 17, 40])
-    subset = PreparedBank.of(bank).information(np.tile(theta, (2, 1)), items)
+    subset = PreparedBank.of(bank).information(np.tile(theta, (2, 1))[..., None], items)
     np.testing.assert_array_equal(subset, np.stack([ref[:, items]] * 2))
 
 
@@ -32,7 +32,7 @@ def test_max_info_picks_the_argmax_of_item_information_at_the_eap(seed: int) -> 
     ctl = CatController(bank, rng=seed)
     x = true_scores(bank, 0.9, seed=seed)
     for _ in range(8):
-        info = item_information(np.array(ctl.theta), bank.a, bank.b)
+        info = item_information(ctl.theta[0], bank.a, bank.b)
         info[[bank.index[i] for i in ctl.administered]] = -np.inf
         assert ctl.next_items(1) == [bank.ids[int(np.argmax(info))]]
         run(ctl, x, 1)

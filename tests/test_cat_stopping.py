@@ -19,11 +19,11 @@ def test_se_stop_fires_exactly_when_se_reaches_target_and_not_before_min_items()
     saw_se_below_before_min = False
     while True:
         decision = ctl.should_stop()
-        expected = ctl.se <= 0.35 and ctl.n_items >= 8
-        saw_se_below_before_min |= ctl.se <= 0.35 and ctl.n_items < 8
+        expected = ctl.se[0] <= 0.35 and ctl.n_items >= 8
+        saw_se_below_before_min |= ctl.se[0] <= 0.35 and ctl.n_items < 8
         assert decision.stop == expected, (ctl.n_items, ctl.se)
         if decision.stop:
-            assert decision.reason == f"SE {ctl.se:.3f} ≤ target 0.35"
+            assert decision.reason == f"SE {ctl.se[0]:.3f} ≤ target 0.35"
             break
         run(ctl, x, 1)
     assert saw_se_below_before_min  # min_items really held the rule back
@@ -110,6 +110,8 @@ def test_any_of_stores_full_child_specs() -> None:
         "rule": "se",
         "args": {
             "se": 0.3,
+            "dimension": None,
+            "weights": None,
             "min_items": 1,
             "max_items": None,
             "max_seconds": None,

@@ -73,7 +73,7 @@ def test_map_is_the_mode() -> None:
         post.update(i, x)
     mode = post.map()
     eps = 1e-4
-    f = lambda t: float(post.loglik_at(np.array([t]))[0] - 0.5 * t * t)  # noqa: E731
+    f = lambda t: float(post.loglik_at(np.array([t])) - 0.5 * t * t)  # noqa: E731
     assert f(mode) >= f(mode - eps) and f(mode) >= f(mode + eps)
 
 
@@ -94,7 +94,8 @@ def test_one_subject_posterior_is_bitwise_a_row_of_the_many_subject_posterior() 
         for s in rows:
             ones[s].update(int(order[s, t]), int(x[s, t]))
     for s, one in enumerate(ones):
-        assert one.eap == many.eap[s] and one.sd == many.sd[s]
+        np.testing.assert_array_equal(one.eap, many.eap[s])
+        np.testing.assert_array_equal(one.sd, many.sd[s])
         np.testing.assert_array_equal(one.points, many.points[s])
         np.testing.assert_array_equal(one.weights, many.weights(np.array([s]))[0])
         np.testing.assert_array_equal(one.batch.admin_info[0], many.admin_info[s])

@@ -51,10 +51,10 @@ def test_batched_replay_equals_one_controller_per_subject(spec) -> None:
             item = ctl.next_items(1)[0]
             ctl.record(item, int(x[s, bank.index[item]]))
             assert bank.index[item] == res.items[s, t]
-            assert ctl.theta == pytest.approx(res.theta[t + 1, s], abs=1e-12)
-            assert ctl.se == pytest.approx(res.se[t + 1, s], abs=1e-12)
+            assert ctl.theta[0] == pytest.approx(res.theta[t + 1, s, 0], abs=1e-12)
+            assert ctl.se[0] == pytest.approx(res.se[t + 1, s, 0], abs=1e-12)
         assert np.all(res.items[s, n:] == -1)
-        assert res.theta[-1, s] == res.theta[n, s]  # carried forward after the last item
+        assert res.theta[-1, s, 0] == res.theta[n, s, 0]  # carried forward after the last item
 
 
 def test_cat_beats_random_against_the_true_theta_on_a_known_bank() -> None:
@@ -65,7 +65,7 @@ def test_cat_beats_random_against_the_true_theta_on_a_known_bank() -> None:
     cat, rnd = res.strategies
 
     def rmse(r, t):
-        return float(np.sqrt(np.mean((r.theta[t] - theta) ** 2)))
+        return float(np.sqrt(np.mean((r.theta[t, :, 0] - theta) ** 2)))
 
     # RMSE to the true θ, measured: cat 0.456 / 0.364 / 0.272 at 5 / 10 / 20 items,
     # random 0.674 / 0.522 / 0.379 (cat 28-32 % lower).
@@ -84,10 +84,10 @@ def test_items_to_se_and_full_data_reference() -> None:
     res = replay(bank, aligned, {"cat": make_selection("max_info")}, se_target=0.4)
     cat = res.strategies[0]
     for s in range(30):
-        below = np.flatnonzero(cat.se[:, s] <= 0.4)
+        below = np.flatnonzero(cat.se[:, s, 0] <= 0.4)
         assert cat.items_to_se[s] == (below[0] if below.size else -1)
     # every item used: the replay's estimate is the full-data EAP (up to quadrature)
-    np.testing.assert_allclose(cat.theta[-1], res.theta_full, atol=2e-3)
+    np.testing.assert_allclose(cat.theta[-1], res.theta_full, atol=2e-3)  # (S, 1) both
     steps = res.steps(cat)
     longest = int(seen.sum(1).max())
     assert [r["n_active"] for r in steps] == [

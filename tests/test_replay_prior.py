@@ -34,7 +34,8 @@ def test_per_subject_prior_equals_a_controller_with_that_prior(spec: str) -> Non
     plain = replay(bank, aligned, {"s": make_selection(spec)}, max_items=10, seed=2)
     traj = res.strategies[0]
     # before any item: the prior itself (up to the grid's quadrature and its ±6 ends)
-    assert np.allclose(traj.theta[0], means, atol=1e-3) and np.allclose(traj.se[0], sds, rtol=0.02)
+    assert np.allclose(traj.theta[0, :, 0], means, atol=1e-3)
+    assert np.allclose(traj.se[0, :, 0], sds, rtol=0.02)
     # the full-data reference keeps the bank's prior
     assert np.array_equal(res.theta_full, plain.theta_full)
     for s in range(n):
@@ -45,8 +46,8 @@ def test_per_subject_prior_equals_a_controller_with_that_prior(spec: str) -> Non
             item = ctl.next_items(1)[0]
             ctl.record(item, int(x[s, bank.index[item]]))
             assert bank.index[item] == traj.items[s, t]
-            assert ctl.theta == pytest.approx(traj.theta[t + 1, s], abs=1e-12)
-            assert ctl.se == pytest.approx(traj.se[t + 1, s], abs=1e-12)
+            assert ctl.theta[0] == pytest.approx(traj.theta[t + 1, s, 0], abs=1e-12)
+            assert ctl.se[0] == pytest.approx(traj.se[t + 1, s, 0], abs=1e-12)
 
 
 def test_prior_of_the_wrong_length_is_refused() -> None:

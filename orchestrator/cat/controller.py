@@ -29,7 +29,7 @@ from orchestrator.errors import (
     SessionError,
     did_you_mean,
 )
-from orchestrator.irt.posterior import DEFAULT_GRID, GridSpec, Posterior
+from orchestrator.irt.posterior import GridSpec, Posterior
 
 __all__ = ["CONTROLLER_SCHEMA_VERSION", "CatController"]
 
@@ -47,7 +47,11 @@ class CatController:
         stopping: Stopping rule, likewise; default ``se`` (SE ≤ 0.3).
         rng: Seed or Generator for randomised rules; the same seed gives the
             same test for the same responses.
-        grid: Quadrature grid of the posterior.
+        grid: Quadrature grid of each axis of the posterior (default: by the
+            bank's number of dimensions, :func:`~orchestrator.irt.default_grid`).
+
+    θ has the bank's D dimensions: :attr:`theta` and :attr:`se` are vectors
+    (of length 1 for a one-dimensional bank).
 
     Raises:
         ConfigError: a rule is unknown, has bad arguments, or does not fit the bank.
@@ -60,16 +64,16 @@ class CatController:
         stopping: str | Mapping[str, Any] | StoppingRule | None = None,
         rng: RandomLike = None,
         *,
-        grid: GridSpec = DEFAULT_GRID,
+        grid: GridSpec | None = None,
     ) -> None:
         self.bank = bank
         self._prepared = PreparedBank.of(bank)
         self.selection = make_selection(selection)
         self.selection.check_bank(self._prepared)
         self.stopping = make_stopping(stopping)
+        self.stopping.check_bank(self._prepared)
         self._rng = as_generator(rng)
-        prior = bank.spec.prior
-        self._posterior = self._new_posterior(prior_mean=prior.mean, prior_sd=prior.sd, grid=grid)
+        self._posterior = self._new_posterior(**bank.prior_parameters(), grid=grid)
         self._eligible = np.ones(len(bank), dtype=bool)
         self._administered: list[int] = []
         self._step_of: dict[int, int] = {}
@@ -82,14 +86,37 @@ class CatController:
 
     # -- reading -------------------------------------------------------------
     @property
-    def theta(self) -> float:
-        """Current ability estimate (posterior mean, EAP)."""
+    def dimensions(self) -> list[str]:
+        """Names of θ's dimensions (from the bank)."""
+        return list(self.bank.dimensions)
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Current ability estimate (posterior mean, EAP), one entry per dimension."""
         return self._posterior.eap
 
     @property
-    def se(self) -> float:
-        """Posterior SD of θ, reported as its standard error."""
+    def se(self) -> np.ndarray:
+        """Posterior SD of each dimension of θ, reported as its standard error."""
         return self._posterior.sd
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Posterior covariance of θ, ``(D, D)``."""
+        return self._posterior.cov
+
+    def estimate(self) -> dict[str, Any]:
+        """θ, SE and posterior correlation per dimension, JSON-ready (named by the bank)."""
+        cov = self.covariance
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = cov / np.outer(sd, sd)
+        return {
+            "dimensions": self.dimensions,
+            "theta": self.theta.tolist(),
+            "se": self.se.tolist(),
+            "correlation": np.nan_to_num(corr).tolist(),
+        }
 
     @property
     def posterior(self) -> Posterior:
@@ -175,6 +202,7 @@ class CatController:
             shared = state
             state = replace(state, eligible=eligible)
             state._info_theta, state._weights = shared._info_theta, shared._weights
+            state._weight_theta = shared._weight_theta
         picks = self.selection.select(state, k, self._rng, batch=batch)
         if not picks:
             raise NoItemsAvailableError(
@@ -266,8 +294,13 @@ class CatController:
 
     # -- persistence -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready state; :meth:`from_dict` restores an identical controller."""
-        return {
+        """JSON-ready state; :meth:`from_dict` restores an identical controller.
+
+        ``theta`` and ``se`` are the first dimension's (the only one for a
+        one-dimensional bank); with several dimensions ``estimate`` holds all
+        of them (:meth:`estimate`).
+        """
+        doc = {
             "schema_version": CONTROLLER_SCHEMA_VERSION,
             "bank": {
                 "name": self.bank.name,
@@ -282,24 +315,41 @@ class CatController:
             "costs": [dict(c) for c in self._costs],
             "unavailable": self.unavailable,
             "rng": _jsonable_state(self._rng.bit_generator.state),
-            "theta": self.theta,
-            "se": self.se,
+            "theta": float(self.theta[0]),
+            "se": float(self.se[0]),
         }
+        if self.bank.n_dims > 1:
+            doc["estimate"] = self.estimate()
+        return doc
 
     def _posterior_dict(self) -> dict[str, Any]:
-        """The posterior's settings and responses (item parameters as the bank stores them)."""
-        post, a, b = self._posterior.batch, self.bank.a, self.bank.b
-        grid = post.grid
-        return {
-            "prior_mean": post.prior_mean,
-            "prior_sd": post.prior_sd,
-            "grid": {"lo": grid.lo, "hi": grid.hi, "n": grid.n},
+        """The posterior's settings and responses (item parameters as the bank stores them).
+
+        One-dimensional: numbers and one grid, as journals have always held them;
+        D > 1: lists per dimension, the prior correlation and slope vectors.
+        """
+        post, b = self._posterior.batch, self.bank.b
+        one = self.bank.n_dims == 1
+        grids = [{"lo": g.lo, "hi": g.hi, "n": g.n} for g in post.grids]
+        slopes = self.bank.a if one else self.bank.slopes
+        corr = post.prior_correlation
+        doc: dict[str, Any] = {
+            "prior_mean": float(post.prior_mean[0, 0]) if one else post.prior_mean[0].tolist(),
+            "prior_sd": float(post.prior_sd[0, 0]) if one else post.prior_sd[0].tolist(),
+            "grid": grids[0] if one else grids,
             "regrid_ratio": post.regrid_ratio,
             "responses": [
-                {"a": float(a[i]), "b": b[i][np.isfinite(b[i])].tolist(), "score": x}
+                {
+                    "a": float(slopes[i]) if one else slopes[i].tolist(),
+                    "b": b[i][np.isfinite(b[i])].tolist(),
+                    "score": x,
+                }
                 for i, x in zip(self._administered, self._scores, strict=True)
             ],
         }
+        if not one:
+            doc["prior_correlation"] = None if corr is None else corr.tolist()
+        return doc
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], bank: ItemBank) -> CatController:
@@ -329,10 +379,13 @@ class CatController:
             # the fingerprint matched, so the bank's parameters are those the saved
             # posterior saw: it is rebuilt by replaying the administered items
             saved_post = data["posterior"]
+            grid = saved_post["grid"]
+            one = bank.n_dims == 1
             ctl._posterior = ctl._new_posterior(
-                prior_mean=float(saved_post["prior_mean"]),
-                prior_sd=float(saved_post["prior_sd"]),
-                grid=GridSpec(**saved_post["grid"]),
+                prior_mean=float(saved_post["prior_mean"]) if one else saved_post["prior_mean"],
+                prior_sd=float(saved_post["prior_sd"]) if one else saved_post["prior_sd"],
+                prior_correlation=None if one else saved_post["prior_correlation"],
+                grid=GridSpec(**grid) if one else [GridSpec(**g) for g in grid],
                 regrid_ratio=float(saved_post["regrid_ratio"]),
             )
             if len(saved_post["responses"]) != len(data["administered"]):

@@ -13,11 +13,20 @@ options every rule shares, applied in this order:
    draws uniformly among the best n (exposure control).
 
 Registered criteria: ``max_info`` (default; Fisher information at the EAP),
-``variance_reduction`` (posterior-averaged variance reduction) and
-``random``. ``select(state, k)`` fills a batch of k items for parallel runs
+``variance_reduction`` (posterior-averaged variance reduction), ``random``,
+and for θ of any dimension D: ``d_optimality`` (the gain in the determinant
+of the posterior information), ``a_optimality`` (the drop in the posterior
+variance of all dimensions, one target dimension or a weighted composite)
+and ``kl`` (posterior-weighted Kullback–Leibler information).
+``select(state, k)`` fills a batch of k items for parallel runs
 greedily, conditioning each pick on the items already in the batch (see
 :class:`VarianceReduction`), so a batch is informative together rather
 than k near-copies of one choice.
+
+With D > 1, ``max_info`` is D-optimality (the determinant measures a matrix of
+information; for D = 1 the two choose the same items), and
+``variance_reduction`` is refused (its grid integral is one-dimensional; use
+``a_optimality`` or ``kl``).
 
 Every rule works on a :class:`~orchestrator.cat.state.CatState` with S ≥ 1
 subjects: the live controller passes S = 1, the replay simulation S = all
@@ -41,6 +50,9 @@ from orchestrator.cat.state import _BLOCK, CatState, PreparedBank
 from orchestrator.errors import ConfigError, did_you_mean
 
 __all__ = [
+    "AOptimality",
+    "DOptimality",
+    "KLSelection",
     "MaxInfo",
     "RandomSelection",
     "SelectionRule",
@@ -91,6 +103,8 @@ class SelectionRule(Recorded, ABC):
     needs_grid_information: ClassVar[bool] = False
     """Reads the administered items' information on the posterior grid even for k = 1
     (the replay then keeps it up to date; live it is derived when asked)."""
+    max_dims: ClassVar[int] = 3
+    """Largest dimension of θ the criterion is defined for."""
 
     def __init__(
         self,
@@ -113,8 +127,16 @@ class SelectionRule(Recorded, ABC):
         """Reject options that do not fit ``bank`` (a content tag no item carries …).
 
         Raises:
-            ConfigError: naming the tag or value and the bank's actual values.
+            ConfigError: naming the tag or value and the bank's actual values,
+                or a bank with more dimensions than the rule handles.
         """
+        if bank.n_dims > self.max_dims:
+            raise ConfigError(
+                f"selection rule {self.name!r} is defined for one-dimensional θ; bank "
+                f"{bank.bank.name!r} has {bank.n_dims} dimensions "
+                f"({', '.join(bank.bank.dimensions)})",
+                hint="use d_optimality (= max_info), a_optimality or kl",
+            )
         if self.content is None:
             return
         tag = self.content["tag"]
@@ -321,7 +343,7 @@ def _variance_reduction(
     keep = (w > 1e-9 * w.max(axis=1, keepdims=True)).any(axis=0)
     points = state.points[:, keep]
     w = w[:, keep]
-    j_prec = 1.0 / state.prior_sd**2 + state.administered_information()[:, keep]
+    j_prec = state.prior_precision[:, 0] + state.administered_information()[:, keep]
     for s in range(s_count):
         picked = batch[s][batch[s] >= 0]
         if picked.size:
@@ -365,6 +387,8 @@ class MaxInfo(SelectionRule):
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
     ) -> FloatArray:
+        if state.bank.n_dims > 1:
+            return _d_optimality(state, batch)
         if batch.shape[1] == 0:
             return state.information_at_theta()
         return _variance_reduction(state, mask, batch, cache)
@@ -383,15 +407,255 @@ class VarianceReduction(SelectionRule):
     which is what makes greedy picking a sound, cheap approximation of the
     best joint batch. For k = 1 with a concentrated posterior, I_j(θ) is nearly
     constant over the mass and the rule agrees with ``max_info``; early in a
-    test it weighs the whole posterior, not just its mean.
+    test it weighs the whole posterior, not just its mean. One-dimensional θ
+    only (``a_optimality`` is its D-dimensional counterpart at the estimate).
     """
 
     needs_grid_information = True
+    max_dims = 1
 
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
     ) -> FloatArray:
         return _variance_reduction(state, mask, batch, cache)
+
+
+def _information_gain(
+    state: CatState, batch: IntArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """What one more item adds to the posterior information P at θ̂.
+
+    Returns ``c (S, N)``, the items' Fisher weights at θ̂ (item information is
+    c a aᵀ); ``u (S, N, D)`` = P⁻¹ a; and ``q (S, N)`` = aᵀ P⁻¹ a. With them,
+    by the matrix determinant lemma and Sherman–Morrison,
+    det(P + c a aᵀ) = det P · (1 + c q) and
+    (P + c a aᵀ)⁻¹ = P⁻¹ − c u uᵀ / (1 + c q).
+    """
+    p_inv = np.linalg.inv(state.posterior_information(batch if batch.shape[1] else None))
+    slopes = state.bank.model.slopes
+    u = np.matmul(slopes, p_inv)  # (S, N, D); P⁻¹ is symmetric
+    q = (u * slopes).sum(axis=-1)
+    return state.fisher_weight_at_theta(), u, q
+
+
+def _d_optimality(state: CatState, batch: IntArray) -> FloatArray:
+    """log det(P + I_j(θ̂)) − log det P = log(1 + c_j a_jᵀ P⁻¹ a_j), ``(S, N)``."""
+    c, _, q = _information_gain(state, batch)
+    return np.log1p(c * q)
+
+
+@selection_rule("d_optimality")
+class DOptimality(SelectionRule):
+    """Maximum determinant of the posterior information at the estimate (D-optimality).
+
+    P = Σ⁻¹ (prior precision) + Σ administered c_i(θ̂) a_i a_iᵀ; item j scores
+    log det(P + c_j(θ̂) a_j a_jᵀ) − log det P = log(1 + c_j a_jᵀ P⁻¹ a_j): the
+    volume of the posterior's confidence ellipsoid it removes. It prefers
+    items that measure the directions of θ known least. For D = 1 the score is
+    log(1 + I_j / P), increasing in I_j: the same choices as ``max_info``
+    (which is this rule for D > 1). In a batch, items already picked join P.
+    """
+
+    def _criterion(
+        self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
+    ) -> FloatArray:
+        return _d_optimality(state, batch)
+
+
+@selection_rule("a_optimality")
+class AOptimality(SelectionRule):
+    """Largest drop in the posterior variance at the estimate (A-optimality).
+
+    With P as for :class:`DOptimality`, item j removes
+    c_j uᵀ W u / (1 + c_j q) of the variance, u = P⁻¹ a_j, q = a_jᵀ P⁻¹ a_j.
+    By default W = I: the trace of P⁻¹, every dimension's variance. ``dimension``
+    targets one dimension (the others are nuisance: measured only as far as
+    that helps the target); ``weights`` targets the composite wᵀθ (its variance
+    wᵀP⁻¹w). For D = 1 all three rank items by I_j, like ``max_info``.
+
+    Args:
+        dimension: Name (or 0-based index) of the one dimension to measure.
+        weights: One weight per dimension for the composite wᵀθ.
+        randomesque, content, cost: As for every rule.
+
+    Raises:
+        ConfigError: both ``dimension`` and ``weights``, or weights all zero.
+    """
+
+    def __init__(
+        self,
+        *,
+        dimension: str | int | None = None,
+        weights: Sequence[float] | None = None,
+        randomesque: int = 1,
+        content: Mapping[str, Any] | None = None,
+        cost: str | None = None,
+    ) -> None:
+        super().__init__(randomesque=randomesque, content=content, cost=cost)
+        self.dimension, self.weights = _check_target("a_optimality", dimension, weights)
+
+    def check_bank(self, bank: PreparedBank) -> None:
+        super().check_bank(bank)
+        _target_vector(self.name, self.dimension, self.weights, bank.bank.dimensions)
+
+    def _criterion(
+        self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
+    ) -> FloatArray:
+        c, u, q = _information_gain(state, batch)
+        target = _target_vector(self.name, self.dimension, self.weights, state.bank.bank.dimensions)
+        drop = (u * u).sum(axis=-1) if target is None else (u @ target) ** 2
+        return c * drop / (1.0 + c * q)
+
+
+def _check_target(
+    rule: str, dimension: str | int | None, weights: Sequence[float] | None
+) -> tuple[str | int | None, list[float] | None]:
+    """Validate a ``dimension``/``weights`` pair of arguments (rules that target part of θ)."""
+    if dimension is not None and weights is not None:
+        raise ConfigError(
+            f"{rule}: give dimension or weights, not both",
+            hint="dimension targets one dimension; weights a composite of all",
+        )
+    if dimension is not None and (
+        isinstance(dimension, bool) or not isinstance(dimension, (str, int)) or dimension == ""
+    ):
+        raise ConfigError(
+            f"{rule}: dimension must be a dimension's name or index; got {dimension!r}"
+        )
+    if weights is None:
+        return dimension, None
+    if isinstance(weights, (str, Mapping)) or not isinstance(weights, Sequence) or not weights:
+        raise ConfigError(f"{rule}: weights must be a list of numbers, one per dimension")
+    values = []
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise ConfigError(f"{rule}: weights must be finite numbers; got {list(weights)!r}")
+        values.append(float(w))
+    if not any(values):
+        raise ConfigError(f"{rule}: weights must not all be 0; got {values}")
+    return dimension, values
+
+
+def _target_vector(
+    rule: str,
+    dimension: str | int | None,
+    weights: Sequence[float] | None,
+    dimensions: Sequence[str],
+) -> FloatArray | None:
+    """e_d for ``dimension``, w for ``weights``, None for all dimensions; checked against a bank.
+
+    Raises:
+        ConfigError: an unknown dimension or a weight list of the wrong length.
+    """
+    if weights is not None:
+        if len(weights) != len(dimensions):
+            raise ConfigError(
+                f"{rule}: weights has {len(weights)} entries but the bank has "
+                f"{len(dimensions)} dimension(s) ({', '.join(dimensions)})"
+            )
+        return np.asarray(weights, dtype=float)
+    if dimension is None:
+        return None
+    return np.eye(len(dimensions))[dimension_index(rule, dimension, dimensions)]
+
+
+def dimension_index(rule: str, dimension: str | int, dimensions: Sequence[str]) -> int:
+    """The position of ``dimension`` (a name or a 0-based index) among a bank's ``dimensions``.
+
+    Raises:
+        ConfigError: not a dimension of the bank (with a did-you-mean).
+    """
+    if isinstance(dimension, int):
+        if 0 <= dimension < len(dimensions):
+            return dimension
+        raise ConfigError(
+            f"{rule}: dimension index {dimension} is out of range for {len(dimensions)} "
+            f"dimension(s) ({', '.join(dimensions)})"
+        )
+    if dimension not in dimensions:
+        raise ConfigError(
+            f"{rule}: dimension {dimension!r} is not one of the bank's"
+            f"{did_you_mean(dimension, list(dimensions))}",
+            hint=f"dimensions: {', '.join(dimensions)}",
+        )
+    return list(dimensions).index(dimension)
+
+
+# Gauss–Hermite nodes per axis of the posterior-weighted KL integral
+_KL_NODES = 5
+
+
+def _posterior_nodes(state: CatState) -> tuple[FloatArray, FloatArray]:
+    """Quadrature of the posterior: nodes ``(S, M, D)`` and weights ``(S, M)``, M = 5^D.
+
+    Adaptive Gauss–Hermite: the nodes of N(θ̂, Σ̂) (the grid posterior's mean
+    and covariance), re-weighted by the exact posterior density at each node
+    over the normal one, so the weights are the grid posterior's and a skewed
+    posterior early in a test is still honoured.
+    """
+    z1, w1 = np.polynomial.hermite_e.hermegauss(_KL_NODES)
+    d = state.theta.shape[1]
+    z = np.stack(np.meshgrid(*([z1] * d), indexing="ij"), axis=-1).reshape(-1, d)  # (M, D)
+    log_w = np.log(np.stack(np.meshgrid(*([w1] * d), indexing="ij"), -1).reshape(-1, d)).sum(-1)
+    chol = np.linalg.cholesky(state.cov + 1e-12 * np.eye(d))
+    nodes = state.theta[:, None, :] + np.einsum("sde,me->smd", chol, z)
+    # log posterior (up to a constant) at the nodes: responses + prior
+    items, scores = state.administered, state.scores
+    valid = items >= 0
+    logp = state.bank.model.log_prob_at(
+        nodes[:, :, None, :],
+        np.where(valid, items, 0)[:, None, :],
+        np.where(valid, scores, 0)[:, None, :],
+    )
+    loglik = np.where(valid[:, None, :], logp, 0.0).sum(axis=-1)
+    dev = nodes - state.prior_mean[:, None, :]
+    log_prior = -0.5 * np.einsum("smd,sde,sme->sm", dev, state.prior_precision, dev)
+    log_node = log_w + loglik + log_prior + 0.5 * (z * z).sum(axis=-1)
+    weights = np.exp(log_node - log_node.max(axis=1, keepdims=True))
+    return nodes, weights / weights.sum(axis=1, keepdims=True)
+
+
+def _kl_information(state: CatState, mask: BoolArray) -> FloatArray:
+    """Σ_m w_m Σ_k P_jk(θ̂) log(P_jk(θ̂) / P_jk(θ_m)) per subject and item, ``(S, N)``.
+
+    Only items eligible for some subject are evaluated, in blocks of subjects.
+    """
+    model = state.bank.model
+    cols = np.flatnonzero(state.eligible.any(axis=0))
+    out = np.zeros(mask.shape)
+    if cols.size == 0:
+        return out
+    nodes, weights = _posterior_nodes(state)
+    n_nodes = nodes.shape[1]
+    rows = max(1, _BLOCK // (n_nodes * cols.size * (model.k_max + 1)))
+    for lo in range(0, state.n_subjects, rows):  # blocks of subjects bound the temporaries
+        sl = slice(lo, lo + rows)
+        p_hat = model.category_probs(state.theta[sl], cols)  # (s, n, K)
+        log_hat = np.log(np.maximum(p_hat, 1e-300))
+        expected = np.einsum("sm,smnk->snk", weights[sl], model.log_category_probs(nodes[sl], cols))
+        out[sl, cols] = (p_hat * (log_hat - expected)).sum(axis=-1)
+    return out
+
+
+@selection_rule("kl")
+class KLSelection(SelectionRule):
+    """Posterior-weighted Kullback–Leibler information (Chang & Ying; Veldkamp & van der Linden).
+
+    Item j scores ∫ KL(P_j(· | θ̂) ‖ P_j(· | θ)) p(θ | responses) dθ: how well
+    its answer would tell the estimate apart from the other abilities the
+    posterior still allows. Unlike Fisher information it looks at the whole
+    posterior, not only its centre, which matters early in a test and for
+    D > 1, where the mass may stretch along a direction. The integral runs
+    over 5^D adaptive Gauss–Hermite nodes of the grid posterior. In a batch,
+    picks after the first condition on the batch with ``d_optimality``.
+    """
+
+    def _criterion(
+        self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
+    ) -> FloatArray:
+        if batch.shape[1]:
+            return _d_optimality(state, batch)
+        return _kl_information(state, mask)
 
 
 @selection_rule("random")

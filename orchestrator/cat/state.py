@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import weakref
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,18 +80,24 @@ class PreparedBank:
         return prepared
 
     # -- information -------------------------------------------------------
+    @property
+    def n_dims(self) -> int:
+        """D, the dimension of θ."""
+        return self.model.n_dims
+
     def information(self, theta: FloatArray, items: IntArray | None = None) -> FloatArray:
-        """Fisher information, shape ``theta.shape + (n,)`` for all items or ``items``.
+        """Fisher information at θ points ``(..., D)`` for all items or ``items``.
 
         The model's division-free form (``GradedResponseModel.fisher_weight``):
-        one ``exp`` per threshold, evaluated for every item at every step.
+        one ``exp`` per threshold, evaluated for every item at every step. Shape
+        ``(..., n)`` for D = 1, ``(..., n, D, D)`` otherwise.
         """
-        return self.model.information(np.asarray(theta, dtype=float)[..., None], items)
+        return self.model.information(theta, items)
 
     def information_on_grids(self, points: FloatArray, items: IntArray | None = None) -> FloatArray:
-        """Information at each row's grid points: ``points (S, G)`` → ``(S, G, n)``, blockwise."""
+        """Information on each row's grid ``(S, G, 1)`` → ``(S, G, n)`` (D = 1), blockwise."""
         n = self.n_items if items is None else len(items)
-        s, g = points.shape
+        s, g = points.shape[:2]
         out = np.empty((s, g, n))
         rows = max(1, _BLOCK // max(1, g * n * (self.model.k_max + 1)))
         for lo in range(0, s, rows):  # blocks of subjects bound the temporaries' memory
@@ -145,11 +151,15 @@ class PreparedBank:
 class CatState:
     """The state of S ≥ 1 adaptive tests over one bank, as rules see it.
 
+    θ has D dimensions (D = 1 is the same arrays with a trailing axis of 1).
+
     Attributes:
         bank: The prepared bank.
-        theta: EAP estimate per subject, ``(S,)``.
-        se: Posterior SD per subject, ``(S,)``.
-        points: Each subject's posterior grid, ``(S, G)`` (grids narrow on long tests).
+        theta: EAP estimate per subject, ``(S, D)``.
+        se: Posterior SD per subject and dimension, ``(S, D)``.
+        cov: Posterior covariance per subject, ``(S, D, D)``.
+        points: Each subject's posterior grid as θ points, ``(S, G, D)`` (grids
+            narrow on long tests).
         log_density: Unnormalised log posterior on ``points``, ``(S, G)``.
         eligible: ``(S, N)``; True where an item may be picked (not administered,
             not excluded, not unavailable, and, in replay, answered by the subject).
@@ -157,15 +167,18 @@ class CatState:
         scores: Scores in the same order, ``(S, T)``, padded with −1.
         n_items: Items administered per subject, ``(S,)``.
         spent_seconds, spent_tokens: Cost spent so far, ``(S,)``.
-        prior_sd: SD of the normal prior (its precision enters batch selection):
-            one value, or ``(S, 1)`` when subjects have their own priors (replay).
+        prior_mean: Mean of the normal prior, ``(1, D)`` or ``(S, D)``.
+        prior_precision: Σ⁻¹ of the normal prior (it enters the information
+            that selection weighs): ``(1, D, D)``, or ``(S, D, D)`` when subjects
+            have their own priors (replay).
         admin_info: Optional ``(S, G)`` sum of administered items' information on
-            ``points``; derived from ``administered`` when not given.
+            ``points`` (D = 1); derived from ``administered`` when not given.
     """
 
     bank: PreparedBank
     theta: FloatArray
     se: FloatArray
+    cov: FloatArray
     points: FloatArray
     log_density: FloatArray
     eligible: BoolArray
@@ -174,9 +187,11 @@ class CatState:
     n_items: IntArray
     spent_seconds: FloatArray
     spent_tokens: FloatArray
-    prior_sd: float | FloatArray = 1.0
+    prior_mean: FloatArray
+    prior_precision: FloatArray
     admin_info: FloatArray | None = None
     _info_theta: FloatArray | None = field(default=None, init=False, repr=False)
+    _weight_theta: FloatArray | None = field(default=None, init=False, repr=False)
     _weights: FloatArray | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -198,10 +213,12 @@ class CatState:
         t = int(count.max(initial=0))
         zeros = np.zeros(len(count))
         info = posterior.admin_info
+        precision, mean = posterior.prior_precision, posterior.prior_mean
         return cls(
             bank=bank,
             theta=posterior.eap[rows],
             se=posterior.sd[rows],
+            cov=posterior.cov[rows],
             points=posterior.points[rows],
             log_density=posterior.log_density(rows),
             eligible=eligible,
@@ -210,11 +227,8 @@ class CatState:
             n_items=count,
             spent_seconds=zeros if spent_seconds is None else spent_seconds,
             spent_tokens=zeros if spent_tokens is None else spent_tokens,
-            prior_sd=(
-                posterior.prior_sd[rows][:, None]
-                if isinstance(posterior.prior_sd, np.ndarray)
-                else posterior.prior_sd
-            ),
+            prior_mean=mean if mean.shape[0] == 1 else mean[rows],
+            prior_precision=precision if precision.shape[0] == 1 else precision[rows],
             admin_info=None if info is None else info[rows],
         )
 
@@ -222,19 +236,51 @@ class CatState:
     def n_subjects(self) -> int:
         return int(self.theta.shape[0])
 
+    def fisher_weight_at_theta(self) -> FloatArray:
+        """c_j(θ̂) of every item at each subject's EAP, ``(S, N)`` (computed once).
+
+        Item j's information at θ̂ is c_j(θ̂) a_j a_jᵀ.
+        """
+        if self._weight_theta is None:
+            self._weight_theta = self._per_item(self.bank.model.fisher_weight)
+        return self._weight_theta
+
+    def _per_item(self, f: Any) -> FloatArray:
+        """``f(θ̂)`` → ``(S, N)``, in blocks of subjects when S × N is large (replay)."""
+        s, n = self.eligible.shape
+        rows = max(1, _BLOCK // max(1, n * (self.bank.model.k_max + 1)))
+        if s <= rows:
+            return np.asarray(f(self.theta))
+        out = np.empty((s, n))
+        for lo in range(0, s, rows):  # blocks of rows bound the temporaries
+            out[lo : lo + rows] = f(self.theta[lo : lo + rows])
+        return out
+
     def information_at_theta(self) -> FloatArray:
-        """Every item's information at each subject's EAP, ``(S, N)`` (computed once)."""
+        """Every item's information at each subject's EAP, ``(S, N)`` (computed once).
+
+        The trace of the information matrix c(θ̂) a aᵀ, which is the information
+        itself when D = 1.
+        """
         if self._info_theta is None:
-            s, n = self.eligible.shape
-            rows = max(1, _BLOCK // max(1, n * (self.bank.model.k_max + 1)))
-            if s <= rows:
-                self._info_theta = self.bank.information(self.theta)
-            else:  # replay of many subjects: blocks of rows bound the temporaries
-                out = np.empty((s, n))
-                for lo in range(0, s, rows):
-                    out[lo : lo + rows] = self.bank.information(self.theta[lo : lo + rows])
-                self._info_theta = out
+            self._info_theta = self._per_item(self.bank.model.information_trace)
         return self._info_theta
+
+    def posterior_information(self, batch: IntArray | None = None) -> FloatArray:
+        """Σ⁻¹ + Σ_administered I_j(θ̂) (+ Σ_batch I_j(θ̂)) at each subject's EAP, ``(S, D, D)``.
+
+        The information about θ a test holds once its responses (and the items in
+        ``batch``, ``(S, B)`` padded with −1) are in, evaluated at the current
+        estimate: what D- and A-optimal selection grow.
+        """
+        done = self.administered if batch is None else np.concatenate([self.administered, batch], 1)
+        model = self.bank.model
+        valid = done >= 0
+        items = np.where(valid, done, 0)
+        weight = np.where(valid, model.fisher_weight_at(self.theta[:, None, :], items), 0.0)
+        slopes = model.slopes[items]  # (S, T, D)
+        info = np.einsum("st,std,ste->sde", weight, slopes, slopes)
+        return self.prior_precision + info
 
     def weights(self) -> FloatArray:
         """Normalised posterior mass on ``points``, ``(S, G)``."""
@@ -244,9 +290,9 @@ class CatState:
         return self._weights
 
     def administered_information(self) -> FloatArray:
-        """Test information of the administered items on each subject's grid, ``(S, G)``."""
+        """Test information of the administered items on each subject's grid, ``(S, G)`` (D = 1)."""
         if self.admin_info is None:
-            out = np.zeros_like(self.points)
+            out = np.zeros(self.points.shape[:2])
             for s in np.flatnonzero(self.n_items):  # live: one row; replay supplies admin_info
                 items = self.administered[s, : self.n_items[s]]
                 out[s] = self.bank.information(self.points[s], items).sum(axis=-1)

@@ -23,7 +23,8 @@ from numpy.typing import NDArray
 
 from orchestrator._registry import Recorded, Registry
 from orchestrator._validation import check_scalar
-from orchestrator.cat.state import CatState
+from orchestrator.cat.selection import _check_target, _target_vector
+from orchestrator.cat.state import CatState, PreparedBank
 from orchestrator.errors import ConfigError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 BoolArray = NDArray[np.bool_]
+FloatArray = NDArray[np.float64]
 
 stopping_rules: Registry[StoppingRule] = Registry("stopping rule", group="agentcat.stopping_rules")
 
@@ -114,6 +116,13 @@ class StoppingRule(Recorded, ABC):
         self.max_tokens = _positive(rule, "max_tokens", max_tokens)
 
     # -- public ------------------------------------------------------------
+    def check_bank(self, bank: PreparedBank) -> None:
+        """Reject arguments that do not fit ``bank`` (a dimension it lacks …).
+
+        Raises:
+            ConfigError: naming the argument and the bank's dimensions.
+        """
+
     def check(self, state: CatState) -> StopDecision:
         """Decision for a single test (S = 1)."""
         reason = self.decide(state)[0]
@@ -172,12 +181,24 @@ class StoppingRule(Recorded, ABC):
 
 @stopping_rule("se")
 class SEStop(StoppingRule):
-    """Stop once the posterior SD (the SE) is at most ``se`` (default 0.3)."""
+    """Stop once the posterior SD (the SE) is at most ``se`` (default 0.3).
+
+    For θ with D > 1 dimensions, every dimension's SE must be at most ``se``
+    unless ``dimension`` names the one that counts, or ``weights`` a composite
+    wᵀθ whose SE is √(wᵀ Σ w) (Σ the posterior covariance).
+
+    Args:
+        se: The SE target.
+        dimension: Name (or 0-based index) of the one dimension whose SE counts.
+        weights: One weight per dimension: the SE of the composite wᵀθ counts.
+    """
 
     def __init__(
         self,
         se: float = 0.3,
         *,
+        dimension: str | int | None = None,
+        weights: Sequence[float] | None = None,
         min_items: int = 1,
         max_items: int | None = None,
         max_seconds: float | None = None,
@@ -187,12 +208,28 @@ class SEStop(StoppingRule):
             min_items=min_items, max_items=max_items, max_seconds=max_seconds, max_tokens=max_tokens
         )
         self.se = _positive("se", "se", se, optional=False)
+        self.dimension, self.weights = _check_target("stopping rule 'se'", dimension, weights)
+
+    def check_bank(self, bank: PreparedBank) -> None:
+        _target_vector("stopping rule 'se'", self.dimension, self.weights, bank.bank.dimensions)
+
+    def _watched(self, state: CatState) -> tuple[FloatArray, str]:
+        """The SE that counts ``(S,)`` and its name: the largest, a dimension's, a composite's."""
+        dims = state.bank.bank.dimensions
+        target = _target_vector("stopping rule 'se'", self.dimension, self.weights, dims)
+        if target is None:
+            return state.se.max(axis=1), "SE" if len(dims) == 1 else "largest SE"
+        if self.weights is None:
+            d = int(np.argmax(target))
+            return state.se[:, d], f"SE of {dims[d]}"
+        return np.sqrt(np.einsum("d,sde,e->s", target, state.cov, target)), "composite SE"
 
     def _fires(self, state: CatState) -> BoolArray:
-        return state.se <= self.se  # type: ignore[operator]
+        return self._watched(state)[0] <= self.se  # type: ignore[operator]
 
     def _reason(self, state: CatState, s: int) -> str:
-        return f"SE {state.se[s]:.3f} ≤ target {self.se:g}"
+        se, what = self._watched(state)
+        return f"{what} {se[s]:.3f} ≤ target {self.se:g}"
 
 
 @stopping_rule("max_items")
@@ -237,6 +274,7 @@ class InfoFloorStop(StoppingRule):
 
     Past that point more items cost runs without measurably shrinking the SE
     (an item adding δ to a test information J moves the SE by about δ/(2J^1.5)).
+    For D > 1 an item's information is the trace of its matrix, c(θ̂)‖a‖².
     """
 
     def __init__(
@@ -263,8 +301,8 @@ class InfoFloorStop(StoppingRule):
     def _reason(self, state: CatState, s: int) -> str:
         best = float(self._best(state)[s])
         return (
-            f"no eligible item adds ≥ {self.delta:g} information at θ = {state.theta[s]:.2f} "
-            f"(best {best:.3g})"
+            f"no eligible item adds ≥ {self.delta:g} information at θ = "
+            f"{_format_theta(state.theta[s])} (best {best:.3g})"
         )
 
 
@@ -297,6 +335,10 @@ class AnyOf(StoppingRule):
     def _normalise_args(self, args: dict[str, Any]) -> dict[str, Any]:
         return {**args, "rules": [r.spec() for r in self.rules]}
 
+    def check_bank(self, bank: PreparedBank) -> None:
+        for rule in self.rules:
+            rule.check_bank(bank)
+
     def decide(self, state: CatState) -> list[str | None]:
         reasons = self._limit_reasons(state)
         open_ = np.array([r is None for r in reasons]) & (state.n_items >= self.min_items)
@@ -306,3 +348,10 @@ class AnyOf(StoppingRule):
                     if open_[s] and reasons[s] is None and why is not None:
                         reasons[s] = why
         return reasons
+
+
+def _format_theta(theta: FloatArray) -> str:
+    """θ as a number (D = 1) or a tuple of numbers."""
+    if theta.shape[0] == 1:
+        return f"{theta[0]:.2f}"
+    return "(" + ", ".join(f"{t:.2f}" for t in theta) + ")"

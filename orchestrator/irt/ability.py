@@ -6,9 +6,13 @@ indicator matrix times the dense (item-categories × grid) table of log
 probabilities, it is one sparse matmul: memory grows with observations and
 grid points, never with subjects × items.
 
-The grid here is dense (default 601 points on [−6, 6], spacing 0.02) because
-offline data can hold hundreds of responses per subject, with posterior SDs
-far below the live CAT grid's 0.15 spacing.
+For one dimension the grid is dense and shared (default 601 points on
+[−6, 6], spacing 0.02) because offline data can hold hundreds of responses per
+subject, with posterior SDs far below the live CAT grid's 0.15 spacing. A
+dense shared grid over D > 1 dimensions is unaffordable (601² points), so
+there each subject gets the CAT's own adaptive grid posterior
+(:meth:`~orchestrator.irt.posterior.GridPosterior.observe_all`: the product grid,
+narrowed around each subject's mass until its spacing is below the SDs).
 """
 
 from __future__ import annotations
@@ -17,13 +21,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 
 from orchestrator.irt.model import GradedResponseModel
-from orchestrator.irt.posterior import grid_summaries, make_grid, normal_log_prior
+from orchestrator.irt.posterior import (
+    GridPosterior,
+    GridSpec,
+    grid_summaries,
+    make_grid,
+    normal_log_prior,
+)
 
-__all__ = ["AbilityEstimates", "estimate_abilities", "subject_log_likelihood"]
+__all__ = ["AbilityEstimates", "estimate_abilities", "estimate_theta", "subject_log_likelihood"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -31,12 +41,18 @@ IntArray = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class AbilityEstimates:
-    """θ and SE per subject; ``n_items`` counts each subject's observations."""
+    """θ and SE per subject; ``n_items`` counts each subject's observations.
+
+    From :func:`estimate_abilities` ``theta`` and ``se`` are ``(S,)``; from
+    :func:`estimate_theta` they are ``(S, D)`` and ``cov`` is the posterior
+    covariance ``(S, D, D)`` (None for MAP).
+    """
 
     theta: FloatArray
     se: FloatArray
     n_items: IntArray
     method: str
+    cov: FloatArray | None = None
 
 
 def subject_log_likelihood(
@@ -77,6 +93,7 @@ def estimate_abilities(
     prior_mean: float = 0.0,
     prior_sd: float = 1.0,
     grid: FloatArray | None = None,
+    model: GradedResponseModel | None = None,
 ) -> AbilityEstimates:
     """EAP (with posterior SD) or MAP (with SE from the posterior's curvature) per subject.
 
@@ -89,11 +106,15 @@ def estimate_abilities(
         method: ``"eap"`` (default) or ``"map"``.
         prior_mean, prior_sd: Normal prior on θ.
         grid: Quadrature points; default 601 points on [−6, 6].
+        model: The model of ``a`` and ``b`` when the caller holds it already.
     """
     if method not in ("eap", "map"):
         raise ValueError(f"method must be 'eap' or 'map'; got {method!r}")
     pts = make_grid(-6.0, 6.0, 601) if grid is None else np.asarray(grid, dtype=float)
-    loglik = subject_log_likelihood(a, b, subject_idx, item_idx, score, n_subjects, pts)
+    log_probs = None
+    if model is not None:  # the caller's model object; the same numbers as from a and b
+        log_probs = model.log_category_probs(pts[:, None])
+    loglik = subject_log_likelihood(a, b, subject_idx, item_idx, score, n_subjects, pts, log_probs)
     log_post = loglik + normal_log_prior(pts, prior_mean, prior_sd)
     n_items = np.bincount(subject_idx, minlength=n_subjects).astype(np.int64)
     if method == "eap":
@@ -101,6 +122,81 @@ def estimate_abilities(
         return AbilityEstimates(theta, se, n_items, method)
     theta, se = _map_from_grid(pts, log_post)
     return AbilityEstimates(theta, se, n_items, method)
+
+
+def estimate_theta(
+    model: GradedResponseModel,
+    subject_idx: IntArray,
+    item_idx: IntArray,
+    score: IntArray,
+    n_subjects: int,
+    *,
+    method: Literal["eap", "map"] = "eap",
+    prior_mean: ArrayLike = 0.0,
+    prior_sd: ArrayLike = 1.0,
+    prior_correlation: ArrayLike | None = None,
+    grid: GridSpec | None = None,
+) -> AbilityEstimates:
+    """θ vectors ``(S, D)`` with SEs and posterior covariances for a model of any D.
+
+    D = 1 is :func:`estimate_abilities` on its dense shared grid (the same
+    numbers), with the trailing axis added; D > 1 is the adaptive grid
+    posterior per subject (EAP only).
+
+    Args:
+        model: The items (``item_idx`` indexes them).
+        subject_idx, item_idx, score: One entry per observation.
+        n_subjects: Number of subjects; those without observations get the prior.
+        method: ``"eap"``; ``"map"`` for one dimension only.
+        prior_mean, prior_sd: The normal prior per dimension (numbers or ``(D,)``).
+        prior_correlation: Its latent correlation ``(D, D)`` (None: identity).
+        grid: Per-axis starting grid for D > 1 (default: the CAT's).
+
+    Raises:
+        ValueError: ``method="map"`` for D > 1, or a bad prior.
+    """
+    d = model.n_dims
+    if d == 1:
+        intercepts = model.intercepts
+        a = model.slopes[:, 0]
+        with np.errstate(invalid="ignore"):
+            b = np.where(np.isfinite(intercepts), -intercepts / a[:, None], np.inf)
+        est = estimate_abilities(
+            a,
+            b,
+            subject_idx,
+            item_idx,
+            score,
+            n_subjects,
+            method=method,
+            prior_mean=float(np.asarray(prior_mean).reshape(-1)[0]),
+            prior_sd=float(np.asarray(prior_sd).reshape(-1)[0]),
+            model=model,
+        )
+        cov = None if method == "map" else (est.se**2)[:, None, None]
+        return AbilityEstimates(est.theta[:, None], est.se[:, None], est.n_items, method, cov)
+    if method != "eap":
+        raise ValueError(f"the {method.upper()} estimate is for one dimension; θ has {d} (use eap)")
+    n_items = np.bincount(subject_idx, minlength=n_subjects).astype(np.int64)
+    order = np.argsort(subject_idx, kind="stable")
+    s_sorted = np.asarray(subject_idx)[order]
+    starts = np.concatenate([[0], np.cumsum(n_items)[:-1]])
+    position = np.arange(len(order)) - starts[s_sorted]
+    width = int(n_items.max(initial=0))
+    items = np.full((n_subjects, max(1, width)), -1, dtype=np.int64)
+    scores = np.full_like(items, -1)
+    items[s_sorted, position] = np.asarray(item_idx)[order]
+    scores[s_sorted, position] = np.asarray(score)[order]
+    post = GridPosterior(
+        model,
+        n_subjects,
+        prior_mean=prior_mean,
+        prior_sd=prior_sd,
+        prior_correlation=prior_correlation,
+        grid=grid,
+    )
+    post.observe_all(items, scores)
+    return AbilityEstimates(post.eap, post.sd, n_items, method, post.cov)
 
 
 def _map_from_grid(pts: FloatArray, log_post: FloatArray) -> tuple[FloatArray, FloatArray]:

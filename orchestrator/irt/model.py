@@ -85,6 +85,8 @@ class GradedResponseModel:
         # for D = 1, a and a² as contiguous (N,) arrays: the hot path's products
         self._a1 = _read_only(np.ascontiguousarray(a[:, 0]))
         self._a2 = _read_only(np.ascontiguousarray(self._outer[:, 0, 0]))
+        # ‖a‖² per item (a² itself when D = 1): the trace of a aᵀ
+        self._sq_norm = self._a2 if self.n_dims == 1 else _read_only((a * a).sum(axis=1))
 
     @classmethod
     def from_difficulty(cls, a: ArrayLike, b: ArrayLike) -> GradedResponseModel:
@@ -137,13 +139,17 @@ class GradedResponseModel:
         """P*(X ≥ k | θ) for k = 1..K_max−1, shape ``θ.shape[:-1] + (N, K_max − 1)``."""
         return expit(self._linear(theta)[..., None] + self.intercepts)
 
-    def category_probs(self, theta: ArrayLike) -> FloatArray:
-        """P(X = k | θ) for k = 0..K_max−1, shape ``θ.shape[:-1] + (N, K_max)``."""
-        return _category_probs(self._linear(theta)[..., None] + self._bounds)
+    def category_probs(self, theta: ArrayLike, items: ArrayLike | None = None) -> FloatArray:
+        """P(X = k | θ) for k = 0..K_max−1, shape ``θ.shape[:-1] + (n, K_max)``.
 
-    def log_category_probs(self, theta: ArrayLike) -> FloatArray:
+        All N items, or those of ``items``.
+        """
+        bounds = self._bounds if items is None else self._bounds[np.asarray(items, np.int64)]
+        return _category_probs(self._linear(theta, items)[..., None] + bounds)
+
+    def log_category_probs(self, theta: ArrayLike, items: ArrayLike | None = None) -> FloatArray:
         """log P(X = k | θ), floored at log(1e-300) so impossible categories stay finite."""
-        return np.log(np.maximum(self.category_probs(theta), _TINY))
+        return np.log(np.maximum(self.category_probs(theta, items), _TINY))
 
     def category_probs_at(self, theta: ArrayLike, items: ArrayLike) -> FloatArray:
         """P(X = k | θ[i]) of item ``items[i]``, paired: ``broadcast shape + (K_max,)``."""
@@ -205,10 +211,24 @@ class GradedResponseModel:
     def information_at(self, theta: ArrayLike, items: ArrayLike) -> FloatArray:
         """Information of item ``items[i]`` at point ``θ[i]``, paired (as :meth:`information`)."""
         items = np.asarray(items, dtype=np.int64)
+        return self._scaled(self.fisher_weight_at(theta, items), items)
+
+    def information_trace(self, theta: ArrayLike, items: ArrayLike | None = None) -> FloatArray:
+        """tr I_j(θ) = c_j(θ) ‖a_j‖², table form ``θ.shape[:-1] + (n,)``.
+
+        One number per item for any D: the information itself when D = 1 (the
+        same bits as :meth:`information`), the total over θ's axes otherwise.
+        """
+        idx = slice(None) if items is None else np.asarray(items, dtype=np.int64)
+        return self._sq_norm[idx] * self.fisher_weight(theta, items)
+
+    def fisher_weight_at(self, theta: ArrayLike, items: ArrayLike) -> FloatArray:
+        """c_j(θ) of item ``items[i]`` at point ``θ[i]``, paired (see :meth:`fisher_weight`)."""
+        items = np.asarray(items, dtype=np.int64)
         lin = self._linear_at(theta, items)
         neg_d = self._neg_d[:, items]  # (K−1, *items.shape), right-aligned with lin below
         neg_d = neg_d.reshape(neg_d.shape[:1] + (1,) * (lin.ndim - items.ndim) + items.shape)
-        return self._scaled(_weight_sum(neg_d - lin), items)
+        return _weight_sum(neg_d - lin)
 
     def fisher_weight(self, theta: ArrayLike, items: ArrayLike | None = None) -> FloatArray:
         """c_j(θ) = Σ_k (P*_k − P*_{k+1})(1 − P*_k − P*_{k+1})², table form ``θ.shape[:-1] + (n,)``.

@@ -200,14 +200,14 @@ def _collateral(
     for t in RMSE_AT:
         if t <= tgt.steps and judged.any():
             rmse[str(t)] = {
-                "standard": _rmse(std.theta[t, cols][judged], ref[judged]),
-                "collateral": _rmse(col.theta[t][judged], ref[judged]),
+                "standard": _rmse(std.theta[t, cols, 0][judged], ref[judged]),
+                "collateral": _rmse(col.theta[t, :, 0][judged], ref[judged]),
             }
     rows = np.flatnonzero(std_hit & col_hit & judged)
     if rows.size:
         rmse["at_stop"] = {
-            "standard": _rmse(std.theta[std_items[rows], cols[rows]], ref[rows]),
-            "collateral": _rmse(col.theta[col_items[rows], rows], ref[rows]),
+            "standard": _rmse(std.theta[std_items[rows], cols[rows], 0], ref[rows]),
+            "collateral": _rmse(col.theta[col_items[rows], rows, 0], ref[rows]),
             "n_subjects": int(rows.size),
         }
     saved = std_items - col_items
