@@ -25,7 +25,7 @@ from orchestrator.irt._calibration_defaults import (
     DEFAULT_PRIOR_B,
     DEFAULT_PRIOR_GAP,
 )
-from orchestrator.irt.ability import estimate_abilities
+from orchestrator.irt.ability import estimate_theta
 
 if TYPE_CHECKING:
     from orchestrator.irt.calibrate import IterationInfo
@@ -68,35 +68,54 @@ def estimate(
 
     Returns:
         One dict per subject (file order): ``subject``, ``theta``, ``se``,
-        ``n_items``, ``method``.
+        ``n_items``, ``method``. For a bank of several dimensions ``theta`` and
+        ``se`` are the first dimension's and ``dimensions`` maps every
+        dimension's name to its ``theta`` and ``se``.
 
     Raises:
         BankError, DataError: unreadable inputs or items/scores the bank lacks.
+        ConfigError: ``method="map"`` on a bank of several dimensions.
     """
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
+    if method == "map" and bk.n_dims > 1:
+        raise ConfigError(
+            f"--method map is for one-dimensional banks; bank {bk.name!r} has "
+            f"{bk.n_dims} dimensions ({', '.join(bk.dimensions)})",
+            hint="use --method eap (the posterior mean, with each dimension's SE)",
+        )
     resp = responses if isinstance(responses, Responses) else read_responses(responses)
     aligned = _estimable(resp, bk).for_bank(bk)
-    est = estimate_abilities(
-        bk.a,
-        bk.b,
+    est = estimate_theta(
+        bk.model,
         aligned.subject_idx,
         aligned.bank_item,
         aligned.score,
         len(resp.subjects),
         method=method,
-        prior_mean=bk.spec.prior.mean,
-        prior_sd=bk.spec.prior.sd,
+        **bk.prior_parameters(),
     )
-    return [
-        {
+    rows = []
+    for i, s in enumerate(resp.subjects):
+        row: dict[str, Any] = {
             "subject": s,
-            "theta": float(est.theta[i]),
-            "se": float(est.se[i]),
+            "theta": float(est.theta[i, 0]),
+            "se": float(est.se[i, 0]),
             "n_items": int(est.n_items[i]),
             "method": method,
         }
-        for i, s in enumerate(resp.subjects)
-    ]
+        if bk.n_dims > 1:
+            row["dimensions"] = _by_dimension(bk.dimensions, est.theta[i], est.se[i])
+        rows.append(row)
+    return rows
+
+
+def _by_dimension(
+    names: Sequence[str], theta: np.ndarray, se: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """``{name: {"theta": θ_d, "se": SE_d}}``: how every output shows a θ of several dimensions."""
+    return {
+        n: {"theta": float(t), "se": float(e)} for n, t, e in zip(names, theta, se, strict=True)
+    }
 
 
 def _estimable(resp: Responses, bank: ItemBank) -> Responses:
@@ -150,6 +169,7 @@ def simulate(
     seed: int = 0,
     drop_unknown_items: bool = False,
     per_subject: bool = True,
+    per_dimension: str | None = None,
     plot: PathLike | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -170,6 +190,10 @@ def simulate(
         drop_unknown_items: Ignore responses to items the bank lacks (e.g.
             items calibration excluded) instead of failing.
         per_subject: Include the per-subject list in the result.
+        per_dimension: For a bank of several dimensions, the content tag whose
+            values follow the dimensions: also replay a 1-D CAT (and random order)
+            per dimension on that dimension's items
+            (:mod:`orchestrator.sim.by_dimension`), under ``per_dimension``.
         plot: Also write the RMSE / rank-correlation figure to this PNG.
         progress: ``progress(strategy, step, n_steps)`` after every step.
 
@@ -202,10 +226,25 @@ def simulate(
     if drop_unknown_items:
         resp, dropped = resp.keep_bank_items(bk)
     aligned = resp.for_bank(bk)
+    if per_dimension is not None:
+        from orchestrator.sim.by_dimension import dimension_banks, replay_by_dimension
+
+        dimension_banks(bk, per_dimension)  # a bad tag fails before the long replays
     result = replay(
         bk, aligned, rules, max_items=max_items, se_target=se, seed=seed, progress=progress
     )
     doc = result.to_dict(per_subject=per_subject)
+    if per_dimension is not None:
+        doc["per_dimension"] = replay_by_dimension(
+            bk,
+            resp,
+            result,
+            per_dimension,
+            max_items=max_items,
+            se_target=se,
+            seed=seed,
+            progress=progress,
+        )
     doc["responses"] = resp.source
     doc["dropped_items"] = dropped
     doc["wall_time_s"] = time.perf_counter() - start
@@ -418,7 +457,7 @@ def sweep(
 def sim_server(
     bank: PathLike,
     *,
-    theta: float | None = None,
+    theta: float | tuple[float, ...] | None = None,
     personas: list[str] | None = None,
     environments: PathLike = "environments",
     host: str = "127.0.0.1",
@@ -452,7 +491,12 @@ def sim_server(
         key = os.environ.get(api_key_env)
         if not key:
             raise ConfigError(f"environment variable {api_key_env} is not set")
-    agent = SimAgent(bk, scripts, persona_map, default_theta=theta, seed=seed, players=players)
+    try:
+        agent = SimAgent(bk, scripts, persona_map, default_theta=theta, seed=seed, players=players)
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc), hint=f"give one θ per dimension ({', '.join(bk.dimensions)}), e.g. NAME=1,0"
+        ) from None
     try:
         fault_cfg = FaultConfig(**(faults or {}))
     except ValueError as exc:

@@ -188,8 +188,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
                         r.get("model", ""),
                         r["status"],
                         r.get("n_items", ""),
-                        "" if r.get("theta") is None else r["theta"],
-                        "" if r.get("se") is None else r["se"],
+                        *_theta_cells(r),
                         r.get("updated", ""),
                     ]
                     for r in rows
@@ -221,6 +220,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _theta_cells(row: dict[str, Any]) -> list[Any]:
+    """θ and SE cells of a sessions row: numbers, or one per dimension ("+0.51/-0.23")."""
+    if "dimensions" in row:
+        dims = row["dimensions"].values()
+        return [
+            "/".join(f"{d['theta']:+.2f}" for d in dims),
+            "/".join(f"{d['se']:.2f}" for d in dims),
+        ]
+    return ["" if row.get(k) is None else row[k] for k in ("theta", "se")]
+
+
 def _print_summaries(summaries: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print_json({"schema_version": 1, "sessions": summaries})
@@ -234,7 +244,23 @@ def _format_summary(s: dict[str, Any]) -> str:
         f"session {s['session']}  ({s['model']} on bank {s['bank']})",
         f"  status      {s['status']}" + (f" — {s['stop_reason']}" if s.get("stop_reason") else ""),
     ]
-    if s.get("theta") is not None:
+    if "dimensions" in s:  # several dimensions: θ, interval and SE of each
+        width = max(len(n) for n in s["dimensions"])
+        for i, (name, d) in enumerate(s["dimensions"].items()):
+            lo, hi = d["ci95"]
+            lines.append(
+                f"  {'theta' if i == 0 else '':<11} {name:<{width}} {d['theta']:+.3f}   "
+                f"95% interval [{lo:+.3f}, {hi:+.3f}]   SE {d['se']:.3f}"
+            )
+        names = list(s["dimensions"])
+        corr = s["posterior_correlation"]
+        pairs = [
+            f"{names[i]}–{names[j]} {corr[i][j]:+.2f}"
+            for i in range(len(names))
+            for j in range(i + 1, len(names))
+        ]
+        lines.append(f"  correlation {', '.join(pairs)} (posterior)")
+    elif s.get("theta") is not None:
         lo, hi = s["ci95"]
         lines.append(f"  theta       {s['theta']:+.3f}   95% interval [{lo:+.3f}, {hi:+.3f}]")
         lines.append(f"  SE          {s['se']:.3f}")

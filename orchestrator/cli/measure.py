@@ -37,6 +37,19 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
+    if rows and "dimensions" in rows[0]:  # several dimensions: θ and SE of each
+        names = list(rows[0]["dimensions"])
+        header = ["subject", *(f"{c}[{n}]" for n in names for c in ("theta", "se")), "n_items"]
+        table = [
+            [
+                r["subject"],
+                *(r["dimensions"][n][c] for n in names for c in ("theta", "se")),
+                r["n_items"],
+            ]
+            for r in rows
+        ]
+        print(fmt_table(header, table))
+        return 0
     print(
         fmt_table(
             ["subject", "theta", "se", "n_items"],
@@ -78,6 +91,12 @@ def _add_simulate(sub: SubParsers) -> None:
         action="store_true",
         help="ignore responses to items the bank lacks instead of failing",
     )
+    p.add_argument(
+        "--per-dimension",
+        metavar="TAG",
+        help="bank of several dimensions: also run a 1-D CAT (and random order) per dimension "
+        "on the items of the TAG value that loads on it (e.g. item_type)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
     p.add_argument("--plot", metavar="FILE.png", help="write RMSE and rank correlation plots")
     p.set_defaults(handler=_cmd_simulate)
@@ -112,6 +131,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         se=args.se,
         seed=args.seed,
         drop_unknown_items=args.drop_unknown_items,
+        per_dimension=args.per_dimension,
         plot=args.plot,
         progress=_progress_printer(),
     )
@@ -125,32 +145,63 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     )
     if doc["dropped_items"]:
         print(f"ignored responses to {len(doc['dropped_items'])} items the bank lacks")
-    header = ["items", "active"]
-    for n in names:
-        header += [f"rmse[{n}]", f"rho[{n}]", f"se[{n}]"]
-    steps = {n: doc["strategies"][n]["steps"] for n in names}
-    total = len(steps[names[0]])
-    show = [t for t in _CHECKPOINTS if t < total] + [total]
-    rows = []
-    for t in show:
-        first = steps[names[0]][t - 1]
-        row: list[Any] = [t, first["n_active"]]
-        for n in names:
-            s = steps[n][t - 1]
-            row += [s["rmse"], "-" if s["spearman"] is None else s["spearman"], s["mean_se"]]
-        rows.append(row)
-    print(fmt_table(header, rows))
-    for n in names:
-        hit = doc["strategies"][n]["items_to_se"]
-        median = "-" if hit["median"] is None else f"{hit['median']:g}"
-        print(
-            f"{n}: SE ≤ {doc['se_target']:g} reached by {hit['reached']}/{doc['n_subjects']} "
-            f"subjects (median {median} items; not within their items or --max-items: "
-            f"{hit['never']})"
-        )
+    if "dimensions" not in doc:
+        print(_steps_table({n: doc["strategies"][n]["steps"] for n in names}))
+        _print_items_to_se(doc, {n: doc["strategies"][n]["items_to_se"] for n in names})
+    else:
+        for dim in doc["dimensions"]:
+            print(f"\ndimension {dim}:")
+            by_dim = {n: doc["strategies"][n]["dimensions"][dim] for n in names}
+            print(_steps_table({n: by_dim[n]["steps"] for n in names}))
+            _print_items_to_se(doc, {n: by_dim[n]["items_to_se"] for n in names}, f" on {dim}")
+        print()
+        _print_items_to_se(doc, {n: doc["strategies"][n]["items_to_se"] for n in names}, " on all")
+    per_dim = doc.get("per_dimension")
+    if per_dim:
+        for dim, entry in per_dim["dimensions"].items():
+            print(
+                f"\n1-D CAT on dimension {dim} alone: the {entry['n_items']} items with "
+                f"{per_dim['tag']}={entry['tag_value']} (largest cross-loading share "
+                f"{entry['cross_loading']:.2f})"
+            )
+            runs = entry["strategies"]
+            print(_steps_table({n: runs[n]["steps"] for n in runs}))
+            _print_items_to_se(doc, {n: runs[n]["items_to_se"] for n in runs}, f" on {dim}")
     if args.plot:
         print(f"plot: {doc['plot']}")
     return 0
+
+
+def _steps_table(steps: dict[str, list[dict[str, Any]]]) -> str:
+    """RMSE, rank correlation and mean SE per strategy at the checkpoints of the replay."""
+    names = list(steps)
+    header = ["items", "active"]
+    for n in names:
+        header += [f"rmse[{n}]", f"rho[{n}]", f"se[{n}]"]
+    total = max(len(s) for s in steps.values())
+    show = [t for t in _CHECKPOINTS if t < total] + [total]
+    rows = []
+    for t in show:
+        first = next(s[t - 1] for s in steps.values() if len(s) >= t)
+        row: list[Any] = [t, first["n_active"]]
+        for n in names:
+            if len(steps[n]) < t:
+                row += ["-", "-", "-"]
+                continue
+            s = steps[n][t - 1]
+            row += [s["rmse"], "-" if s["spearman"] is None else s["spearman"], s["mean_se"]]
+        rows.append(row)
+    return fmt_table(header, rows)
+
+
+def _print_items_to_se(doc: dict[str, Any], hits: dict[str, Any], where: str = "") -> None:
+    for n, hit in hits.items():
+        median = "-" if hit["median"] is None else f"{hit['median']:g}"
+        print(
+            f"{n}: SE ≤ {doc['se_target']:g}{where} reached by {hit['reached']}/"
+            f"{doc['n_subjects']} subjects (median {median} items; not within their items or "
+            f"--max-items: {hit['never']})"
+        )
 
 
 # --------------------------------------------------------------------------- calibrate

@@ -11,6 +11,9 @@ __all__ = ["plot_trajectory"]
 def plot_trajectory(summary: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Plot θ after each step with a ±1 SE band (and the 95 % band at the end).
 
+    A session on a bank of several dimensions gets one panel per dimension,
+    each labelled with the dimension's name.
+
     Args:
         summary: A session summary (``agentcat show --json``).
         path: PNG file to write.
@@ -22,32 +25,40 @@ def plot_trajectory(summary: dict[str, Any], path: str | os.PathLike[str]) -> No
     import numpy as np
 
     traj = summary["trajectory"]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    if traj:
-        n = np.arange(1, len(traj) + 1)
-        theta = np.array([t["theta"] for t in traj], dtype=float)
-        se = np.array([t["se"] for t in traj], dtype=float)
-        ax.fill_between(n, theta - 1.96 * se, theta + 1.96 * se, alpha=0.15, label="95% interval")
-        ax.fill_between(n, theta - se, theta + se, alpha=0.3, label="±1 SE")
-        ax.plot(n, theta, "-", color="black", lw=1)
-        scores = np.array([t["score"] for t in traj], dtype=float)
-        sc = ax.scatter(
-            n,
-            theta,
-            c=scores,
-            cmap="RdYlGn",
-            vmin=0,
-            vmax=max(3, scores.max()),
-            zorder=3,
-            edgecolor="black",
-            linewidth=0.4,
-        )
-        fig.colorbar(sc, ax=ax, label="score of the item at this step")
-    ax.set_xlabel("items administered")
-    ax.set_ylabel("θ (safety ability)")
-    ax.set_title(f"{summary['session']} — {summary['model']}", fontsize=10)
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
+    names = list(summary.get("dimensions") or [None])
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(8, 4.5 if len(names) == 1 else 3.2 * len(names)), dpi=110,
+        sharex=True, squeeze=False,
+    )  # fmt: skip
+    for name, ax in zip(names, axes[:, 0], strict=True):
+        if traj:
+            steps = [t if name is None else t["dimensions"][name] for t in traj]
+            n = np.arange(1, len(traj) + 1)
+            theta = np.array([t["theta"] for t in steps], dtype=float)
+            se = np.array([t["se"] for t in steps], dtype=float)
+            ax.fill_between(
+                n, theta - 1.96 * se, theta + 1.96 * se, alpha=0.15, label="95% interval"
+            )
+            ax.fill_between(n, theta - se, theta + se, alpha=0.3, label="±1 SE")
+            ax.plot(n, theta, "-", color="black", lw=1)
+            scores = np.array([t["score"] for t in traj], dtype=float)
+            sc = ax.scatter(
+                n,
+                theta,
+                c=scores,
+                cmap="RdYlGn",
+                vmin=0,
+                vmax=max(3, scores.max()),
+                zorder=3,
+                edgecolor="black",
+                linewidth=0.4,
+            )
+            fig.colorbar(sc, ax=ax, label="score of the item at this step")
+        ax.set_ylabel("θ (safety ability)" if name is None else f"θ: {name}")
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(f"{summary['session']} — {summary['model']}", fontsize=10)
+    axes[-1, 0].set_xlabel("items administered")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -14,6 +14,13 @@ Every text stored (error messages, explanations, status reasons, the config) is
 scrubbed of secrets first (:mod:`orchestrator._secrets`).
 A given-up item turns ``skipped`` in that same per-batch transaction, so the
 journalled controller state is always the one from before the open batch.
+
+θ and SE are stored as numbers (``theta``, ``se``: the first dimension, the
+only one for a one-dimensional bank); a bank of several dimensions also stores
+every dimension's θ, SE and the posterior correlation as JSON in
+``estimate_json`` (``CatController.estimate()``). That column was added to
+schema 1 without a new version: journals written before it read it as NULL and
+gain it when opened for writing.
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ CREATE TABLE session (
     controller_json TEXT NOT NULL,
     theta REAL,
     se REAL,
-    n_items INTEGER NOT NULL DEFAULT 0
+    n_items INTEGER NOT NULL DEFAULT 0,
+    estimate_json TEXT
 );
 CREATE TABLE steps (
     step INTEGER NOT NULL,
@@ -79,6 +87,7 @@ CREATE TABLE steps (
     error_message TEXT,
     log_path TEXT,
     controller_json TEXT,
+    estimate_json TEXT,
     PRIMARY KEY (step, attempt)
 );
 """
@@ -103,6 +112,7 @@ class SessionRow:
     theta: float | None
     se: float | None
     n_items: int
+    estimate_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,19 +137,35 @@ class StepRow:
     error_message: str | None
     log_path: str | None
     controller_json: str | None
+    estimate_json: str | None = None
 
 
 _STEP_COLS = [f.name for f in fields(StepRow)]
 _SESSION_COLS = [f.name for f in fields(SessionRow)]
+_ADDED_COLUMNS = {"session": ("estimate_json",), "steps": ("estimate_json",)}
+"""Columns added to schema 1 after journals were written: NULL in older files."""
 
 
 class Journal:
     """A session's SQLite journal. Use :meth:`create` or :meth:`open`, not the constructor."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False) -> None:
         self.path = path
         self._conn = conn
         self._lock_fd: int | None = None
+        self._select = {"session": _SESSION_COLS, "steps": _STEP_COLS}
+        for table, added in _ADDED_COLUMNS.items():
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+            for col in added:
+                if col in have:
+                    continue
+                if readonly:  # an older journal, read as it is
+                    self._select[table] = [
+                        f"NULL AS {c}" if c == col else c for c in self._select[table]
+                    ]
+                else:
+                    with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} TEXT")
 
     # -- opening --------------------------------------------------------------
     @staticmethod
@@ -229,7 +255,7 @@ class Journal:
                 f"{JOURNAL_SCHEMA}",
                 hint="use the agentcat version that wrote it",
             )
-        return cls(file, conn)
+        return cls(file, conn, readonly=readonly)
 
     def close(self) -> None:
         self.unlock()
@@ -282,14 +308,15 @@ class Journal:
 
     # -- reading --------------------------------------------------------------
     def session(self) -> SessionRow:
-        row = self._conn.execute(f"SELECT {', '.join(_SESSION_COLS)} FROM session").fetchone()
+        cols = ", ".join(self._select["session"])
+        row = self._conn.execute(f"SELECT {cols} FROM session").fetchone()
         if row is None:
             raise SessionError(f"{self.path} holds no session row (corrupt journal)")
         return SessionRow(*row)
 
     def steps(self) -> list[StepRow]:
         rows = self._conn.execute(
-            f"SELECT {', '.join(_STEP_COLS)} FROM steps ORDER BY step, attempt"
+            f"SELECT {', '.join(self._select['steps'])} FROM steps ORDER BY step, attempt"
         ).fetchall()
         return [StepRow(*r) for r in rows]
 
@@ -325,17 +352,24 @@ class Journal:
         se: float,
         n_items: int,
         skipped: Sequence[tuple[int, int]] = (),
+        estimates: Sequence[dict[str, Any] | None] = (),
+        estimate: dict[str, Any] | None = None,
     ) -> None:
         """Commit one batch atomically: ``(step, attempt, θ, SE)`` rows ``scored`` → ``done``,
         ``(step, attempt)`` rows ``error`` → ``skipped`` (attempts exhausted), and the
-        controller state that has absorbed both."""
+        controller state that has absorbed both.
+
+        ``estimates`` (one per applied row) and ``estimate`` (the session's) are
+        the full θ of a bank of several dimensions, stored as ``estimate_json``.
+        """
         state = json.dumps(controller)
+        per_step = list(estimates) or [None] * len(applied)
         with _transaction(self._conn):
-            for step, attempt, th, s in applied:
+            for (step, attempt, th, s), est in zip(applied, per_step, strict=True):
                 self._conn.execute(
-                    "UPDATE steps SET status='done', theta=?, se=?, controller_json=? "
-                    "WHERE step=? AND attempt=? AND status='scored'",
-                    (th, s, state, step, attempt),
+                    "UPDATE steps SET status='done', theta=?, se=?, controller_json=?, "
+                    "estimate_json=? WHERE step=? AND attempt=? AND status='scored'",
+                    (th, s, state, _json_or_none(est), step, attempt),
                 )
             for step, attempt in skipped:
                 self._conn.execute(
@@ -344,8 +378,9 @@ class Journal:
                     (step, attempt),
                 )
             self._conn.execute(
-                "UPDATE session SET controller_json=?, theta=?, se=?, n_items=?, updated=?",
-                (state, theta, se, n_items, time.time()),
+                "UPDATE session SET controller_json=?, theta=?, se=?, n_items=?, updated=?, "
+                "estimate_json=?",
+                (state, theta, se, n_items, time.time(), _json_or_none(estimate)),
             )
 
     def mark_interrupted(self) -> list[StepRow]:
@@ -444,6 +479,10 @@ def journal_responses(paths: Sequence[Path], bank_name: str) -> tuple[Responses,
     source = ", ".join(str(p) for p in paths)
     triples = ((model, item, score) for (model, item), score in grades.items())
     return Responses.from_triples(triples, source=f"journals: {source}"), counts
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 @contextlib.contextmanager

@@ -150,13 +150,21 @@ def list_sessions(runs_dir: Path) -> list[dict[str, Any]]:
                     "reason": s.status_reason,
                 }
             )
+            if s.estimate_json:  # several dimensions: each one's θ and SE
+                rows[-1]["dimensions"] = _dimensions(json.loads(s.estimate_json))
         finally:
             j.close()
     return sorted(rows, key=lambda r: r.get("updated", ""), reverse=True)
 
 
 def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
-    """The result of a session: θ with a 95 % interval, SE, items, categories, cost, trajectory."""
+    """The result of a session: θ with a 95 % interval, SE, items, categories, cost, trajectory.
+
+    ``theta``, ``se`` and ``ci95`` are the first dimension's (the only one for a
+    one-dimensional bank). A bank of several dimensions adds ``dimensions``
+    (each one's θ, SE and interval, by name), ``posterior_correlation`` and,
+    in every trajectory step, that step's ``dimensions``.
+    """
     folder = find_session(session, runs_dir)
     j = Journal.open(folder, readonly=True)
     try:
@@ -178,7 +186,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
     theta, se = s.theta, s.se
     reading = _reading(bank, groups, families, theta) if bank is not None else {}
     status = "interrupted" if s.status == "running" and not locked else s.status
-    return {
+    summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "session": s.id,
         "model": s.model,
@@ -218,6 +226,26 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         ],
         "config": json.loads(s.config_json),
     }
+    if s.estimate_json:
+        est = json.loads(s.estimate_json)
+        summary["dimensions"] = _dimensions(est, interval=True)
+        summary["posterior_correlation"] = est["correlation"]
+        for entry, r in zip(summary["trajectory"], done, strict=True):
+            if r.estimate_json:
+                entry["dimensions"] = _dimensions(json.loads(r.estimate_json))
+    return summary
+
+
+def _dimensions(estimate: dict[str, Any], interval: bool = False) -> dict[str, Any]:
+    """``{name: {"theta", "se"[, "ci95"]}}`` from a journalled ``CatController.estimate()``."""
+    out = {}
+    for name, theta, se in zip(
+        estimate["dimensions"], estimate["theta"], estimate["se"], strict=True
+    ):
+        out[name] = {"theta": theta, "se": se}
+        if interval:
+            out[name]["ci95"] = [theta - 1.96 * se, theta + 1.96 * se]
+    return out
 
 
 def _reading(

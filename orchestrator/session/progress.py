@@ -48,7 +48,10 @@ class ProgressPrinter:
         theta = "—" if ev.theta is None else f"{ev.theta:+.2f}"
         se = "—" if ev.se is None else f"{ev.se:.2f}"
         target = f" (target {self.se_target:.2f})" if self.se_target else ""
-        head = f"{ev.session_id}: θ={theta} SE={se}{target} items={ev.n_items}"
+        estimate = f"θ={theta} SE={se}"
+        if ev.by_dimension:  # several dimensions: each one's θ ± SE
+            estimate = " ".join(f"{n}={t:+.2f}±{e:.2f}" for n, (t, e) in ev.by_dimension.items())
+        head = f"{ev.session_id}: {estimate}{target} items={ev.n_items}"
         if ev.kind == "step":
             detail = f"step {ev.step} {ev.item_id} → {ev.score}"
         elif ev.kind in ("error", "skip", "pause", "resume", "stop"):

@@ -49,7 +49,11 @@ EventHandler = Callable[["SessionEvent"], None]
 
 @dataclass(frozen=True)
 class SessionEvent:
-    """Progress of a session, for progress bars and logs."""
+    """Progress of a session, for progress bars and logs.
+
+    ``theta`` and ``se`` are the first dimension's; for a bank of several
+    dimensions ``by_dimension`` maps each dimension's name to its (θ, SE).
+    """
 
     session_id: str
     kind: str  # "step" | "error" | "skip" | "stop" | "pause" | "resume"
@@ -60,6 +64,7 @@ class SessionEvent:
     se: float | None = None
     n_items: int = 0
     message: str | None = None
+    by_dimension: dict[str, tuple[float, float]] | None = None
 
 
 def new_session_id(label: str) -> str:
@@ -401,22 +406,49 @@ class Session:
             self.controller.record(
                 slot.item_id, res.score, cost_seconds=res.wall_s, tokens=res.total_tokens
             )
-            trajectory.append((self.controller.theta, self.controller.se))
+            trajectory.append((*self._headline(), self._estimate(), self._by_dimension()))
         self.journal.apply_steps(
-            [(s.step, s.attempt, th, se) for s, (th, se) in zip(graded, trajectory, strict=True)],
+            [
+                (s.step, s.attempt, th, se)
+                for s, (th, se, _, _) in zip(graded, trajectory, strict=True)
+            ],
             self.controller.to_dict(),
-            self.controller.theta,
-            self.controller.se,
+            *self._headline(),
             self.controller.n_items,
             skipped=[(s.step, s.attempt) for s in skipped],
+            estimates=[est for _, _, est, _ in trajectory],
+            estimate=self._estimate(),
         )
-        for slot, (theta, se) in zip(graded, trajectory, strict=True):
+        for slot, (theta, se, _, by_dim) in zip(graded, trajectory, strict=True):
             score = slot.result.score if slot.result else None
             emit(
                 self._event(
-                    "step", step=slot.step, item_id=slot.item_id, score=score, theta=theta, se=se
+                    "step",
+                    step=slot.step,
+                    item_id=slot.item_id,
+                    score=score,
+                    theta=theta,
+                    se=se,
+                    by_dimension=by_dim,
                 )
             )
+
+    def _headline(self) -> tuple[float, float]:
+        """θ and SE of the first dimension: the journal's number columns."""
+        return float(self.controller.theta[0]), float(self.controller.se[0])
+
+    def _estimate(self) -> dict[str, Any] | None:
+        """Every dimension's θ and SE (bank of several dimensions; None for one)."""
+        return self.controller.estimate() if self.bank.n_dims > 1 else None
+
+    def _by_dimension(self) -> dict[str, tuple[float, float]] | None:
+        if self.bank.n_dims == 1:
+            return None
+        ctl = self.controller
+        return {
+            n: (float(t), float(e))
+            for n, t, e in zip(ctl.dimensions, ctl.theta, ctl.se, strict=True)
+        }
 
     def _pause(self, reason: str, emit: EventHandler) -> str:
         self.journal.set_status("paused", reason)
@@ -426,10 +458,12 @@ class Session:
     def _event(self, kind: str, **kw: Any) -> SessionEvent:
         if kw.get("message"):
             kw["message"] = scrub(kw["message"])
+        theta, se = self._headline()
         base: dict[str, Any] = {
-            "theta": self.controller.theta,
-            "se": self.controller.se,
+            "theta": theta,
+            "se": se,
             "n_items": self.controller.n_items,
+            "by_dimension": self._by_dimension(),
         }
         base.update(kw)
         return SessionEvent(session_id=self.id, kind=kind, **base)
