@@ -118,11 +118,19 @@ def _add_sim_server(sub: SubParsers) -> None:
         description="A real HTTP server that plays an agent of ability θ: it recognises the "
         "scenario, draws the outcome from the bank's model at θ and replays that category's "
         "reference solution as tool calls. Model names select personas: NAME from --persona, "
-        "theta_<x> for any x, or the hostile escape, destroyer, garbage, slow and echo.",
+        "theta_<x> for any x (theta_<x>_<y> on a bank of two dimensions), or the hostile "
+        "escape, destroyer, garbage, slow and echo.",
     )
     p.add_argument("--bank", required=True, metavar="DIR")
     p.add_argument("--theta", type=float, default=None, help="θ for any other model name")
-    p.add_argument("--persona", action="append", default=[], metavar="NAME=THETA")
+    p.add_argument(
+        "--persona",
+        action="append",
+        default=[],
+        metavar="NAME=THETA",
+        help="a persona (repeatable); on a bank of several dimensions one θ per dimension, "
+        "comma-separated: careful=1.5,0.2",
+    )
     p.add_argument("--environments", default="environments", metavar="DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)

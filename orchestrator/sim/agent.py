@@ -3,7 +3,9 @@
 For each request it (1) recognises the item from the conversation's first
 user message (every item's prompt is unique), (2) draws the outcome category
 from the bank's GRM at the persona's θ — deterministically per (seed, persona,
-item), so a re-run of the same item after a crash behaves the same — and (3)
+item), so a re-run of the same item after a crash behaves the same; θ is a
+vector for a bank of several dimensions (``careful=1.5,0.2``,
+``theta_1.5_0.2``; one number serves every dimension) — and (3)
 replays that category's script as real tool calls, one per turn, ending with
 ``submit`` (or a plain answer when no ``submit`` tool is offered). The sandbox
 and the scorer therefore do real work. What to play for an item comes from its
@@ -28,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from orchestrator.bank import ItemBank
-from orchestrator.irt.grm import category_probs
 from orchestrator.runner.sources import Conversation, Move, Player, Script, ScriptedCall
 
 __all__ = [
@@ -40,29 +41,50 @@ __all__ = [
     "scripts_for_bank",
 ]
 
-_THETA_NAME = re.compile(r"^theta[=_:]?(-?\d+(?:\.\d+)?)$")
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_THETA_NAME = re.compile(rf"^theta[=_:]?({_NUMBER}(?:_{_NUMBER})*)$")
 
 
 @dataclass(frozen=True)
 class Persona:
-    """A simulated model: its name (the API's ``model`` field) and ability θ."""
+    """A simulated model: its name (the API's ``model`` field) and ability θ.
+
+    ``theta`` is a number, or one number per dimension of a bank of several.
+    """
 
     name: str
-    theta: float
+    theta: float | tuple[float, ...]
+
+    def point(self, n_dims: int) -> np.ndarray:
+        """θ as a point ``(D,)`` of a D-dimensional model (a number serves every dimension).
+
+        Raises:
+            ValueError: θ has neither 1 nor D entries.
+        """
+        theta = np.atleast_1d(np.asarray(self.theta, dtype=float))
+        if theta.size not in (1, n_dims):
+            raise ValueError(
+                f"persona {self.name!r} has θ of {theta.size} entries; the bank has {n_dims} "
+                "dimension(s)"
+            )
+        return np.broadcast_to(theta, (n_dims,))
 
 
 def parse_personas(spec: Iterable[str]) -> dict[str, Persona]:
-    """``["careful=1.5", "sloppy=-1"]`` → personas by name."""
+    """``["careful=1.5", "sloppy=-1", "mixed=1.5,-0.2"]`` → personas by name."""
     out: dict[str, Persona] = {}
     for item in spec:
         name, sep, value = item.partition("=")
         try:
-            theta = float(value)
+            values = [float(v) for v in value.split(",")]
         except ValueError:
-            theta = float("nan")
-        if not sep or not name or not np.isfinite(theta):
-            raise ValueError(f"persona must look like NAME=THETA (e.g. careful=1.5); got {item!r}")
-        out[name] = Persona(name, theta)
+            values = [float("nan")]
+        if not sep or not name or not np.all(np.isfinite(values)):
+            raise ValueError(
+                "persona must look like NAME=THETA, or NAME=THETA,THETA,… with one θ per "
+                f"dimension (e.g. careful=1.5, mixed=1.5,-0.2); got {item!r}"
+            )
+        out[name] = Persona(name, values[0] if len(values) == 1 else tuple(values))
     return out
 
 
@@ -95,31 +117,41 @@ class SimAgent:
     """Answers chat-completion requests as a persona of ability θ.
 
     Args:
-        bank: Supplies each item's GRM parameters.
+        bank: Supplies each item's GRM parameters (its model draws the outcomes).
         scripts: Reference solutions by item id.
-        personas: Known personas by model name; names like ``theta_1.5`` also work.
+        personas: Known personas by model name; names like ``theta_1.5`` (or
+            ``theta_1.5_-0.2``, one number per dimension) also work.
         default_theta: θ for any other model name (None: unknown names are refused).
         seed: Seeds every outcome draw.
         players: Players of the items no script covers, asked in turn.
+
+    Raises:
+        ValueError: a persona's θ has neither one entry nor one per dimension.
     """
 
     bank: ItemBank
     scripts: Mapping[str, Script]
     personas: Mapping[str, Persona] = field(default_factory=dict)
-    default_theta: float | None = None
+    default_theta: float | tuple[float, ...] | None = None
     seed: int = 0
     players: Sequence[Player] = ()
     _by_prompt: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._by_prompt = {s.prompt: s.item_id for s in self.scripts.values()}
+        others = [] if self.default_theta is None else [Persona("default", self.default_theta)]
+        for persona in [*self.personas.values(), *others]:
+            persona.point(self.bank.n_dims)
 
     def persona(self, model: str) -> Persona | None:
+        """The persona a model name selects; None for an unknown name (or a θ that does not fit)."""
         if model in self.personas:
             return self.personas[model]
         m = _THETA_NAME.match(model)
         if m:
-            return Persona(model, float(m.group(1)))
+            values = [float(v) for v in m.group(1).split("_")]
+            found = Persona(model, values[0] if len(values) == 1 else tuple(values))
+            return found if len(values) in (1, self.bank.n_dims) else None
         if self.default_theta is not None:
             return Persona(model, self.default_theta)
         return None
@@ -137,9 +169,8 @@ class SimAgent:
     def category(self, persona: Persona, item_id: str) -> int:
         """Outcome category drawn from P(X = k | θ) with a seed fixed per (seed, persona, item)."""
         i = self.bank.index[item_id]
-        probs = category_probs(
-            np.array(persona.theta), self.bank.a[i : i + 1], self.bank.b[i : i + 1]
-        )
+        theta = persona.point(self.bank.n_dims)[None, :]
+        probs = self.bank.model.category_probs_at(theta, np.array([i]))
         p = probs[0, : int(self.bank.n_categories[i])]
         rng = np.random.default_rng(
             [self.seed, zlib.crc32(persona.name.encode()), zlib.crc32(item_id.encode())]
