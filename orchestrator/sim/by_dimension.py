@@ -7,8 +7,9 @@ those tests from a D-dimensional bank and a content tag, and replays them on
 the same responses, so ``agentcat simulate --per-dimension TAG`` can set them
 beside the D-dimensional CAT:
 
-* each tag value is assigned to the dimension its items load on most (their
-  mean share a_d² / ‖a‖²); the assignment must be one value per dimension;
+* each dimension gets the tag value whose items load on it most (their mean
+  share a_d² / ‖a‖², at least 60 %); the assignment must be one value per
+  dimension;
 * dimension d's test is the one-dimensional GRM of its items on θ_d alone:
   slope a_d and the same intercepts (thresholds b'_k = ‖a‖ b_k / a_d), with
   the bank's prior N(μ_d, σ_d²). Loadings on the other dimensions are
@@ -34,6 +35,9 @@ from orchestrator.errors import ConfigError, did_you_mean
 from orchestrator.sim.replay import Progress, ReplayResult, replay
 
 __all__ = ["dimension_banks", "replay_by_dimension"]
+
+_MAIN_SHARE = 0.6
+"""A tag value stands for a dimension when its items put this share of a² on it (on average)."""
 
 
 def dimension_banks(bank: ItemBank, tag: str) -> dict[str, tuple[str, ItemBank, float]]:
@@ -64,10 +68,15 @@ def dimension_banks(bank: ItemBank, tag: str) -> dict[str, tuple[str, ItemBank, 
     share = bank.slopes**2 / (bank.slopes**2).sum(axis=1, keepdims=True)  # (N, D)
     mean_share = np.array([share[codes == c].mean(axis=0) for c in range(len(present))])
     chosen = mean_share.argmax(axis=0)  # a tag value per dimension
-    if len(set(chosen.tolist())) < bank.n_dims:
+    weak = [
+        name
+        for d, name in enumerate(bank.dimensions)
+        if mean_share[chosen[d], d] < _MAIN_SHARE or list(chosen).count(chosen[d]) > 1
+    ]
+    if weak:
         raise ConfigError(
-            f"tag {tag!r} does not separate the dimensions of bank {bank.name!r}: value "
-            f"{present[int(chosen[0])]!r} loads most on more than one",
+            f"tag {tag!r} does not separate the dimensions of bank {bank.name!r}: no value of "
+            f"it has items that load mainly (≥ {_MAIN_SHARE:.0%} of a²) on {', '.join(weak)}",
             hint="give a tag whose values follow the dimensions (e.g. item_type)",
         )
     mean, sd, _ = bank.spec.prior.parts(bank.n_dims)
