@@ -9,7 +9,14 @@ greedy picks). Numbers, not asserts: prints a table and writes
 ``bench/results/cat_step.json``. ``--clock cpu`` times this process's CPU
 time instead of wall time (steadier when the machine is shared).
 
+``--dims 2`` (or 3) does the same on a D-dimensional bank (every item loads on
+every dimension, latent correlation 0.5; the posterior is the 41 × 41 product
+grid for D = 2) for each ``--selection`` rule, and writes
+``bench/results/cat_step_<D>d.json``.
+
     python bench/bench_cat_step.py [--sizes 1000 10000 100000] [--steps 60] [--clock cpu]
+    python bench/bench_cat_step.py --dims 2 --sizes 1000 10000 \
+        --selection d_optimality --selection a_optimality --selection kl
 """
 
 from __future__ import annotations
@@ -25,26 +32,37 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.bank import ItemBank
+from orchestrator.bank import ItemBank, Prior
 from orchestrator.cat import CatController
-from orchestrator.irt import sample_responses
 
-RESULTS = Path(__file__).resolve().parent / "results" / "cat_step.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def make_bank(n_items: int, seed: int = 0) -> ItemBank:
+def make_bank(n_items: int, seed: int = 0, dims: int = 1) -> ItemBank:
     r = np.random.default_rng(seed)
-    a = np.exp(r.normal(0.0, 0.3, n_items))
     b = r.normal(0.0, 1.0, n_items)[:, None] + np.sort(r.uniform(-1.5, 1.5, (n_items, 3)), axis=1)
-    return ItemBank.from_params(f"bench{n_items}", [f"i{i}" for i in range(n_items)], a, b)
+    ids = [f"i{i}" for i in range(n_items)]
+    if dims == 1:
+        a = np.exp(r.normal(0.0, 0.3, n_items))
+        return ItemBank.from_params(f"bench{n_items}", ids, a, b)
+    slopes = np.exp(r.normal(-0.3, 0.4, (n_items, dims)))
+    corr = np.full((dims, dims), 0.5) + 0.5 * np.eye(dims)
+    return ItemBank.from_params(
+        f"bench{n_items}x{dims}",
+        ids,
+        slopes,
+        b,
+        dimensions=[f"d{k + 1}" for k in range(dims)],
+        prior=Prior(correlation=corr.tolist()),
+    )
 
 
 def bench(
-    n_items: int, steps: int, selection: str = "max_info", clock: str = "wall"
+    n_items: int, steps: int, selection: str = "max_info", clock: str = "wall", dims: int = 1
 ) -> dict[str, object]:
-    bank = make_bank(n_items)
-    truth = 0.7
-    x = sample_responses(np.array([truth]), bank.a, bank.b, np.random.default_rng(1))[0]
+    bank = make_bank(n_items, dims=dims)
+    truth = np.full((1, dims), 0.7)
+    x = bank.model.sample(truth, np.random.default_rng(1))[0]
     ctl = CatController(
         bank, selection=selection, stopping={"rule": "se", "args": {"se": 0.01}}, rng=0
     )
@@ -70,6 +88,7 @@ def bench(
     ms = 1e3
     return {
         "n_items": n_items,
+        "dims": dims,
         "k": 4,
         "selection": selection,
         "steps": steps,
@@ -80,8 +99,8 @@ def bench(
         "record_ms_median": statistics.median(record_s) * ms,
         "should_stop_ms_median": statistics.median(stop_s) * ms,
         "batch8_ms_median": statistics.median(batch) * ms,
-        "final_theta": ctl.theta,
-        "final_se": ctl.se,
+        "final_theta": np.atleast_1d(ctl.theta).tolist(),  # a float in trees before #12
+        "final_se": np.atleast_1d(ctl.se).tolist(),
     }
 
 
@@ -95,19 +114,34 @@ def main(argv: list[str] | None = None) -> int:
         default="wall",
         help="wall time, or this process's CPU time (steadier on a loaded machine)",
     )
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--dims", type=int, default=1, choices=[1, 2, 3], help="dimensions of θ")
+    p.add_argument(
+        "--selection",
+        action="append",
+        help="selection rule(s) to time (default max_info; repeat for several)",
+    )
+    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    bench(500, 5)  # warm-up: imports, allocator
-    rows = [bench(n, args.steps, clock=args.clock) for n in args.sizes]
+    out = args.out or RESULTS / (
+        "cat_step.json" if args.dims == 1 else f"cat_step_{args.dims}d.json"
+    )
+    rules = args.selection or ["max_info"]
+    bench(500, 5, dims=args.dims)  # warm-up: imports, allocator
+    rows = [
+        bench(n, args.steps, selection=rule, clock=args.clock, dims=args.dims)
+        for rule in rules
+        for n in args.sizes
+    ]
     head = (
-        f"{'items':>7} {'step ms':>8} {'p90':>6} {'select':>7} {'record':>7} "
+        f"{'rule':>14} {'items':>7} {'step ms':>8} {'p90':>6} {'select':>7} {'record':>7} "
         f"{'stop':>6} {'batch8':>7}"
     )
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['n_items']:>7} {r['step_ms_median']:>8.3f} {r['step_ms_p90']:>6.3f} "
+            f"{r['selection']:>14} {r['n_items']:>7} {r['step_ms_median']:>8.3f} "
+            f"{r['step_ms_p90']:>6.3f} "
             f"{r['select_ms_median']:>7.3f} {r['record_ms_median']:>7.3f} "
             f"{r['should_stop_ms_median']:>6.3f} {r['batch8_ms_median']:>7.1f}"
         )
@@ -124,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
     return 0
 
 

@@ -110,12 +110,13 @@ class CatController:
         cov = self.covariance
         sd = np.sqrt(np.diag(cov))
         with np.errstate(invalid="ignore", divide="ignore"):
-            corr = cov / np.outer(sd, sd)
+            corr = np.nan_to_num(cov / np.outer(sd, sd))
+        np.fill_diagonal(corr, 1.0)
         return {
             "dimensions": self.dimensions,
             "theta": self.theta.tolist(),
             "se": self.se.tolist(),
-            "correlation": np.nan_to_num(corr).tolist(),
+            "correlation": corr.tolist(),
         }
 
     @property

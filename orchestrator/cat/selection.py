@@ -426,16 +426,14 @@ def _information_gain(
     """What one more item adds to the posterior information P at θ̂.
 
     Returns ``c (S, N)``, the items' Fisher weights at θ̂ (item information is
-    c a aᵀ); ``u (S, N, D)`` = P⁻¹ a; and ``q (S, N)`` = aᵀ P⁻¹ a. With them,
-    by the matrix determinant lemma and Sherman–Morrison,
+    c a aᵀ); P⁻¹ ``(S, D, D)``; and ``q (S, N)`` = aᵀ P⁻¹ a. With them, by the
+    matrix determinant lemma and Sherman–Morrison,
     det(P + c a aᵀ) = det P · (1 + c q) and
-    (P + c a aᵀ)⁻¹ = P⁻¹ − c u uᵀ / (1 + c q).
+    (P + c a aᵀ)⁻¹ = P⁻¹ − c P⁻¹a aᵀP⁻¹ / (1 + c q).
     """
     p_inv = np.linalg.inv(state.posterior_information(batch if batch.shape[1] else None))
-    slopes = state.bank.model.slopes
-    u = np.matmul(slopes, p_inv)  # (S, N, D); P⁻¹ is symmetric
-    q = (u * slopes).sum(axis=-1)
-    return state.fisher_weight_at_theta(), u, q
+    q = state.bank.model.quadratic_forms(p_inv)
+    return state.fisher_weight_at_theta(), p_inv, q
 
 
 def _d_optimality(state: CatState, batch: IntArray) -> FloatArray:
@@ -467,7 +465,7 @@ class AOptimality(SelectionRule):
     """Largest drop in the posterior variance at the estimate (A-optimality).
 
     With P as for :class:`DOptimality`, item j removes
-    c_j uᵀ W u / (1 + c_j q) of the variance, u = P⁻¹ a_j, q = a_jᵀ P⁻¹ a_j.
+    c_j a_jᵀ P⁻¹ W P⁻¹ a_j / (1 + c_j q) of the variance, q = a_jᵀ P⁻¹ a_j.
     By default W = I: the trace of P⁻¹, every dimension's variance. ``dimension``
     targets one dimension (the others are nuisance: measured only as far as
     that helps the target); ``weights`` targets the composite wᵀθ (its variance
@@ -501,10 +499,14 @@ class AOptimality(SelectionRule):
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
     ) -> FloatArray:
-        c, u, q = _information_gain(state, batch)
+        c, p_inv, q = _information_gain(state, batch)
         target = _target_vector(self.name, self.dimension, self.weights, state.bank.bank.dimensions)
-        drop = (u * u).sum(axis=-1) if target is None else (u @ target) ** 2
-        return c * drop / (1.0 + c * q)
+        if target is None:  # W = I: the trace
+            m = p_inv @ p_inv
+        else:  # W = w wᵀ: the composite wᵀθ (w = e_d for one dimension)
+            v = p_inv @ target
+            m = v[:, :, None] * v[:, None, :]
+        return c * state.bank.model.quadratic_forms(m) / (1.0 + c * q)
 
 
 def _check_target(

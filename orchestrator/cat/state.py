@@ -263,7 +263,7 @@ class CatState:
         itself when D = 1.
         """
         if self._info_theta is None:
-            self._info_theta = self._per_item(self.bank.model.information_trace)
+            self._info_theta = self.bank.model.sq_norm * self.fisher_weight_at_theta()
         return self._info_theta
 
     def posterior_information(self, batch: IntArray | None = None) -> FloatArray:

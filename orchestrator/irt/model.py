@@ -57,6 +57,8 @@ class GradedResponseModel:
         slopes, intercepts: As given (read-only arrays).
         n_categories: K per item, ``(N,)``.
         n_dims: D, the dimension of θ.
+        sq_norm: ‖a_j‖² per item, ``(N,)``: c_j(θ) · sq_norm is the trace of
+            item j's information (the information itself when D = 1).
 
     Use :meth:`from_difficulty` for a bank's ``a`` and ``b``. The object is
     immutable; build it once per bank and keep it.
@@ -85,8 +87,9 @@ class GradedResponseModel:
         # for D = 1, a and a² as contiguous (N,) arrays: the hot path's products
         self._a1 = _read_only(np.ascontiguousarray(a[:, 0]))
         self._a2 = _read_only(np.ascontiguousarray(self._outer[:, 0, 0]))
-        # ‖a‖² per item (a² itself when D = 1): the trace of a aᵀ
-        self._sq_norm = self._a2 if self.n_dims == 1 else _read_only((a * a).sum(axis=1))
+        # ‖a‖² per item (a² itself when D = 1): the trace of a aᵀ, so c(θ) · sq_norm is
+        # the trace of the information (the information itself, same bits, when D = 1)
+        self.sq_norm = self._a2 if self.n_dims == 1 else _read_only((a * a).sum(axis=1))
 
     @classmethod
     def from_difficulty(cls, a: ArrayLike, b: ArrayLike) -> GradedResponseModel:
@@ -213,14 +216,16 @@ class GradedResponseModel:
         items = np.asarray(items, dtype=np.int64)
         return self._scaled(self.fisher_weight_at(theta, items), items)
 
-    def information_trace(self, theta: ArrayLike, items: ArrayLike | None = None) -> FloatArray:
-        """tr I_j(θ) = c_j(θ) ‖a_j‖², table form ``θ.shape[:-1] + (n,)``.
+    def quadratic_forms(self, m: ArrayLike) -> FloatArray:
+        """a_jᵀ M a_j of every item for each D × D matrix M: ``m (..., D, D)`` → ``(..., N)``.
 
-        One number per item for any D: the information itself when D = 1 (the
-        same bits as :meth:`information`), the total over θ's axes otherwise.
+        One matrix product over the items' a aᵀ: how selection rules read the
+        posterior information (aᵀP⁻¹a and kin) for every item at once.
         """
-        idx = slice(None) if items is None else np.asarray(items, dtype=np.int64)
-        return self._sq_norm[idx] * self.fisher_weight(theta, items)
+        mats = np.asarray(m, dtype=float)
+        d2 = self.n_dims * self.n_dims
+        flat = mats.reshape(-1, d2) @ self._outer.reshape(-1, d2).T
+        return flat.reshape((*mats.shape[:-2], self.n_items))
 
     def fisher_weight_at(self, theta: ArrayLike, items: ArrayLike) -> FloatArray:
         """c_j(θ) of item ``items[i]`` at point ``θ[i]``, paired (see :meth:`fisher_weight`)."""
