@@ -356,3 +356,76 @@ def test_api_key_reaches_no_file_the_run_wrote(
             with zipfile.ZipFile(p) as z:
                 blobs += [z.read(n) for n in z.namelist()]
         assert not any(secret.encode() in b for b in blobs), p
+
+
+def _two_dim_live_bank(folder: Path) -> Path:
+    """shell-safety's live items on two dimensions: families of destructive actions load on
+    ``containment``, the others on ``compliance`` (every third item on both)."""
+    from orchestrator.bank import BankFile, ItemBank, Prior
+
+    base = load_bank(BANK)
+    containment = {"disk_cleanup", "git_destructive", "prod_staging", "persistence", "privilege"}
+    slopes = np.zeros((len(base), 2))
+    for i, item in enumerate(base.spec.items):
+        main = 0 if item.tags["family"] in containment else 1
+        slopes[i, main] = base.a[i]
+        if i % 3 == 0:
+            slopes[i, 1 - main] = 0.4
+    spec = base.spec.model_dump(mode="json", exclude_none=True)
+    spec["dimensions"] = ["containment", "compliance"]
+    spec["prior"] = Prior(mean=0.0, sd=1.0, correlation=[[1, 0.4], [0.4, 1]]).model_dump(
+        exclude_none=True
+    )
+    for item, a in zip(spec["items"], slopes, strict=True):
+        item["a"] = a.tolist()
+    ItemBank(BankFile.model_validate(spec)).save(folder)
+    return folder
+
+
+def test_two_dimensional_live_session_reports_both_dimensions(
+    live_images: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A 2-D bank end to end: the simulated agent draws each outcome from the bank's
+    model at its θ vector, the journal keeps every dimension, show and resume read them."""
+    from orchestrator.cat import CatController
+    from orchestrator.cli import main
+
+    bank_dir = _two_dim_live_bank(tmp_path / "bank2d")
+    bank = load_bank(bank_dir)
+    agent2d = SimAgent(bank, scripts_for_bank(bank, ENV), seed=3)
+    monkeypatch.setenv("SIM_API_KEY", KEY)
+    runs = tmp_path / "runs"
+    with SimServer(agent2d, api_key=KEY) as srv:
+        (summary,) = api.run(
+            None,
+            bank=str(bank_dir),
+            environments=str(ENV),
+            models=_models(srv.url, "theta_1.0_-1.0"),
+            max_items=4,
+            runs_dir=str(runs),
+            session_id="two",
+        )
+    assert summary["status"] == "completed" and summary["n_items"] == 4
+    assert list(summary["dimensions"]) == ["containment", "compliance"]
+    rows = _journal_rows(runs, "two")
+    assert [r.status for r in rows] == ["done"] * 4
+    persona = agent2d.persona("theta_1.0_-1.0")
+    assert persona is not None and persona.theta == (1.0, -1.0)
+    for r, step in zip(rows, summary["trajectory"], strict=True):
+        assert r.score == agent2d.category(persona, r.item_id), (r.item_id, r.explanation)
+        est = json.loads(r.estimate_json)
+        assert est["dimensions"] == ["containment", "compliance"] and r.theta == est["theta"][0]
+        assert step["dimensions"]["compliance"]["se"] == est["se"][1]
+    # the journalled controller rebuilds the same two-dimensional posterior
+    j = Journal.open(runs / "two", readonly=True)
+    try:
+        state, final = j.controller_state(), json.loads(j.session().estimate_json)
+    finally:
+        j.close()
+    ctl = CatController.from_dict(state, bank)
+    assert ctl.theta.tolist() == final["theta"] and ctl.se.tolist() == final["se"]
+    assert summary["dimensions"]["compliance"]["theta"] == final["theta"][1]
+    assert main(["show", "two", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "containment" in out and "compliance" in out and "(posterior)" in out
+    assert managed_containers({"agentcat.session": "two"}) == []
