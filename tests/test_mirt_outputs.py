@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -230,3 +231,25 @@ def test_one_dimensional_persona_draws_are_unchanged() -> None:
 
         rng = np.random.default_rng([4, zlib.crc32(b"theta_0.7"), zlib.crc32(item.encode())])
         assert agent.category(persona, item) == int(rng.choice(len(p), p=p / p.sum()))
+
+
+def test_summary_reading_is_at_the_theta_vector() -> None:
+    """A group of security items is read at θ̂'s security coordinate, whatever utility's is."""
+    from orchestrator.bank import ItemBank
+    from orchestrator.session.orchestrate import _reading
+
+    bank = ItemBank.from_params(
+        "two",
+        ["s1", "s2", "u1"],
+        [[0.0, 1.2], [0.0, 1.2], [1.0, 0.0]],
+        [[-0.3, 0.4], [-0.3, 0.4], [0.0, 0.5]],
+        tags=[{"family": "sec"}, {"family": "sec"}, {"family": "use"}],
+        dimensions=list(DIMENSIONS),
+    )
+    groups = {"s1": "sec", "s2": "sec", "u1": "use"}
+    seen = {"sec": Counter({0: 1, 2: 1})}
+    one_dim = category_probs(np.array(-0.5), np.array([1.2]), np.array([[-0.3, 0.4]]))[0]
+    for utility in (0.7, -2.0):
+        reading = _reading(bank, groups, seen, np.array([utility, -0.5]))
+        assert reading["sec"]["observed"] == [1, 0, 1]
+        assert reading["sec"]["at_theta"] == pytest.approx(one_dim.tolist(), abs=1e-12)

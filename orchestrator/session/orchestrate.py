@@ -184,7 +184,12 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         families.setdefault(groups.get(r.item_id, "?"), Counter())[int(r.score or 0)] += 1
     errors = Counter(r.error_kind for r in steps if r.status in ("error", "skipped"))
     theta, se = s.theta, s.se
-    reading = _reading(bank, groups, families, theta) if bank is not None else {}
+    est = json.loads(s.estimate_json) if s.estimate_json else None
+    if est:  # a bank of several dimensions: the reading is at the θ̂ vector
+        point: np.ndarray | None = np.array(est["theta"], dtype=float)
+    else:
+        point = None if theta is None else np.array([theta], dtype=float)
+    reading = _reading(bank, groups, families, point) if bank is not None else {}
     status = "interrupted" if s.status == "running" and not locked else s.status
     summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -226,8 +231,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         ],
         "config": json.loads(s.config_json),
     }
-    if s.estimate_json:
-        est = json.loads(s.estimate_json)
+    if est:
         summary["dimensions"] = _dimensions(est, interval=True)
         summary["posterior_correlation"] = est["correlation"]
         for entry, r in zip(summary["trajectory"], done, strict=True):
@@ -249,11 +253,15 @@ def _dimensions(estimate: dict[str, Any], interval: bool = False) -> dict[str, A
 
 
 def _reading(
-    bank: ItemBank, groups: dict[str, str], seen: dict[str, Counter[int]], theta: float | None
+    bank: ItemBank,
+    groups: dict[str, str],
+    seen: dict[str, Counter[int]],
+    theta: np.ndarray | None,
 ) -> dict[str, dict[str, Any]]:
     """θ read on the bank's scale, per group: each category's label, how often the session saw
-    it, and its probability at θ̂ on the group's median item (median slope and thresholds)."""
-    from orchestrator.irt.grm import category_probs
+    it, and its probability at θ̂ (a point of the bank's D dimensions) on the group's median
+    item (median slope vector and thresholds)."""
+    from orchestrator.irt.model import GradedResponseModel
 
     out: dict[str, dict[str, Any]] = {}
     for group in sorted(seen):
@@ -269,9 +277,13 @@ def _reading(
             "observed": [seen[group].get(c, 0) for c in range(k)],
         }
         if theta is not None:
-            a = np.median(bank.a[idx])
-            b = np.median(bank.b[idx, : k - 1], axis=0)
-            probs = category_probs(np.array(theta), np.array([a]), b[None, :])[0, :k]
+            slopes = np.median(bank.slopes[idx], axis=0)
+            b = np.median(bank.b[idx, : k - 1], axis=0)[None, :]
+            if bank.n_dims == 1:
+                median_item = GradedResponseModel.from_difficulty(slopes, b)
+            else:  # thresholds along the slope vector, as the bank reads them
+                median_item = GradedResponseModel(slopes[None, :], -np.linalg.norm(slopes) * b)
+            probs = median_item.category_probs(theta[None, :])[0, 0, :k]
             entry["at_theta"] = [float(p) for p in probs]
         out[group] = entry
     return out
