@@ -64,15 +64,18 @@ def subject_log_likelihood(
     n_subjects: int,
     grid: FloatArray,
     log_probs: FloatArray | None = None,
+    lapse: float = 0.0,
 ) -> FloatArray:
     """Log-likelihood of each subject's responses at each grid point, ``(n_subjects, n_grid)``.
 
     ``log_probs``: the model's ``log_category_probs`` on ``grid``, ``(grid, items, K)``,
-    when the caller has it already.
+    when the caller has it already (with the same ``lapse``).
+    ``lapse``: the robust likelihood's lapse rate (0 = the plain GRM).
     """
     k_max = b.shape[1] + 1
     if log_probs is None:
-        log_probs = GradedResponseModel.from_difficulty(a, b).log_category_probs(grid[:, None])
+        model = GradedResponseModel.from_difficulty(a, b)
+        log_probs = model.log_category_probs(grid[:, None], lapse=lapse)
     table = np.moveaxis(log_probs, 0, -1).reshape(len(a) * k_max, len(grid))
     col = item_idx * k_max + score
     indicator = sparse.csr_matrix(
@@ -94,6 +97,7 @@ def estimate_abilities(
     prior_sd: float = 1.0,
     grid: FloatArray | None = None,
     model: GradedResponseModel | None = None,
+    lapse: float = 0.0,
 ) -> AbilityEstimates:
     """EAP (with posterior SD) or MAP (with SE from the posterior's curvature) per subject.
 
@@ -107,14 +111,17 @@ def estimate_abilities(
         prior_mean, prior_sd: Normal prior on θ.
         grid: Quadrature points; default 601 points on [−6, 6].
         model: The model of ``a`` and ``b`` when the caller holds it already.
+        lapse: Lapse rate of the robust likelihood (0 = the plain GRM).
     """
     if method not in ("eap", "map"):
         raise ValueError(f"method must be 'eap' or 'map'; got {method!r}")
     pts = make_grid(-6.0, 6.0, 601) if grid is None else np.asarray(grid, dtype=float)
     log_probs = None
     if model is not None:  # the caller's model object; the same numbers as from a and b
-        log_probs = model.log_category_probs(pts[:, None])
-    loglik = subject_log_likelihood(a, b, subject_idx, item_idx, score, n_subjects, pts, log_probs)
+        log_probs = model.log_category_probs(pts[:, None], lapse=lapse)
+    loglik = subject_log_likelihood(
+        a, b, subject_idx, item_idx, score, n_subjects, pts, log_probs, lapse=lapse
+    )
     log_post = loglik + normal_log_prior(pts, prior_mean, prior_sd)
     n_items = np.bincount(subject_idx, minlength=n_subjects).astype(np.int64)
     if method == "eap":
@@ -136,6 +143,7 @@ def estimate_theta(
     prior_sd: ArrayLike = 1.0,
     prior_correlation: ArrayLike | None = None,
     grid: GridSpec | None = None,
+    lapse: float = 0.0,
 ) -> AbilityEstimates:
     """θ vectors ``(S, D)`` with SEs and posterior covariances for a model of any D.
 
@@ -151,6 +159,7 @@ def estimate_theta(
         prior_mean, prior_sd: The normal prior per dimension (numbers or ``(D,)``).
         prior_correlation: Its latent correlation ``(D, D)`` (None: identity).
         grid: Per-axis starting grid for D > 1 (default: the CAT's).
+        lapse: Lapse rate of the robust likelihood (0 = the plain GRM).
 
     Raises:
         ValueError: ``method="map"`` for D > 1, or a bad prior.
@@ -172,6 +181,7 @@ def estimate_theta(
             prior_mean=float(np.asarray(prior_mean).reshape(-1)[0]),
             prior_sd=float(np.asarray(prior_sd).reshape(-1)[0]),
             model=model,
+            lapse=lapse,
         )
         cov = None if method == "map" else (est.se**2)[:, None, None]
         return AbilityEstimates(est.theta[:, None], est.se[:, None], est.n_items, method, cov)
@@ -194,6 +204,7 @@ def estimate_theta(
         prior_sd=prior_sd,
         prior_correlation=prior_correlation,
         grid=grid,
+        lapse=lapse,
     )
     post.observe_all(items, scores)
     return AbilityEstimates(post.eap, post.sd, n_items, method, post.cov)

@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
-__all__ = ["GradedResponseModel"]
+__all__ = ["GradedResponseModel", "with_lapse"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -150,20 +150,33 @@ class GradedResponseModel:
         bounds = self._bounds if items is None else self._bounds[np.asarray(items, np.int64)]
         return _category_probs(self._linear(theta, items)[..., None] + bounds)
 
-    def log_category_probs(self, theta: ArrayLike, items: ArrayLike | None = None) -> FloatArray:
-        """log P(X = k | θ), floored at log(1e-300) so impossible categories stay finite."""
-        return np.log(np.maximum(self.category_probs(theta, items), _TINY))
+    def log_category_probs(
+        self, theta: ArrayLike, items: ArrayLike | None = None, lapse: float = 0.0
+    ) -> FloatArray:
+        """log P(X = k | θ), floored at log(1e-300) so impossible categories stay finite.
+
+        ``lapse``: the robust likelihood's lapse rate ε (:func:`with_lapse`) for the
+        categories each item has; 0 = the plain GRM.
+        """
+        logp = np.log(np.maximum(self.category_probs(theta, items), _TINY))
+        if not lapse:
+            return logp
+        k = self.n_categories if items is None else self.n_categories[np.asarray(items, np.int64)]
+        has = np.arange(self.k_max) < k[:, None]  # (n, K_max)
+        return np.where(has, with_lapse(logp, k[:, None], lapse), logp)
 
     def category_probs_at(self, theta: ArrayLike, items: ArrayLike) -> FloatArray:
         """P(X = k | θ[i]) of item ``items[i]``, paired: ``broadcast shape + (K_max,)``."""
         items = np.asarray(items, dtype=np.int64)
         return _category_probs(self._linear_at(theta, items)[..., None] + self._bounds[items])
 
-    def log_prob_at(self, theta: ArrayLike, items: ArrayLike, scores: ArrayLike) -> FloatArray:
+    def log_prob_at(
+        self, theta: ArrayLike, items: ArrayLike, scores: ArrayLike, lapse: float = 0.0
+    ) -> FloatArray:
         """log P(X = scores[i] | θ[i]) of item ``items[i]``, paired (all three broadcast).
 
         The grid posterior's update: the arithmetic of :meth:`log_category_probs`
-        for the one observed category, so both give the same bits.
+        for the one observed category, so both give the same bits (``lapse`` as there).
         """
         items = np.asarray(items, dtype=np.int64)
         x = np.asarray(scores, dtype=np.int64)
@@ -171,7 +184,8 @@ class GradedResponseModel:
         z_x = lin + self._bounds[items, x]
         z_next = lin + self._bounds[items, x + 1]
         prob = _between(expit(z_x), expit(z_next), expit(-z_x), expit(-z_next))
-        return np.log(np.maximum(prob, _TINY))
+        logp = np.log(np.maximum(prob, _TINY))
+        return with_lapse(logp, self.n_categories[items], lapse) if lapse else logp
 
     def category_peaks(self) -> FloatArray:
         """Largest probability each *middle* category ever reaches, ``(N, K_max − 2)``.
@@ -256,6 +270,22 @@ class GradedResponseModel:
         if self.n_dims == 1:
             return self._a2[idx] * weight
         return weight[..., None, None] * self._outer[idx]
+
+
+def with_lapse(log_probs: ArrayLike, n_categories: ArrayLike, lapse: float) -> FloatArray:
+    """log(ε/K + (1 − ε) P): the response model with a lapse rate ε (the robust likelihood).
+
+    With probability ε a response is a lapse — any of the item's K categories,
+    at random (a deliberate failure, a broken run, a guess) — otherwise it
+    follows the GRM. A single score then costs the likelihood at most
+    log(ε/K), so one aberrant response cannot drag θ far; ε = 0 is the plain
+    GRM. ``n_categories`` (each response's item's K) broadcasts against ``log_probs``.
+    """
+    logp = np.asarray(log_probs, dtype=float)
+    if lapse == 0:
+        return logp
+    k = np.asarray(n_categories, dtype=float)
+    return np.logaddexp(np.log(lapse / k), np.log1p(-lapse) + logp)
 
 
 def _category_probs(z: FloatArray) -> FloatArray:

@@ -171,6 +171,8 @@ class GridPosterior:
         track_information: Keep Σ information of each row's administered items
             on its grid (``admin_info``), for rules that integrate information
             over the posterior.
+        lapse: Lapse rate ε of the robust likelihood
+            (:func:`~orchestrator.irt.model.with_lapse`); 0 = the plain GRM.
 
     Attributes:
         coords: ``(S, D, G)`` each row's grid points, point axis last (narrower
@@ -195,7 +197,10 @@ class GridPosterior:
         regrid_ratio: float | None = None,
         capacity: int = 16,
         track_information: bool = False,
+        lapse: float = 0.0,
     ) -> None:
+        if not 0 <= lapse < 1:
+            raise ValueError(f"lapse must be in [0, 1); got {lapse}")
         d = model.n_dims
         self.model = model
         self.n_dims = d
@@ -217,6 +222,7 @@ class GridPosterior:
         self.regrid_ratio = float(
             (2.0 if d == 1 else 1.0) if regrid_ratio is None else regrid_ratio
         )
+        self.lapse = float(lapse)
         start = _product_coords([g.points() for g in self.grids])
         self.coords = np.tile(start, (n_subjects, 1, 1))
         self._prior_at_points = self._log_prior(self.coords)  # changes only with the grid
@@ -295,7 +301,9 @@ class GridPosterior:
         scores = np.asarray(scores, dtype=np.int64)
         coords = self.coords[rows]
         theta = coords.transpose(0, 2, 1)
-        loglik = self.loglik[rows] + self.model.log_prob_at(theta, items[:, None], scores[:, None])
+        loglik = self.loglik[rows] + self.model.log_prob_at(
+            theta, items[:, None], scores[:, None], self.lapse
+        )
         self.loglik[rows] = loglik
         if self.admin_info is not None:
             self.admin_info[rows] += self.model.information_at(theta, items[:, None])
@@ -365,7 +373,9 @@ class GridPosterior:
             sl = slice(c, c + chunk)
             theta = coords[sl].transpose(0, 2, 1)
             # (rows, t, G) summed over t: one response added after another
-            logp = self.model.log_prob_at(theta[:, None], items[sl, :, None], x[sl, :, None])
+            logp = self.model.log_prob_at(
+                theta[:, None], items[sl, :, None], x[sl, :, None], self.lapse
+            )
             self.loglik[rows[sl]] = np.where(valid[sl, :, None], logp, 0.0).sum(axis=1)
             if self.admin_info is not None:
                 info = self.model.information_at(theta[:, :, None], items[sl, None, :])
@@ -380,7 +390,7 @@ class GridPosterior:
         if n == 0:
             return np.zeros(th.shape[:-1])
         items, x = self.items[row, :n], self.scores[row, :n]
-        return self.model.log_prob_at(th[..., None, :], items, x).sum(axis=-1)
+        return self.model.log_prob_at(th[..., None, :], items, x, self.lapse).sum(axis=-1)
 
 
 def _correlation(
@@ -417,6 +427,7 @@ class Posterior:
         regrid_ratio: Narrow the grid once an SD < ratio × spacing (0 disables).
         track_information: Keep the answered items' total information on the
             grid (``batch.admin_info``).
+        lapse: Lapse rate of the robust likelihood (0 = the plain GRM).
 
     Attributes:
         batch: The one-row :class:`GridPosterior` this is a view of.
@@ -432,6 +443,7 @@ class Posterior:
         grid: GridSpec | Sequence[GridSpec] | None = None,
         regrid_ratio: float | None = None,
         track_information: bool = False,
+        lapse: float = 0.0,
     ) -> None:
         self.batch = GridPosterior(
             model,
@@ -442,6 +454,7 @@ class Posterior:
             grid=grid,
             regrid_ratio=regrid_ratio,
             track_information=track_information,
+            lapse=lapse,
         )
         self._row = np.zeros(1, dtype=np.int64)
 
