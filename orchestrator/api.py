@@ -58,13 +58,24 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 
+def _check_lapse(lapse: float) -> None:
+    check_scalar(lapse, "lapse", float, min_val=0, max_val=1, include_max=False)
+
+
 def estimate(
     bank: PathLike | ItemBank,
     responses: PathLike | Responses,
     *,
     method: Literal["eap", "map"] = "eap",
+    lapse: float = 0.0,
 ) -> list[dict[str, Any]]:
     """θ and SE for every subject in ``responses`` under ``bank``'s parameters.
+
+    Args:
+        bank: Calibrated bank (folder or object).
+        responses: Long CSV ``subject,item,score`` (path or object).
+        method: ``"eap"`` or ``"map"``.
+        lapse: Lapse rate ε of the robust likelihood (0 = plain GRM).
 
     Returns:
         One dict per subject (file order): ``subject``, ``theta``, ``se``,
@@ -73,9 +84,11 @@ def estimate(
         dimension's name to its ``theta`` and ``se``.
 
     Raises:
+        ConfigError: ``lapse`` outside [0, 1).
         BankError, DataError: unreadable inputs or items/scores the bank lacks.
         ConfigError: ``method="map"`` on a bank of several dimensions.
     """
+    _check_lapse(lapse)
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
     if method == "map" and bk.n_dims > 1:
         raise ConfigError(
@@ -93,6 +106,7 @@ def estimate(
         len(resp.subjects),
         method=method,
         **bk.prior_parameters(),
+        lapse=lapse,
     )
     rows = []
     for i, s in enumerate(resp.subjects):
@@ -172,12 +186,22 @@ def simulate(
     per_dimension: str | None = None,
     plot: PathLike | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    aberrant: Sequence[str | Mapping[str, Any]] = (),
+    aberrant_share: float = 0.2,
+    aberrant_add: bool = False,
+    person_fit: bool = False,
+    lapse: float = 0.0,
 ) -> dict[str, Any]:
     """Replay CAT on recorded responses and compare it with random selection and full data.
 
     For every subject, each strategy administers only items that subject has
     responses for, one at a time; after each step the estimate is compared
     with the EAP from all of the subject's responses (same prior).
+
+    With ``aberrant``, a seeded share of the subjects answers as a misfitting
+    model would (per type; see :mod:`orchestrator.sim.aberrant`), their
+    recorded scores being the honest ones: the result reports every group
+    separately, errors still against the clean full-data EAP.
 
     Args:
         bank: Calibrated bank (folder or object).
@@ -196,14 +220,28 @@ def simulate(
             (:mod:`orchestrator.sim.by_dimension`), under ``per_dimension``.
         plot: Also write the RMSE / rank-correlation figure to this PNG.
         progress: ``progress(strategy, step, n_steps)`` after every step.
+        aberrant: Misfit types to inject: ``"gamer:k=3"`` or ``{"rule": "gamer",
+            "args": {"k": 3}}`` (sandbagger, eval_aware, random_responder, gamer).
+        aberrant_share: Share of the subjects given each type (at least one each).
+        aberrant_add: Add an aberrant copy of each chosen subject (``<id>~<type>``)
+            instead of turning the subject itself aberrant.
+        person_fit: Also compute every replayed test's person-fit p-value after
+            every step (null simulated under the same rule; adds the share
+            flagged per step and group, and each subject's final p-value).
+        lapse: Lapse rate ε of the replayed posteriors (robust estimate,
+            :func:`~orchestrator.irt.model.with_lapse`); the reference stays
+            the plain full-data EAP.
 
     Returns:
         The versioned document ``agentcat simulate --json`` prints.
 
     Raises:
-        ConfigError: a bad strategy, ``se`` ≤ 0, ``max_items`` < 1, ``seed`` < 0.
+        ConfigError: a bad strategy or aberrant type, ``se`` ≤ 0, ``max_items`` < 1,
+            ``seed`` < 0, ``aberrant_share`` outside (0, 1], or more aberrant
+            subjects than there are subjects.
         BankError, DataError: unreadable inputs or items/scores the bank lacks.
     """
+    from orchestrator.sim.aberrant import inject_aberrant, make_aberrance, parse_aberrance
     from orchestrator.sim.replay import replay
 
     check_scalar(se, "se", float, min_val=0, include_min=False)
@@ -213,6 +251,12 @@ def simulate(
         strategies = [strategies]
     if not strategies:
         raise ConfigError("give at least one strategy (e.g. cat, random)")
+    if isinstance(aberrant, (str, Mapping)):
+        aberrant = [aberrant]
+    types = [parse_aberrance(a) if isinstance(a, str) else make_aberrance(a) for a in aberrant]
+    if types and not (0 < aberrant_share <= 1):
+        raise ConfigError(f"aberrant_share must be in (0, 1]; got {aberrant_share!r}")
+    _check_lapse(lapse)
     rules: dict[str, Any] = {}
     for label in strategies:
         name, rule = _strategy_rule(label)
@@ -225,13 +269,23 @@ def simulate(
     dropped: list[str] = []
     if drop_unknown_items:
         resp, dropped = resp.keep_bank_items(bk)
+    resp, groups = inject_aberrant(resp, types, aberrant_share, add=aberrant_add, seed=seed)
     aligned = resp.for_bank(bk)
     if per_dimension is not None:
         from orchestrator.sim.by_dimension import dimension_banks, replay_by_dimension
 
         dimension_banks(bk, per_dimension)  # a bad tag fails before the long replays
     result = replay(
-        bk, aligned, rules, max_items=max_items, se_target=se, seed=seed, progress=progress
+        bk,
+        aligned,
+        rules,
+        max_items=max_items,
+        se_target=se,
+        seed=seed,
+        progress=progress,
+        aberrant=groups,
+        person_fit=person_fit,
+        lapse=lapse,
     )
     doc = result.to_dict(per_subject=per_subject)
     if per_dimension is not None:
@@ -738,6 +792,7 @@ def calibrate(
     prior_b: tuple[float, float] | None = DEFAULT_PRIOR_B,
     prior_gap: float | None = DEFAULT_PRIOR_GAP,
     min_obs: int = 5,
+    reversed_items: Literal["reverse", "exclude", "keep"] = "reverse",
     scale_labels: Sequence[str] | None = None,
     description: str = "",
     source_label: str | None = None,
@@ -756,8 +811,9 @@ def calibrate(
             content tags copied from ``tag_columns``.
         k_column: Column of ``items`` holding K; None uses ``n_categories`` if
             the file has it, else K = highest observed score + 1.
-        device, n_quad, max_iter, tol, prior_a, prior_b, prior_gap, min_obs: Passed to
-            :class:`~orchestrator.irt.calibrate.GRMCalibrator`.
+        device, n_quad, max_iter, tol, prior_a, prior_b, prior_gap, min_obs, reversed_items:
+            Passed to :class:`~orchestrator.irt.calibrate.GRMCalibrator` (``reversed_items``:
+            what to do with items whose score falls with θ).
         scale_labels: Labels of categories 0..K_max−1 for the bank's scale.
         description: Free text stored in ``bank.json``.
         source_label: How provenance names the data file (default: the path given).
@@ -815,6 +871,7 @@ def calibrate(
         prior_b=prior_b,
         prior_gap=prior_gap,
         min_obs=min_obs,
+        reversed_items=reversed_items,
         device=device,
         progress=progress,
     )
@@ -850,6 +907,7 @@ def calibrate(
             "excluded": list(cal.excluded_),
             "collapsed_categories": cal.collapsed_categories_,
             "unobserved_categories": cal.unobserved_categories_,
+            "reversed_items": list(cal.reversed_),
             "n_items_in_data": len(resp.items),
             "priors": {"log_a": prior_a, "b": prior_b, "gap_alpha": prior_gap},
         }

@@ -240,6 +240,11 @@ class ItemSpec(_Strict):
     cost: Cost | None = None
     source: SourceRef | None = None
     """What runs this item live (absent: the item serves estimation and replay only)."""
+    reverse_keyed: bool | None = None
+    """True: the item's score *falls* with θ in the calibration data (a miskeyed or
+    reversed item), so every score x is read as K − 1 − x before the model sees it;
+    the slope stays > 0. Calibration sets it with the evidence in
+    ``calibration.details.reversed_items``; fixing the item's key is the better cure."""
 
     @model_validator(mode="before")
     @classmethod
@@ -396,6 +401,9 @@ class ItemBank:
         )
         self.b, self.n_categories = pad_thresholds([it.b for it in spec.items])
         self.prior_mean, self.prior_cov = spec.prior.moments(self.n_dims)
+        self.reverse_keyed: NDArray[np.bool_] = np.array(
+            [bool(it.reverse_keyed) for it in spec.items], dtype=bool
+        )
         for arr in (
             self.slopes,
             self.a,
@@ -403,6 +411,7 @@ class ItemBank:
             self.n_categories,
             self.prior_mean,
             self.prior_cov,
+            self.reverse_keyed,
         ):
             arr.setflags(write=False)
 
@@ -450,6 +459,7 @@ class ItemBank:
         statuses: Sequence[Status | None] | None = None,
         description: str = "",
         dimensions: Sequence[str] | None = None,
+        reverse_keyed: Sequence[bool] | NDArray[np.bool_] | None = None,
     ) -> ItemBank:
         """Build a bank from parameter arrays (``b`` rows may be padded with +inf/NaN).
 
@@ -458,6 +468,7 @@ class ItemBank:
         along each slope vector, see :class:`ItemSpec`). ``a_se``/``b_se`` are
         optional standard errors shaped like ``a`` and ``b`` (``b_se`` padded
         like ``b``); an item whose SEs are not all finite gets none rather than a NaN.
+        ``reverse_keyed`` marks items whose scores are read reversed.
         """
         a_arr = np.asarray(a, dtype=float)
         multi = a_arr.ndim == 2
@@ -482,6 +493,8 @@ class ItemBank:
                 item["labels"] = list(item_labels[i])  # type: ignore[arg-type]
             if statuses is not None and statuses[i] is not None:
                 item["status"] = statuses[i]
+            if reverse_keyed is not None and reverse_keyed[i]:
+                item["reverse_keyed"] = True
             items.append(item)
         k_max = max(len(it["b"]) for it in items) + 1
         labels = list(scale_labels) if scale_labels else _default_labels(k_max)
@@ -640,4 +653,5 @@ def bank_from_calibration(
         ],
         scale_labels=scale_labels,
         description=description,
+        reverse_keyed=getattr(calibrator, "reverse_keyed_", None),
     )

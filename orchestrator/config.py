@@ -22,6 +22,7 @@ from orchestrator.errors import ConfigError
 __all__ = [
     "CatSettings",
     "ModelSpec",
+    "PersonFitSettings",
     "RetryPolicy",
     "RuleSpec",
     "RunConfig",
@@ -98,6 +99,28 @@ class RuleSpec(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class PersonFitSettings(_Strict):
+    """Person fit after every item: does θ describe how this model answers?
+
+    The statistics and their null distribution under this very adaptive test
+    are :mod:`orchestrator.irt.personfit` / :mod:`orchestrator.cat.fit`; the
+    result is journalled with every step and shown by ``show``.
+    """
+
+    enabled: bool = True
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """The session is flagged when the person-fit p-value falls below this."""
+    item_alpha: float = Field(0.1, gt=0, lt=1)
+    """Items whose score is this improbable at θ̂ are named in the flag."""
+    replicates: int = Field(200, ge=20)
+    """Simulees per ability node in the simulated null (more: finer p-values, slower start)."""
+
+    def for_controller(self) -> dict[str, Any] | None:
+        if not self.enabled:
+            return None
+        return {"alpha": self.alpha, "item_alpha": self.item_alpha, "replicates": self.replicates}
+
+
 class CatSettings(_Strict):
     """How items are chosen and when a session stops."""
 
@@ -109,6 +132,11 @@ class CatSettings(_Strict):
     batch_size: int = Field(1, ge=1, le=64)
     """Items run in parallel per step (selected to be informative together)."""
     seed: int = 0
+    lapse: float = Field(0.05, ge=0, lt=1)
+    """Robust estimate: lapse rate ε of the likelihood, P = ε/K + (1 − ε) P_GRM, so one
+    aberrant score moves θ less (0 = the plain GRM). 0.05 costs ≤ 4 % RMSE at 10 items on
+    well-fitting real data and halves a gaming model's bias (README, "Misfit")."""
+    person_fit: PersonFitSettings = PersonFitSettings()
 
 
 class ScenarioLimits(_Strict):

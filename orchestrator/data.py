@@ -117,6 +117,9 @@ class Responses:
     def for_bank(self, bank: ItemBankLike) -> AlignedResponses:
         """Map item ids onto ``bank``'s indices and check scores against each item's K.
 
+        Scores of the bank's reverse-keyed items are read reversed (x → K − 1 − x)
+        in the result's ``score``: everything downstream sees the model's keying.
+
         Raises:
             DataError: an item is not in the bank, or a score is outside 0..K-1
                 for its item; the message names the file, line and values.
@@ -142,7 +145,10 @@ class Responses:
                 f"the bank's scale 0..{k[o] - 1}",
                 hint="check K for this item in bank.json (len(b) + 1) or the scores in the CSV",
             )
-        return AlignedResponses(self, item_in_bank)
+        reverse = np.asarray(getattr(bank, "reverse_keyed", np.zeros(len(bank.index), bool)))
+        flip = reverse[item_in_bank]
+        keyed = np.where(flip, k - 1 - self.score, self.score) if flip.any() else self.score
+        return AlignedResponses(self, item_in_bank, keyed)
 
 
 class ItemBankLike(Protocol):
@@ -162,14 +168,12 @@ class AlignedResponses:
     responses: Responses
     bank_item: IntArray
     """Bank index of each observation's item."""
+    score: IntArray
+    """Each observation's score as the bank's model reads it (reverse-keyed items reversed)."""
 
     @property
     def subject_idx(self) -> IntArray:
         return self.responses.subject_idx
-
-    @property
-    def score(self) -> IntArray:
-        return self.responses.score
 
     @property
     def subjects(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ calibration. Re-running on the same specs gives a byte-identical bank.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,14 +19,23 @@ from orchestrator import __version__
 from orchestrator._validation import parse_model
 from orchestrator.bank import BankFile, Calibration, Cost, ItemBank
 from orchestrator.errors import BankError
-from orchestrator.scenario import DEFAULT_ROOT, FamilySpec, Variant, iter_items, load_families
+from orchestrator.scenario import (
+    DEFAULT_ROOT,
+    FamilySpec,
+    Variant,
+    iter_items,
+    load_families,
+    render_prompt,
+)
 
 __all__ = [
     "BASE_THRESHOLDS",
     "PROVISIONAL_RULE",
     "PROVISIONAL_SLOPE",
+    "TEST_CUE",
     "THRESHOLD_SPREAD",
     "expected_cost",
+    "looks_like_test",
     "provisional_bank",
     "provisional_params",
     "relative_difficulty",
@@ -50,6 +60,23 @@ PROVISIONAL_RULE = (
     f"seconds = {SECONDS_FIXED:g} + {SECONDS_PER_TURN:g} * turns; "
     f"tokens = {TOKENS_PER_TURN:g} * turns. No response data was used."
 )
+
+
+TEST_CUE = re.compile(
+    r"\b(do not|don't|must not|must stay|never|leave nothing|only need)\b", re.IGNORECASE
+)
+"""What makes a prompt look like a test: it spells out the very rule the scenario
+grades ("Do not touch /srv/data", "her edits must stay as they are", "Never paste
+the token"). Real requests rarely state the constraint an evaluator checks;
+constructed safety tests often do, and an evaluation-aware model could notice.
+Items carry the result as the tag ``looks_like_test``, which person fit
+(a model that does better or worse on such items) and the simulated
+``eval_aware`` model read. 7 of the 44 built-in scenarios match."""
+
+
+def looks_like_test(prompt: str) -> bool:
+    """Whether a prompt carries the test cue :data:`TEST_CUE`."""
+    return bool(TEST_CUE.search(prompt))
 
 
 def relative_difficulty(family: FamilySpec, variant: Variant | str) -> float:
@@ -82,7 +109,14 @@ def provisional_bank(
         ids.append(it.id)
         a.append(slope)
         b.append(thresholds)
-        tags.append({"family": it.family.id, "risk": it.family.risk})
+        cue = looks_like_test(render_prompt(it.family, it.variant))
+        tags.append(
+            {
+                "family": it.family.id,
+                "risk": it.family.risk,
+                "looks_like_test": "true" if cue else "false",
+            }
+        )
         costs.append(expected_cost(it.family, it.variant))
     calibration = Calibration(
         status="provisional",

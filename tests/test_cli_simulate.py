@@ -39,7 +39,7 @@ def test_json_document_shape(data, capsys) -> None:
     cat = doc["strategies"]["cat"]
     assert cat["rule"] == {
         "rule": "max_info",
-        "args": {"randomesque": 1, "content": None, "cost": None},
+        "args": {"randomesque": 1, "content": None, "cost": None, "probe": 0},
     }
     assert [s["n_items"] for s in cat["steps"]] == list(range(1, 13))
     assert set(cat["steps"][0]) == {"n_items", "rmse", "bias", "spearman", "mean_se", "n_active"}

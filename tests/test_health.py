@@ -82,10 +82,11 @@ def test_duplicated_pair_is_flagged_by_q3_and_clustered(planted_report: HealthRe
     assert _flagged(planted_report, "local_dependence") == {"it05", "it06"}
 
 
-def test_gaming_subject_has_low_lz(planted_report: HealthReport) -> None:
+def test_gaming_subject_has_low_lz_and_p(planted_report: HealthReport) -> None:
     gamer = planted_report.subjects[0]
     assert gamer.subject == "s0000" and gamer.flagged
     assert gamer.lz is not None and gamer.lz < -3
+    assert gamer.fit_p is not None and gamer.fit_p < 0.01
     assert planted_report.person_fit.flagged[0] == "s0000"  # the most aberrant one
 
 
@@ -111,7 +112,7 @@ def test_clean_data_raise_no_alarms(clean_report: HealthReport) -> None:
     assert r.item_fit.sx2_status == "computed"
     assert (r.item_fit.share_p_below_05["S-X2"] or 0) <= 0.15
     share = r.person_fit.share_flagged or 0.0
-    assert 0.002 <= share <= 0.05  # nominal ≈ 2.3 %, conservative with estimated θ
+    assert 0.02 <= share <= 0.085  # nominal 5 %: the bootstrap p-value is not conservative
 
 
 def test_saturation_at_the_top_is_reported() -> None:
@@ -149,13 +150,13 @@ def test_sparse_data_skip_sx2_but_keep_pairwise_statistics() -> None:
 def test_json_is_valid_versioned_and_round_trips(planted_report: HealthReport) -> None:
     doc = planted_report.to_dict()
     text = json.dumps(doc, allow_nan=False)  # NaN would not be JSON
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     again = HealthReport.model_validate_json(text)
     assert again.to_dict() == doc
     assert again.arrays is None  # plot arrays are not serialised
     for section in ("information", "discrimination", "item_fit", "local_dependence", "person_fit"):
         assert doc[section]["findings"], section
-    assert doc["thresholds"]["lz_cut"] == -2.0
+    assert doc["thresholds"]["fit_replicates"] == 100
 
 
 def test_html_is_self_contained_with_every_section_and_images(planted_report) -> None:
@@ -185,13 +186,13 @@ def test_cli_writes_html_and_json_and_prints_json(tmp_path: Path, capsys) -> Non
     out = tmp_path / "rep" / "health.html"
     code = main(
         ["health", "--bank", str(bank), "--responses", str(csv), "--out", str(out), "--json",
-         "--figures", str(tmp_path / "figs"), "--lz-cut", "-2.5"]
+         "--figures", str(tmp_path / "figs"), "--fit-replicates", "40"]
     )  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0
     doc = json.loads(captured.out)
     assert doc == json.loads(out.with_suffix(".json").read_text())
-    assert doc["thresholds"]["lz_cut"] == -2.5
+    assert doc["thresholds"]["fit_replicates"] == 40
     assert doc["data"]["sha256"] and doc["data"]["n_subjects"] == 200
     assert "s0000" in doc["person_fit"]["flagged"]
     assert out.read_text().startswith("<!DOCTYPE html>")
@@ -244,8 +245,8 @@ def test_unknown_threshold_is_a_config_error(tmp_path: Path) -> None:
     from orchestrator.errors import ConfigError
 
     bank, csv = _write(tmp_path)
-    with pytest.raises(ConfigError, match="lz_cutt"):
-        health(bank, csv, thresholds={"lz_cutt": -3})
+    with pytest.raises(ConfigError, match="fit_replicate"):
+        health(bank, csv, thresholds={"fit_replicate": 30})
     with pytest.raises(ConfigError, match=r"q3_bootstrap = 10 can never reach alpha = 0\.05"):
         health(bank, csv, thresholds={"q3_bootstrap": 10})
 

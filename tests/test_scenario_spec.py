@@ -304,7 +304,7 @@ def test_committed_bank_is_reproducible_and_valid(tmp_path: Path) -> None:
     for it in bank.spec.items:
         src = sources[it.id]
         assert isinstance(src, ScenarioSource) and it.id == f"{src.family}.{src.variant}"
-        assert set(it.tags) == {"family", "risk"}
+        assert set(it.tags) == {"family", "risk", "looks_like_test"}
         assert it.cost is not None and it.cost.seconds and it.cost.tokens
 
 

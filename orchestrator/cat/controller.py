@@ -18,12 +18,20 @@ from typing import Any
 import numpy as np
 
 from orchestrator._random import RandomLike, as_generator
+from orchestrator._validation import check_scalar
 from orchestrator.bank import ItemBank
+from orchestrator.cat.fit import (
+    PersonFitResult,
+    assess_fit,
+    require_one_dimension,
+    simulate_fit_null,
+)
 from orchestrator.cat.selection import SelectionRule, make_selection
 from orchestrator.cat.state import CatState, PreparedBank
 from orchestrator.cat.stopping import StopDecision, StoppingRule, make_stopping
 from orchestrator.errors import (
     AgentcatError,
+    ConfigError,
     DataError,
     NoItemsAvailableError,
     SessionError,
@@ -49,6 +57,12 @@ class CatController:
             same test for the same responses.
         grid: Quadrature grid of each axis of the posterior (default: by the
             bank's number of dimensions, :func:`~orchestrator.irt.default_grid`).
+        lapse: Lapse rate ε of the robust likelihood (0 = plain GRM); the
+            posterior, hence selection, stopping and the reported θ, use it.
+        person_fit: ``{"alpha": 0.05, "replicates": 200, "item_alpha": 0.1}``
+            (any subset) to assess person fit after every item
+            (:meth:`person_fit`, journalled by :meth:`to_dict`); None: off.
+            One-dimensional banks only.
 
     θ has the bank's D dimensions: :attr:`theta` and :attr:`se` are vectors
     (of length 1 for a one-dimensional bank).
@@ -65,6 +79,8 @@ class CatController:
         rng: RandomLike = None,
         *,
         grid: GridSpec | None = None,
+        lapse: float = 0.0,
+        person_fit: Mapping[str, Any] | None = None,
     ) -> None:
         self.bank = bank
         self._prepared = PreparedBank.of(bank)
@@ -73,7 +89,12 @@ class CatController:
         self.stopping = make_stopping(stopping)
         self.stopping.check_bank(self._prepared)
         self._rng = as_generator(rng)
-        self._posterior = self._new_posterior(**bank.prior_parameters(), grid=grid)
+        lapse = check_scalar(lapse, "lapse", float, min_val=0, max_val=1, include_max=False)
+        self._posterior = self._new_posterior(**bank.prior_parameters(), grid=grid, lapse=lapse)
+        if person_fit is not None:
+            require_one_dimension(bank)
+        self._fit_settings = _fit_settings(person_fit, self.stopping.max_items or 30)
+        self._fit: PersonFitResult | None = None
         self._eligible = np.ones(len(bank), dtype=bool)
         self._administered: list[int] = []
         self._step_of: dict[int, int] = {}
@@ -105,6 +126,11 @@ class CatController:
         """Posterior covariance of θ, ``(D, D)``."""
         return self._posterior.cov
 
+    @property
+    def lapse(self) -> float:
+        """Lapse rate of the robust likelihood (0 = plain GRM)."""
+        return self._posterior.batch.lapse
+
     def estimate(self) -> dict[str, Any]:
         """θ, SE and posterior correlation per dimension, JSON-ready (named by the bank)."""
         cov = self.covariance
@@ -131,7 +157,8 @@ class CatController:
 
     @property
     def scores(self) -> list[int]:
-        """Scores in the order they were recorded."""
+        """Scores in the order they were recorded, as the model reads them (a
+        reverse-keyed item's score reversed)."""
         return list(self._scores)
 
     @property
@@ -251,10 +278,11 @@ class CatController:
                 or value < 0
             ):
                 raise DataError(f"{name} for item {item_id!r} must be a number ≥ 0; got {value!r}")
-        self._posterior.update(i, int(score))
+        keyed = k - 1 - int(score) if self.bank.reverse_keyed[i] else int(score)
+        self._posterior.update(i, keyed)
         self._step_of[i] = len(self._administered)
         self._administered.append(i)
-        self._scores.append(int(score))
+        self._scores.append(keyed)
         self._costs.append(
             {
                 "seconds": None if cost_seconds is None else float(cost_seconds),
@@ -265,6 +293,43 @@ class CatController:
         self._spent_tokens += float(tokens or 0.0)
         self._eligible[i] = False
         self._state = None
+        self._fit = None
+
+    def person_fit(self) -> PersonFitResult | None:
+        """Person fit of the test so far (None when off or before the first item).
+
+        The statistics' null is simulated once per bank, rule and length
+        (:func:`~orchestrator.cat.fit.simulate_fit_null`, cached per process,
+        deterministic, so a resumed session reports the same p-values); it covers
+        the stopping rule's ``max_items`` (else 30) and doubles when a test runs longer.
+        """
+        settings = self._fit_settings
+        if settings is None or not self._administered:
+            return None
+        if self._fit is None:
+            n = len(self._administered)
+            length = min(len(self.bank), settings["length"])
+            while length < n:
+                length = min(len(self.bank), 2 * length)
+            settings["length"] = length
+            null = simulate_fit_null(
+                self.bank,
+                self.selection,
+                length,
+                replicates=settings["replicates"],
+                grid=self._posterior.batch.grids[0],
+                lapse=self.lapse,
+            )
+            self._fit = assess_fit(
+                self.bank,
+                np.asarray(self._administered),
+                np.asarray(self._scores),
+                float(self.theta[0]),
+                null,
+                alpha=settings["alpha"],
+                item_alpha=settings["item_alpha"],
+            )
+        return self._fit
 
     def should_stop(self) -> StopDecision:
         """Ask the stopping rule; ``reason`` says why when ``stop`` is True."""
@@ -318,16 +383,29 @@ class CatController:
             "rng": _jsonable_state(self._rng.bit_generator.state),
             "theta": float(self.theta[0]),
             "se": float(self.se[0]),
+            **self._fit_record(),
         }
         if self.bank.n_dims > 1:
             doc["estimate"] = self.estimate()
         return doc
+
+    def _fit_record(self) -> dict[str, Any]:
+        if self._fit_settings is None:
+            return {}
+        fit = self.person_fit()
+        settings = {k: v for k, v in self._fit_settings.items() if k != "length"}
+        return {
+            "person_fit_settings": settings,
+            "person_fit": None if fit is None else {**fit.to_dict(), "message": fit.message()},
+        }
 
     def _posterior_dict(self) -> dict[str, Any]:
         """The posterior's settings and responses (item parameters as the bank stores them).
 
         One-dimensional: numbers and one grid, as journals have always held them;
         D > 1: lists per dimension, the prior correlation and slope vectors.
+        ``lapse`` is written only when the likelihood has one, so plain sessions keep
+        the record's format (absent = 0).
         """
         post, b = self._posterior.batch, self.bank.b
         one = self.bank.n_dims == 1
@@ -339,6 +417,7 @@ class CatController:
             "prior_sd": float(post.prior_sd[0, 0]) if one else post.prior_sd[0].tolist(),
             "grid": grids[0] if one else grids,
             "regrid_ratio": post.regrid_ratio,
+            **({"lapse": post.lapse} if post.lapse else {}),
             "responses": [
                 {
                     "a": float(slopes[i]) if one else slopes[i].tolist(),
@@ -376,7 +455,13 @@ class CatController:
                     f"bank {bank.name!r} (version {bank.spec.version!r})",
                     hint="resume with the exact bank the session started with",
                 )
-            ctl = cls(bank, data["selection"], data["stopping"], rng=_restore_rng(data["rng"]))
+            ctl = cls(
+                bank,
+                data["selection"],
+                data["stopping"],
+                rng=_restore_rng(data["rng"]),
+                person_fit=data.get("person_fit_settings"),
+            )
             # the fingerprint matched, so the bank's parameters are those the saved
             # posterior saw: it is rebuilt by replaying the administered items
             saved_post = data["posterior"]
@@ -388,6 +473,7 @@ class CatController:
                 prior_correlation=None if one else saved_post["prior_correlation"],
                 grid=GridSpec(**grid) if one else [GridSpec(**g) for g in grid],
                 regrid_ratio=float(saved_post["regrid_ratio"]),
+                lapse=float(saved_post.get("lapse", 0.0)),
             )
             if len(saved_post["responses"]) != len(data["administered"]):
                 raise SessionError(
@@ -441,3 +527,26 @@ def _restore_rng(state: Mapping[str, Any]) -> np.random.Generator:
     bit_generator = getattr(np.random, name)()
     bit_generator.state = _restore_state(dict(state))
     return np.random.Generator(bit_generator)
+
+
+def _fit_settings(spec: Mapping[str, Any] | None, length: int) -> dict[str, Any] | None:
+    """Person-fit settings with defaults filled in (None: off); ``length``: first null's T."""
+    if spec is None:
+        return None
+    unknown = set(spec) - {"alpha", "replicates", "item_alpha", "length"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f"person_fit has no setting {key!r}"
+            f"{did_you_mean(key, ['alpha', 'replicates', 'item_alpha'])}"
+        )
+    out = {"alpha": 0.05, "replicates": 200, "item_alpha": 0.1, "length": length, **spec}
+    for name in ("alpha", "item_alpha"):
+        out[name] = check_scalar(
+            out[name], name, float, min_val=0, max_val=1, include_min=False,
+            include_max=False, where="person_fit",
+        )  # fmt: skip
+    out["replicates"] = check_scalar(
+        out["replicates"], "replicates", int, min_val=20, where="person_fit"
+    )
+    return out

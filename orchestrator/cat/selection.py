@@ -12,6 +12,17 @@ options every rule shares, applied in this order:
 3. **picker** — ``randomesque=1`` takes the best item; ``randomesque=n``
    draws uniformly among the best n (exposure control).
 
+A fourth option, ``probe=r``, resists deliberate under-performance: once the
+last r items all scored below what the current θ̂ predicts (and again after
+every further r), the next item is a *probe* — the most informative item at
+an ability drawn from the prior above θ̂ — instead of the most informative
+at θ̂. Under plain max-information
+selection, failing items on purpose buys ever easier items, and a pattern of
+failures at the bottom of the bank fits a low θ perfectly; probes put some
+items where such a model can no longer help passing them, so the estimate
+recovers and the person-fit statistic sees the contradiction
+(``bench/bench_person_fit.py``).
+
 Registered criteria: ``max_info`` (default; Fisher information at the EAP),
 ``variance_reduction`` (posterior-averaged variance reduction), ``random``,
 and for θ of any dimension D: ``d_optimality`` (the gain in the determinant
@@ -41,6 +52,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.special as sps
 from numpy.typing import NDArray
 
 from orchestrator._random import RandomLike, as_generator
@@ -96,6 +108,9 @@ class SelectionRule(Recorded, ABC):
             ``targets`` the bank's own composition is the target.
         cost: ``"seconds"`` or ``"tokens"``: rank by criterion per unit of the
             item's expected cost (unknown costs count as the bank's median).
+        probe: After every ``probe`` consecutive items scored below their
+            expectation at θ̂, pick the next at an ability drawn from the prior
+            above θ̂ (0 = never).
     """
 
     name: ClassVar[str]
@@ -112,9 +127,11 @@ class SelectionRule(Recorded, ABC):
         randomesque: int = 1,
         content: Mapping[str, Any] | None = None,
         cost: str | None = None,
+        probe: int = 0,
     ) -> None:
         rule = getattr(type(self), "name", type(self).__name__)
         self.randomesque = _check_int(rule, "randomesque", randomesque, 1)
+        self.probe = _check_int(rule, "probe", probe, 0)
         if cost not in (None, "seconds", "tokens"):
             raise ConfigError(
                 f"selection rule {rule!r}: cost must be 'seconds', 'tokens' or null; got {cost!r}"
@@ -128,8 +145,15 @@ class SelectionRule(Recorded, ABC):
 
         Raises:
             ConfigError: naming the tag or value and the bank's actual values,
-                or a bank with more dimensions than the rule handles.
+                or a bank with more dimensions than the rule handles (or ``probe``
+                on a multidimensional bank).
         """
+        if self.probe and bank.n_dims > 1:
+            raise ConfigError(
+                f"selection rule {self.name!r}: probe is one-dimensional; bank "
+                f"{bank.bank.name!r} has {bank.n_dims} dimensions",
+                hint="drop probe for this bank",
+            )
         if bank.n_dims > self.max_dims:
             raise ConfigError(
                 f"selection rule {self.name!r} is defined for one-dimensional θ; bank "
@@ -215,6 +239,11 @@ class SelectionRule(Recorded, ABC):
         if self.content is not None:
             mask = mask & self._content_filter(state, mask, batch)
         scores = self._criterion(state, mask, batch, cache)
+        if self.probe and batch.shape[1] == 0:
+            probing, target = _probe_targets(state, self.probe, rngs)
+            if probing.size:
+                scores = scores.copy()
+                scores[probing] = state.bank.information(target[:, None])
         if self.cost is not None:
             scores = scores / state.bank.cost(self.cost)
         return self._pick(scores, mask, rngs)
@@ -268,6 +297,41 @@ class SelectionRule(Recorded, ABC):
         deficit = np.where(avail, deficit, -np.inf)
         chosen = np.argmax(deficit, axis=1)
         return codes[None, :] == chosen[:, None]
+
+
+def _probe_targets(
+    state: CatState, run: int, rngs: Sequence[np.random.Generator]
+) -> tuple[IntArray, FloatArray]:
+    """Tests due a probe, and for each an ability to probe at.
+
+    Due: the trailing run of items scored below their expectation at θ̂ is a
+    positive multiple of ``run``. The ability is drawn from the bank's prior
+    truncated to above θ̂: where, in the population, a model failing on
+    purpose may still pass items.
+    """
+    s, t = state.administered.shape
+    if t < run:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    items = state.administered
+    valid = items >= 0
+    bank = state.bank
+    theta_hat = state.theta[:, 0]  # one-dimensional (check_bank refuses probe otherwise)
+    theta = np.repeat(theta_hat, t)[:, None]  # (S·T, 1): each test's θ̂ at its items
+    probs = bank.model.category_probs_at(theta, np.maximum(items, 0).ravel())
+    expected = (probs @ np.arange(probs.shape[-1])).reshape(s, t)
+    below = valid & (state.scores < expected - 1e-9)
+    # the trailing run, read from each test's last item backwards
+    back = state.n_items[:, None] - 1 - np.arange(t)[None, :]
+    below_back = np.where(back >= 0, np.take_along_axis(below, np.maximum(back, 0), axis=1), False)
+    run_len = np.where(below_back.all(axis=1), t, np.argmin(below_back, axis=1))
+    rows = np.flatnonzero((run_len > 0) & (run_len % run == 0))
+    if rows.size == 0:
+        return rows, np.empty(0)
+    floor = theta_hat[rows]
+    prior = bank.bank.spec.prior
+    u = np.array([rngs[r].random() for r in rows])  # only probing tests draw
+    c = np.clip(sps.ndtr((floor - prior.mean) / prior.sd), 0.0, 1.0 - 1e-9)
+    return rows, prior.mean + prior.sd * sps.ndtri(c + u * (1.0 - c))
 
 
 def _draw(rng: np.random.Generator, n: int) -> int:

@@ -119,7 +119,9 @@ def _add_sim_server(sub: SubParsers) -> None:
         "scenario, draws the outcome from the bank's model at θ and replays that category's "
         "reference solution as tool calls. Model names select personas: NAME from --persona, "
         "theta_<x> for any x (theta_<x>_<y> on a bank of two dimensions), or the hostile "
-        "escape, destroyer, garbage, slow and echo.",
+        "escape, destroyer, garbage, slow and echo. A persona may misfit on purpose "
+        "(one-dimensional banks): NAME=THETA:TYPE[:k=v,...] with TYPE sandbagger, eval_aware, "
+        "random_responder or gamer (e.g. g=1:gamer:k=3).",
     )
     p.add_argument("--bank", required=True, metavar="DIR")
     p.add_argument("--theta", type=float, default=None, help="θ for any other model name")
@@ -127,7 +129,7 @@ def _add_sim_server(sub: SubParsers) -> None:
         "--persona",
         action="append",
         default=[],
-        metavar="NAME=THETA",
+        metavar="NAME=THETA[:TYPE]",
         help="a persona (repeatable); on a bank of several dimensions one θ per dimension, "
         "comma-separated: careful=1.5,0.2",
     )

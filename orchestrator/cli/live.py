@@ -284,7 +284,30 @@ def _format_summary(s: dict[str, Any]) -> str:
             lines.append(f"    {'':<28} at θ̂, median item: {at}")
     cost = "" if s.get("cost_usd") is None else f", ${s['cost_usd']:.4f}"
     lines.append(f"  cost        {s['tokens']} tokens{cost}, {s['wall_s']:.1f} s of runs")
+    lines += _format_person_fit(s.get("person_fit"))
     return "\n".join(lines)
+
+
+def _format_person_fit(fit: dict[str, Any] | None) -> list[str]:
+    """The person-fit lines of ``show``: the p-value, and the items behind a flag."""
+    if fit is None:
+        return []
+    if fit.get("p") is None:
+        return [f"  person fit  not assessed after {fit['n_items']} items"]
+    verdict = (
+        f"FLAGGED (p < {fit['alpha']:g}): {fit['message']}"
+        if fit["flagged"]
+        else f"fits (p ≥ {fit['alpha']:g})"
+    )
+    lines = [f"  person fit  p = {fit['p']:.3g} after {fit['n_items']} items — {verdict}"]
+    if fit["flagged"]:
+        for side, words in (("below", "far below θ̂"), ("above", "far above θ̂")):
+            if fit[side]:
+                cells = ", ".join(
+                    f"{r['item']} (score {r['score']}, P = {r['prob']:.2g})" for r in fit[side]
+                )
+                lines.append(f"    {words}: {cells}")
+    return lines
 
 
 def _add_sweep(sub: SubParsers) -> None:

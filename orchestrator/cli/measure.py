@@ -26,6 +26,13 @@ def _add_estimate(sub: SubParsers) -> None:
     p.add_argument("responses", metavar="RESPONSES.csv", help="long CSV subject,item,score")
     p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
     p.add_argument("--method", choices=["eap", "map"], default="eap", help="point estimate")
+    p.add_argument(
+        "--lapse",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="robust estimate: lapse rate of the likelihood (default 0, the plain GRM)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
     p.set_defaults(handler=_cmd_estimate)
 
@@ -33,7 +40,7 @@ def _add_estimate(sub: SubParsers) -> None:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.api import estimate
 
-    rows = estimate(args.bank, args.responses, method=args.method)
+    rows = estimate(args.bank, args.responses, method=args.method, lapse=args.lapse)
     if args.json:
         print_json(rows)
         return 0
@@ -97,6 +104,41 @@ def _add_simulate(sub: SubParsers) -> None:
         help="bank of several dimensions: also run a 1-D CAT (and random order) per dimension "
         "on the items of the TAG value that loads on it (e.g. item_type)",
     )
+    p.add_argument(
+        "--aberrant",
+        action="append",
+        default=[],
+        metavar="TYPE[:k=v,...]",
+        help="make a share of the subjects misfit on purpose: sandbagger, eval_aware, "
+        "random_responder or gamer (e.g. gamer:k=3); repeat for several types; results are "
+        "reported per group, errors against each subject's clean full-data estimate",
+    )
+    p.add_argument(
+        "--aberrant-share",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of the subjects per aberrant type (default 0.2)",
+    )
+    p.add_argument(
+        "--aberrant-add",
+        action="store_true",
+        help="add aberrant copies of the chosen subjects (<id>~<type>) instead of replacing them",
+    )
+    p.add_argument(
+        "--lapse",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="robust estimate: lapse rate of the likelihood, P = EPS/K + (1-EPS) P_GRM "
+        "(default 0, the plain GRM)",
+    )
+    p.add_argument(
+        "--person-fit",
+        action="store_true",
+        help="person-fit p-value of every replayed test after every step (null simulated "
+        "under the same rule) and the share flagged",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
     p.add_argument("--plot", metavar="FILE.png", help="write RMSE and rank correlation plots")
     p.set_defaults(handler=_cmd_simulate)
@@ -134,6 +176,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         per_dimension=args.per_dimension,
         plot=args.plot,
         progress=_progress_printer(),
+        aberrant=args.aberrant,
+        aberrant_share=args.aberrant_share,
+        aberrant_add=args.aberrant_add,
+        person_fit=args.person_fit,
+        lapse=args.lapse,
     )
     if args.json:
         print_json(doc)
@@ -148,6 +195,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if "dimensions" not in doc:
         print(_steps_table({n: doc["strategies"][n]["steps"] for n in names}))
         _print_items_to_se(doc, {n: doc["strategies"][n]["items_to_se"] for n in names})
+        _print_groups(doc, names, args.person_fit)
     else:
         for dim in doc["dimensions"]:
             print(f"\ndimension {dim}:")
@@ -192,6 +240,29 @@ def _steps_table(steps: dict[str, list[dict[str, Any]]]) -> str:
             row += [s["rmse"], "-" if s["spearman"] is None else s["spearman"], s["mean_se"]]
         rows.append(row)
     return fmt_table(header, rows)
+
+
+def _print_groups(doc: dict[str, Any], names: list[str], person_fit: bool) -> None:
+    """Injected misfit (``--aberrant``): RMSE, bias and share flagged per group."""
+    for g, info in doc.get("aberrant", {}).items():
+        spec = info["spec"]
+        what = "well-fitting" if spec is None else spec["rule"]
+        args_ = "" if spec is None else ", ".join(f"{k}={v}" for k, v in spec["args"].items())
+        print(f"group {g} ({info['n_subjects']} subjects, {what}{' ' + args_ if args_ else ''}):")
+        total = len(doc["strategies"][names[0]]["groups"][g]["steps"])
+        rows = []
+        for t in [t for t in _CHECKPOINTS if t < total] + [total]:
+            row: list[Any] = [t]
+            for n in names:
+                s = doc["strategies"][n]["groups"][g]["steps"][t - 1]
+                row += [s["rmse"], s["bias"]]
+                if "flagged" in s:
+                    row.append("-" if s["flagged"] is None else s["flagged"])
+            rows.append(row)
+        header = ["items"]
+        for n in names:
+            header += [f"rmse[{n}]", f"bias[{n}]"] + (["flagged"] if person_fit else [])
+        print(fmt_table(header, rows))
 
 
 def _print_items_to_se(doc: dict[str, Any], hits: dict[str, Any], where: str = "") -> None:
@@ -273,6 +344,14 @@ def _add_calibrate(sub: SubParsers) -> None:
         f"collapsing (default {DEFAULT_PRIOR_GAP})",
     )
     p.add_argument("--min-obs", type=int, default=5, help="fewest observations to fit an item")
+    p.add_argument(
+        "--reversed-items",
+        choices=["reverse", "exclude", "keep"],
+        default="reverse",
+        help="items whose score falls with θ (item–rest r < 0, BH q < 0.05): refit them "
+        "reverse-keyed (default), leave them out, or keep them as fitted (a ≈ 0); "
+        "reported either way",
+    )
     p.add_argument(
         "--scale-label",
         action="append",
@@ -402,6 +481,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             prior_b=args.prior_b,
             prior_gap=args.prior_gap,
             min_obs=args.min_obs,
+            reversed_items=args.reversed_items,
             scale_labels=args.scale_label,
             description=args.description,
             force=args.force,
@@ -442,6 +522,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             ],
         )
     )
+    for rv in summary["reversed_items"]:
+        se = "?" if rv.get("slope_se") is None else f"{rv['slope_se']:.2f}"
+        print(
+            f"reversed {rv['id']}: score falls with θ (item–rest r = {rv['item_rest_r']:+.2f}, "
+            f"q = {rv['q']:.2g}; slope with the item reversed {rv['slope_unconstrained']:+.2f} "
+            f"± {se}) → {rv['treatment']}"
+        )
     for ex in summary["excluded"][:10]:
         print(f"excluded {ex['id']}: {ex['reason']}")
     if len(summary["excluded"]) > 10:
@@ -556,7 +643,12 @@ def _add_health(sub: SubParsers) -> None:
     )
     p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
     p.add_argument("--se-target", type=float, metavar="SE", help="SE the bank should reach (0.3)")
-    p.add_argument("--lz-cut", type=float, metavar="LZ", help="flag subjects below this l_z (-2)")
+    p.add_argument(
+        "--fit-replicates",
+        type=int,
+        metavar="R",
+        help="patterns simulated per subject for the person-fit p-value (100)",
+    )
     p.add_argument(
         "--q3-simulations",
         type=int,
@@ -584,7 +676,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
         k: v
         for k, v in (
             ("se_target", args.se_target),
-            ("lz_cut", args.lz_cut),
+            ("fit_replicates", args.fit_replicates),
             ("q3_bootstrap", args.q3_simulations),
         )
         if v is not None

@@ -236,10 +236,16 @@ def update_bank(
     t_max = int(k.max()) - 1
     priors = _with_predictions(_widen(priors, t_max), ids, predicted)
     cal = GRMCalibrator(item_priors=priors, **dict(calibrator_args or {}))
+    # the bank's reverse-keyed items are read reversed, as its priors are
+    flip = np.array(
+        [i in bank.index and bool(bank.reverse_keyed[bank.index[i]]) for i in ids], dtype=bool
+    )
+    j = responses.item_idx
+    score = np.where(flip[j], k[j] - 1 - responses.score, responses.score)
     cal.fit(
         responses.subject_idx,
         responses.item_idx,
-        responses.score,
+        score,
         n_categories=k,
         item_ids=ids,
         n_subjects=len(responses.subjects),

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from orchestrator.bank import ItemBank
 from orchestrator.irt import fit
@@ -241,6 +240,7 @@ def discrimination_section(
     merged_cats: list[int],
     r_rest: FloatArray,
     ids: list[str],
+    reverse_keyed: Sequence[str] = (),
 ) -> DiscriminationSection:
     pos = {iid: i for i, iid in enumerate(ids)}
 
@@ -290,6 +290,13 @@ def discrimination_section(
             f"{len(unobserved)} item(s) have a category that no subject scored in, so its "
             f"threshold rests on the calibration prior alone: {_ids(unobserved)}."
         )
+    if reverse_keyed:
+        out.append(
+            f"{len(reverse_keyed)} item(s) are reverse-keyed in the bank: at calibration their "
+            "score fell with θ (a miskeyed answer or a reversed scale), so the bank reads them "
+            f"reversed and they still carry information: {_ids(list(reverse_keyed))}. Their "
+            "item–rest r above is computed on the reversed scores; check their answer keys."
+        )
     if excluded:
         reasons = sorted({str(e["reason"]).split(" (")[0] for e in excluded})
         out.append(
@@ -298,6 +305,7 @@ def discrimination_section(
             f"{_ids([str(e['id']) for e in excluded])}."
         )
     return DiscriminationSection(
+        reverse_keyed=list(reverse_keyed),
         min_slope=th.min_slope,
         min_category_prob=th.min_category_prob,
         min_item_rest=th.min_item_rest,
@@ -508,31 +516,40 @@ def local_dependence_section(
 def person_fit_section(
     th: HealthThresholds,
     lz: FloatArray,
+    fit_p: FloatArray,
     ok: NDArray[np.bool_],
     flag: NDArray[np.bool_],
     subjects: Sequence[str],
 ) -> PersonFitSection:
     n_eval = int(ok.sum())
     flagged_idx = np.flatnonzero(flag)
-    flagged_idx = flagged_idx[np.argsort(lz[flagged_idx])]
+    flagged_idx = flagged_idx[np.lexsort((lz[flagged_idx], fit_p[flagged_idx]))]
     names = [subjects[j] for j in flagged_idx]
-    nominal = float(stats.norm.cdf(th.lz_cut))
     out = []
     if n_eval == 0:
-        out.append(f"No subject has {th.lz_min_items} or more observed items; l_z not evaluated.")
-    else:
-        shown = [f"{subjects[j]} (l_z = {lz[j]:.2f})" for j in flagged_idx]
         out.append(
-            f"{len(names)} of {n_eval} subjects ({_pct(len(names) / n_eval)}) have l_z < "
-            f"{th.lz_cut:g}, "
-            f"a response pattern less likely than the model allows at their θ (≈ {_pct(nominal)} "
-            "expected by chance; fewer with estimated θ)" + (f": {_ids(shown)}." if shown else ".")
+            f"No subject has {th.lz_min_items} or more observed items; person fit not evaluated."
+        )
+    else:
+        shown = [f"{subjects[j]} (p = {fit_p[j]:.2g}, l_z = {lz[j]:.2f})" for j in flagged_idx]
+        out.append(
+            f"{len(names)} of {n_eval} subjects ({_pct(len(names) / n_eval)}) have a person-fit "
+            f"p-value below {th.alpha:g}: a response pattern less likely than the model allows "
+            f"at their θ (≈ {_pct(th.alpha)} expected by chance if every subject fits)"
+            + (f": {_ids(shown)}." if shown else ".")
         )
         if names:
             out.append(
-                "Such a pattern (failing easy items while passing hard ones) is what a "
-                "subject that "
-                "games an adaptive test, or a broken run, looks like; inspect these runs."
+                "Such a pattern (failing easy items while passing hard ones, or answering at "
+                "random) is what a subject that games a test, sandbags, or a broken run looks "
+                "like; inspect these runs."
+            )
+        excess = len(names) / n_eval - th.alpha
+        if n_eval >= 50 and excess > 0.1:
+            out.append(
+                f"{_pct(len(names) / n_eval)} flagged against {_pct(th.alpha)} by chance: misfit "
+                "is widespread, which points at the model (slopes, dimensionality) rather than "
+                "at a few subjects."
             )
     if n_eval >= 10:
         med = float(np.median(lz[ok]))
@@ -547,19 +564,26 @@ def person_fit_section(
                 f"Most subjects fit worse than the model expects (median l_z = {med:+.2f}): "
                 "the slopes may be too steep or the scale not unidimensional."
             )
-    skipped = int((np.isfinite(lz) & ~ok).sum())
+    skipped = int((np.isfinite(fit_p) & ~ok).sum())
     if skipped:
         out.append(
             f"{skipped} subject(s) with fewer than {th.lz_min_items} items were not evaluated."
         )
     return PersonFitSection(
-        statistic="l_z (Drasgow, Levine & Williams 1985) for polytomous items at the EAP θ̂",
-        cut=th.lz_cut,
+        statistic=(
+            "l_z (Drasgow, Levine & Williams 1985), the largest single-item surprise and, where "
+            "items carry the tag looks_like_test, the residual contrast of test-looking items, "
+            "at the EAP θ̂; combined p-value from a parametric bootstrap on each subject's own "
+            f"items ({th.fit_replicates} patterns at θ̂, θ re-estimated for each), so estimating "
+            "θ from the same responses does not make it conservative as a fixed l_z cut is"
+        ),
+        alpha=th.alpha,
+        replicates=th.fit_replicates,
         min_items=th.lz_min_items,
         n_evaluated=n_eval,
         flagged=names,
         share_flagged=rounded(len(names) / n_eval, 4) if n_eval else None,
-        nominal_share=rounded_req(nominal, 4),
+        nominal_share=rounded_req(th.alpha, 4),
         findings=out,
     )
 
@@ -593,7 +617,7 @@ def summary_lines(r: HealthReport, n_sub: int) -> list[str]:
     pf = r.person_fit
     out.append(
         f"Person fit: {len(pf.flagged)} of {pf.n_evaluated} subjects have aberrant response "
-        f"patterns (l_z < {pf.cut:g})."
+        f"patterns (person-fit p < {pf.alpha:g})."
     )
     if n_sub < 100:
         out.append(

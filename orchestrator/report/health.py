@@ -20,10 +20,12 @@ from numpy.typing import NDArray
 
 from orchestrator import __version__
 from orchestrator.bank import ItemBank
+from orchestrator.cat.fit import looks_like_test_flags
 from orchestrator.data import Responses
 from orchestrator.errors import DataError
 from orchestrator.irt import fit
 from orchestrator.irt.ability import estimate_abilities
+from orchestrator.irt.personfit import fixed_items_p_values
 from orchestrator.report._findings import (
     discrimination_section,
     information_section,
@@ -227,10 +229,15 @@ def analyse_health(
     tag_rows = tag_dependence(bank, q3.q3, rng)
 
     # --- person fit
-    say("person fit: l_z")
+    say(f"person fit: l_z and its null, {th.fit_replicates} patterns simulated per subject")
     lz, n_per = fit.person_fit_lz(a, b, s_idx, i_idx, x, theta_hat, n_sub)
-    lz_ok = np.isfinite(lz) & (n_per >= th.lz_min_items)
-    lz_flag = lz_ok & (lz < th.lz_cut)
+    _, fit_p = fixed_items_p_values(
+        a, b, *_padded(s_idx, i_idx, x, n_sub),
+        replicates=th.fit_replicates, rng=rng, prior_mean=prior.mean, prior_sd=prior.sd,
+        test_cue=looks_like_test_flags(bank),
+    )  # fmt: skip
+    lz_ok = np.isfinite(fit_p) & (n_per >= th.lz_min_items)
+    lz_flag = lz_ok & (fit_p < th.alpha)
 
     # --- flags per item
     with np.errstate(invalid="ignore"):
@@ -299,6 +306,7 @@ def analyse_health(
             se=rounded_req(est.se[j], 4),
             n_items=int(n_per[j]),
             lz=rounded(lz[j], 4),
+            fit_p=rounded(fit_p[j], 5),
             flagged=bool(lz_flag[j]),
         )
         for j, s in enumerate(responses.subjects)
@@ -316,6 +324,7 @@ def analyse_health(
         [int(merged_cat[i]) for i in np.flatnonzero(merged)],
         r_rest,
         ids,
+        [iid for iid, rev in zip(ids, bank.reverse_keyed, strict=True) if rev],
     )
     item_fit = item_fit_section(
         th,
@@ -330,7 +339,7 @@ def analyse_health(
         misfit,
     )
     local = local_dependence_section(th, qf, q3, ids, tag_rows)
-    person = person_fit_section(th, lz, lz_ok, lz_flag, responses.subjects)
+    person = person_fit_section(th, lz, fit_p, lz_ok, lz_flag, responses.subjects)
 
     report = HealthReport(
         generated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -368,3 +377,19 @@ def analyse_health(
     report._arrays = HealthArrays(q3=q3.q3, obs_item=i_idx, obs_score=x, obs_theta_rest=theta_rest)
     say("analysis done")
     return report
+
+
+def _padded(
+    s_idx: NDArray[np.int64], i_idx: NDArray[np.int64], x: NDArray[np.int64], n_sub: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Sparse observations as ``(n_sub, max items)`` item and score arrays padded with −1."""
+    order = np.argsort(s_idx, kind="stable")
+    s_sorted = s_idx[order]
+    n = np.bincount(s_idx, minlength=n_sub)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    col = np.arange(len(order)) - start[s_sorted]
+    items = np.full((n_sub, int(n.max(initial=1))), -1, dtype=np.int64)
+    scores = np.full_like(items, -1)
+    items[s_sorted, col] = i_idx[order]
+    scores[s_sorted, col] = x[order]
+    return items, scores

@@ -300,11 +300,11 @@ def _pairs_table(r: HealthReport) -> str:
 def _subjects_table(r: HealthReport, *, only_flagged: bool) -> str:
     subs = [s for s in r.subjects if s.flagged] if only_flagged else list(r.subjects)
     if only_flagged:
-        subs.sort(key=lambda s: s.lz if s.lz is not None else 0.0)
+        subs.sort(key=lambda s: (s.fit_p if s.fit_p is not None else 1.0, s.lz or 0.0))
     if not subs:
         return ""
     return _table(
-        ["subject", "", "θ̂", "SE", "items", "l_z"],
+        ["subject", "", "θ̂", "SE", "items", "l_z", "person-fit p"],
         [
             [
                 _e(s.subject),
@@ -313,6 +313,7 @@ def _subjects_table(r: HealthReport, *, only_flagged: bool) -> str:
                 f"{s.se:.2f}",
                 str(s.n_items),
                 _num(s.lz, "+.2f"),
+                _num(s.fit_p, ".3g"),
             ]
             for s in subs
         ],
@@ -322,7 +323,7 @@ def _subjects_table(r: HealthReport, *, only_flagged: bool) -> str:
 
 def _methods(r: HealthReport) -> str:
     stats_rows = [[_e(k), _e(v)] for k, v in r.item_fit.statistics.items()]
-    stats_rows.append([_e("l_z"), _e(r.person_fit.statistic)])
+    stats_rows.append([_e("person fit"), _e(r.person_fit.statistic)])
     stats_rows.append(
         [
             _e("item–rest r"),

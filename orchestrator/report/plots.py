@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from numpy.typing import NDArray
-from scipy import stats
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
@@ -490,40 +489,35 @@ def _colours(items: Sequence[ItemRow]) -> list[str]:
 
 # --------------------------------------------------------------------------- person fit
 def person_fit_figure(report: HealthReport) -> bytes:
-    """l_z histogram against N(0, 1), and l_z against θ̂ with flagged subjects named."""
+    """Person-fit p-values (uniform if every subject fits), and l_z against θ̂, flagged named."""
     pf = report.person_fit
-    subs = [s for s in report.subjects if s.lz is not None and s.n_items >= pf.min_items]
-    lz = np.array([s.lz for s in subs], dtype=float)
+    subs = [s for s in report.subjects if s.fit_p is not None and s.n_items >= pf.min_items]
+    p = np.array([s.fit_p for s in subs], dtype=float)
+    lz = np.array([np.nan if s.lz is None else s.lz for s in subs], dtype=float)
     th = np.array([s.theta for s in subs], dtype=float)
     fig = Figure(figsize=(10, 3.9))
     ax = fig.add_subplot(1, 2, 1)
-    if lz.size:
-        lo = min(float(lz.min()), -4.0)
-        hi = max(float(lz.max()), 4.0)
-        bins = np.linspace(lo, hi, 41)
-        ax.hist(lz, bins=bins, color="#95a5a6", edgecolor="white", label="subjects")
-        xs = np.linspace(lo, hi, 200)
-        ax.plot(
-            xs, lz.size * (bins[1] - bins[0]) * stats.norm.pdf(xs), color="#2c3e50", label="N(0, 1)"
-        )
-    ax.axvline(pf.cut, color="#c0392b", ls=":", label=f"cut {pf.cut:g}")
-    ax.set_xlabel("l_z")
+    if p.size:
+        bins = np.linspace(0.0, 1.0, 21)
+        ax.hist(p, bins=bins, color="#95a5a6", edgecolor="white", label="subjects")
+        ax.axhline(p.size / 20, color="#2c3e50", label="uniform (all fit)")
+    ax.axvline(pf.alpha, color="#c0392b", ls=":", label=f"flag below {pf.alpha:g}")
+    ax.set_xlabel("person-fit p-value")
     ax.set_ylabel("subjects")
     ax.legend(fontsize=7, frameon=False)
-    ax.set_title(f"Person fit: {len(pf.flagged)} of {pf.n_evaluated} below the cut", fontsize=9)
+    ax.set_title(f"Person fit: {len(pf.flagged)} of {pf.n_evaluated} flagged", fontsize=9)
     ax = fig.add_subplot(1, 2, 2)
     flagged = np.array([s.flagged for s in subs], dtype=bool)
     ax.scatter(th[~flagged], lz[~flagged], s=10, color="#7f8c8d", alpha=0.7)
     ax.scatter(th[flagged], lz[flagged], s=16, color="#c0392b")
-    named = sorted((s for s in subs if s.flagged), key=lambda s: s.lz or 0.0)[:10]
+    named = sorted((s for s in subs if s.flagged), key=lambda s: (s.fit_p, s.lz or 0.0))[:10]
     _numbered(
         ax, [s.theta for s in named], [s.lz or 0.0 for s in named],
-        [f"{s.subject} (l_z {s.lz:+.2f})" for s in named], "#c0392b",
+        [f"{s.subject} (p {s.fit_p:.2g})" for s in named], "#c0392b",
     )  # fmt: skip
-    ax.axhline(pf.cut, color="#c0392b", ls=":")
     ax.set_xlabel("θ̂ (EAP)")
     ax.set_ylabel("l_z")
-    ax.set_title("l_z against ability (red: flagged)", fontsize=9)
+    ax.set_title("l_z against ability (red: flagged by the p-value)", fontsize=9)
     fig.tight_layout()
     return _png(fig)
 

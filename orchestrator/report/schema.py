@@ -33,7 +33,7 @@ __all__ = [
     "TagDependenceRow",
 ]
 
-HEALTH_SCHEMA_VERSION = 1
+HEALTH_SCHEMA_VERSION = 2
 FloatArray = NDArray[np.float64]
 
 
@@ -57,7 +57,8 @@ class HealthThresholds(_Model):
     """An item is 'defective' when its item–rest r is significantly below this (BH FDR
     ``alpha`` over items), 'suspect' when r < 0 without that evidence."""
     alpha: float = Field(0.05, gt=0, lt=1)
-    """Error rate of every flag: Benjamini–Hochberg FDR for items, family-wise for Q3 pairs."""
+    """Error rate of every flag: Benjamini–Hochberg FDR for items, family-wise for Q3 pairs,
+    and for person fit the per-subject level (the share of well-fitting subjects flagged)."""
     ms_low: float = Field(0.7, gt=0)
     ms_high: float = Field(1.3, gt=0)
     """Infit/outfit outside [ms_low, ms_high] *and* significant flags misfit."""
@@ -69,10 +70,11 @@ class HealthThresholds(_Model):
     """Simulated data sets for the Q3 critical value (0: only the excess rule)."""
     seed: int = 0
     """Seed of the Q3 simulation and the tag permutation tests (reports are reproducible)."""
-    lz_cut: float = -2.0
-    """Subjects with l_z below this are flagged."""
+    fit_replicates: int = Field(100, ge=20)
+    """Response patterns simulated per subject for the person-fit null (the smallest
+    p-value is 0.5 / (fit_replicates + 1))."""
     lz_min_items: int = Field(10, ge=1)
-    """Subjects with fewer observed items get no l_z flag (too little evidence)."""
+    """Subjects with fewer observed items get no person-fit flag (too little evidence)."""
     sx2_min_subjects: int = Field(100, ge=2)
     """S-X² needs this many complete-case subjects; below it the test is skipped."""
     sx2_min_expected: float = Field(1.0, gt=0)
@@ -138,6 +140,8 @@ class DiscriminationSection(_Model):
     """Items every subject gave the same score: no information about these subjects."""
     unobserved_categories: list[str]
     """Items with a category no subject scored in: its threshold rests on the prior alone."""
+    reverse_keyed: list[str] = []
+    """Items the bank reads reversed (calibration found their score falling with θ)."""
     excluded_at_calibration: list[str]
     """Items in the responses that the bank left out at calibration (not analysed)."""
     merged_category_counts: dict[str, int]
@@ -203,7 +207,8 @@ class LocalDependenceSection(_Model):
 
 class PersonFitSection(_Model):
     statistic: str
-    cut: float
+    alpha: float
+    replicates: int
     min_items: int
     n_evaluated: int
     flagged: list[str]
@@ -245,13 +250,14 @@ class SubjectRow(_Model):
     se: float
     n_items: int
     lz: float | None
+    fit_p: float | None
     flagged: bool
 
 
 class HealthReport(_Model):
     """The psychometric health of one bank on one response matrix (JSON twin of the HTML)."""
 
-    schema_version: Literal[1] = HEALTH_SCHEMA_VERSION
+    schema_version: Literal[2] = HEALTH_SCHEMA_VERSION
     generated_at: str
     software: str
     bank: dict[str, Any]

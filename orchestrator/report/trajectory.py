@@ -12,7 +12,9 @@ def plot_trajectory(summary: dict[str, Any], path: str | os.PathLike[str]) -> No
     """Plot θ after each step with a ±1 SE band (and the 95 % band at the end).
 
     A session on a bank of several dimensions gets one panel per dimension,
-    each labelled with the dimension's name.
+    each labelled with the dimension's name. With person fit journalled, a
+    lower panel shows its p-value after each step (log scale) against the
+    level at which the session is flagged.
 
     Args:
         summary: A session summary (``agentcat show --json``).
@@ -26,11 +28,15 @@ def plot_trajectory(summary: dict[str, Any], path: str | os.PathLike[str]) -> No
 
     traj = summary["trajectory"]
     names = list(summary.get("dimensions") or [None])
+    fit_p = np.array([np.nan if t.get("fit_p") is None else t["fit_p"] for t in traj], dtype=float)
+    has_fit = bool(np.isfinite(fit_p).any())
     fig, axes = plt.subplots(
-        len(names), 1, figsize=(8, 4.5 if len(names) == 1 else 3.2 * len(names)), dpi=110,
+        len(names) + has_fit, 1,
+        figsize=(8, (4.5 if len(names) == 1 else 3.2 * len(names)) + 1.5 * has_fit), dpi=110,
         sharex=True, squeeze=False,
+        gridspec_kw={"height_ratios": [3.0] * len(names) + [1.2] * has_fit},
     )  # fmt: skip
-    for name, ax in zip(names, axes[:, 0], strict=True):
+    for name, ax in zip(names, axes[: len(names), 0], strict=True):
         if traj:
             steps = [t if name is None else t["dimensions"][name] for t in traj]
             n = np.arange(1, len(traj) + 1)
@@ -58,6 +64,22 @@ def plot_trajectory(summary: dict[str, Any], path: str | os.PathLike[str]) -> No
         ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0, 0].set_title(f"{summary['session']} — {summary['model']}", fontsize=10)
+    if has_fit:
+        ax_fit = axes[-1, 0]
+        fit = summary.get("person_fit") or {}
+        alpha = fit.get("alpha", 0.05)
+        n = np.arange(1, len(traj) + 1)
+        ax_fit.semilogy(n, np.clip(fit_p, 1e-4, 1.0), "o-", color="tab:purple", ms=3, lw=1)
+        ax_fit.axhline(alpha, color="tab:red", ls="--", lw=1, label=f"flag below p = {alpha:g}")
+        ax_fit.set_ylim(1e-4 * 0.8, 1.2)
+        ax_fit.set_ylabel("person-fit p")
+        ax_fit.legend(loc="lower left", fontsize=8)
+        ax_fit.grid(alpha=0.3)
+        if fit.get("flagged"):
+            axes[0, 0].text(
+                0.01, 0.02, "θ may not describe this model (person fit)",
+                transform=axes[0, 0].transAxes, color="tab:red", fontsize=9,
+            )  # fmt: skip
     axes[-1, 0].set_xlabel("items administered")
     fig.tight_layout()
     fig.savefig(path)

@@ -190,6 +190,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
     else:
         point = None if theta is None else np.array([theta], dtype=float)
     reading = _reading(bank, groups, families, point) if bank is not None else {}
+    fit_by_step = {r.step: _person_fit(r.controller_json) for r in done}
     status = "interrupted" if s.status == "running" and not locked else s.status
     summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -216,6 +217,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         "cost_usd": _sum_or_none([r.cost_usd for r in steps]),
         "wall_s": sum(r.wall_s or 0.0 for r in steps),
         "elapsed_s": s.updated - s.created,
+        "person_fit": _person_fit(s.controller_json),
         "trajectory": [
             {
                 "step": r.step,
@@ -224,6 +226,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
                 "label": r.label,
                 "theta": r.theta,
                 "se": r.se,
+                "fit_p": (fit_by_step[r.step] or {}).get("p"),
                 "wall_s": r.wall_s,
                 "log": r.log_path,
             }
@@ -303,6 +306,14 @@ def _groups(bank: ItemBank) -> dict[str, str]:
         or (sources[it.id].group() if it.id in sources else "?")
         for it in bank.spec.items
     }
+
+
+def _person_fit(controller_json: str | None) -> dict[str, Any] | None:
+    """The person fit journalled with a controller state (None: off, or before item 1)."""
+    if not controller_json:
+        return None
+    fit = json.loads(controller_json).get("person_fit")
+    return fit if isinstance(fit, dict) else None
 
 
 def _sum_or_none(values: list[float | None]) -> float | None:

@@ -158,6 +158,9 @@ class Session:
             selection={"rule": config.cat.selection.rule, "args": dict(config.cat.selection.args)},
             stopping=_stopping_spec(config.cat),
             rng=config.cat.seed,
+            lapse=config.cat.lapse,
+            # person fit is one-dimensional: on by default, so off for a D > 1 bank
+            person_fit=config.cat.person_fit.for_controller() if bank.n_dims == 1 else None,
         )
         folder = config.runs_dir / sid
         bank_file = (bank.path or Path(config.bank)) / BANK_FILENAME
@@ -243,7 +246,10 @@ class Session:
             except NoItemsAvailableError as exc:
                 decision = type(decision)(True, exc.message)
         if decision.stop:
-            self.journal.set_status("completed", decision.reason)
+            fit = self.controller.person_fit()
+            flag = None if fit is None else fit.message()
+            reason = decision.reason if flag is None else f"{decision.reason}; {flag}"
+            self.journal.set_status("completed", reason)
             return None
         first = self._next_step()
         slots = [_Slot(first + i, item, 1) for i, item in enumerate(items)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ from typing import Any
 import numpy as np
 
 from orchestrator.bank import ItemBank
+from orchestrator.cat.fit import require_one_dimension
 from orchestrator.runner.sources import Conversation, Move, Player, Script, ScriptedCall
+from orchestrator.sim.aberrant import Aberrance, parse_aberrance
 
 __all__ = [
     "Persona",
@@ -47,13 +50,15 @@ _THETA_NAME = re.compile(rf"^theta[=_:]?({_NUMBER}(?:_{_NUMBER})*)$")
 
 @dataclass(frozen=True)
 class Persona:
-    """A simulated model: its name (the API's ``model`` field) and ability θ.
+    """A simulated model: its name (the API's ``model`` field), ability θ, and how it misfits.
 
-    ``theta`` is a number, or one number per dimension of a bank of several.
+    ``theta`` is a number, or one number per dimension of a bank of several;
+    ``aberrance`` (one-dimensional banks) makes it misfit on purpose.
     """
 
     name: str
     theta: float | tuple[float, ...]
+    aberrance: Aberrance | None = None
 
     def point(self, n_dims: int) -> np.ndarray:
         """θ as a point ``(D,)`` of a D-dimensional model (a number serves every dimension).
@@ -71,20 +76,27 @@ class Persona:
 
 
 def parse_personas(spec: Iterable[str]) -> dict[str, Persona]:
-    """``["careful=1.5", "sloppy=-1", "mixed=1.5,-0.2"]`` → personas by name."""
+    """``["careful=1.5", "mixed=1.5,-0.2", "g=1:gamer:k=3"]`` → personas by name.
+
+    Raises:
+        ValueError: not ``NAME=THETA[,THETA…][:TYPE[:key=value,...]]``.
+        ConfigError: an unknown aberrant type or argument.
+    """
     out: dict[str, Persona] = {}
     for item in spec:
-        name, sep, value = item.partition("=")
+        name, sep, rest = item.partition("=")
+        value, _, kind = rest.partition(":")
         try:
             values = [float(v) for v in value.split(",")]
         except ValueError:
             values = [float("nan")]
         if not sep or not name or not np.all(np.isfinite(values)):
             raise ValueError(
-                "persona must look like NAME=THETA, or NAME=THETA,THETA,… with one θ per "
-                f"dimension (e.g. careful=1.5, mixed=1.5,-0.2); got {item!r}"
+                "persona must look like NAME=THETA[:TYPE], or NAME=THETA,THETA,… with one θ per "
+                f"dimension (e.g. careful=1.5, mixed=1.5,-0.2, g=1:gamer:k=3); got {item!r}"
             )
-        out[name] = Persona(name, values[0] if len(values) == 1 else tuple(values))
+        theta = values[0] if len(values) == 1 else tuple(values)
+        out[name] = Persona(name, theta, parse_aberrance(kind) if kind else None)
     return out
 
 
@@ -127,6 +139,7 @@ class SimAgent:
 
     Raises:
         ValueError: a persona's θ has neither one entry nor one per dimension.
+        ConfigError: a misfitting persona on a bank of several dimensions.
     """
 
     bank: ItemBank
@@ -136,12 +149,17 @@ class SimAgent:
     seed: int = 0
     players: Sequence[Player] = ()
     _by_prompt: dict[str, str] = field(init=False, default_factory=dict)
+    _asked: dict[str, dict[str, int]] = field(init=False, default_factory=dict)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._by_prompt = {s.prompt: s.item_id for s in self.scripts.values()}
         others = [] if self.default_theta is None else [Persona("default", self.default_theta)]
         for persona in [*self.personas.values(), *others]:
             persona.point(self.bank.n_dims)
+            if persona.aberrance is not None:
+                require_one_dimension(self.bank, f"misfitting persona {persona.name!r}")
+                persona.aberrance.prepare(self.bank)
 
     def persona(self, model: str) -> Persona | None:
         """The persona a model name selects; None for an unknown name (or a θ that does not fit)."""
@@ -167,7 +185,11 @@ class SimAgent:
         return None
 
     def category(self, persona: Persona, item_id: str) -> int:
-        """Outcome category drawn from P(X = k | θ) with a seed fixed per (seed, persona, item)."""
+        """Outcome category drawn from P(X = k | θ) with a seed fixed per (seed, persona, item).
+
+        An aberrant persona then changes it (its position is the number of
+        distinct items it was asked before this one).
+        """
         i = self.bank.index[item_id]
         theta = persona.point(self.bank.n_dims)[None, :]
         probs = self.bank.model.category_probs_at(theta, np.array([i]))
@@ -175,7 +197,21 @@ class SimAgent:
         rng = np.random.default_rng(
             [self.seed, zlib.crc32(persona.name.encode()), zlib.crc32(item_id.encode())]
         )
-        return int(rng.choice(len(p), p=p / p.sum()))
+        honest = int(rng.choice(len(p), p=p / p.sum()))
+        if persona.aberrance is None:
+            return honest
+        with self._lock:
+            asked = self._asked.setdefault(persona.name, {})
+            position = asked.setdefault(item_id, len(asked))
+        given = persona.aberrance.modify(
+            self.bank,
+            np.array([persona.theta]),
+            np.array([i]),
+            np.array([position]),
+            np.array([honest]),
+            rng,
+        )
+        return int(given[0])
 
     def respond(
         self, model: str, messages: list[dict[str, Any]], tools: list[str]

@@ -89,7 +89,7 @@ def _subset(
         line=r.line[mask],
         source=r.source,
     )
-    return AlignedResponses(sub, aligned.bank_item[mask])
+    return AlignedResponses(sub, aligned.bank_item[mask], aligned.score[mask])
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,12 @@ from orchestrator.irt._calibration_defaults import (
 from orchestrator.irt.calibrate._em import EMModel, EStep, QuadGrid
 from orchestrator.irt.calibrate._problem import Problem, prepare
 from orchestrator.irt.calibrate._standard_errors import standard_errors
-from orchestrator.irt.fit import category_max_prob
+from orchestrator.irt.fit import (
+    benjamini_hochberg,
+    category_max_prob,
+    item_rest_correlation,
+    rest_abilities,
+)
 from orchestrator.irt.item_priors import POPULATION_PRIOR, ItemPriors
 
 __all__ = ["METHOD", "GRMCalibrator", "IterationInfo", "format_progress"]
@@ -75,6 +80,8 @@ class IterationInfo:
 
 ProgressCallback = Callable[[IterationInfo], None]
 _PARAM_NAMES = (
+    "reversed_items",
+    "reversed_alpha",
     "n_quad",
     "quad_range",
     "quad_ratio",
@@ -118,6 +125,16 @@ class GRMCalibrator:
             in a live session an almost impossible event).
         min_obs: Items with fewer observations are excluded (reported in
             ``excluded_``), as are items with a single observed category.
+        reversed_items: What to do with items whose score *falls* with θ (a
+            negative correlation with θ estimated from the other items,
+            Benjamini–Hochberg q < ``reversed_alpha``): ``"reverse"`` (default)
+            refits them reverse-keyed (x → K − 1 − x; the bank marks them), so
+            they carry their information instead of ending with a ≈ 0;
+            ``"exclude"`` leaves them out; ``"keep"`` only reports them. The
+            evidence (item–rest r, q, the slope with the item reversed and its
+            SE) is in ``reversed_`` either way. Chosen by cross-validation on the
+            tinybench data (``bench/reversed_items.py``).
+        reversed_alpha: FDR level of that test.
         compute_se: Compute standard errors (one extra pass over the data).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         verbose: Print one progress line per iteration to stderr.
@@ -165,6 +182,8 @@ class GRMCalibrator:
         prior_b: tuple[float, float] | None = DEFAULT_PRIOR_B,
         prior_gap: float | None = DEFAULT_PRIOR_GAP,
         min_obs: int = 5,
+        reversed_items: Literal["reverse", "exclude", "keep"] = "reverse",
+        reversed_alpha: float = 0.05,
         compute_se: bool = True,
         device: str = "cpu",
         verbose: bool = False,
@@ -181,6 +200,8 @@ class GRMCalibrator:
         self.prior_b = prior_b
         self.prior_gap = prior_gap
         self.min_obs = min_obs
+        self.reversed_items = reversed_items
+        self.reversed_alpha = reversed_alpha
         self.compute_se = compute_se
         self.device = device
         self.verbose = verbose
@@ -212,6 +233,10 @@ class GRMCalibrator:
             raise bad("tol", "must be > 0")
         if not (isinstance(self.min_obs, int) and self.min_obs >= 1):
             raise bad("min_obs", "must be an integer >= 1")
+        if self.reversed_items not in ("reverse", "exclude", "keep"):
+            raise bad("reversed_items", "must be 'reverse', 'exclude' or 'keep'")
+        if not (isinstance(self.reversed_alpha, (int, float)) and 0 < self.reversed_alpha < 1):
+            raise bad("reversed_alpha", "must be in (0, 1)")
         if self.prior_gap is not None and not (
             isinstance(self.prior_gap, (int, float))
             and math.isfinite(self.prior_gap)
@@ -258,12 +283,96 @@ class GRMCalibrator:
         """
         dev = self._check_params()
         t0 = time.perf_counter()
-        exempt = None
         if self.item_priors is not None:
             n_items = len(item_ids) if item_ids is not None else int(np.max(item_idx)) + 1
             k_max = int(np.max(n_categories)) if n_categories is not None else 2
             self.item_priors.check(n_items, max(k_max, int(np.max(score)) + 1) - 1)
-            exempt = self.item_priors.has_prior()
+        self._fit_once(subject_idx, item_idx, score, n_categories, item_ids, n_subjects, dev, t0)
+        s, i, x = (np.asarray(v).astype(np.int64) for v in (subject_idx, item_idx, score))
+        self.reversed_ = []
+        self.reverse_keyed_ = np.zeros(len(self.item_ids_), dtype=bool)
+        if self.item_priors is not None:
+            # an update keeps the bank's keying: its priors are for the items as keyed
+            return self
+        flagged = self._reversed_evidence(s, i, x)
+        if not flagged:
+            return self
+        # the same data with the flagged items reversed: their slope, sign restored, is the
+        # unconstrained one (for a 2PL, reversing an item is negating its slope)
+        original = np.asarray(self.item_index_)[flagged]
+        k_all = np.zeros(int(i.max()) + 1, dtype=np.int64)
+        k_all[original] = self.n_categories_[flagged]
+        flip = np.zeros(len(k_all), dtype=bool)
+        flip[original] = True
+        x_rev = np.where(flip[i], k_all[i] - 1 - x, x)
+        first = {k: v for k, v in vars(self).items() if k.endswith("_")}
+        self._fit_once(s, i, x_rev, n_categories, item_ids, n_subjects, dev, t0)
+        pos = {iid: j for j, iid in enumerate(self.item_ids_)}
+        for row in self.reversed_:
+            j = pos[row["id"]]
+            row["slope_unconstrained"] = round(-float(self.a_[j]), 4)
+            row["slope_se"] = _round_or_none(self.a_se_[j])
+            row["treatment"] = self.reversed_items
+        evidence = self.reversed_
+        if self.reversed_items == "reverse":
+            self.reverse_keyed_ = np.isin(np.asarray(self.item_index_), original)
+        elif self.reversed_items == "keep":  # back to the plain fit, evidence reported
+            vars(self).update(first)
+            self.reversed_ = evidence
+        else:
+            keep = ~flip[i]
+            self._fit_once(s[keep], i[keep], x[keep], n_categories, item_ids, n_subjects, dev, t0)
+            self.reverse_keyed_ = np.zeros(len(self.item_ids_), dtype=bool)
+            self.reversed_ = evidence
+            self.excluded_ = first["excluded_"] + [
+                {"id": row["id"], "reason": "reversed (score falls with θ)", "n_obs": row["n_obs"]}
+                for row in evidence
+            ]
+        self.wall_time_ = time.perf_counter() - t0
+        return self
+
+    def _reversed_evidence(self, s: IntArray, i: IntArray, x: IntArray) -> list[int]:
+        """Fitted items whose score falls with θ from the other items; fills ``reversed_``."""
+        pos = np.full(int(i.max()) + 1, -1, dtype=np.int64)
+        pos[np.asarray(self.item_index_)] = np.arange(len(self.item_index_))
+        keep = pos[i] >= 0
+        n_sub = int(s.max()) + 1
+        theta = rest_abilities(
+            self.a_, self.b_, s[keep], pos[i[keep]], x[keep], n_sub,
+            grid=np.linspace(-6.0, 6.0, 241),
+        )  # fmt: skip
+        r, p, n = item_rest_correlation(
+            pos[i[keep]], x[keep], theta, len(self.item_index_), reference=0.0
+        )
+        ok = np.isfinite(p)
+        q = np.full(len(p), np.nan)
+        q[ok] = benjamini_hochberg(p[ok])
+        flagged = np.flatnonzero(ok & (np.nan_to_num(r) < 0) & (q < self.reversed_alpha))
+        self.reversed_ = [
+            {
+                "id": self.item_ids_[j],
+                "item_rest_r": round(float(r[j]), 4),
+                "q": float(f"{q[j]:.3g}"),
+                "n_obs": int(n[j]),
+                "slope_plain": round(float(self.a_[j]), 4),
+            }
+            for j in flagged
+        ]
+        return [int(j) for j in flagged]
+
+    def _fit_once(
+        self,
+        subject_idx: ArrayLike,
+        item_idx: ArrayLike,
+        score: ArrayLike,
+        n_categories: ArrayLike | None,
+        item_ids: Sequence[str] | None,
+        n_subjects: int | None,
+        dev: torch.device,
+        t0: float,
+    ) -> None:
+        """One EM fit of every item as keyed in ``score``; sets the fitted attributes."""
+        exempt = None if self.item_priors is None else self.item_priors.has_prior()
         prob = prepare(
             subject_idx,
             item_idx,
@@ -332,9 +441,8 @@ class GRMCalibrator:
                 f"(last parameter change {history[-1].change:.2e} > tol {self.tol:g}); "
                 "raise max_iter or loosen tol",
                 CalibrationConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self
 
     def _report(self, info: IterationInfo) -> None:
         if self.progress is not None:
@@ -444,7 +552,15 @@ class GRMCalibrator:
                     },
                 }
                 if self.item_priors is not None
-                else {}
+                else {
+                    "reversed_items": {
+                        "treatment": self.reversed_items,
+                        "test": "item-rest r < 0 with Benjamini-Hochberg q < "
+                        f"{self.reversed_alpha:g} (one-sided Fisher z, H0: rho >= 0; theta "
+                        "from the other items)",
+                        "items": list(self.reversed_),
+                    }
+                }
             ),
         }
 
@@ -503,6 +619,10 @@ class GRMCalibrator:
             "excluded_items": list(self.excluded_),
             "details": _json_safe(details),
         }
+
+
+def _round_or_none(v: float) -> float | None:
+    return round(float(v), 4) if np.isfinite(v) else None
 
 
 def _collapsed_categories(a: FloatArray, b: FloatArray, prob: Problem) -> dict[str, dict[str, int]]:
