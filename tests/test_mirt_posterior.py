@@ -147,3 +147,32 @@ def test_estimate_theta_in_two_dimensions_matches_sequential_posteriors() -> Non
     assert est.n_items[6] == 0
     with pytest.raises(ValueError, match="MAP estimate is for one dimension"):
         estimate_theta(model, s, i, x[s, i], 7, method="map")
+
+
+def test_three_dimensional_eap_and_covariance_match_brute_force() -> None:
+    """D = 3 on its default 21-node product grid against a 121³ grid over [−6, 6]³."""
+    corr = np.array([[1.0, 0.5, 0.2], [0.5, 1.0, 0.3], [0.2, 0.3, 1.0]])
+    mean0, sd0 = np.array([0.3, -0.2, 0.1]), np.array([1.0, 1.3, 0.8])
+    rng = np.random.default_rng(0)
+    slopes = np.abs(rng.normal(0.0, 1.0, (12, 3))) + 0.1
+    b, _ = pad_thresholds([sorted(rng.normal(0, 1, rng.integers(1, 4))) for _ in range(12)])
+    model = GradedResponseModel(slopes, -(np.linalg.norm(slopes, axis=1)[:, None] * b))
+    scores = [int(rng.integers(0, k)) for k in model.n_categories]
+    post = Posterior(model, prior_mean=mean0, prior_sd=sd0, prior_correlation=corr)
+    for j, x in enumerate(scores):
+        post.update(j, x)
+    assert post.points.shape == (21**3, 3)
+    ax = np.linspace(-6.0, 6.0, 121)
+    pts = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
+    z = (pts - mean0) / sd0
+    logp = -0.5 * np.einsum("gd,de,ge->g", z, np.linalg.inv(corr), z)
+    for j, x in enumerate(scores):
+        logp += model.log_prob_at(pts, np.int64(j), np.int64(x))
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    mean = w @ pts
+    cov = (w[:, None] * (pts - mean)).T @ (pts - mean)
+    # measured: |Δ EAP| 1.3e-7, |Δ cov| 1.3e-6
+    np.testing.assert_allclose(post.eap, mean, atol=1e-5)
+    np.testing.assert_allclose(post.cov, cov, atol=2e-5)
+    assert np.all(post.sd < 0.9 * sd0)  # twelve items narrowed every axis (measured 0.51–0.84×)
