@@ -26,6 +26,7 @@ from orchestrator.irt._calibration_defaults import (
     DEFAULT_PRIOR_GAP,
 )
 from orchestrator.irt.ability import estimate_theta
+from orchestrator.loadings import LoadingPattern, dimension_names, parse_loadings
 
 if TYPE_CHECKING:
     from orchestrator.irt.calibrate import IterationInfo
@@ -799,6 +800,11 @@ def calibrate(
     force: bool = False,
     progress: Callable[[IterationInfo], None] | None = None,
     live_from: PathLike | None = None,
+    dims: int | str | Sequence[str] = 1,
+    loadings: str | None = None,
+    rotation: str = "oblimin",
+    quadrature: Literal["auto", "grid", "qmc"] = "auto",
+    n_qmc: int = 5000,
 ) -> dict[str, Any]:
     """Calibrate a GRM bank on a response CSV and write ``<out>/bank.json``.
 
@@ -822,10 +828,18 @@ def calibrate(
         live_from: A bank (the provisional one a sweep ran) whose items' ``source``, category
             labels and tags the calibrated items take over, so the new bank runs live (and
             its scale labels, unless ``scale_labels`` is given).
+        dims: θ's dimensions: a number (1–3) or their names (``"utility,security"``
+            or a list). With D > 1 the bank carries slope vectors, the names and
+            the estimated latent correlation.
+        loadings: Confirmatory structure (:func:`~orchestrator.loadings.parse_loadings`:
+            ``tag:COLUMN[:VALUE=DIM+DIM,…]`` of ``items``, ``bank:DIR`` or a
+            loading-pattern CSV). None with D > 1: exploratory, then ``rotation``.
+        rotation, quadrature, n_qmc: Passed to the calibrator (D > 1).
 
     Returns:
         JSON-ready fit summary (``bank`` path, counts, log-likelihood, iterations,
-        convergence, wall time, device, excluded items).
+        convergence, wall time, device, excluded items; with D > 1 the
+        dimensions, structure and latent correlation with its SEs).
 
     Raises:
         ConfigError: bad arguments or an existing bank without ``force``.
@@ -859,6 +873,15 @@ def calibrate(
         table = items if isinstance(items, ItemTable) else read_item_table(items)
     elif tag_columns or k_column:
         raise ConfigError("tag or K columns need an item file", hint="pass --items items.csv")
+    n_dims, names = dimension_names(dims)
+    pattern = None
+    if loadings is not None:
+        if n_dims == 1:
+            raise ConfigError("--loadings needs several dimensions", hint="add --dims 2 (or names)")
+        pattern = parse_loadings(
+            loadings, list(resp.items), n_dims=n_dims, names=names, table=table
+        )
+        names = pattern.dimensions
     n_categories = None if table is None else table.n_categories(resp, k_column)
     tags = {} if table is None or not tag_columns else table.tags(resp.items, tag_columns)
     k_from = None if table is None else table.k_column(k_column)
@@ -874,6 +897,11 @@ def calibrate(
         reversed_items=reversed_items,
         device=device,
         progress=progress,
+        n_dims=n_dims,
+        loadings=None if pattern is None else pattern.matrix.astype(np.int64),
+        rotation=rotation,
+        quadrature=quadrature,
+        n_qmc=n_qmc,
     )
     cal.fit(
         resp.subject_idx,
@@ -893,7 +921,12 @@ def calibrate(
         tags=tags,
         scale_labels=scale_labels,
         description=description or f"GRM calibrated by agentcat on {Path(source).name}",
-        extra_details={"k_source": k_source, "tag_columns": list(tag_columns)},
+        extra_details={
+            "k_source": k_source,
+            "tag_columns": list(tag_columns),
+            **({} if n_dims == 1 else {"loadings": _loadings_note(pattern, rotation)}),
+        },
+        dimensions=names,
     )
     if live_from is not None:
         bank = _take_over_sources(bank, load_bank(live_from), scale=scale_labels is None)
@@ -912,6 +945,8 @@ def calibrate(
             "priors": {"log_a": prior_a, "b": prior_b, "gap_alpha": prior_gap},
         }
     )
+    if n_dims > 1:
+        summary["dimensions"] = list(bank.dimensions)
     return summary
 
 
@@ -935,6 +970,12 @@ def _take_over_sources(bank: ItemBank, donor: ItemBank, *, scale: bool) -> ItemB
     if scale and len(donor.spec.scale.labels) >= int(bank.n_categories.max()):
         doc["scale"] = donor.spec.scale.model_dump(mode="json")
     return ItemBank(parse_model(BankFile, doc, f"bank {bank.name!r}", BankError))
+
+
+def _loadings_note(pattern: LoadingPattern | None, rotation: str) -> str:
+    if pattern is not None:
+        return f"confirmatory: {pattern.description}"
+    return f"exploratory: every item on every dimension, rotation {rotation}"
 
 
 def health(

@@ -619,8 +619,13 @@ def bank_from_calibration(
     scale_labels: Sequence[str] | None = None,
     description: str = "",
     extra_details: Mapping[str, Any] | None = None,
+    dimensions: Sequence[str] | None = None,
 ) -> ItemBank:
     """Build a validated bank, with provenance, from a fitted ``GRMCalibrator``.
+
+    A multidimensional fit gives slope vectors, the dimension names and the
+    latent correlation as the bank's ``prior.correlation`` (θ's population
+    is N(0, R) in the calibration's scale).
 
     Args:
         calibrator: A fitted :class:`~orchestrator.irt.calibrate.GRMCalibrator`.
@@ -631,14 +636,26 @@ def bank_from_calibration(
         scale_labels: Labels of categories 0..K_max−1.
         description: Free text for ``bank.json``.
         extra_details: Merged into ``calibration.details``.
+        dimensions: Names of θ's D dimensions (default ``f1``, ``f2``, … when D > 1).
 
     Raises:
         NotFittedError: the calibrator has not been fitted.
+        BankError: ``dimensions`` does not name D dimensions.
     """
     record = calibrator.calibration_record(
         source=source, source_sha256=source_sha256, extra_details=extra_details
     )
     ids = calibrator.item_ids_
+    n_dims = calibrator.n_dims_
+    prior = None
+    if n_dims > 1:
+        dimensions = list(dimensions or [f"f{d + 1}" for d in range(n_dims)])
+        if len(dimensions) != n_dims:
+            raise BankError(f"{len(dimensions)} dimension names for a {n_dims}-dimensional fit")
+        corr = np.round(calibrator.latent_corr_, 12)
+        prior = Prior(mean=0.0, sd=1.0, correlation=corr.tolist())
+    elif dimensions is not None and list(dimensions) != ["theta"]:
+        raise BankError("a one-dimensional fit has no dimension names to give")
     return ItemBank.from_params(
         name,
         ids,
@@ -654,4 +671,6 @@ def bank_from_calibration(
         scale_labels=scale_labels,
         description=description,
         reverse_keyed=getattr(calibrator, "reverse_keyed_", None),
+        prior=prior,
+        dimensions=dimensions if n_dims > 1 else None,
     )

@@ -30,6 +30,7 @@ FLOORS = {
     "data": 2,
     "config": 2,
     "cat": 3,
+    "loadings": 3,
     "scoring": 3,
     "scenario": 4,
     "report": 4,

@@ -353,6 +353,35 @@ def _add_calibrate(sub: SubParsers) -> None:
         "reported either way",
     )
     p.add_argument(
+        "--dims",
+        default="1",
+        metavar="N|NAME,NAME",
+        help="dimensions of theta: a number (1-3) or their names, e.g. utility,security "
+        "(default 1: the unidimensional GRM)",
+    )
+    p.add_argument(
+        "--loadings",
+        metavar="SPEC",
+        help="confirmatory structure: tag:COLUMN (each value of the --items column names a "
+        "dimension), tag:COLUMN:VALUE=DIM[+DIM],..., bank:DIR (another bank's zero slopes) "
+        "or a CSV item,DIM1,DIM2 of 0/1; without it --dims > 1 is exploratory",
+    )
+    p.add_argument(
+        "--rotation",
+        choices=["oblimin", "varimax", "none"],
+        default="oblimin",
+        help="rotation of an exploratory solution (default oblimin, oblique)",
+    )
+    p.add_argument(
+        "--quadrature",
+        choices=["auto", "grid", "qmc"],
+        default="auto",
+        help="with --dims > 1: product grid (auto for 2) or quasi-Monte-Carlo (auto for 3)",
+    )
+    p.add_argument(
+        "--qmc-points", type=int, default=5000, metavar="N", help="QMC points (default 5000)"
+    )
+    p.add_argument(
         "--scale-label",
         action="append",
         metavar="LABEL",
@@ -487,6 +516,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             force=args.force,
             live_from=args.live_from,
             progress=None if args.quiet else _ProgressPrinter(),
+            dims=args.dims,
+            loadings=args.loadings,
+            rotation=args.rotation,
+            quadrature=args.quadrature,
+            n_qmc=args.qmc_points,
         )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
@@ -529,6 +563,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             f"q = {rv['q']:.2g}; slope with the item reversed {rv['slope_unconstrained']:+.2f} "
             f"± {se}) → {rv['treatment']}"
         )
+    if "dimensions" in summary:
+        print(_latent_correlation_lines(summary))
     for ex in summary["excluded"][:10]:
         print(f"excluded {ex['id']}: {ex['reason']}")
     if len(summary["excluded"]) > 10:
@@ -622,6 +658,22 @@ def _cmd_predict_params(args: argparse.Namespace) -> int:
         f"of the mean threshold {doc['mean_sd_b_mean']:.2f}"
     )
     return 0
+
+
+def _latent_correlation_lines(summary: dict[str, Any]) -> str:
+    """``dimensions a, b (structure); latent correlation a~b 0.52 (SE 0.11)`` lines."""
+    dims = summary["dimensions"]
+    corr, se = summary["latent_correlation"], summary["latent_correlation_se"]
+    pairs = []
+    for i in range(len(dims)):
+        for j in range(i + 1, len(dims)):
+            err = f" (SE {se[i][j]:.3f})" if se is not None and se[i][j] is not None else ""
+            pairs.append(f"{dims[i]}~{dims[j]} {corr[i][j]:.3f}{err}")
+    rot = f", rotation {summary['rotation']}" if summary.get("rotation") else ""
+    return (
+        f"dimensions {', '.join(dims)} ({summary['structure']}{rot}); "
+        f"latent correlation {'; '.join(pairs)}"
+    )
 
 
 # --------------------------------------------------------------------------- health

@@ -8,6 +8,15 @@ spacing (at most ``max_quad`` nodes) and EM continues from the current
 parameters. The grid actually used is reported (``n_quad_``). The grid sets
 the accuracy of the log-likelihood and of the posteriors behind the SEs, and
 refining it is cheap.
+
+Several dimensions (``n_dims`` 2 or 3): ``loadings`` (items × D, 0/1) gives a
+confirmatory structure, whose latent correlations are estimated; without it
+the fit is exploratory (every item on every dimension) and is rotated at the
+end (``rotation``, default oblimin), which sets the correlations. Auto
+quadrature is the product grid for D = 2 (31 nodes per axis, refined as
+above up to ``max_quad_per_axis``) and ``n_qmc`` quasi-Monte-Carlo points
+for D = 3 (``irt/calibrate/_em.py`` says why). With ``n_dims=1`` every number
+is what the one-dimensional fit has always computed.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from orchestrator.irt._calibration_defaults import (
     DEFAULT_PRIOR_A,
     DEFAULT_PRIOR_B,
     DEFAULT_PRIOR_GAP,
+    MAX_DIMS,
 )
 from orchestrator.irt.calibrate._em import EMModel, EStep, QuadGrid
 from orchestrator.irt.calibrate._problem import Problem, prepare
@@ -48,6 +58,7 @@ from orchestrator.irt.fit import (
     rest_abilities,
 )
 from orchestrator.irt.item_priors import POPULATION_PRIOR, ItemPriors
+from orchestrator.irt.rotation import ROTATIONS, Rotation, rotate
 
 __all__ = ["METHOD", "GRMCalibrator", "IterationInfo", "format_progress"]
 
@@ -55,6 +66,7 @@ METHOD = "mml-em"
 """Method name written to ``bank.json`` (``calibration.method``)."""
 
 _AUTO_START = 61
+_AUTO_START_PER_AXIS = 31  # D = 2: 31 × 31 before pruning and refinement
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -97,6 +109,13 @@ _PARAM_NAMES = (
     "device",
     "verbose",
     "progress",
+    "n_dims",
+    "loadings",
+    "rotation",
+    "quadrature",
+    "n_qmc",
+    "max_quad_per_axis",
+    "seed",
 )
 
 
@@ -145,14 +164,34 @@ class GRMCalibrator:
             population mean and SD are then estimated in that scale (``population_``)
             instead of being fixed at N(0, 1), and an item with a per-item prior is
             fitted from a single observation or category (its prior keeps it finite).
+        n_dims: D, the dimensions of θ (1..3).
+        loadings: With D > 1, ``(items, D)`` 0/1: where each item has a slope
+            (rows in the item numbering given to ``fit``); every item needs one.
+            None: exploratory (all items on all dimensions, then rotated).
+        rotation: Exploratory only: ``"oblimin"`` (oblique, quartimin),
+            ``"varimax"`` (orthogonal) or ``"none"``.
+        quadrature: ``"auto"`` (grid for D ≤ 2, QMC for D = 3), ``"grid"`` or
+            ``"qmc"``.
+        n_qmc: Quasi-Monte-Carlo points (scrambled Sobol) when QMC is used.
+        max_quad_per_axis: With D = 2 and ``n_quad="auto"``: most grid nodes per axis.
+        seed: Seeds the QMC points, the exploratory start and the rotation starts.
 
     Attributes (after ``fit``):
         item_ids_: Ids of the fitted items (excluded items left out).
         item_index_: Their positions in the item numbering given to ``fit``.
         n_categories_: K per fitted item.
-        a_, b_: Slopes ``(n,)`` and thresholds ``(n, K_max − 1)`` padded with +inf.
+        a_, b_: Slopes ``(n,)`` (``(n, D)`` slope vectors when D > 1) and
+            thresholds ``(n, K_max − 1)`` padded with +inf; with D > 1 the
+            thresholds lie along each item's direction, P(X ≥ k) = σ(aᵀθ − ‖a‖b_k).
         a_se_, b_se_: Standard errors (NaN where the information is singular;
-            ``b_se_`` padded with NaN).
+            ``b_se_`` padded with NaN; 0 for a slope fixed at 0).
+        n_dims_, structure_: D and ``"unidimensional"``, ``"confirmatory"`` or
+            ``"exploratory"``.
+        latent_corr_, latent_corr_se_: The latent correlation matrix R ``(D, D)``
+            and the SEs of its entries (confirmatory; None otherwise).
+        rotation_: The exploratory :class:`~orchestrator.irt.rotation.Rotation` (else None).
+        eap_: Every subject's posterior mean of θ, ``(n_subjects, D)``.
+        quadrature_: ``(nodes (Q, D), log weights (Q,))`` of the final E-step.
         loglik_: Marginal log-likelihood at the solution (without priors).
         logpost_: ``loglik_`` + log prior density.
         n_iter_, converged_, wall_time_, device_, n_quad_: Fit diagnostics.
@@ -189,6 +228,13 @@ class GRMCalibrator:
         verbose: bool = False,
         progress: ProgressCallback | None = None,
         item_priors: ItemPriors | None = None,
+        n_dims: int = 1,
+        loadings: ArrayLike | None = None,
+        rotation: str = "oblimin",
+        quadrature: Literal["auto", "grid", "qmc"] = "auto",
+        n_qmc: int = 5000,
+        max_quad_per_axis: int = 101,
+        seed: int = 0,
     ) -> None:
         self.n_quad = n_quad
         self.quad_range = quad_range
@@ -207,6 +253,13 @@ class GRMCalibrator:
         self.verbose = verbose
         self.progress = progress
         self.item_priors = item_priors
+        self.n_dims = n_dims
+        self.loadings = loadings
+        self.rotation = rotation
+        self.quadrature = quadrature
+        self.n_qmc = n_qmc
+        self.max_quad_per_axis = max_quad_per_axis
+        self.seed = seed
 
     # ------------------------------------------------------------------ params
     def get_params(self) -> dict[str, Any]:
@@ -251,7 +304,44 @@ class GRMCalibrator:
             ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p)
             if not ok or p[1] <= 0:
                 raise bad(name, "must be None or (mean, sd) with sd > 0")
+        if not (isinstance(self.n_dims, int) and 1 <= self.n_dims <= MAX_DIMS):
+            raise bad("n_dims", f"must be an integer from 1 to {MAX_DIMS}")
+        if self.rotation not in ROTATIONS:
+            raise bad("rotation", f"must be one of {', '.join(ROTATIONS)}")
+        if self.quadrature not in ("auto", "grid", "qmc"):
+            raise bad("quadrature", "must be 'auto', 'grid' or 'qmc'")
+        if not (isinstance(self.n_qmc, int) and self.n_qmc >= 100):
+            raise bad("n_qmc", "must be an integer >= 100")
+        if not (isinstance(self.max_quad_per_axis, int) and self.max_quad_per_axis >= 11):
+            raise bad("max_quad_per_axis", "must be an integer >= 11")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise bad("seed", "must be an integer >= 0")
+        if self.n_dims == 3 and self.quadrature == "grid":
+            raise bad("quadrature", "'grid' supports at most 2 dimensions; use 'qmc' for 3")
+        if self.item_priors is not None and self.n_dims > 1:
+            raise ConfigError(
+                "GRMCalibrator: per-item priors (learning banks) are one-dimensional",
+                hint="calibrate a multidimensional bank from scratch (n_dims > 1, no item_priors)",
+            )
         return _resolve_device(self.device)
+
+    def _check_loadings(self, n_items: int) -> None:
+        if self.loadings is None:
+            return
+        lo = np.asarray(self.loadings)
+        if self.n_dims == 1:
+            raise ConfigError("GRMCalibrator: loadings need n_dims >= 2")
+        if lo.shape != (n_items, self.n_dims) or not np.isin(lo, (0, 1)).all():
+            raise ConfigError(
+                f"GRMCalibrator loadings must be a 0/1 array of shape ({n_items}, {self.n_dims}) "
+                f"(items x dimensions); got shape {lo.shape}"
+            )
+        empty = np.flatnonzero(lo.sum(axis=1) == 0)
+        if empty.size:
+            raise ConfigError(
+                f"GRMCalibrator loadings: item {int(empty[0])} loads on no dimension",
+                hint="every item needs a slope on at least one dimension",
+            )
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -287,12 +377,14 @@ class GRMCalibrator:
             n_items = len(item_ids) if item_ids is not None else int(np.max(item_idx)) + 1
             k_max = int(np.max(n_categories)) if n_categories is not None else 2
             self.item_priors.check(n_items, max(k_max, int(np.max(score)) + 1) - 1)
+        self._check_loadings(len(item_ids) if item_ids is not None else int(np.max(item_idx)) + 1)
         self._fit_once(subject_idx, item_idx, score, n_categories, item_ids, n_subjects, dev, t0)
         s, i, x = (np.asarray(v).astype(np.int64) for v in (subject_idx, item_idx, score))
         self.reversed_ = []
         self.reverse_keyed_ = np.zeros(len(self.item_ids_), dtype=bool)
-        if self.item_priors is not None:
-            # an update keeps the bank's keying: its priors are for the items as keyed
+        if self.item_priors is not None or self.n_dims > 1:
+            # an update keeps the bank's keying: its priors are for the items as keyed;
+            # the reversed-item check (item-rest correlation on a 1-D θ) is one-dimensional
             return self
         flagged = self._reversed_evidence(s, i, x)
         if not flagged:
@@ -390,9 +482,15 @@ class GRMCalibrator:
                 f"(e.g. {prob.excluded[0]['id']!r}: {prob.excluded[0]['reason']})",
                 hint="items need at least min_obs observations and two observed categories",
             )
+        self._check_fitted_loadings(prob)
         model = EMModel(prob, self, dev)
         psi = model.initial_psi()
-        n_q = _AUTO_START if self.n_quad == "auto" else int(self.n_quad)
+        if model.uses_qmc:
+            n_q = self.n_qmc
+        elif self.n_quad != "auto":
+            n_q = int(self.n_quad)
+        else:
+            n_q = _AUTO_START if self.n_dims == 1 else _AUTO_START_PER_AXIS
         grid = model.make_grid(n_q)
         history: list[IterationInfo] = []
         converged = False
@@ -403,10 +501,11 @@ class GRMCalibrator:
             it += 1
             post_stats = model.e_step(psi, grid)
             new_psi = model.m_step(psi, post_stats.counts, grid)
-            m1, m2 = post_stats.theta_m1, post_stats.theta_m2
-            new_psi = model.rescale(new_psi, m1, math.sqrt(max(m2 - m1 * m1, 1e-12)))
+            new_psi = model.standardise(new_psi, post_stats)
             if model.anchored:
                 model.update_population(new_psi)
+            if model.n_dims > 1 and not model.exploratory:  # R moved: new weights
+                grid = model.make_grid(grid.per_axis or grid.n)
             change = model.change(psi, new_psi)
             info = IterationInfo(
                 iteration=it,
@@ -424,17 +523,21 @@ class GRMCalibrator:
             near = change < math.sqrt(self.tol) and not checked
             if self.n_quad == "auto" and (near or change < self.tol) and regrids < 4:
                 checked = True
-                n_new = model.needed_nodes(psi, grid, model.e_step(psi, grid))
-                if n_new > grid.n:
-                    grid = model.make_grid(n_new)
+                finer = model.refined_grid(psi, grid, model.e_step(psi, grid))
+                if finer is not None:
+                    grid = finer
                     regrids += 1
                     checked = False
                     continue
             if change < self.tol:
                 converged = True
                 break
-        final = model.e_step(psi, grid, keep_posterior=self.compute_se)
-        self._set_results(model, psi, grid, final, history, converged, t0, dev)
+        final = model.e_step(psi, grid)
+        rot = None
+        if model.exploratory:  # the likelihood and the posteriors are unchanged by it
+            rot = rotate(model.natural(psi)[0], self.rotation, seed=self.seed)  # type: ignore[arg-type]
+            psi, grid = model.rotated(psi, grid, rot)
+        self._set_results(model, psi, grid, final, history, converged, t0, dev, rot)
         if not converged:
             warnings.warn(
                 f"GRM calibration did not converge in {self.max_iter} iterations "
@@ -442,6 +545,19 @@ class GRMCalibrator:
                 "raise max_iter or loosen tol",
                 CalibrationConvergenceWarning,
                 stacklevel=3,
+            )
+
+    def _check_fitted_loadings(self, prob: Problem) -> None:
+        """Every dimension needs fitted items (exclusions may have removed them)."""
+        if self.loadings is None:
+            return
+        per_dim = np.asarray(self.loadings)[prob.item_index].sum(axis=0)
+        empty = np.flatnonzero(per_dim == 0)
+        if empty.size:
+            raise CalibrationError(
+                f"dimension {int(empty[0]) + 1} of {self.n_dims} has no item left to calibrate "
+                "(its items were excluded or absent)",
+                hint="check the loading pattern, or calibrate with fewer dimensions",
             )
 
     def _report(self, info: IterationInfo) -> None:
@@ -460,29 +576,52 @@ class GRMCalibrator:
         converged: bool,
         t0: float,
         dev: torch.device,
+        rot: Rotation | None,
     ) -> None:
         prob = model.prob
-        a, b = model.natural(psi)
+        slopes, b = model.natural(psi)
+        one = model.n_dims == 1
         self.item_ids_ = list(prob.item_ids)
         self.item_index_ = prob.item_index.copy()
         self.n_categories_ = prob.k.copy()
+        corr_se = None
         if self.compute_se:
-            a_se, b_se = standard_errors(model, psi, grid, final)
+            slope_se, b_se, corr_se = standard_errors(model, psi, grid, final)
         else:
-            a_se = np.full_like(a, np.nan)
+            slope_se = np.where(model.slopes.mask.cpu().numpy() > 0, np.nan, 0.0)
             b_se = np.where(np.isfinite(b), np.nan, np.nan)
-        self.a_, self.b_, self.a_se_, self.b_se_ = model.to_bank_scale(a, b, a_se, b_se)
+        if one:  # per-item priors (one dimension only) put the fit in the bank's scale
+            self.a_, self.b_, self.a_se_, self.b_se_ = model.to_bank_scale(
+                slopes[:, 0], b, slope_se[:, 0], b_se
+            )
+        else:
+            self.a_, self.b_, self.a_se_, self.b_se_ = slopes, b, slope_se, b_se
         self.population_ = model.population
+        self.n_dims_ = model.n_dims
+        self.structure_ = (
+            "unidimensional" if one else "exploratory" if model.exploratory else "confirmatory"
+        )
+        corr = model.corr.cpu().numpy()
+        self.latent_corr_ = (corr + corr.T) / 2.0
+        np.fill_diagonal(self.latent_corr_, 1.0)
+        self.latent_corr_se_ = corr_se
+        self.rotation_ = rot
+        self.anchors_ = [prob.item_ids[j] for j in model.anchors]
+        assert final.posterior is not None
+        self.eap_ = (final.posterior @ grid.points).cpu().numpy()
+        self.quadrature_ = (grid.points.cpu().numpy(), grid.log_w.cpu().numpy())
         self.loglik_ = final.loglik
         self.logpost_ = final.loglik + model.log_prior(psi)
         self.n_iter_ = len(history)
         self.converged_ = converged
         self.n_quad_ = grid.n
+        self.quad_per_axis_ = grid.per_axis
         self.history_ = history
         self.n_subjects_ = prob.n_subjects_used
         self.n_observations_ = prob.n_obs
         self.unobserved_categories_ = prob.unobserved
-        self.collapsed_categories_ = _collapsed_categories(a, b, prob)
+        length = slopes[:, 0] if one else np.linalg.norm(slopes, axis=1)
+        self.collapsed_categories_ = _collapsed_categories(length, b, prob)
         self.device_ = str(dev)
         self.wall_time_ = time.perf_counter() - t0
 
@@ -514,22 +653,27 @@ class GRMCalibrator:
                 else None
             ),
             "theta": {"dist": "normal", "mean": 0.0, "sd": 1.0},
+            **(
+                {}
+                if self.n_dims_ == 1
+                else {
+                    "log_a_applies_to": (
+                        "every loading a_d > 0"
+                        if self.structure_ == "confirmatory"
+                        else "the length |a| of each slope vector (slopes may be negative)"
+                    )
+                }
+            ),
             "estimate": (
                 "MAP (posterior mode)" if (self.prior_a or self.prior_b or self.prior_gap) else "ML"
             ),
         }
-        return {
+        details: dict[str, Any] = {
             "model": "GRM P(X>=k|theta)=sigmoid(a(theta-b_k)), no 1.702",
             "algorithm": "Bock-Aitkin EM + PX-EM standardisation of theta, Fisher-scoring "
             "M-step per item",
             "item_priors": prior,
-            "quadrature": {
-                "rule": "rectangle, even grid, N(0,1) weights",
-                "range": [-self.quad_range, self.quad_range],
-                "requested": self.n_quad,
-                "nodes": self.n_quad_,
-                "auto_ratio": self.quad_ratio if self.n_quad == "auto" else None,
-            },
+            "quadrature": self._quadrature_details(),
             "tol": self.tol,
             "max_iter": self.max_iter,
             "min_obs": self.min_obs,
@@ -563,6 +707,87 @@ class GRMCalibrator:
                 }
             ),
         }
+        if self.n_dims_ > 1:
+            details["model"] = (
+                "multidimensional GRM P(X>=k|theta)=sigmoid(a'theta - |a| b_k), "
+                "compensatory, no 1.702"
+            )
+            details["algorithm"] += (
+                "; latent correlation by PX-EM"
+                if self.structure_ == "confirmatory"
+                else "; orientation fixed by anchor items during EM, rotated at the end"
+            )
+            details["dimensions"] = self.dimension_details()
+        return details
+
+    def _quadrature_details(self) -> dict[str, Any]:
+        nodes = {"nodes": self.n_quad_}
+        if self.quadrature_[0].shape[1] == 1:
+            return {
+                "rule": "rectangle, even grid, N(0,1) weights",
+                "range": [-self.quad_range, self.quad_range],
+                "requested": self.n_quad,
+                **nodes,
+                "auto_ratio": self.quad_ratio if self.n_quad == "auto" else None,
+            }
+        if self.quad_per_axis_ == 0:
+            return {
+                "rule": "quasi-Monte-Carlo: scrambled Sobol points mapped to N(0, R), "
+                "equal weights, fixed across iterations",
+                "seed": self.seed,
+                **nodes,
+            }
+        return {
+            "rule": "rectangle, even product grid pruned to theta' R^-1 theta <= range^2, "
+            "N(0, R) weights",
+            "range": [-self.quad_range, self.quad_range],
+            "requested": self.n_quad,
+            "per_axis": self.quad_per_axis_,
+            **nodes,
+            "auto_ratio": self.quad_ratio if self.n_quad == "auto" else None,
+        }
+
+    def dimension_details(self) -> dict[str, Any]:
+        """Structure, latent correlation (with SEs) and rotation, for provenance."""
+        self._check_fitted()
+        out: dict[str, Any] = {
+            "n": self.n_dims_,
+            "structure": self.structure_,
+            "latent_correlation": self.latent_corr_.tolist(),
+            "latent_correlation_se": (
+                None if self.latent_corr_se_ is None else self.latent_corr_se_.tolist()
+            ),
+        }
+        if self.structure_ == "confirmatory":
+            out["loadings_per_dimension"] = (
+                np.asarray(self.loadings)[self.item_index_].sum(axis=0).astype(int).tolist()
+            )
+        if self.rotation_ is not None:
+            rot = self.rotation_
+            out["identification"] = {
+                "anchor_items": self.anchors_,
+                "rule": "anchor d has no slope on dimensions after d during EM",
+            }
+            out["rotation"] = {
+                "method": rot.method,
+                "criterion": (
+                    "direct oblimin, gamma = 0 (quartimin)"
+                    if rot.method == "oblimin"
+                    else "varimax"
+                    if rot.method == "varimax"
+                    else None
+                ),
+                "applied_to": "standardised loadings (a/1.702)/sqrt(1 + |a/1.702|^2)",
+                "algorithm": f"gradient projection (Jennrich), best of {rot.n_starts} starts"
+                if rot.n_starts
+                else None,
+                "criterion_value": rot.criterion,
+                "converged": rot.converged,
+                "matrix": rot.matrix.tolist(),
+                "note": "latent correlation = T'T of the oblique rotation; SEs are "
+                "conditional on the rotation",
+            }
+        return out
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fit statistics."""
@@ -578,6 +803,19 @@ class GRMCalibrator:
             "wall_time_s": self.wall_time_,
             "device": self.device_,
             "n_quad": self.n_quad_,
+            **(
+                {}
+                if self.n_dims_ == 1
+                else {
+                    "n_dims": self.n_dims_,
+                    "structure": self.structure_,
+                    "latent_correlation": self.latent_corr_.tolist(),
+                    "latent_correlation_se": (
+                        None if self.latent_corr_se_ is None else self.latent_corr_se_.tolist()
+                    ),
+                    "rotation": None if self.rotation_ is None else self.rotation_.method,
+                }
+            ),
         }
 
     def calibration_record(
