@@ -78,6 +78,7 @@ __all__ = [
     "observation_probs",
     "person_fit_lz",
     "q3_null_max",
+    "q3_of_residuals",
     "residual_correlations",
     "rest_abilities",
     "summed_score_fit",
@@ -433,9 +434,25 @@ def residual_correlations(
     beyond, sparse products in column blocks, so memory grows with
     observations plus items², never with subjects × items².
     """
-    n_items = a.shape[0]
     _, mean, _, _ = observation_moments(a, b, subject_idx, item_idx, theta)
-    r = score - mean
+    return q3_of_residuals(
+        score - mean, subject_idx, item_idx, n_subjects, a.shape[0],
+        block=block, dense_limit=dense_limit, progress=progress,
+    )  # fmt: skip
+
+
+def q3_of_residuals(
+    r: FloatArray,
+    subject_idx: IntArray,
+    item_idx: IntArray,
+    n_subjects: int,
+    n_items: int,
+    *,
+    block: int = 256,
+    dense_limit: int = 4_000_000,
+    progress: Progress | None = None,
+) -> Q3Result:
+    """Yen's Q3 from per-observation residuals x − E[X | θ̂] (any model, e.g. θ̂ ∈ R^D)."""
     shape = (n_subjects, n_items)
     if n_subjects * n_items <= dense_limit:
         res = np.zeros(shape)
