@@ -492,6 +492,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     tags = [c.strip() for c in args.tags.split(",") if c.strip()]
     if args.update:
+        if args.dims.strip() not in ("1", "theta") or args.loadings:
+            raise ConfigError(
+                "--update learns a one-dimensional bank; --dims/--loadings do not apply",
+                hint="calibrate a multidimensional bank from scratch (without --update)",
+            )
         return _cmd_update(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
