@@ -20,11 +20,11 @@ permutation and sign), of the thresholds, and the latent correlations with
 their SEs.
 
     nice .venv/bin/python bench/bench_mirt_recovery.py [--scenarios ...] [--threads 1] \
-        [--subjects 3000] [--items 100]
+        [--subjects 3000] [--items 100] [--out FILE.json]
 
 (``--subjects``/``--items`` shrink the data on a loaded machine; the JSON says which.)
 
-Writes bench/results/mirt_recovery.json.
+Writes bench/results/mirt_recovery.json (or ``--out``).
 """
 
 from __future__ import annotations
@@ -179,12 +179,15 @@ def main() -> None:
     )
     ap.add_argument("--subjects", type=int, default=N_SUBJECTS)
     ap.add_argument("--items", type=int, default=N_ITEMS)
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "mirt_recovery.json"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.threads, args.subjects, args.items)))
         return
-    out = Path(__file__).parent / "results" / "mirt_recovery.json"
+    out = args.out
     old = json.loads(out.read_text()) if out.exists() else {}
     results = {r["scenario"]: r for r in old.get("results", [])}
     for name in args.scenarios:
@@ -212,7 +215,8 @@ def main() -> None:
             "machine": platform.node(),
             "cpus": os.cpu_count(),
             "command": "nice .venv/bin/python bench/bench_mirt_recovery.py "
-            f"--subjects {args.subjects} --items {args.items} --threads {args.threads}",
+            f"--subjects {args.subjects} --items {args.items} --threads {args.threads} "
+            f"--out {out}",
             "results": [results[k] for k in SCENARIOS if k in results],
         }
         out.parent.mkdir(exist_ok=True)
