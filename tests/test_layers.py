@@ -101,3 +101,23 @@ def test_the_pure_floors_load_without_inspect_or_docker() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cli_parser_loads_no_numeric_or_runtime_library() -> None:
+    """``agentcat --help`` and every ``agentcat COMMAND --help`` build the parser only: none of
+    numpy, scipy, torch, pydantic, Inspect or Docker is imported (they load when a command runs)."""
+    code = (
+        "import sys, contextlib, io\n"
+        "import orchestrator.cli as cli\n"
+        "parser = cli._build_parser('agentcat')\n"
+        "commands = parser._subparsers._group_actions[0].choices\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in commands]:\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        cli.main(argv)\n"
+        "heavy = ('numpy', 'scipy', 'torch', 'pydantic', 'inspect_ai', 'docker', 'matplotlib')\n"
+        "print(len(commands), sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    n_commands, loaded = out.stdout.strip().split(" ", 1)
+    assert int(n_commands) >= 10
+    assert loaded == "[]"
