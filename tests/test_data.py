@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from orchestrator.data import Responses, read_item_table, read_responses, write_responses
+from orchestrator.data import (
+    Responses,
+    _read_plain_responses,
+    _read_responses_csv,
+    read_item_table,
+    read_responses,
+    write_responses,
+)
 from orchestrator.errors import DataError
 from tests.conftest import REPO, make_bank
 
@@ -56,6 +64,82 @@ def test_malformed_csv_names_file_line_and_problem(tmp_path: Path, text: str, ma
     with pytest.raises(DataError, match=match) as exc:
         read_responses(_csv(tmp_path, text))
     assert "r.csv" in str(exc.value)
+
+
+def _same(a: Responses, b: Responses) -> bool:
+    return (a.subjects, a.items, a.source) == (b.subjects, b.items, b.source) and all(
+        np.array_equal(getattr(a, f), getattr(b, f))
+        for f in ("subject_idx", "item_idx", "score", "line")
+    )
+
+
+def _fuzzed_file(rng: np.random.Generator) -> str:
+    """A response CSV with random ids, order, line endings, padding and defects."""
+    ids = ["m1", "org/m-2", "é3", "with space", "i5", "i6", "i7", "i8"]
+    odd = ["a,b", ' q"', "", " pad "]
+    n = int(rng.integers(1, 40))
+    rows = []
+    for pair in rng.choice(64, size=n, replace=False):
+        subj, item = ids[pair // 8], ids[pair % 8]
+        if rng.random() < 0.01:
+            subj = odd[int(rng.integers(0, len(odd)))]
+        rows.append([subj, item, str(rng.integers(0, 5)), "x"])
+    header = ["subject", "item", "score", "note"]
+    order = rng.permutation(4)
+    lines = [",".join(header[c] for c in order)]
+    lines += [",".join(_field(row[c]) for c in order) for row in rows]
+    defect = rng.integers(0, 9)
+    at = int(rng.integers(1, len(lines) + 1))
+    if defect == 1:
+        lines.insert(at, "")  # a blank line
+    elif defect == 2:
+        lines.insert(at, lines[min(at, len(lines) - 1)])  # maybe a duplicate
+    elif defect == 3:
+        lines.insert(at, "m9,i9,-1,x")
+    elif defect == 4:
+        lines.insert(at, "m9,i9,1")  # ragged
+    elif defect == 5:
+        lines.insert(at, "m9,i9,2.0,x")
+    end = ["\n", "\r\n"][int(rng.integers(0, 2))]
+    tail = ["", end, end * 2][int(rng.integers(0, 3))]
+    return "\ufeff" * int(rng.integers(0, 2)) + end.join(lines) + tail
+
+
+def _field(value: str) -> str:
+    return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(c in value for c in ',"') else value
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 37, 1 << 20])
+def test_the_fast_reader_agrees_with_the_csv_module_or_declines(
+    tmp_path: Path, chunk_bytes: int
+) -> None:
+    """Over seeded random files (ids with quotes, commas, spaces and accents; CRLF; a BOM;
+    blank, duplicate, ragged and bad-score lines), ``read_responses`` returns what the
+    row-by-row csv reader returns or raises its error, and the fast reader takes every valid
+    plain file and declines the rest, also when chunks split the file anywhere."""
+    rng = np.random.default_rng(15)
+    taken = 0
+    for n in range(300):
+        p = tmp_path / f"f{n}.csv"
+        text = _fuzzed_file(rng)
+        p.write_text(text, encoding="utf-8", newline="")
+        try:
+            slow: Responses | str = _read_responses_csv(p)
+        except DataError as exc:
+            slow = str(exc)
+        fast = _read_plain_responses(p, chunk_bytes=chunk_bytes)
+        if fast is not None:
+            taken += 1
+            assert isinstance(slow, Responses) and _same(fast, slow), text
+        inner = text.replace("\r\n", "\n").rstrip("\n")
+        plain = '"' not in text and "\n\n" not in inner and " pad " not in text
+        assert fast is not None or not (plain and isinstance(slow, Responses)), text
+        try:
+            public: Responses | str = read_responses(p)
+        except DataError as exc:
+            public = str(exc)
+        assert public == slow if isinstance(slow, str) else _same(public, slow)
+    assert 50 < taken < 250  # both readers were exercised
 
 
 def test_alignment_rejects_unknown_items_and_out_of_range_scores(tmp_path: Path) -> None:
