@@ -22,6 +22,7 @@ from orchestrator.errors import (
 )
 from orchestrator.irt.calibrate import GRMCalibrator
 from orchestrator.irt.calibrate import torch_grm as T
+from orchestrator.irt.calibrate._threads import WORK_PER_THREAD, choose_threads
 from orchestrator.irt.grm import sample_responses
 
 
@@ -278,6 +279,7 @@ def test_init_only_stores_and_get_params_round_trips() -> None:
         ({"prior_a": (0.0, -1.0)}, r"'prior_a' must be None or \(mean, sd\) with sd > 0"),
         ({"min_obs": 0}, r"'min_obs' must be an integer >= 1; got 0"),
         ({"device": "tpu"}, r"'device' must be 'cpu' or 'cuda\[:N\]'; got 'tpu'"),
+        ({"n_threads": 0}, r"'n_threads' must be None or an integer >= 1; got 0"),
     ],
 )
 def test_bad_parameters_are_rejected_in_fit(kwargs, message) -> None:
@@ -301,6 +303,29 @@ def test_bad_data_is_rejected() -> None:
         GRMCalibrator().fit([0, 1], [0], [1, 0])
     with pytest.raises(DataError, match="score must be non-negative"):
         GRMCalibrator().fit([0, 1], [0, 0], [-1, 0])
+
+
+def test_thread_count_follows_size_and_free_cores_and_never_changes_the_numbers() -> None:
+    """Small fits run on one thread; big ones on as many as torch allows and the load leaves
+    free; the fit restores torch's setting and its parameters are bit-identical either way."""
+    work = WORK_PER_THREAD
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert choose_threads(1_000, 61, load=0.0) == 1  # too small to pay for a thread
+        assert choose_threads(work, 2, load=0.0) == 2
+        assert choose_threads(work, 2, load=40.0) == 1  # every core busy
+        torch.set_num_threads(1)  # OMP_NUM_THREADS=1 or the user's choice: an upper bound
+        assert choose_threads(work, 2, load=0.0) == 1
+        torch.set_num_threads(2)
+        _a, _b, ks, _, s, i, x = simulate(400, 60, 4, seed=3)
+        fits = [GRMCalibrator(n_threads=n).fit(s, i, x, n_categories=ks) for n in (1, 2)]
+        assert [f.n_threads_ for f in fits] == [1, 2] and torch.get_num_threads() == 2
+        for name in ("a_", "b_", "a_se_", "loglik_"):
+            assert np.array_equal(getattr(fits[0], name), getattr(fits[1], name)), name
+        assert GRMCalibrator().fit(s, i, x).n_threads_ == 1  # auto: 24k obs × 61 nodes
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_not_converged_warns() -> None:

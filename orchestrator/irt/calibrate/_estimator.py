@@ -51,6 +51,7 @@ from orchestrator.irt._calibration_defaults import (
 from orchestrator.irt.calibrate._em import EMModel, EStep, QuadGrid
 from orchestrator.irt.calibrate._problem import Problem, prepare
 from orchestrator.irt.calibrate._standard_errors import standard_errors
+from orchestrator.irt.calibrate._threads import choose_threads, torch_threads
 from orchestrator.irt.fit import (
     benjamini_hochberg,
     category_max_prob,
@@ -107,6 +108,7 @@ _PARAM_NAMES = (
     "min_obs",
     "compute_se",
     "device",
+    "n_threads",
     "verbose",
     "progress",
     "n_dims",
@@ -156,6 +158,8 @@ class GRMCalibrator:
         reversed_alpha: FDR level of that test.
         compute_se: Compute standard errors (one extra pass over the data).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        n_threads: torch CPU threads during the fit; None chooses by problem size
+            and free cores (see ``_threads``). The numbers do not depend on it.
         verbose: Print one progress line per iteration to stderr.
         progress: Called with an :class:`IterationInfo` after every iteration.
         item_priors: Per-item priors in the bank's θ scale (a bank's own parameters
@@ -194,7 +198,7 @@ class GRMCalibrator:
         quadrature_: ``(nodes (Q, D), log weights (Q,))`` of the final E-step.
         loglik_: Marginal log-likelihood at the solution (without priors).
         logpost_: ``loglik_`` + log prior density.
-        n_iter_, converged_, wall_time_, device_, n_quad_: Fit diagnostics.
+        n_iter_, converged_, wall_time_, device_, n_quad_, n_threads_: Fit diagnostics.
         n_subjects_, n_observations_: Data used (after exclusions).
         excluded_: One dict per excluded item: ``id``, ``reason``, ``n_obs``.
         unobserved_categories_: ``{item id: [k, …]}`` for fitted items with a
@@ -225,6 +229,7 @@ class GRMCalibrator:
         reversed_alpha: float = 0.05,
         compute_se: bool = True,
         device: str = "cpu",
+        n_threads: int | None = None,
         verbose: bool = False,
         progress: ProgressCallback | None = None,
         item_priors: ItemPriors | None = None,
@@ -250,6 +255,7 @@ class GRMCalibrator:
         self.reversed_alpha = reversed_alpha
         self.compute_se = compute_se
         self.device = device
+        self.n_threads = n_threads
         self.verbose = verbose
         self.progress = progress
         self.item_priors = item_priors
@@ -290,6 +296,10 @@ class GRMCalibrator:
             raise bad("reversed_items", "must be 'reverse', 'exclude' or 'keep'")
         if not (isinstance(self.reversed_alpha, (int, float)) and 0 < self.reversed_alpha < 1):
             raise bad("reversed_alpha", "must be in (0, 1)")
+        if self.n_threads is not None and not (
+            isinstance(self.n_threads, int) and self.n_threads >= 1
+        ):
+            raise bad("n_threads", "must be None or an integer >= 1")
         if self.prior_gap is not None and not (
             isinstance(self.prior_gap, (int, float))
             and math.isfinite(self.prior_gap)
@@ -475,6 +485,23 @@ class GRMCalibrator:
             self.min_obs,
             exempt=exempt,
         )
+        with torch_threads(self._threads(prob, dev)):
+            self._fit(prob, dev, t0)
+
+    def _threads(self, prob: Problem, dev: torch.device) -> int:
+        if self.n_threads is not None:
+            self.n_threads_ = self.n_threads
+        elif dev.type == "cpu":
+            if self.n_dims > 1:  # the E-step's size is the product grid (or the QMC points)
+                start = self.n_qmc if self.n_dims > 2 else _AUTO_START_PER_AXIS**2
+            else:
+                start = _AUTO_START if self.n_quad == "auto" else int(self.n_quad)
+            self.n_threads_ = choose_threads(prob.n_obs, start)
+        else:  # the CPU only feeds the GPU
+            self.n_threads_ = torch.get_num_threads()
+        return self.n_threads_
+
+    def _fit(self, prob: Problem, dev: torch.device, t0: float) -> None:
         self.excluded_ = prob.excluded
         if prob.n_items == 0:
             raise CalibrationError(
