@@ -14,7 +14,9 @@ up to --max-workers) for N in --sessions, each stopped at --items items:
 items per minute.
 
     python bench/bench_live.py [--items 8] [--sessions 1 4 8] [--max-workers 4]
-        [--bank item_banks/agentdojo]
+        [--bank item_banks/agentdojo] [--out FILE]
+
+``bench/compare_live.py`` runs it for two checkouts interleaved.
 
 The shell-safety bank needs Docker and the scenario images (`agentcat images
 build`); AgentDojo items need neither (their tools run in Inspect's process).
@@ -68,6 +70,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--max-workers", type=int, default=4)
     ap.add_argument("--bank", type=Path, default=BANK)
+    ap.add_argument("--out", type=Path, help="default: bench/results/live[_<bank>].json")
     args = ap.parse_args()
     os.environ["SIM_API_KEY"] = "bench"
     bank_dir = args.bank
@@ -150,7 +153,7 @@ def main() -> None:
             )
         result["concurrency"] = rows
     name = "live.json" if bank.name == "shell-safety" else f"live_{bank.name}.json"
-    out = REPO / "bench" / "results" / name
+    out = args.out or REPO / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

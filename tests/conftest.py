@@ -48,7 +48,7 @@ def docker_engine() -> Iterator[None]:
     """
     from orchestrator.errors import PrerequisiteError
     from orchestrator.runner.docker_client import docker_client
-    from orchestrator.runner.sandbox import OWNER_PID, managed_containers
+    from orchestrator.runner.sandbox import OWNER_PID, finish_removals, managed_containers
 
     try:
         docker_client()
@@ -57,6 +57,7 @@ def docker_engine() -> Iterator[None]:
             pytest.fail(f"Docker is required here: {exc}")
         pytest.skip(f"no Docker engine: {exc.message}")
     yield
+    finish_removals()  # finished runs' containers are removed in the background
     leftovers = managed_containers({OWNER_PID: str(os.getpid())})
     assert not leftovers, f"sandbox containers left behind by the tests: {leftovers}"
 

@@ -12,6 +12,8 @@ from orchestrator.runner.docker_client import docker_client
 from orchestrator.runner.sandbox import (
     AgentcatSandbox,
     SandboxSpec,
+    discard_prepared,
+    finish_removals,
     managed_containers,
     open_sandbox,
     prune_containers,
@@ -211,6 +213,39 @@ def test_container_removed_on_error_and_cancellation(sandbox_test_image: str) ->
 
     _run(cancelled())
     assert managed_containers({"agentcat.run": run}) == []
+
+
+def test_a_prepared_container_is_what_the_sample_gets_and_unclaimed_ones_are_removed(
+    sandbox_test_image: str,
+) -> None:
+    """``prepare`` starts the container ``sample_init`` asks for with the same arguments (so
+    it starts while Inspect sets up); a graded run's container is removed after the run
+    returns; one prepared for a run that never claims it is removed by ``discard_prepared``."""
+    run = uuid.uuid4().hex[:8]
+    spec = _spec(sandbox_test_image)
+    meta = {"session": run, "item": "x.y", "run": "1.1"}
+
+    async def body() -> None:
+        def ours() -> list[str]:
+            return managed_containers({"agentcat.session": run})
+
+        AgentcatSandbox.prepare("agentcat_x", spec, meta)
+        envs = await AgentcatSandbox.sample_init("agentcat_x", spec, meta)
+        sb = envs["default"]
+        assert isinstance(sb, AgentcatSandbox) and ours() == [sb.container_id]  # no second one
+        assert (await sb.exec(["echo", "ok"])).stdout == "ok\n"
+        await AgentcatSandbox.sample_cleanup("agentcat_x", spec, envs, interrupted=False)
+        finish_removals()
+        assert ours() == []
+        AgentcatSandbox.prepare("agentcat_x", spec, {**meta, "run": "1.2"})
+        other = await AgentcatSandbox.sample_init("agentcat_x", spec, {**meta, "run": "1.3"})
+        assert len(ours()) == 2  # other arguments: the prepared one is not taken
+        await AgentcatSandbox.sample_cleanup("agentcat_x", spec, other, interrupted=True)
+        discard_prepared()
+        finish_removals()
+        assert ours() == []
+
+    _run(body())
 
 
 def test_prune_removes_leftovers_by_label(sandbox_test_image: str) -> None:

@@ -33,7 +33,7 @@ from orchestrator.errors import ScoreMappingError
 from orchestrator.runner.result import ErrorKind, ItemResult
 from orchestrator.runner.sources import ItemSource, SampleTask, TaskContext
 
-__all__ = ["RunJob", "check_model", "classify_error", "run_job"]
+__all__ = ["RunJob", "check_model", "classify_error", "run_job", "warm_worker", "worker_entry"]
 
 
 @dataclass(frozen=True)
@@ -241,6 +241,16 @@ def _run_labels(job: RunJob) -> dict[str, str]:
     }
 
 
+_EVAL_OPTIONS: dict[str, Any] = {
+    "log_realtime": False,
+    "ctl_server": False,
+    "score_display": False,
+    "log_model_api": False,
+}
+"""One eval per item: no live-view event buffer, control socket or live score display,
+and no raw model API log of every item's first calls (errors are still logged)."""
+
+
 async def run_job(job: RunJob) -> ItemResult:
     """Run ``job`` with ``eval_async`` (call once per process at a time)."""
     from inspect_ai import eval_async
@@ -270,6 +280,7 @@ async def run_job(job: RunJob) -> ItemResult:
         return ItemResult(
             job.item_id, error_kind=kind, error_message=_short(exc), wall_s=time.perf_counter() - t0
         )
+    _prepare_sandbox(job, plan)  # its container starts while Inspect sets the eval up
     logs: list[Any] = []
     try:
         logs = await eval_async(
@@ -287,7 +298,7 @@ async def run_job(job: RunJob) -> ItemResult:
             score_on_error=False,
             sandbox_cleanup=True,
             log_samples=True,
-            log_realtime=False,  # no sample buffer database outside the log
+            **_EVAL_OPTIONS,
         )
     finally:
         _scrub_inspect_files([str(lg.location) for lg in logs if lg.location])
@@ -302,6 +313,22 @@ def _scrub_inspect_files(logs: list[str]) -> None:
     from orchestrator._secrets import scrub_files
 
     scrub_files([*(p.removeprefix("file://") for p in logs), inspect_trace_file()])
+
+
+def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
+    """Start the sample's container in our sandbox now; the provider hands it to the
+    sample when Inspect gets there (``AgentcatSandbox.prepare``; ``worker_entry``
+    removes it if the run ends before)."""
+    if job.sandbox_provider != "agentcat":
+        return
+    samples = list(plan.task.dataset)
+    if plan.sample_id is not None:
+        samples = [s for s in samples if s.id == plan.sample_id]
+    spec = samples[0].sandbox if len(samples) == 1 else None
+    if spec is not None and spec.type == "agentcat":
+        from orchestrator.runner.sandbox import AgentcatSandbox
+
+        AgentcatSandbox.prepare(plan.task.name, spec.config, samples[0].metadata or {})
 
 
 def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:
@@ -400,6 +427,66 @@ def _short(exc: BaseException) -> str:
     return (f"{text} (at {where})" if where else text)[:1000]
 
 
+def warm_worker() -> None:
+    """Ready a worker process for its first item, outside that item's time.
+
+    Inspect imports much of itself (and a provider its client library) inside
+    the first ``eval_async``, so a worker runs one empty eval (no model call, no
+    sandbox) in a temporary log folder. Inspect also records the git revision
+    of the working directory in every eval, running three ``git`` commands per
+    item (``git status`` scans the whole tree); it cannot change while the
+    worker lives, so it is computed once here. (That is a private Inspect
+    function: if a later Inspect moves it, every item computes it again.)
+    Best effort: a failure here only leaves the work to the first item.
+    """
+    import asyncio
+    import tempfile
+
+    try:
+        import openai  # noqa: F401  (the client of the OpenAI-compatible providers)
+        from inspect_ai._eval.task import log as task_log
+        from inspect_ai.model import get_model
+
+        import orchestrator.runner.sandbox  # registers the ``agentcat`` sandbox provider
+        import orchestrator.scenario.grading  # noqa: F401
+
+        revision = task_log.resolve_revision()
+        task_log.resolve_revision = lambda: revision
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(_empty_eval(tmp))
+        get_model("openai-api/warm/up", base_url="http://127.0.0.1:9/v1", api_key="-")
+    except Exception:
+        pass
+
+
+async def _empty_eval(log_dir: str) -> None:
+    from inspect_ai import Task, eval_async
+    from inspect_ai.dataset import Sample
+    from inspect_ai.scorer import Score, Target, mean, scorer
+    from inspect_ai.solver import Generate, TaskState, solver
+    from inspect_ai.util._display import init_display_type
+
+    @solver
+    def nothing() -> Any:
+        async def solve(state: TaskState, generate: Generate) -> TaskState:
+            return state
+
+        return solve
+
+    @scorer(metrics=[mean()])
+    def zero() -> Any:
+        async def score(state: TaskState, target: Target) -> Score:
+            return Score(value=0)
+
+        return score
+
+    init_display_type("none")
+    task = Task(dataset=[Sample(id="warm", input="-")], solver=nothing(), scorer=zero())
+    await eval_async(
+        task, model="mockllm/model", log_dir=log_dir, log_level="error", **_EVAL_OPTIONS
+    )
+
+
 def worker_entry(job: RunJob) -> dict[str, Any]:
     """Process-pool entry point: run one job in a fresh event loop; never raises."""
     import asyncio
@@ -416,6 +503,11 @@ def worker_entry(job: RunJob) -> dict[str, Any]:
             else classify_error(f"{type(exc).__name__}: {exc}")
         )
         result = ItemResult(job.item_id, error_kind=kind, error_message=_short(exc))
+    finally:
+        if job.sandbox_provider == "agentcat":
+            from orchestrator.runner.sandbox import discard_prepared
+
+            discard_prepared()  # a run that ended before its sample claimed the container
     fields = result.journal_fields()
     for key in ("error_message", "explanation"):
         if fields.get(key):

@@ -22,7 +22,7 @@ from pathlib import Path
 from orchestrator.bank import ItemBank
 from orchestrator.config import ModelSpec, RunConfig
 from orchestrator.errors import RunnerError
-from orchestrator.runner.inspect_run import RunJob, worker_entry
+from orchestrator.runner.inspect_run import RunJob, warm_worker, worker_entry
 from orchestrator.runner.result import ItemResult, RunRequest
 from orchestrator.runner.sources import LiveItems
 
@@ -32,7 +32,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _init_worker() -> None:
-    """Die with the parent; keep Inspect's display quiet; scrub secrets from its output."""
+    """Die with the parent; keep Inspect's display quiet; scrub secrets from its output;
+    warm up before the first item."""
     from orchestrator._secrets import install_scrubbed_stdio
 
     install_scrubbed_stdio()
@@ -42,6 +43,11 @@ def _init_worker() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: orphans finish their run and exit
         pass
+    warm_worker()
+
+
+def _started() -> None:
+    """A job that only makes the pool start a worker (and warm it up)."""
 
 
 class WorkerPool:
@@ -54,11 +60,16 @@ class WorkerPool:
         self._executor = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        """A pool whose workers start (and warm up) now, while the sessions get ready,
+        rather than when the first items are already waiting for them."""
+        executor = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
         )
+        for _ in range(self.workers):
+            executor.submit(_started)
+        return executor
 
     async def submit(self, job: RunJob) -> ItemResult:
         loop = asyncio.get_running_loop()

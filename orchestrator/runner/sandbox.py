@@ -15,7 +15,9 @@ to the engine through the Docker SDK, so it works wherever an engine answers
 * labelled ``agentcat.role=sandbox`` plus its owner (host, boot, pid and the
   pid's start time) and session, item and run, so the leftovers of a crashed
   process can be told from a live process's sandboxes and pruned;
-* removed on every exit path, cancellation included (cleanup runs shielded).
+* removed on every exit path, cancellation included (cleanup runs shielded);
+  after a graded run, in the background while the next run starts (the
+  process waits for these removals before it exits).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +63,8 @@ __all__ = [
     "AgentcatSandbox",
     "Pruned",
     "SandboxSpec",
+    "discard_prepared",
+    "finish_removals",
     "managed_containers",
     "open_sandbox",
     "owner_labels",
@@ -269,9 +274,74 @@ def _remove_container(container_id: str) -> None:
         _live.discard(container_id)
 
 
+_removals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentcat-remove")
+"""Removes the containers of finished runs behind the next run (see ``sample_cleanup``)."""
+_queued: set[str] = set()
+_unclean = False
+"""A create failed after reaching the engine: the next task cleanup lists containers."""
+
+
+def _remove_later(container_id: str) -> None:
+    """Remove a finished run's container in the background; process exit waits for it."""
+
+    def remove() -> None:
+        try:
+            _remove_container(container_id)
+        finally:
+            _queued.discard(container_id)
+
+    _queued.add(container_id)
+    _removals.submit(remove)
+
+
+_creations = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentcat-create")
+_prepared: dict[str, Future[str]] = {}
+"""Containers started ahead of the ``sample_init`` that will claim them (``prepare``)."""
+
+
+def _start_creation(spec: SandboxSpec, labels: Mapping[str, str] | None) -> Future[str]:
+    return _creations.submit(_create_container, spec, dict(labels or {}))
+
+
+def _creation_key(spec: SandboxSpec, labels: Mapping[str, str] | None) -> str:
+    return spec.model_dump_json() + repr(sorted((labels or {}).items()))
+
+
+def _discard(creation: Future[str]) -> None:
+    """Wait for a creation (blocking on purpose) and remove the container it made, if any."""
+    try:
+        cid = creation.result(timeout=300)
+    except Exception:  # it failed: nothing was made, or the failure is reported elsewhere
+        return
+    _remove_container(cid)
+
+
+def discard_prepared() -> None:
+    """Remove the containers prepared for runs that ended before claiming them."""
+    while _prepared:
+        _, creation = _prepared.popitem()
+        _removals.submit(_discard, creation)
+
+
+def _sample_labels(task_name: str, metadata: Mapping[str, Any]) -> dict[str, str]:
+    labels = {
+        f"agentcat.{k.replace('_', '.')}": str(metadata[k])
+        for k in ("session", "session_key", "item", "run")
+        if k in metadata
+    }
+    labels["agentcat.task"] = task_name
+    return labels
+
+
+def finish_removals() -> None:
+    """Wait until every removal queued so far (finished runs, unclaimed containers) is done."""
+    _removals.submit(lambda: None).result()
+
+
 @atexit.register
 def _remove_live_containers() -> None:  # normal interpreter exit (Ctrl-C included)
-    for cid in list(_live):
+    _removals.shutdown(wait=True)
+    for cid in list(_live):  # prepared but unclaimed ones too: creations finished by now
         with suppress(Exception):
             _remove_container(cid)
 
@@ -397,32 +467,36 @@ class AgentcatSandbox(SandboxEnvironment):
     async def create(
         cls, spec: SandboxSpec, labels: Mapping[str, str] | None = None
     ) -> AgentcatSandbox:
-        """Start a container; a cancellation while it starts still removes it.
+        """Start a container (or take the one :meth:`prepare` started for these arguments);
+        a cancellation while it starts still removes it.
 
         The Docker call runs in a worker thread that cancellation cannot stop
         (and asyncio's native ``Task.cancel`` is not held off by anyio's shielded
         scopes), so the cancelled caller waits for the thread and removes its
         container before the cancellation propagates.
         """
-        finished = threading.Event()
-        made: list[str] = []
-
-        def work() -> str:
-            try:
-                made.append(_create_container(spec, dict(labels or {})))
-                return made[0]
-            finally:
-                finished.set()
-
+        key = _creation_key(spec, labels)
+        creation = _prepared.pop(key, None) or _start_creation(spec, labels)
         try:
-            return cls(await anyio.to_thread.run_sync(work), spec)
+            return cls(await anyio.to_thread.run_sync(creation.result), spec)
         except BaseException:
             # cancelled (or failed) while the thread may still be creating: wait for it
             # (blocking on purpose, rare) and remove what it made before propagating
-            finished.wait(timeout=300)
-            for cid in made:
-                _remove_container(cid)
+            global _unclean
+            _unclean = True
+            _discard(creation)
             raise
+
+    @classmethod
+    def prepare(
+        cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, Any]
+    ) -> None:
+        """Start the container that :meth:`sample_init` will ask for with these arguments,
+        so it starts while Inspect sets the eval up. The caller must call
+        :func:`discard_prepared` after the eval: a run that ends before its sample
+        starts leaves the container unclaimed."""
+        spec, labels = _as_spec(config), _sample_labels(task_name, metadata)
+        _prepared[_creation_key(spec, labels)] = _start_creation(spec, labels)
 
     async def remove(self) -> None:
         """Remove the container and its volumes, finishing even when cancelled."""
@@ -444,13 +518,7 @@ class AgentcatSandbox(SandboxEnvironment):
         metadata: dict[str, str],
     ) -> dict[str, SandboxEnvironment]:
         spec = _as_spec(config)
-        labels = {
-            f"agentcat.{k.replace('_', '.')}": str(metadata[k])
-            for k in ("session", "session_key", "item", "run")
-            if k in metadata
-        }
-        labels["agentcat.task"] = task_name
-        return {"default": await cls.create(spec, labels)}
+        return {"default": await cls.create(spec, _sample_labels(task_name, metadata))}
 
     @classmethod
     async def sample_cleanup(
@@ -461,14 +529,23 @@ class AgentcatSandbox(SandboxEnvironment):
         interrupted: bool,
     ) -> None:
         for env in environments.values():
-            if isinstance(env, AgentcatSandbox):
+            if not isinstance(env, AgentcatSandbox):
+                continue
+            if interrupted:
                 await env.remove()
+            else:  # graded: the result need not wait for `docker rm`
+                _remove_later(env.container_id)
 
     @classmethod
     async def task_cleanup(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool
     ) -> None:
-        if cleanup:  # last chance: anything this process started for the task
+        """Last chance: anything this process started for the task. The engine is asked
+        only when something may be left (a create that failed part-way, a container not
+        removed or queued for removal); after clean runs there is nothing to list."""
+        global _unclean
+        if cleanup and (_unclean or not _live <= _queued):
+            _unclean = False
             labels = {"agentcat.task": task_name, **owner_labels()}
             await anyio.to_thread.run_sync(lambda: prune_containers(labels, any_owner=True))
 

@@ -1,0 +1,59 @@
+"""The worker pool: workers start with the pool, warmed up before their first item."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from orchestrator.runner.pool import WorkerPool
+from tests.conftest import REPO
+
+WARM_PROBE = """
+import asyncio, json, subprocess, sys, tempfile
+git_calls = []
+real_run = subprocess.run
+def counting_run(cmd, *a, **k):
+    if "git" in str(cmd[0]):
+        git_calls.append(cmd[1])
+    return real_run(cmd, *a, **k)
+subprocess.run = counting_run
+from orchestrator.runner.inspect_run import _empty_eval, warm_worker
+def evals():
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_empty_eval(tmp))
+evals()
+cold = len(git_calls)
+warm_worker()
+before = len(git_calls)
+evals()
+evals()
+print(json.dumps({"cold": cold, "warm": len(git_calls) - before,
+                  "openai": "openai" in sys.modules}))
+"""
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_warm_worker_asks_git_for_the_revision_once_not_per_eval() -> None:
+    """Inspect runs ``git`` for every eval; after ``warm_worker`` (what each pool worker
+    runs first) the revision is known and later evals run no git command."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # Inspect
+    out = subprocess.run(  # skips git under pytest; the probe is not a test
+        [sys.executable, "-c", WARM_PROBE], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if got["cold"] == 0:
+        pytest.skip("not run from a git checkout: Inspect records no revision")
+    assert got == {"cold": got["cold"], "warm": 0, "openai": True}
+
+
+def test_the_pool_starts_its_workers_when_it_is_created() -> None:
+    before = set(multiprocessing.active_children())
+    with WorkerPool(1):
+        assert len(set(multiprocessing.active_children()) - before) == 1  # no item submitted
