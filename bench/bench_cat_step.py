@@ -3,9 +3,10 @@
 One step = ``CatController.next_items(1)`` (state, Fisher information of every
 eligible item at the EAP, masking, argmax) + ``record(item, score)`` (grid
 posterior update, EAP/SE) + ``should_stop()`` (SE rule). Banks of 1k, 10k and
-100k K = 4 items with known parameters; scores are drawn from the model at a
-fixed true θ. Also times one 8-item batch (``next_items(8)``, conditioned
-greedy picks). Numbers, not asserts: prints a table and writes
+100k items with known parameters (K = 4, or each ``--categories``); scores are
+drawn from the model at a fixed true θ. Also times one 8-item batch
+(``next_items(8)``, conditioned greedy picks) and one ``variance_reduction``
+pick on the same state (D = 1). Numbers, not asserts: prints a table and writes
 ``bench/results/cat_step.json``. ``--clock cpu`` times this process's CPU
 time instead of wall time (steadier when the machine is shared).
 
@@ -14,7 +15,8 @@ every dimension, latent correlation 0.5; the posterior is the 41 × 41 product
 grid for D = 2) for each ``--selection`` rule, and writes
 ``bench/results/cat_step_<D>d.json``.
 
-    python bench/bench_cat_step.py [--sizes 1000 10000 100000] [--steps 60] [--clock cpu]
+    python bench/bench_cat_step.py [--sizes 1000 10000 100000] [--steps 60] [--clock cpu] \
+        [--categories 2 4]
     python bench/bench_cat_step.py --dims 2 --sizes 1000 10000 \
         --selection d_optimality --selection a_optimality --selection kl
 """
@@ -33,14 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.bank import ItemBank, Prior
-from orchestrator.cat import CatController
+from orchestrator.cat import CatController, make_selection
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def make_bank(n_items: int, seed: int = 0, dims: int = 1) -> ItemBank:
+def make_bank(n_items: int, seed: int = 0, dims: int = 1, categories: int = 4) -> ItemBank:
     r = np.random.default_rng(seed)
-    b = r.normal(0.0, 1.0, n_items)[:, None] + np.sort(r.uniform(-1.5, 1.5, (n_items, 3)), axis=1)
+    steps = np.sort(r.uniform(-1.5, 1.5, (n_items, categories - 1)), axis=1)
+    b = r.normal(0.0, 1.0, n_items)[:, None] + steps
     ids = [f"i{i}" for i in range(n_items)]
     if dims == 1:
         a = np.exp(r.normal(0.0, 0.3, n_items))
@@ -58,9 +61,14 @@ def make_bank(n_items: int, seed: int = 0, dims: int = 1) -> ItemBank:
 
 
 def bench(
-    n_items: int, steps: int, selection: str = "max_info", clock: str = "wall", dims: int = 1
+    n_items: int,
+    steps: int,
+    selection: str = "max_info",
+    clock: str = "wall",
+    dims: int = 1,
+    categories: int = 4,
 ) -> dict[str, object]:
-    bank = make_bank(n_items, dims=dims)
+    bank = make_bank(n_items, dims=dims, categories=categories)
     truth = np.full((1, dims), 0.7)
     x = bank.model.sample(truth, np.random.default_rng(1))[0]
     ctl = CatController(
@@ -80,16 +88,22 @@ def bench(
         record_s.append(t2 - t1)
         stop_s.append(t3 - t2)
     step = [a + b + c for a, b, c in zip(select_s, record_s, stop_s, strict=True)]
-    batch = []
+    batch, vr = [], []
     for _ in range(3):
         t0 = now()
         ctl.next_items(8)
         batch.append(now() - t0)
+    if dims == 1:  # one variance_reduction pick on the same state
+        rule = make_selection("variance_reduction")
+        for _ in range(3):
+            t0 = now()
+            rule.select(ctl.state(), 1, 0)
+            vr.append(now() - t0)
     ms = 1e3
     return {
         "n_items": n_items,
         "dims": dims,
-        "k": 4,
+        "k": categories,
         "selection": selection,
         "steps": steps,
         "clock": clock,
@@ -99,6 +113,7 @@ def bench(
         "record_ms_median": statistics.median(record_s) * ms,
         "should_stop_ms_median": statistics.median(stop_s) * ms,
         "batch8_ms_median": statistics.median(batch) * ms,
+        "vr1_ms_median": statistics.median(vr) * ms if vr else None,
         "final_theta": np.atleast_1d(ctl.theta).tolist(),  # a float in trees before #12
         "final_se": np.atleast_1d(ctl.se).tolist(),
     }
@@ -114,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         default="wall",
         help="wall time, or this process's CPU time (steadier on a loaded machine)",
     )
+    p.add_argument(
+        "--categories", type=int, nargs="+", default=[4], help="K of the bank's items (2..6)"
+    )
     p.add_argument("--dims", type=int, default=1, choices=[1, 2, 3], help="dimensions of θ")
     p.add_argument(
         "--selection",
@@ -128,22 +146,24 @@ def main(argv: list[str] | None = None) -> int:
     rules = args.selection or ["max_info"]
     bench(500, 5, dims=args.dims)  # warm-up: imports, allocator
     rows = [
-        bench(n, args.steps, selection=rule, clock=args.clock, dims=args.dims)
+        bench(n, args.steps, selection=rule, clock=args.clock, dims=args.dims, categories=k)
         for rule in rules
+        for k in args.categories
         for n in args.sizes
     ]
     head = (
-        f"{'rule':>14} {'items':>7} {'step ms':>8} {'p90':>6} {'select':>7} {'record':>7} "
-        f"{'stop':>6} {'batch8':>7}"
+        f"{'rule':>14} {'K':>2} {'items':>7} {'step ms':>8} {'p90':>6} {'select':>7} "
+        f"{'record':>7} {'stop':>6} {'batch8':>7} {'vr1':>7}"
     )
     print(head)
     print("-" * len(head))
     for r in rows:
+        vr1 = "-" if r["vr1_ms_median"] is None else f"{r['vr1_ms_median']:.2f}"
         print(
-            f"{r['selection']:>14} {r['n_items']:>7} {r['step_ms_median']:>8.3f} "
+            f"{r['selection']:>14} {r['k']:>2} {r['n_items']:>7} {r['step_ms_median']:>8.3f} "
             f"{r['step_ms_p90']:>6.3f} "
             f"{r['select_ms_median']:>7.3f} {r['record_ms_median']:>7.3f} "
-            f"{r['should_stop_ms_median']:>6.3f} {r['batch8_ms_median']:>7.1f}"
+            f"{r['should_stop_ms_median']:>6.3f} {r['batch8_ms_median']:>7.2f} {vr1:>7}"
         )
     doc = {
         "schema_version": 1,

@@ -29,15 +29,22 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "compare_cat_step.json"
 BENCH = Path(__file__).resolve().parent / "bench_cat_step.py"
-KEYS = ("step_ms_median", "select_ms_median", "record_ms_median", "should_stop_ms_median")
+KEYS = (
+    "step_ms_median",
+    "select_ms_median",
+    "record_ms_median",
+    "should_stop_ms_median",
+    "batch8_ms_median",
+    "vr1_ms_median",
+)
 
 
 def run_once(
-    tree: Path, sizes: list[int], steps: int, clock: str, out: Path
+    tree: Path, sizes: list[int], categories: list[int], steps: int, clock: str, out: Path
 ) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, str(BENCH), "--sizes", *map(str, sizes), "--steps", str(steps)]
-    cmd += ["--clock", clock]
+    cmd += ["--clock", clock, "--categories", *map(str, categories)]
     subprocess.run([*cmd, "--out", str(out)], env=env, check=True, capture_output=True)
     return json.loads(out.read_text())["results"]
 
@@ -47,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", type=Path, required=True)
     p.add_argument("--candidate", type=Path, default=Path("."))
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    p.add_argument("--categories", type=int, nargs="+", default=[4])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
@@ -59,11 +67,13 @@ def main(argv: list[str] | None = None) -> int:
             order = list(trees) if r % 2 == 0 else list(trees)[::-1]
             for label in order:
                 out = Path(tmp) / f"{label}{r}.json"
-                runs[label].append(run_once(trees[label], args.sizes, args.steps, args.clock, out))
+                cases = (args.sizes, args.categories, args.steps, args.clock, out)
+                runs[label].append(run_once(trees[label], *cases))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     rows = []
-    for i, n in enumerate(args.sizes):
-        row: dict[str, Any] = {"n_items": n}
+    cases = [(k, n) for k in args.categories for n in args.sizes]  # bench_cat_step's order
+    for i, (k, n) in enumerate(cases):
+        row: dict[str, Any] = {"k": k, "n_items": n}
         for key in KEYS:
             med = {k: statistics.median(run[i][key] for run in runs[k]) for k in trees}
             row[key] = {**med, "ratio": med["candidate"] / med["baseline"]}
@@ -73,17 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         row["step_ms_min"] = {**fastest, "ratio": fastest["candidate"] / fastest["baseline"]}
         rows.append(row)
     head = (
-        f"{'items':>7} {'base ms':>8} {'cand ms':>8} {'ratio':>6}  {'min ratio':>9}"
-        "   (record ratio, select ratio)"
+        f"{'K':>2} {'items':>7} {'base ms':>8} {'cand ms':>8} {'ratio':>6}  {'min ratio':>9}"
+        "   (select, record, stop, batch8, vr1 ratios)"
     )
     print(head)
     print("-" * len(head))
     for row in rows:
         st = row["step_ms_median"]
         print(
-            f"{row['n_items']:>7} {st['baseline']:>8.3f} {st['candidate']:>8.3f} "
-            f"{st['ratio']:>6.3f}  {row['step_ms_min']['ratio']:>9.3f}"
-            f"   ({row['record_ms_median']['ratio']:.3f}, {row['select_ms_median']['ratio']:.3f})"
+            f"{row['k']:>2} {row['n_items']:>7} {st['baseline']:>8.3f} {st['candidate']:>8.3f} "
+            f"{st['ratio']:>6.3f}  {row['step_ms_min']['ratio']:>9.3f}   ("
+            + ", ".join(f"{row[key]['ratio']:.3f}" for key in KEYS[1:])
+            + ")"
         )
     doc = {
         "schema_version": 1,

@@ -96,6 +96,7 @@ class CatController:
         self._fit_settings = _fit_settings(person_fit, self.stopping.max_items or 30)
         self._fit: PersonFitResult | None = None
         self._eligible = np.ones(len(bank), dtype=bool)
+        self._n_eligible = np.array([len(bank)])  # kept with _eligible: stopping reads it
         self._administered: list[int] = []
         self._step_of: dict[int, int] = {}
         self._scores: list[int] = []
@@ -188,8 +189,14 @@ class CatController:
                 self._eligible[None, :],
                 np.array([self._spent_seconds]),
                 np.array([self._spent_tokens]),
+                n_eligible=self._n_eligible,
             )
         return self._state
+
+    def _set_eligible(self, i: int, value: bool) -> None:
+        if self._eligible[i] != value:
+            self._eligible[i] = value
+            self._n_eligible += 1 if value else -1
 
     def _new_posterior(self, **settings: Any) -> Posterior:
         """An empty posterior over the bank (tracking information if the selection needs it)."""
@@ -228,7 +235,7 @@ class CatController:
             eligible = state.eligible.copy()
             eligible[0, skip + batch] = False
             shared = state
-            state = replace(state, eligible=eligible)
+            state = replace(state, eligible=eligible, n_eligible=None)
             state._info_theta, state._weights = shared._info_theta, shared._weights
             state._weight_theta = shared._weight_theta
         picks = self.selection.select(state, k, self._rng, batch=batch)
@@ -291,7 +298,7 @@ class CatController:
         )
         self._spent_seconds += float(cost_seconds or 0.0)
         self._spent_tokens += float(tokens or 0.0)
-        self._eligible[i] = False
+        self._set_eligible(i, False)
         self._state = None
         self._fit = None
 
@@ -339,14 +346,14 @@ class CatController:
         """Never pick ``item_id`` (its image is missing, its scenario is broken …)."""
         i = self._index(item_id, "mark_unavailable")
         self._unavailable[i] = reason
-        self._eligible[i] = False
+        self._set_eligible(i, False)
         self._state = None
 
     def mark_available(self, item_id: str) -> None:
         """Undo :meth:`mark_unavailable`."""
         i = self._index(item_id, "mark_available")
         self._unavailable.pop(i, None)
-        self._eligible[i] = i not in self._step_of
+        self._set_eligible(i, i not in self._step_of)
         self._state = None
 
     def _index(self, item_id: str, what: str) -> int:
@@ -492,7 +499,7 @@ class CatController:
                 ctl._costs.append({"seconds": cost["seconds"], "tokens": cost["tokens"]})
                 ctl._spent_seconds += float(cost["seconds"] or 0.0)
                 ctl._spent_tokens += float(cost["tokens"] or 0.0)
-                ctl._eligible[i] = False
+                ctl._set_eligible(i, False)
             for iid, why in data["unavailable"].items():
                 ctl.mark_unavailable(iid, why)
         except AgentcatError:

@@ -50,13 +50,17 @@ def run_lockstep(
         rngs: One random stream per test, for randomised rules.
         after_step: Called with t = 1..n_steps after each step.
     """
+    remaining = eligible.sum(axis=1)  # eligible items per test, kept as they are used
     for t in range(1, n_steps + 1):
-        rows = np.flatnonzero(eligible.any(axis=1))
+        rows = np.flatnonzero(remaining)
         if rows.size:
-            state = CatState.of_posterior(bank, post, rows, eligible[rows])
+            state = CatState.of_posterior(
+                bank, post, rows, eligible[rows], n_eligible=remaining[rows]
+            )
             picks = selection.select_each(state, [rngs[s] for s in rows])
             scores = respond(rows, picks, post.count[rows].copy())
             post.update(rows, picks, np.asarray(scores, dtype=np.int64))
             eligible[rows, picks] = False
+            remaining[rows] -= 1
         if after_step is not None:
             after_step(t)

@@ -48,7 +48,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,11 +59,13 @@ from numpy.typing import NDArray
 from orchestrator._random import RandomLike, as_generator
 from orchestrator._registry import Recorded, Registry
 from orchestrator._validation import check_scalar
+from orchestrator.cat._table import InformationTable
 from orchestrator.cat.state import _BLOCK, CatState, PreparedBank
 from orchestrator.errors import ConfigError, did_you_mean
 
 __all__ = [
     "AOptimality",
+    "Bounded",
     "DOptimality",
     "KLSelection",
     "MaxInfo",
@@ -207,19 +210,22 @@ class SelectionRule(Recorded, ABC):
         k = _check_int(self.name, "k", k, 1)
         rngs = [as_generator(rng)]
         picked = [int(i) for i in batch]
-        mask = state.eligible.copy()
-        mask[0, picked] = False
+        mask = state.eligible
+        if k > 1 or picked:  # picks are struck from a copy
+            mask = mask.copy()
+            mask[0, picked] = False
         out: list[int] = []
         cache: dict[str, Any] = {}
-        for _ in range(k):
+        for n in range(k):
             idx = int(
                 self._pick_one(state, mask, np.array([picked], dtype=np.int64), rngs, cache)[0]
             )
             if idx < 0:
                 break
             out.append(idx)
-            picked.append(idx)
-            mask[0, idx] = False
+            if n + 1 < k:
+                picked.append(idx)
+                mask[0, idx] = False
         return out
 
     def select_each(self, state: CatState, rngs: Sequence[np.random.Generator]) -> IntArray:
@@ -239,20 +245,109 @@ class SelectionRule(Recorded, ABC):
         if self.content is not None:
             mask = mask & self._content_filter(state, mask, batch)
         scores = self._criterion(state, mask, batch, cache)
+        cost = None if self.cost is None else state.bank.cost(self.cost)
         if self.probe and batch.shape[1] == 0:
             probing, target = _probe_targets(state, self.probe, rngs)
-            if probing.size:
-                scores = scores.copy()
+            if probing.size:  # probed tests get other scores: work on exact values
+                scores = _exact(scores) if isinstance(scores, Bounded) else scores.copy()
                 scores[probing] = state.bank.information(target[:, None])
-        if self.cost is not None:
-            scores = scores / state.bank.cost(self.cost)
+        if isinstance(scores, Bounded):
+            return self._pick_bounded(scores, mask, cost, rngs)
+        if cost is not None:
+            scores = scores / cost
         return self._pick(scores, mask, rngs)
 
     @abstractmethod
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
+    ) -> FloatArray | Bounded:
+        """Score per subject and item, ``(S, N)``; higher is better. Only ``mask`` items matter.
+
+        May be :class:`Bounded` (estimates within a known error, exact values on
+        demand): the pick is then made from the exact values of the items the
+        estimates cannot rule out, which is the same pick as from all exact values.
+        """
+
+    def _pick_bounded(
+        self,
+        scores: Bounded,
+        mask: BoolArray,
+        cost: FloatArray | None,
+        rngs: Sequence[np.random.Generator],
+    ) -> IntArray:
+        """:meth:`_pick` on exact scores, evaluated only where the estimates leave a doubt.
+
+        With L the n-th best lower bound of a row (n = ``randomesque``), an item
+        whose upper bound is below L has n items surely better than it, so it is
+        in neither the best item nor the best n; every other item is a candidate.
+        A row with at most n candidates picks among them as :meth:`_pick` would
+        (they are its best n); otherwise its candidates get their exact scores.
+        Items without a bound always are candidates.
+        """
+        est: NDArray[Any] = np.where(mask, scores.estimate, -np.inf)
+        eps: float | FloatArray = scores.eps
+        if cost is not None:
+            est, eps = est / cost, scores.eps / cost
+        free = scores.unbounded
+        ranked = est
+        if free.size:
+            ranked = est.copy()
+            ranked[:, free] = -np.inf
+        if cost is not None:
+            ranked = ranked - eps  # lower bounds
+        n = min(self.randomesque, est.shape[1])
+        if scores.upper_only:
+            kth = self._exact_threshold(scores, est, cost, n)
+        else:
+            kth = ranked.max(axis=1) if n == 1 else -np.partition(-ranked, n - 1, axis=1)[:, n - 1]
+        # upper bound ≥ the n-th best lower bound (without cost: est ± eps, one eps for all)
+        cand = est >= (kth - 2 * eps)[:, None] if cost is None else est + eps >= kth[:, None]
+        if not np.isfinite(kth).all():  # rows with fewer than n bounded items: −inf ≥ −inf
+            cand &= mask
+        if free.size:
+            cand[:, free] = mask[:, free]
+        counts = cand.sum(axis=1)
+        if (counts <= n).all():
+            if n == 1:
+                return np.where(counts > 0, np.argmax(cand, axis=1), -1)
+            out = np.full(len(counts), -1, dtype=np.int64)
+            for s in np.flatnonzero(counts):  # the row's best n, in column order, as _pick draws
+                choices = np.flatnonzero(cand[s])
+                out[s] = choices[_draw(rngs[s], len(choices))]
+            return out
+        rows, cols = np.nonzero(cand)
+        exact = scores.exact(rows, cols)
+        if cost is not None:
+            exact = exact / cost[cols]
+        # the candidates of each row, left-aligned (column order kept), −inf padding
+        width = int(counts.max())
+        pos = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
+        packed = np.full((len(counts), width), -np.inf)
+        packed_cols = np.full((len(counts), width), -1, dtype=np.int64)
+        packed[rows, pos] = exact
+        packed_cols[rows, pos] = cols
+        picks = self._pick(packed, packed_cols >= 0, rngs)
+        safe = np.maximum(picks, 0)
+        return np.where(picks >= 0, packed_cols[np.arange(len(counts)), safe], -1)
+
+    @staticmethod
+    def _exact_threshold(
+        scores: Bounded, est: NDArray[Any], cost: FloatArray | None, n: int
     ) -> FloatArray:
-        """Score per subject and item, ``(S, N)``; higher is better. Only ``mask`` items matter."""
+        """Per row, the n-th best exact score among the items with the best upper bounds:
+        n items reach it, so an item whose upper bound is below it is out (−inf when a
+        row has fewer than n finite bounds). With ``eps`` = 0 the caller's test
+        ``est ≥ kth`` is then exactly "upper bound ≥ threshold"."""
+        m = min(max(4 * n, 16), est.shape[1])
+        top = np.argpartition(-est, m - 1, axis=1)[:, :m]
+        rows, pos = np.nonzero(np.take_along_axis(est, top, axis=1) > -np.inf)
+        cols = top[rows, pos]
+        exact = scores.exact(rows, cols)
+        if cost is not None:
+            exact = exact / cost[cols]
+        found = np.full(top.shape, -np.inf)
+        found[rows, pos] = exact
+        return -np.partition(-found, n - 1, axis=1)[:, n - 1]
 
     def _pick(
         self, scores: FloatArray, mask: BoolArray, rngs: Sequence[np.random.Generator]
@@ -334,6 +429,35 @@ def _probe_targets(
     return rows, prior.mean + prior.sd * sps.ndtri(c + u * (1.0 - c))
 
 
+@dataclass(frozen=True)
+class Bounded:
+    """Criterion values known to within ``eps``, and a way to get the exact ones.
+
+    Attributes:
+        estimate: ``(S, N)`` estimates (e.g. interpolated from a table).
+        eps: Bound on ``|estimate − exact|`` for every item not in ``unbounded``
+            (or, with ``upper_only``, 0: the estimate is ≥ the exact score).
+        unbounded: Items whose estimate has no bound (always evaluated exactly).
+        exact: ``exact(rows, cols)`` → the exact values of the pairs (subject
+            ``rows[i]``, item ``cols[i]``).
+    """
+
+    estimate: NDArray[Any]
+    eps: float
+    unbounded: IntArray
+    exact: Callable[[IntArray, IntArray], FloatArray]
+    upper_only: bool = False
+    """``estimate`` is only an upper bound (``eps`` is 0): the threshold an item must
+    reach comes from the exact scores of the best few estimates."""
+
+
+def _exact(scores: Bounded) -> FloatArray:
+    """Every value of a bounded criterion evaluated exactly, ``(S, N)``."""
+    s, n = scores.estimate.shape
+    rows, cols = np.repeat(np.arange(s), n), np.tile(np.arange(n), s)
+    return np.asarray(scores.exact(rows, cols), dtype=float).reshape(s, n)
+
+
 def _draw(rng: np.random.Generator, n: int) -> int:
     """Uniform index in 0..n−1 from one double.
 
@@ -391,7 +515,7 @@ def _check_content(rule: str, content: Mapping[str, Any] | None) -> dict[str, An
 # ---------------------------------------------------------------------------- criteria
 def _variance_reduction(
     state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
-) -> FloatArray:
+) -> FloatArray | Bounded:
     """Σ_g w_g · I_j(θ_g) / (J_g (J_g + I_j(θ_g))) for every item j, ``(S, N)``.
 
     ``J`` is the local (Fisher) precision: prior precision plus the information of
@@ -412,6 +536,9 @@ def _variance_reduction(
         picked = batch[s][batch[s] >= 0]
         if picked.size:
             j_prec[s] += bank.information(points[s], picked).sum(axis=-1)
+    table = state.bank.information_table()
+    if table is not None and table.covers(points):
+        return _variance_reduction_bounded(state, table, points, w / j_prec, j_prec, cache)
     # Within one select() call the posterior is fixed and the candidates only shrink,
     # so the information table over the state's eligible items is computed once.
     cols = np.flatnonzero(state.eligible.any(axis=0))
@@ -437,6 +564,67 @@ def _variance_reduction(
     return out
 
 
+def _variance_reduction_bounded(
+    state: CatState,
+    table: InformationTable,
+    points: FloatArray,
+    factor: FloatArray,
+    j_prec: FloatArray,
+    cache: dict[str, Any],
+) -> Bounded:
+    """The variance reduction of every item as an upper bound from the tabulated
+    information, and its exact value on demand (for the few items the bound keeps).
+
+    f(I) = I / (J + I) is concave in I, so its tangent at any I₀ lies above it:
+    f(I) ≤ f(I₀) + f'(I₀)(I − I₀) with f'(I₀) = J / (J + I₀)². Summed over the
+    posterior grid with the tabulated I + eps in place of I, the bound is one
+    matrix–vector product per subject; I₀ is the largest tabulated information
+    at each point, where the best items are and the tangent is tight.
+    """
+    s_count, n_items = state.eligible.shape
+    upper = np.empty((s_count, n_items))
+    for s in range(s_count):  # one (G, N) float32 table of information at a time
+        if s_count == 1:  # a live batch: the posterior is fixed during one select() call
+            info = cache.get("vr_table")
+            if info is None:
+                info = cache["vr_table"] = table.interpolate(points[s])
+        else:
+            info = table.interpolate(points[s])
+        top = info.max(axis=1).astype(float)
+        slope = factor[s] * j_prec[s] / (j_prec[s] + top) ** 2
+        offset = factor[s] * top / (j_prec[s] + top) - slope * top
+        # float32 product (a mixed one is ~50× slower), plus a bound on its rounding
+        rounding = (len(top) + 2) * 2.0**-24 * float(slope @ top)
+        upper[s] = slope.astype(np.float32) @ info
+        upper[s] += offset.sum() + table.eps * slope.sum() + rounding
+    bank = state.bank
+
+    def exact(rows: IntArray, cols: IntArray) -> FloatArray:
+        out = np.empty(len(rows))
+        for s in np.unique(rows):
+            at = rows == s
+            info = bank.information(points[s], cols[at])  # (G, m)
+            out[at] = factor[s] @ (info / (j_prec[s, :, None] + info))
+        return out
+
+    return Bounded(upper, 0.0, table.steep, exact, upper_only=True)
+
+
+def _information_at_theta(state: CatState) -> FloatArray | Bounded:
+    """Every item's information at each subject's EAP: interpolated from the bank's table
+    where it has one (exact values only for the items that could win), else exact."""
+    table = state.bank.information_table()
+    theta = state.theta
+    if table is None or not table.covers(theta):
+        return state.information_at_theta()
+    model = state.bank.model
+
+    def exact(rows: IntArray, cols: IntArray) -> FloatArray:
+        return model.information_at(theta[rows], cols)  # type: ignore[no-any-return]
+
+    return Bounded(table.interpolate(theta), table.eps, table.steep, exact)
+
+
 @selection_rule("max_info")
 class MaxInfo(SelectionRule):
     """Maximum Fisher information at the current estimate (EAP): the default.
@@ -450,11 +638,11 @@ class MaxInfo(SelectionRule):
 
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
-    ) -> FloatArray:
+    ) -> FloatArray | Bounded:
         if state.bank.n_dims > 1:
             return _d_optimality(state, batch)
         if batch.shape[1] == 0:
-            return state.information_at_theta()
+            return _information_at_theta(state)
         return _variance_reduction(state, mask, batch, cache)
 
 
@@ -480,7 +668,7 @@ class VarianceReduction(SelectionRule):
 
     def _criterion(
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
-    ) -> FloatArray:
+    ) -> FloatArray | Bounded:
         return _variance_reduction(state, mask, batch, cache)
 
 
@@ -739,6 +927,25 @@ class RandomSelection(SelectionRule):
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
     ) -> FloatArray:
         return np.zeros(mask.shape)
+
+    @staticmethod
+    def _exact_threshold(
+        scores: Bounded, est: NDArray[Any], cost: FloatArray | None, n: int
+    ) -> FloatArray:
+        """Per row, the n-th best exact score among the items with the best upper bounds:
+        n items reach it, so an item whose upper bound is below it is out (−inf when a
+        row has fewer than n finite bounds). With ``eps`` = 0 the caller's test
+        ``est ≥ kth`` is then exactly "upper bound ≥ threshold"."""
+        m = min(max(4 * n, 16), est.shape[1])
+        top = np.argpartition(-est, m - 1, axis=1)[:, :m]
+        rows, pos = np.nonzero(np.take_along_axis(est, top, axis=1) > -np.inf)
+        cols = top[rows, pos]
+        exact = scores.exact(rows, cols)
+        if cost is not None:
+            exact = exact / cost[cols]
+        found = np.full(top.shape, -np.inf)
+        found[rows, pos] = exact
+        return -np.partition(-found, n - 1, axis=1)[:, n - 1]
 
     def _pick(
         self, scores: FloatArray, mask: BoolArray, rngs: Sequence[np.random.Generator]

@@ -23,9 +23,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from orchestrator.bank import ItemBank
-from orchestrator.irt.posterior import GridPosterior
+from orchestrator.cat._table import InformationTable
+from orchestrator.irt.posterior import DEFAULT_GRID, GridPosterior
 
-__all__ = ["CatState", "PreparedBank"]
+__all__ = ["TABLE_MIN_ITEMS", "CatState", "PreparedBank"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -34,6 +35,8 @@ CostKind = Literal["seconds", "tokens"]
 
 # Elements per temporary block when information is evaluated on whole posterior grids.
 _BLOCK = 1 << 21
+TABLE_MIN_ITEMS = 1000
+"""Banks from this size on (D = 1) select from tabulated information (the same choices)."""
 
 
 class PreparedBank:
@@ -68,6 +71,7 @@ class PreparedBank:
         self.fingerprint = h.hexdigest()
         self._costs: dict[str, FloatArray] = {}
         self._tags: dict[str, tuple[IntArray, tuple[str | None, ...]]] = {}
+        self._table: InformationTable | None = None
 
     @classmethod
     def of(cls, bank: ItemBank | PreparedBank) -> PreparedBank:
@@ -93,6 +97,14 @@ class PreparedBank:
         ``(..., n)`` for D = 1, ``(..., n, D, D)`` otherwise.
         """
         return self.model.information(theta, items)
+
+    def information_table(self) -> InformationTable | None:
+        """Every item's information tabulated over the default grid's θ range (built on
+        first use; see :mod:`orchestrator.cat._table`), or None where exact evaluation
+        is as cheap: banks under ``TABLE_MIN_ITEMS`` items, or D > 1."""
+        if self._table is None and self.n_items >= TABLE_MIN_ITEMS and self.n_dims == 1:
+            self._table = InformationTable(self.model, DEFAULT_GRID.lo, DEFAULT_GRID.hi)
+        return self._table
 
     def information_on_grids(self, points: FloatArray, items: IntArray | None = None) -> FloatArray:
         """Information on each row's grid ``(S, G, 1)`` → ``(S, G, n)`` (D = 1), blockwise."""
@@ -166,6 +178,8 @@ class CatState:
         administered: Bank indices in order, ``(S, T)``, padded with −1.
         scores: Scores in the same order, ``(S, T)``, padded with −1.
         n_items: Items administered per subject, ``(S,)``.
+        n_eligible: Eligible items per subject, ``(S,)``, when the owner of ``eligible``
+            keeps the count (so stopping rules need not scan the bank); else counted.
         spent_seconds, spent_tokens: Cost spent so far, ``(S,)``.
         prior_mean: Mean of the normal prior, ``(1, D)`` or ``(S, D)``.
         prior_precision: Σ⁻¹ of the normal prior (it enters the information
@@ -190,6 +204,7 @@ class CatState:
     prior_mean: FloatArray
     prior_precision: FloatArray
     admin_info: FloatArray | None = None
+    n_eligible: IntArray | None = None
     _info_theta: FloatArray | None = field(default=None, init=False, repr=False)
     _weight_theta: FloatArray | None = field(default=None, init=False, repr=False)
     _weights: FloatArray | None = field(default=None, init=False, repr=False)
@@ -203,6 +218,7 @@ class CatState:
         eligible: BoolArray,
         spent_seconds: FloatArray | None = None,
         spent_tokens: FloatArray | None = None,
+        n_eligible: IntArray | None = None,
     ) -> CatState:
         """The state of the tests in ``rows`` of ``posterior`` (``eligible`` restricted to them).
 
@@ -230,11 +246,18 @@ class CatState:
             prior_mean=mean if mean.shape[0] == 1 else mean[rows],
             prior_precision=precision if precision.shape[0] == 1 else precision[rows],
             admin_info=None if info is None else info[rows],
+            n_eligible=n_eligible,
         )
 
     @property
     def n_subjects(self) -> int:
         return int(self.theta.shape[0])
+
+    def eligible_counts(self) -> IntArray:
+        """Eligible items per subject, ``(S,)`` (kept by the owner, else counted once)."""
+        if self.n_eligible is None:
+            self.n_eligible = self.eligible.sum(axis=1)
+        return self.n_eligible
 
     def fisher_weight_at_theta(self) -> FloatArray:
         """c_j(θ̂) of every item at each subject's EAP, ``(S, N)`` (computed once).

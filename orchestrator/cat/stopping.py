@@ -130,8 +130,7 @@ class StoppingRule(Recorded, ABC):
 
     def decide(self, state: CatState) -> list[str | None]:
         """Reason to stop per subject, or None to go on; ``len == S``."""
-        reasons = self._limit_reasons(state)
-        open_ = np.array([r is None for r in reasons]) & (state.n_items >= self.min_items)
+        reasons, open_ = self._limit_reasons(state)
         if open_.any():
             fires = self._fires(state) & open_
             for s in np.flatnonzero(fires):
@@ -146,22 +145,27 @@ class StoppingRule(Recorded, ABC):
     def _reason(self, state: CatState, s: int) -> str:
         raise NotImplementedError  # pragma: no cover - only called where _fires is True
 
-    def _limit_reasons(self, state: CatState) -> list[str | None]:
+    def _limit_reasons(self, state: CatState) -> tuple[list[str | None], BoolArray]:
+        """The shared limits' reason per subject, and where none fired and ``min_items``
+        are in (the rule's own criterion may decide there). O(S): no scan of the bank."""
         reasons: list[str | None] = [None] * state.n_subjects
         n = state.n_items
-        exhausted = ~state.eligible.any(axis=1)
-        maxed = n >= self.max_items if self.max_items is not None else np.zeros_like(exhausted)
-        timed = (
-            state.spent_seconds >= self.max_seconds
-            if self.max_seconds is not None
-            else np.zeros_like(exhausted)
-        )
-        tokened = (
-            state.spent_tokens >= self.max_tokens
-            if self.max_tokens is not None
-            else np.zeros_like(exhausted)
-        )
-        for s in np.flatnonzero(exhausted | maxed | timed | tokened):  # only rows that stop
+        exhausted = state.eligible_counts() == 0
+        stop = exhausted.copy()
+        maxed = timed = tokened = np.zeros_like(stop)  # the limits that are not set
+        if self.max_items is not None:
+            maxed = n >= self.max_items
+            stop |= maxed
+        if self.max_seconds is not None:
+            timed = state.spent_seconds >= self.max_seconds
+            stop |= timed
+        if self.max_tokens is not None:
+            tokened = state.spent_tokens >= self.max_tokens
+            stop |= tokened
+        open_ = ~stop & (n >= self.min_items)
+        if not stop.any():
+            return reasons, open_
+        for s in np.flatnonzero(stop):  # only rows that stop
             if exhausted[s]:
                 reasons[s] = f"no eligible item left after {n[s]} items"
             elif maxed[s]:
@@ -176,7 +180,7 @@ class StoppingRule(Recorded, ABC):
                     f"token budget spent: {state.spent_tokens[s]:.0f} of "
                     f"max_tokens={self.max_tokens:g}"
                 )
-        return reasons
+        return reasons, open_
 
 
 @stopping_rule("se")
@@ -340,8 +344,7 @@ class AnyOf(StoppingRule):
             rule.check_bank(bank)
 
     def decide(self, state: CatState) -> list[str | None]:
-        reasons = self._limit_reasons(state)
-        open_ = np.array([r is None for r in reasons]) & (state.n_items >= self.min_items)
+        reasons, open_ = self._limit_reasons(state)
         if open_.any():
             for rule in self.rules:
                 for s, why in enumerate(rule.decide(state)):

@@ -1,10 +1,10 @@
 """Ability estimates for many subjects at once from sparse responses (no model calls).
 
 Each subject's log-likelihood on the θ grid is a sum over its observations of
-log P(score | θ, item). Written as a sparse (subjects × item-categories)
-indicator matrix times the dense (item-categories × grid) table of log
-probabilities, it is one sparse matmul: memory grows with observations and
-grid points, never with subjects × items.
+log P(score | θ, item): the rows of the (item-categories × grid) table of log
+probabilities that its observations name, added up. Items and observations
+are taken in blocks, so memory grows with the blocks and subjects × grid
+points, never with subjects × items or the whole bank's table.
 
 For one dimension the grid is dense and shared (default 601 points on
 [−6, 6], spacing 0.02) because offline data can hold hundreds of responses per
@@ -22,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import sparse
 
 from orchestrator.irt.model import GradedResponseModel
 from orchestrator.irt.posterior import (
@@ -55,6 +54,10 @@ class AbilityEstimates:
     cov: FloatArray | None = None
 
 
+_BLOCK = 1 << 22
+"""Numbers per temporary block (items × categories × grid points, or observations × grid)."""
+
+
 def subject_log_likelihood(
     a: FloatArray,
     b: FloatArray,
@@ -64,24 +67,51 @@ def subject_log_likelihood(
     n_subjects: int,
     grid: FloatArray,
     log_probs: FloatArray | None = None,
+    model: GradedResponseModel | None = None,
     lapse: float = 0.0,
 ) -> FloatArray:
     """Log-likelihood of each subject's responses at each grid point, ``(n_subjects, n_grid)``.
 
     ``log_probs``: the model's ``log_category_probs`` on ``grid``, ``(grid, items, K)``,
-    when the caller has it already (with the same ``lapse``).
-    ``lapse``: the robust likelihood's lapse rate (0 = the plain GRM).
+    when the caller has it already (with the same ``lapse``); ``model``: the model of
+    ``a`` and ``b`` when the caller holds it (its blocks of the table are computed from
+    it). ``lapse``: the robust likelihood's lapse rate (0 = the plain GRM).
+
+    Works in blocks of items (the table of one block at a time) and, within a
+    block, in chunks of observations sorted by subject (their table rows
+    gathered and summed per subject), so memory is bounded by the blocks and
+    the result, whatever the bank's size.
     """
-    k_max = b.shape[1] + 1
-    if log_probs is None:
+    n_items, k_max, n_grid = len(a), b.shape[1] + 1, len(grid)
+    out = np.zeros((n_subjects, n_grid))
+    if len(score) == 0:
+        return out
+    if model is None and log_probs is None:
         model = GradedResponseModel.from_difficulty(a, b)
-        log_probs = model.log_category_probs(grid[:, None], lapse=lapse)
-    table = np.moveaxis(log_probs, 0, -1).reshape(len(a) * k_max, len(grid))
-    col = item_idx * k_max + score
-    indicator = sparse.csr_matrix(
-        (np.ones(len(score)), (subject_idx, col)), shape=(n_subjects, len(a) * k_max)
-    )
-    return np.asarray(indicator @ table)
+    subject_idx, item_idx = np.asarray(subject_idx), np.asarray(item_idx)
+    per_block = max(1, _BLOCK // (n_grid * (k_max + 1)))
+    block = item_idx // per_block
+    order = np.lexsort((subject_idx, block))  # by item block, then by subject
+    edges = np.searchsorted(block[order], np.arange(0, n_items // per_block + 2))
+    chunk = max(1, _BLOCK // n_grid)
+    for blk in range(len(edges) - 1):
+        obs = order[edges[blk] : edges[blk + 1]]
+        if obs.size == 0:
+            continue
+        lo, hi = blk * per_block, min(n_items, (blk + 1) * per_block)
+        if log_probs is None:
+            assert model is not None
+            block_logp = model.log_category_probs(grid[:, None], np.arange(lo, hi), lapse=lapse)
+        else:
+            block_logp = log_probs[:, lo:hi]
+        table = np.moveaxis(block_logp, 0, -1).reshape((hi - lo) * k_max, n_grid)
+        cols = (item_idx[obs] - lo) * k_max + np.asarray(score)[obs]
+        subjects = subject_idx[obs]
+        for c in range(0, obs.size, chunk):  # a subject's rows are adjacent: sum them
+            sub, col = subjects[c : c + chunk], cols[c : c + chunk]
+            starts = np.flatnonzero(np.r_[True, sub[1:] != sub[:-1]])
+            out[sub[starts]] += np.add.reduceat(table[col], starts, axis=0)
+    return out
 
 
 def estimate_abilities(
@@ -116,11 +146,8 @@ def estimate_abilities(
     if method not in ("eap", "map"):
         raise ValueError(f"method must be 'eap' or 'map'; got {method!r}")
     pts = make_grid(-6.0, 6.0, 601) if grid is None else np.asarray(grid, dtype=float)
-    log_probs = None
-    if model is not None:  # the caller's model object; the same numbers as from a and b
-        log_probs = model.log_category_probs(pts[:, None], lapse=lapse)
     loglik = subject_log_likelihood(
-        a, b, subject_idx, item_idx, score, n_subjects, pts, log_probs, lapse=lapse
+        a, b, subject_idx, item_idx, score, n_subjects, pts, model=model, lapse=lapse
     )
     log_post = loglik + normal_log_prior(pts, prior_mean, prior_sd)
     n_items = np.bincount(subject_idx, minlength=n_subjects).astype(np.int64)

@@ -279,7 +279,7 @@ class GridPosterior:
     def _summarise(self, rows: IntArray) -> None:
         self._store(rows, *grid_moments(self.coords[rows], self.log_density(rows)))
 
-    def _store(self, rows: IntArray, mean: FloatArray, cov: FloatArray) -> FloatArray:
+    def _store(self, rows: IntArray | slice, mean: FloatArray, cov: FloatArray) -> FloatArray:
         sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=-2, axis2=-1), 0.0))
         self.eap[rows], self.cov[rows], self.sd[rows] = mean, cov, sd
         return sd
@@ -294,9 +294,13 @@ class GridPosterior:
         return out
 
     # -- updating ------------------------------------------------------------------
-    def update(self, rows: IntArray, items: IntArray, scores: IntArray) -> None:
-        """Row ``rows[i]`` observes ``scores[i]`` on model item ``items[i]``; O(rows × G)."""
-        rows = np.asarray(rows, dtype=np.int64)
+    def update(self, rows: IntArray | slice, items: IntArray, scores: IntArray) -> None:
+        """Row ``rows[i]`` observes ``scores[i]`` on model item ``items[i]``; O(rows × G).
+
+        ``rows`` may be a slice (a live test's one row: the arrays are views, no copies).
+        """
+        if not isinstance(rows, slice):
+            rows = np.asarray(rows, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.int64)
         coords = self.coords[rows]
@@ -308,16 +312,16 @@ class GridPosterior:
         if self.admin_info is not None:
             self.admin_info[rows] += self.model.information_at(theta, items[:, None])
         step = self.count[rows]
-        if rows.size and int(step.max()) >= self.items.shape[1]:
+        if step.size and int(step.max()) >= self.items.shape[1]:
             self._grow()
         self.items[rows, step] = items
         self.scores[rows, step] = scores
         self.count[rows] = step + 1
         sd = self._store(rows, *grid_moments(coords, loglik + self._prior_at_points[rows]))
         if self.regrid_ratio > 0:
-            narrow = rows[(sd < self.regrid_ratio * self._spacing(coords)).any(axis=1)]
-            if narrow.size:
-                self._regrid(narrow)
+            narrow = (sd < self.regrid_ratio * self._spacing(coords)).any(axis=1)
+            if narrow.any():
+                self._regrid(np.arange(len(self.count))[rows][narrow])
 
     def observe_all(self, items: IntArray, scores: IntArray) -> None:
         """Every row takes all its responses at once: ``(S, T)`` in order, padded with −1.
@@ -460,7 +464,7 @@ class Posterior:
 
     def update(self, item: int, score: int) -> None:
         """Multiply in the likelihood of ``score`` on model item ``item``, O(grid)."""
-        self.batch.update(self._row, np.array([item]), np.array([score]))
+        self.batch.update(slice(0, 1), np.array([item]), np.array([score]))
 
     @property
     def points(self) -> FloatArray:
