@@ -4,8 +4,8 @@ A 10,000-item K = 4 bank (``--categories``) and 2,000 simulated subjects who eac
 random 10 % of it (2 M responses, drawn from the model at θ ~ N(0, 1)); the
 replay runs ``max_info`` for ``--max-items`` steps after the full-data
 reference EAP. Each run is a fresh process with the tree first on
-``PYTHONPATH``; reported per side: the peak RSS of the process
-(``ru_maxrss``), the peak above the RSS once the data is in memory, the
+``PYTHONPATH``; reported per side: the peak RSS during the replay (``VmHWM``,
+reset once the data is in memory; Linux), that peak above the data's RSS, the
 replay's wall time, and the ratios candidate / baseline (< 1 is better).
 Also, per side, the θ RMSE of the CAT against the true θ, and whether both
 sides chose the same items for every subject and step (a tree that selects
@@ -34,7 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "replay_memory.json"
 CASE = ("items", "subjects", "share", "max_items", "categories")
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from bench_cat_step import make_bank
@@ -42,9 +42,9 @@ from orchestrator.data import AlignedResponses, Responses
 from orchestrator.cat import make_selection
 from orchestrator.sim import replay
 
-def rss():
+def status(key):
     with open("/proc/self/status") as fh:
-        return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:")) / 1024
+        return next(int(l.split()[1]) for l in fh if l.startswith(key + ":")) / 1024
 
 n_items, n_subj, share, steps, k = (int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]),
                                     int(sys.argv[5]), int(sys.argv[6]))
@@ -66,11 +66,13 @@ responses = Responses(
     source="<bench>",
 )
 aligned = AlignedResponses(responses, i_idx.astype(np.int64))
-before = rss()
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as fh:  # the peak from here on (not the data's making)
+    fh.write("5")
 t0 = time.perf_counter()
 res = replay(bank, aligned, {"cat": make_selection("max_info")}, max_items=steps)
 wall = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = status("VmHWM")
 est = np.asarray(res.strategies[0].theta)[-1].reshape(n_subj)
 print(json.dumps({
     "peak_mb": peak, "above_data_mb": peak - before, "data_rss_mb": before, "wall_s": wall,
@@ -82,10 +84,11 @@ print(json.dumps({
 
 def run_once(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    bench_dir = str(Path(__file__).resolve().parent)
+    bench_dir = str(Path(__file__).resolve().parent)  # make_bank: the candidate's, in both
     cmd = [sys.executable, "-c", CHILD, bench_dir, str(args.items), str(args.subjects)]
     cmd += [str(args.share), str(args.max_items), str(args.categories)]
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    # run in the tree: ``-c`` puts the working directory first on sys.path
+    out = subprocess.run(cmd, env=env, cwd=tree, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
