@@ -6,12 +6,19 @@ STAMP   = $(VENV)/.installed-stamp
 
 .PHONY: install demo test test-slow test-stress test-all lint bench real-banks clean
 
-# torch is pinned first: an unpinned torch makes pip fetch a multi-GB CUDA build.
+# The calibration engine is torch, CPU build: PyPI's Linux torch is the CUDA build (with ~18
+# nvidia-* packages, GBs), so torch alone comes from PyTorch's CPU index (--no-deps: only torch
+# is looked up there; its small dependencies come from PyPI with the rest). For a GPU:
+# `make install TORCH_INDEX=https://download.pytorch.org/whl/cu128`.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { echo "hint: install the venv module (Debian/Ubuntu: apt-get install python3-venv)"; exit 1; }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q --no-deps torch==$(TORCH_VERSION) --index-url $(TORCH_INDEX)
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -c "import torch; print('torch', torch.__version__, '(CUDA ' + str(torch.version.cuda) + ')')"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 # re-calibrate every bank under item_banks/ from the shared datasets (DATA=... to point elsewhere)
-DATA ?= /work/shared/data
+DATA ?= ../shared/data
 real-banks: $(STAMP)
 	nice $(BIN)/python bench/calibrate_real_banks.py --data $(DATA)
 

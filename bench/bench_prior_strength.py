@@ -1,13 +1,13 @@
 """Which item priors predict held-out responses best on the real datasets?
 
-For each dataset in /work/shared/data, 20 % of the observed (subject, item)
+For each dataset in ../shared/data, 20 % of the observed (subject, item)
 cells are held out (seeded), the bank is calibrated on the rest under several
 prior settings, and each held-out response is scored by its posterior
 predictive log-probability (θ posterior from the subject's training responses,
 N(0, 1) prior, 201-point grid). Higher is better. This is how the default
 priors of ``GRMCalibrator`` were chosen.
 
-    nice .venv/bin/python bench/bench_prior_strength.py [--data /work/shared/data] [--folds 2]
+    nice .venv/bin/python bench/bench_prior_strength.py [--data ../shared/data] [--folds 2]
 
 Writes bench/results/prior_strength.json.
 """
@@ -126,7 +126,7 @@ def heldout_score(path: Path, folds: int, max_iter: int) -> dict[str, dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--max-iter", type=int, default=300)
     ap.add_argument("--only", nargs="*", help="dataset names to run")

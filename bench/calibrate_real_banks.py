@@ -1,6 +1,6 @@
 """Calibrate and write every real item bank under item_banks/ from the shared datasets.
 
-    nice .venv/bin/python bench/calibrate_real_banks.py [--data /work/shared/data]
+    nice .venv/bin/python bench/calibrate_real_banks.py [--data ../shared/data]
         [--only agentdojo xstest ...] [--out item_banks]
 
 For each dataset: calibrate with the default priors (``agentcat calibrate``'s
@@ -596,7 +596,7 @@ def _set_item_labels(folder: Path, labels: dict[str, list[str]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data", type=Path)
+    ap.add_argument("--data", default=REPO.parent / "shared" / "data", type=Path)
     ap.add_argument("--out", default=REPO / "item_banks", type=Path)
     ap.add_argument("--only", nargs="*", choices=[s.name for s in SPECS])
     args = ap.parse_args()
