@@ -21,6 +21,10 @@ every dimension's θ, SE and the posterior correlation as JSON in
 ``estimate_json`` (``CatController.estimate()``). That column was added to
 schema 1 without a new version: journals written before it read it as NULL and
 gain it when opened for writing.
+
+Inspect log paths are stored relative to the session folder (``logs/….eval``):
+the same journal is then right on the host and inside a container that wrote it
+under a bind mount.
 """
 
 from __future__ import annotations
@@ -166,6 +170,7 @@ class Journal:
                 else:
                     with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} TEXT")
+        self._meta: dict[str, str] | None = None
 
     # -- opening --------------------------------------------------------------
     @staticmethod
@@ -188,8 +193,13 @@ class Journal:
         bank_sha256: str,
         config: dict[str, Any],
         controller: dict[str, Any],
+        meta: dict[str, Any] | None = None,
     ) -> Journal:
-        """Create ``folder/journal.sqlite`` for a new session (the folder must not hold one)."""
+        """Create ``folder/journal.sqlite`` for a new session (the folder must not hold one).
+
+        ``meta``: JSON values kept beside the session (e.g. how to restart a demo's
+        simulated agent); read back with :meth:`meta`.
+        """
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / JOURNAL_FILENAME
         if path.exists():
@@ -203,7 +213,12 @@ class Journal:
         with _transaction(conn):
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("app", JOURNAL_APP), ("schema", str(JOURNAL_SCHEMA)), ("session_id", session_id)],
+                [
+                    ("app", JOURNAL_APP),
+                    ("schema", str(JOURNAL_SCHEMA)),
+                    ("session_id", session_id),
+                    *((f"x.{k}", json.dumps(v)) for k, v in (meta or {}).items()),
+                ],
             )
             conn.execute(
                 "INSERT INTO session (id, created, updated, status, model, model_label, bank_path, "
@@ -255,7 +270,9 @@ class Journal:
                 f"{JOURNAL_SCHEMA}",
                 hint="use the agentcat version that wrote it",
             )
-        return cls(file, conn, readonly=readonly)
+        journal = cls(file, conn, readonly=readonly)
+        journal._meta = meta
+        return journal
 
     def close(self) -> None:
         self.unlock()
@@ -308,23 +325,57 @@ class Journal:
 
     # -- reading --------------------------------------------------------------
     def session(self) -> SessionRow:
-        cols = ", ".join(self._select["session"])
-        row = self._conn.execute(f"SELECT {cols} FROM session").fetchone()
+        row = self._read(f"SELECT {', '.join(self._select['session'])} FROM session").fetchone()
         if row is None:
             raise SessionError(f"{self.path} holds no session row (corrupt journal)")
         return SessionRow(*row)
 
     def steps(self) -> list[StepRow]:
-        rows = self._conn.execute(
+        rows = self._read(
             f"SELECT {', '.join(self._select['steps'])} FROM steps ORDER BY step, attempt"
         ).fetchall()
         return [StepRow(*r) for r in rows]
 
     def controller_state(self) -> dict[str, Any]:
-        return dict(json.loads(self.session().controller_json))
+        return self._json_object("controller_json", self.session().controller_json)
 
     def config(self) -> dict[str, Any]:
-        return dict(json.loads(self.session().config_json))
+        return self._json_object("config_json", self.session().config_json)
+
+    def meta(self, key: str) -> Any:
+        """A value given to :meth:`create` as ``meta`` (None when absent)."""
+        if self._meta is None:
+            self._meta = dict(self._read("SELECT key, value FROM meta").fetchall())
+        raw = self._meta.get(f"x.{key}")
+        return None if raw is None else self._json("meta " + key, raw)
+
+    def _read(self, sql: str) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql)
+        except sqlite3.DatabaseError as exc:  # a table dropped or the file damaged
+            raise SessionError(
+                f"{self.path} is a damaged journal ({exc})",
+                hint="restore it from a backup, or start a new session",
+            ) from None
+
+    def _json(self, what: str, raw: str) -> Any:
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError, RecursionError):
+            raise SessionError(
+                f"{self.path}: {what} is not valid JSON (the journal was edited or damaged)",
+                hint="restore the journal from a backup, or start a new session",
+            ) from None
+
+    def _json_object(self, what: str, raw: str) -> dict[str, Any]:
+        doc = self._json(what, raw)
+        if not isinstance(doc, dict):
+            raise SessionError(
+                f"{self.path}: {what} is a JSON {type(doc).__name__}, not an object "
+                "(the journal was edited or damaged)",
+                hint="restore the journal from a backup, or start a new session",
+            )
+        return doc
 
     # -- writing --------------------------------------------------------------
     def begin_step(self, step: int, attempt: int, item_id: str) -> None:
@@ -407,6 +458,8 @@ class Journal:
         unknown = set(result) - allowed
         if unknown:
             raise ValueError(f"unknown step fields {sorted(unknown)}")
+        if result.get("log_path"):
+            result = {**result, "log_path": self._relative(result["log_path"])}
         now = time.time()
         cols = {"finished_at": now, **scrub_any(result)}
         sets = ", ".join(f"{k}=?" for k in cols)
@@ -419,6 +472,19 @@ class Journal:
             if cur.rowcount != 1:
                 raise SessionError(f"step {step} attempt {attempt} is not in flight")
             self._touch()
+
+    def _relative(self, path: str) -> str:
+        """A path inside the session folder as relative to it, so the journal stays right
+        when the folder is seen from elsewhere (a compose bind mount, a moved runs folder)."""
+        folder = self.path.parent.resolve()
+        target = Path(path.removeprefix("file://")).resolve()  # Inspect may give a file URL
+        return target.relative_to(folder).as_posix() if target.is_relative_to(folder) else path
+
+    def resolve(self, path: str | None) -> str | None:
+        """A journalled (possibly folder-relative) path as an absolute one."""
+        if path is None:
+            return None
+        return str(self.path.parent.resolve() / path)
 
     def _touch(self) -> None:
         self._conn.execute("UPDATE session SET updated=?", (time.time(),))

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.bank import ItemBank, load_bank
+from orchestrator._io import sha256_file
+from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
 from orchestrator.config import ModelSpec, RunConfig
 from orchestrator.errors import AgentcatError, PrerequisiteError, SessionError
 from orchestrator.runner.pool import InspectRunner, WorkerPool
 from orchestrator.runner.sources import LiveItems, SourceContext, bank_sources, prepare_items
-from orchestrator.session.journal import JOURNAL_FILENAME, Journal
-from orchestrator.session.session import EventHandler, Session, find_session
+from orchestrator.session.journal import JOURNAL_FILENAME, Journal, StepRow
+from orchestrator.session.session import EventHandler, Session, find_session, journal_bank
 
 __all__ = ["list_sessions", "preflight", "resume_session", "run_sessions", "session_summary"]
 
@@ -90,12 +91,25 @@ async def run_sessions(config: RunConfig, on_event: EventHandler | None = None) 
 
 
 async def resume_session(
-    session: str | Path, runs_dir: Path, on_event: EventHandler | None = None, api_key: Any = None
+    session: str | Path,
+    runs_dir: Path,
+    on_event: EventHandler | None = None,
+    api_key: Any = None,
+    base_url: str | None = None,
 ) -> str:
-    """Continue an interrupted or paused session from its journal; returns its id."""
+    """Continue an interrupted or paused session from its journal; returns its id.
+
+    A completed session is left as it is: no checks, no endpoint needed.
+    """
     folder = find_session(session, runs_dir)
-    sess = Session.open(folder, api_key=api_key)
-    items = preflight(sess.config, sess.bank, [sess.model])
+    sess = Session.open(folder, api_key=api_key, base_url=base_url)
+    try:
+        if sess.journal.session().status == "completed":
+            return sess.id
+        items = preflight(sess.config, sess.bank, [sess.model])
+    except BaseException:
+        sess.journal.close()
+        raise
     await _drive_all([sess], sess.config, sess.bank, items, on_event)
     return sess.id
 
@@ -120,41 +134,49 @@ async def _drive_all(
 
 # ----------------------------------------------------------------------------- reading
 def list_sessions(runs_dir: Path) -> list[dict[str, Any]]:
-    """One row per session folder under ``runs_dir`` (newest first)."""
+    """One row per session folder under ``runs_dir`` (newest first).
+
+    A journal that cannot be read is listed with status ``corrupt`` and the
+    reason; it never hides the other sessions.
+    """
     rows = []
     if not runs_dir.is_dir():
         return rows
     for journal_file in sorted(runs_dir.glob(f"*/{JOURNAL_FILENAME}")):
         try:
-            j = Journal.open(journal_file, readonly=True)
+            rows.append(_session_row(journal_file))
         except SessionError as exc:
             rows.append(
-                {"session": journal_file.parent.name, "status": "unreadable", "error": exc.message}
+                {"session": journal_file.parent.name, "status": "corrupt", "error": exc.message}
             )
-            continue
-        try:
-            s = j.session()
-            status = s.status
-            if status == "running" and not j.is_locked_elsewhere():
-                status = "interrupted"
-            rows.append(
-                {
-                    "session": s.id,
-                    "model": s.model,
-                    "bank": s.bank_name,
-                    "status": status,
-                    "n_items": s.n_items,
-                    "theta": s.theta,
-                    "se": s.se,
-                    "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.updated)),
-                    "reason": s.status_reason,
-                }
-            )
-            if s.estimate_json:  # several dimensions: each one's θ and SE
-                rows[-1]["dimensions"] = _dimensions(json.loads(s.estimate_json))
-        finally:
-            j.close()
     return sorted(rows, key=lambda r: r.get("updated", ""), reverse=True)
+
+
+def _session_row(journal_file: Path) -> dict[str, Any]:
+    j = Journal.open(journal_file, readonly=True)
+    try:
+        s = j.session()
+        status = s.status
+        if status == "running" and not j.is_locked_elsewhere():
+            status = "interrupted"
+        try:
+            updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.updated))
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise SessionError(f"{j.path}: its update time {s.updated!r} is not a time") from None
+        return {
+            "session": s.id,
+            "model": s.model,
+            "bank": s.bank_name,
+            "status": status,
+            "n_items": s.n_items,
+            "theta": _finite_or_none(s.theta),
+            "se": _finite_or_none(s.se),
+            "updated": updated,
+            "reason": s.status_reason,
+            **({"dimensions": _dimensions(json.loads(s.estimate_json))} if s.estimate_json else {}),
+        }
+    finally:
+        j.close()
 
 
 def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
@@ -164,26 +186,45 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
     one-dimensional bank). A bank of several dimensions adds ``dimensions``
     (each one's θ, SE and interval, by name), ``posterior_correlation`` and,
     in every trajectory step, that step's ``dimensions``.
+
+    What does not add up in the journal (a score outside its item's scale, an item
+    the bank lacks, a missing or changed bank, an unreadable config) is listed
+    under ``warnings`` instead of being shown as if it were fine.
     """
-    folder = find_session(session, runs_dir)
+    folder = find_session(session, runs_dir).resolve()
     j = Journal.open(folder, readonly=True)
     try:
         s = j.session()
         steps = j.steps()
         locked = j.is_locked_elsewhere()
+        demo = j.meta("demo")
+        warnings: list[str] = []
+        try:
+            config: dict[str, Any] | None = j.config()
+        except SessionError as exc:
+            config = None
+            warnings.append(exc.message)
+        logs = {(r.step, r.attempt): j.resolve(r.log_path) for r in steps}
     finally:
         j.close()
     try:
-        bank: ItemBank | None = load_bank(s.bank_path)
-    except Exception:
+        bank: ItemBank | None = journal_bank(s, folder, prefer_copy=True)
+    except SessionError as exc:
         bank = None
+        warnings.append(f"{exc.message}; families are shown as '?'")
+    stored_bank = Path(s.bank_path) / BANK_FILENAME
+    if bank is not None and stored_bank.is_file() and sha256_file(stored_bank) != s.bank_sha256:
+        warnings.append(
+            f"bank {s.bank_path} changed since the session ran (shown with its copy in {folder})"
+        )
     done = [r for r in steps if r.status == "done"]
+    warnings += _step_warnings(done, bank)
     groups = _groups(bank) if bank is not None else {}
-    families: dict[str, Counter[int]] = {}
+    families: dict[str, Counter[str]] = {}
     for r in done:
-        families.setdefault(groups.get(r.item_id, "?"), Counter())[int(r.score or 0)] += 1
+        families.setdefault(groups.get(r.item_id, "?"), Counter())[str(r.score)] += 1
     errors = Counter(r.error_kind for r in steps if r.status in ("error", "skipped"))
-    theta, se = s.theta, s.se
+    theta, se = _finite_or_none(s.theta), _finite_or_none(s.se)
     est = json.loads(s.estimate_json) if s.estimate_json else None
     if est:  # a bank of several dimensions: the reading is at the θ̂ vector
         point: np.ndarray | None = np.array(est["theta"], dtype=float)
@@ -195,6 +236,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "session": s.id,
+        "folder": str(folder),
         "model": s.model,
         "bank": s.bank_name,
         "status": status,
@@ -202,9 +244,12 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         "theta": theta,
         "se": se,
         "ci95": None if theta is None or se is None else [theta - 1.96 * se, theta + 1.96 * se],
+        "se_target": _se_target(config),
+        "true_theta": None if not isinstance(demo, dict) else demo.get("theta"),
         "n_items": len(done),
         "categories_by_family": {
-            f: {str(k): v for k, v in sorted(c.items())} for f, c in sorted(families.items())
+            f: dict(sorted(c.items(), key=lambda kv: (len(kv[0]), kv[0])))
+            for f, c in sorted(families.items())
         },
         "reading": reading,
         "runs": {
@@ -228,11 +273,12 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
                 "se": r.se,
                 "fit_p": (fit_by_step[r.step] or {}).get("p"),
                 "wall_s": r.wall_s,
-                "log": r.log_path,
+                "log": logs[(r.step, r.attempt)],
             }
             for r in done
         ],
-        "config": json.loads(s.config_json),
+        "config": config,
+        "warnings": warnings,
     }
     if est:
         summary["dimensions"] = _dimensions(est, interval=True)
@@ -312,8 +358,50 @@ def _person_fit(controller_json: str | None) -> dict[str, Any] | None:
     """The person fit journalled with a controller state (None: off, or before item 1)."""
     if not controller_json:
         return None
-    fit = json.loads(controller_json).get("person_fit")
+    try:
+        fit = json.loads(controller_json).get("person_fit")
+    except (ValueError, AttributeError):  # a damaged state: resume says so, show warns
+        return None
     return fit if isinstance(fit, dict) else None
+
+
+def _step_warnings(done: list[StepRow], bank: ItemBank | None) -> list[str]:
+    """Graded steps that the bank cannot have produced (a hand-edited or foreign journal)."""
+    out = []
+    for r in done:
+        if r.score is None or not isinstance(r.score, int) or r.score < 0:
+            out.append(f"step {r.step}: score {r.score!r} is not a category")
+        elif bank is not None and r.item_id not in bank.index:
+            out.append(f"step {r.step}: item {r.item_id!r} is not in bank {bank.name!r}")
+        elif bank is not None and r.score >= bank.item(r.item_id).n_categories:
+            k = bank.item(r.item_id).n_categories
+            out.append(
+                f"step {r.step}: score {r.score} of item {r.item_id!r} is outside its scale "
+                f"0..{k - 1}"
+            )
+        if not (_finite_or_none(r.theta) is not None and _finite_or_none(r.se) is not None):
+            out.append(f"step {r.step}: θ/SE {r.theta!r}/{r.se!r} are not numbers")
+    return out
+
+
+def _se_target(config: dict[str, Any] | None) -> float | None:
+    """The SE the session's ``se`` stopping rule aims at (also inside ``any_of``)."""
+    stopping = ((config or {}).get("cat") or {}).get("stopping") or []
+    rules = list(stopping) if isinstance(stopping, list) else []
+    while rules:
+        rule = rules.pop(0)
+        if not isinstance(rule, dict):
+            continue
+        args = rule.get("args") or {}
+        if rule.get("rule") == "se" and isinstance(args.get("se"), (int, float)):
+            return float(args["se"])
+        if rule.get("rule") == "any_of" and isinstance(args.get("rules"), list):
+            rules += args["rules"]
+    return None
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _sum_or_none(values: list[float | None]) -> float | None:

@@ -32,17 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator._io import sha256_file
+from orchestrator._io import atomic_write_bytes, sha256_file
 from orchestrator._secrets import scrub
+from orchestrator._validation import parse_model
 from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
 from orchestrator.cat.controller import CatController
 from orchestrator.config import CatSettings, ModelSpec, RunConfig
-from orchestrator.errors import NoItemsAvailableError, SessionError
+from orchestrator.errors import BankError, NoItemsAvailableError, SessionError
 from orchestrator.runner.inspect_run import classify_error
 from orchestrator.runner.result import ItemResult, ItemRunner, RunRequest
-from orchestrator.session.journal import JOURNAL_FILENAME, Journal, StepRow
+from orchestrator.session.journal import JOURNAL_FILENAME, Journal, SessionRow, StepRow
 
-__all__ = ["Session", "SessionEvent", "find_session", "new_session_id"]
+__all__ = ["Session", "SessionEvent", "find_session", "journal_bank", "new_session_id"]
 
 EventHandler = Callable[["SessionEvent"], None]
 
@@ -92,6 +93,38 @@ def is_setup_fault(error_kind: str | None, error_message: str | None) -> bool:
     if error_kind == "setup":
         return True
     return error_kind is not None and classify_error(error_message or "") == "setup"
+
+
+def journal_bank(row: SessionRow, folder: Path, *, prefer_copy: bool = False) -> ItemBank:
+    """The bank a session started with: its journalled path, else the copy in its folder.
+
+    A bank changed at its journalled path is an error (resume must not silently
+    measure on another scale) unless ``prefer_copy``: then the session folder's
+    copy, checked against the journalled hash, is tried first (for reading a result).
+
+    Raises:
+        SessionError: no bank with the journalled hash is found.
+    """
+    stored = Path(row.bank_path)
+    changed = SessionError(
+        f"bank {row.bank_path} changed since session {row.id!r} started",
+        hint="resume with the bank it started with; a changed bank changes θ's scale",
+    )
+    for candidate in (folder, stored) if prefer_copy else (stored, folder):
+        file = candidate / BANK_FILENAME
+        if not file.is_file():
+            continue
+        if sha256_file(file) == row.bank_sha256:
+            try:
+                return load_bank(candidate)
+            except BankError as exc:
+                raise SessionError(f"session {row.id!r}: {exc.message}") from None
+        if candidate == stored:
+            raise changed
+    raise SessionError(
+        f"session {row.id!r}: bank {row.bank_path} is not there and {folder} holds no copy of it",
+        hint="put the bank back where it was, or copy its bank.json into the session folder",
+    )
 
 
 def _stopping_spec(cat: CatSettings) -> dict[str, Any]:
@@ -149,8 +182,21 @@ class Session:
 
     # -- construction ---------------------------------------------------------
     @classmethod
-    def start(cls, config: RunConfig, model: ModelSpec, session_id: str | None = None) -> Session:
-        """Create a new session folder ``runs_dir/<id>`` with a fresh journal."""
+    def start(
+        cls,
+        config: RunConfig,
+        model: ModelSpec,
+        session_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Session:
+        """Create a new session folder ``runs_dir/<id>`` with a fresh journal.
+
+        The journal holds absolute bank and environment paths, and the folder a copy
+        of the bank, so ``show`` and ``resume`` work from any directory.
+        """
+        config = config.model_copy(
+            update={"bank": config.bank.resolve(), "environments": config.environments.resolve()}
+        )
         bank = load_bank(config.bank)
         sid = session_id or config.session_id or new_session_id(model.label)
         controller = CatController(
@@ -163,7 +209,7 @@ class Session:
             person_fit=config.cat.person_fit.for_controller() if bank.n_dims == 1 else None,
         )
         folder = config.runs_dir / sid
-        bank_file = (bank.path or Path(config.bank)) / BANK_FILENAME
+        bank_bytes = ((bank.path or config.bank) / BANK_FILENAME).read_bytes()
         journal = Journal.create(
             folder,
             session_id=sid,
@@ -171,29 +217,48 @@ class Session:
             model_label=model.label,
             bank_path=str(config.bank),
             bank_name=bank.name,
-            bank_sha256=sha256_file(bank_file),
+            bank_sha256=hashlib.sha256(bank_bytes).hexdigest(),
             config=config_for_journal(config, model),
             controller=controller.to_dict(),
+            meta=meta,
         )
+        atomic_write_bytes(folder / BANK_FILENAME, bank_bytes)
         return cls(journal, bank, config, model, controller, folder)
 
     @classmethod
-    def open(cls, folder: Path, *, api_key: Any = None) -> Session:
-        """Reopen a journalled session (bank re-validated against the journalled hash)."""
+    def open(cls, folder: Path, *, api_key: Any = None, base_url: str | None = None) -> Session:
+        """Reopen a journalled session (bank re-validated against the journalled hash).
+
+        ``api_key`` and ``base_url`` replace the journalled model's (a key is never
+        journalled; a demo's simulated agent comes back on another port).
+        """
         journal = Journal.open(folder)
-        row = journal.session()
-        stored = journal.config()
-        if api_key is not None:
-            stored["models"][0]["api_key"] = api_key
-        config = RunConfig.model_validate(stored)
-        bank = load_bank(row.bank_path)
-        bank_file = (bank.path or Path(row.bank_path)) / BANK_FILENAME
-        if sha256_file(bank_file) != row.bank_sha256:
-            raise SessionError(
-                f"bank {row.bank_path} changed since session {row.id!r} started",
-                hint="resume with the bank it started with; a changed bank changes θ's scale",
-            )
-        controller = CatController.from_dict(journal.controller_state(), bank)
+        try:
+            row = journal.session()
+            stored = journal.config()
+            models = stored.get("models")
+            if not (isinstance(models, list) and models and isinstance(models[0], dict)):
+                raise SessionError(
+                    f"{journal.path}: the journalled config has no model (edited or damaged)",
+                    hint="restore the journal from a backup, or start a new session",
+                )
+            if api_key is not None:
+                models[0]["api_key"] = api_key
+            if base_url is not None:
+                models[0]["base_url"] = base_url
+            config = parse_model(RunConfig, stored, f"{journal.path} (config_json)", SessionError)
+            bank = journal_bank(row, Path(folder))
+            try:
+                controller = CatController.from_dict(journal.controller_state(), bank)
+            except (AttributeError, IndexError, OverflowError) as exc:  # the rest: from_dict
+                raise SessionError(
+                    f"{journal.path}: the journalled controller state is malformed "
+                    f"({type(exc).__name__}: {exc})",
+                    hint="restore the journal from a backup, or start a new session",
+                ) from None
+        except BaseException:
+            journal.close()
+            raise
         return cls(journal, bank, config, config.models[0], controller, Path(folder))
 
     # -- driving --------------------------------------------------------------
