@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from orchestrator.bank import ItemBank
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_IMAGES = f"agentcat-test-{os.getpid()}"
+"""Namespace of the images the tests build for themselves, removed when the test session
+ends; unique per test process, so parallel test runs on one engine never remove each
+other's. (The scenario images `agentcat images build` makes for users are left in place.)"""
 
 
 @pytest.fixture
@@ -60,6 +65,26 @@ def docker_engine() -> Iterator[None]:
     finish_removals()  # finished runs' containers are removed in the background
     leftovers = managed_containers({OWNER_PID: str(os.getpid())})
     assert not leftovers, f"sandbox containers left behind by the tests: {leftovers}"
+    remove_test_images()
+
+
+def remove_test_images() -> list[str]:
+    """Remove every image tagged under :data:`TEST_IMAGES` (and nothing else)."""
+    from docker.errors import APIError
+
+    from orchestrator.runner.docker_client import docker_client
+
+    client = docker_client()
+    removed = []
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"{TEST_IMAGES}/"):
+                try:
+                    client.images.remove(tag)
+                    removed.append(tag)
+                except APIError as exc:  # e.g. a container of another test still uses it
+                    warnings.warn(f"could not remove test image {tag}: {exc}", stacklevel=1)
+    return removed
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +101,7 @@ def sandbox_test_image(base_image: str) -> str:
 
     return build_context_image(
         REPO / "tests" / "docker" / "sandbox",
-        "agentcat-test/sandbox",
+        f"{TEST_IMAGES}/sandbox",
         {"BASE_IMAGE": base_image},
         base_image,
     ).image

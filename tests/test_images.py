@@ -20,10 +20,10 @@ from orchestrator.cli import main
 from orchestrator.errors import PrerequisiteError
 from orchestrator.runner.docker_client import docker_client
 from orchestrator.runner.images import build_images, family_image
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_IMAGES
 
 pytestmark = pytest.mark.docker
-NS = "agentcat-test"
+NS = TEST_IMAGES
 
 
 def _environments(root: Path, hello: str = "v1\n", slow: bool = False) -> Path:
