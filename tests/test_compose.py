@@ -1,4 +1,5 @@
-"""`docker compose up` for real: build offline, run to the stopping rule, stop midway, resume.
+"""`docker compose up` for real: build offline, run to the stopping rule, stop midway, resume,
+as a non-root user that owns what lands in the bind mount; then `down` removes it all.
 
 Uses Debian's `docker-compose` (v1.29) when present, else `docker compose` (v2).
 """
@@ -17,10 +18,12 @@ from orchestrator import api
 from orchestrator.bank import load_bank
 from orchestrator.runner.sandbox import managed_containers
 from orchestrator.session.journal import Journal
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_IMAGES
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+PROJECT = f"agentcattest{os.getpid()}"
+UID = 4242  # not this process's user: the files it writes must still be its
 
 
 def _compose() -> list[str]:
@@ -56,15 +59,20 @@ def test_compose_up_runs_a_session_and_resumes_after_a_stop(
         shutil.copyfile(HOST_CA, extra_ca)
     runs = tmp_path / "runs"
     runs.mkdir()
+    os.chown(runs, UID, UID)
     session = "compose-test"
     env = {
         **os.environ,
         "BASE_IMAGE": base_image,
+        "AGENTCAT_IMAGE": f"{TEST_IMAGES}/orchestrator:latest",
         "AGENTCAT_RUNS": str(runs),
         "AGENTCAT_SESSION": session,
+        "AGENTCAT_UID": str(UID),
+        "AGENTCAT_GID": str(UID),
+        "DOCKER_GID": str(Path("/var/run/docker.sock").stat().st_gid),
         "SIM_THETA": "0.8",
     }
-    compose = [*_compose(), "-p", "agentcattest", "-f", str(REPO / "docker-compose.yml")]
+    compose = [*_compose(), "-p", PROJECT, "-f", str(REPO / "docker-compose.yml")]
 
     def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -91,12 +99,31 @@ def test_compose_up_runs_a_session_and_resumes_after_a_stop(
         assert final.returncode == 0, final.stdout[-4000:]
         assert "status      completed" in final.stdout
         print(f"second `up` to result: {up_to_result:.0f} s; {before} steps before the stop")
+        down = run("down", "--remove-orphans", "--volumes", "--rmi", "all", timeout=300)
+        assert down.returncode == 0, down.stderr[-3000:]
+        left = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+            capture_output=True,
+            text=True,
+        )
+        assert left.stdout.strip() == ""  # `down` removed the containers …
+        nets = subprocess.run(
+            ["docker", "network", "ls", "-q", "--filter", f"name={PROJECT}"],
+            capture_output=True,
+            text=True,
+        )
+        assert nets.stdout.strip() == ""  # … and the network
     finally:
-        run("down", "--remove-orphans", "--volumes", timeout=300)
+        run("down", "--remove-orphans", "--volumes", "--rmi", "all", timeout=300)
         extra_ca.unlink(missing_ok=True)
 
-    summary = api.show(session, runs_dir=runs)
-    assert summary["status"] == "completed"
+    owners = {(p.stat().st_uid, p.stat().st_gid) for p in (runs / session).rglob("*")}
+    assert owners == {(UID, UID)}  # AGENTCAT_UID/GID own everything in the bind mount
+    summary = api.show(session, runs_dir=runs)  # on the host, where /app/… does not exist
+    assert summary["status"] == "completed" and summary["warnings"] == []
+    assert "?" not in summary["categories_by_family"]
+    for step in summary["trajectory"]:  # journalled relative, resolved to host paths
+        assert step["log"].startswith(str(runs.resolve())) and Path(step["log"]).is_file()
     steps = [t["step"] for t in summary["trajectory"]]
     assert steps == list(range(1, len(steps) + 1))  # nothing lost or run twice
     assert len(steps) > before
