@@ -159,3 +159,23 @@ def test_the_journal_keeps_log_paths_relative_to_the_session_folder(tmp_path: Pa
     assert j.resolve(stored[0]) == str(inside.resolve())
     assert j.resolve(stored[2]) == "/elsewhere/b.eval"
     assert j.meta("demo") == {"theta": 0.8} and j.meta("absent") is None
+
+
+def test_a_full_disk_mid_session_is_a_clear_error_and_resume_continues(tmp_path: Path) -> None:
+    from tests.test_session import _direct
+
+    cfg, scores = _setup(tmp_path)
+    session = Session.start(cfg, cfg.models[0], "full")
+    conn = session.journal._conn  # SQLite's own "database or disk is full" (SQLITE_FULL)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+    with pytest.raises(SessionError, match=r"cannot write the session journal .*is full"):
+        asyncio.run(session.drive(TableRunner(scores)))
+    session.journal.close()
+    resumed = Session.open(session.folder)  # a fresh connection: the disk has room again
+    rows = resumed.journal.steps()
+    assert 0 < sum(r.status == "done" for r in rows) < len(scores)  # stopped part-way …
+    assert asyncio.run(resumed.drive(TableRunner(scores))) == "completed"
+    ref = _direct(cfg, scores)  # … and ends where an uninterrupted session ends
+    assert resumed.controller.administered == ref.administered
+    assert resumed.controller.theta == ref.theta

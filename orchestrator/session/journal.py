@@ -207,10 +207,13 @@ class Journal:
                 f"session {session_id!r} already exists at {path}",
                 hint=f"`agentcat resume {session_id}` continues it",
             )
-        conn = cls._connect(path)
+        try:
+            conn = cls._connect(path)
+            conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+        except sqlite3.OperationalError as exc:
+            raise _write_error(path, exc) from None
         now = time.time()
-        conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
-        with _transaction(conn):
+        with _transaction(conn, path):
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
@@ -379,7 +382,7 @@ class Journal:
 
     # -- writing --------------------------------------------------------------
     def begin_step(self, step: int, attempt: int, item_id: str) -> None:
-        with _transaction(self._conn):
+        with _transaction(self._conn, self.path):
             self._conn.execute(
                 "INSERT INTO steps (step, attempt, item_id, status, started_at) "
                 "VALUES (?, ?, ?, 'started', ?)",
@@ -415,7 +418,7 @@ class Journal:
         """
         state = json.dumps(controller)
         per_step = list(estimates) or [None] * len(applied)
-        with _transaction(self._conn):
+        with _transaction(self._conn, self.path):
             for (step, attempt, th, s), est in zip(applied, per_step, strict=True):
                 self._conn.execute(
                     "UPDATE steps SET status='done', theta=?, se=?, controller_json=?, "
@@ -437,7 +440,7 @@ class Journal:
     def mark_interrupted(self) -> list[StepRow]:
         """Turn ``started`` rows left by a dead process into ``interrupted``; returns them."""
         in_flight = [s for s in self.steps() if s.status == "started"]
-        with _transaction(self._conn):
+        with _transaction(self._conn, self.path):
             self._conn.execute(
                 "UPDATE steps SET status='interrupted', finished_at=? WHERE status='started'",
                 (time.time(),),
@@ -447,7 +450,7 @@ class Journal:
     def set_status(self, status: str, reason: str | None = None) -> None:
         if status not in SESSION_STATUSES:
             raise ValueError(f"status must be one of {SESSION_STATUSES}; got {status!r}")
-        with _transaction(self._conn):
+        with _transaction(self._conn, self.path):
             self._conn.execute(
                 "UPDATE session SET status=?, status_reason=?, updated=?",
                 (status, None if reason is None else scrub(reason), time.time()),
@@ -463,7 +466,7 @@ class Journal:
         now = time.time()
         cols = {"finished_at": now, **scrub_any(result)}
         sets = ", ".join(f"{k}=?" for k in cols)
-        with _transaction(self._conn):
+        with _transaction(self._conn, self.path):
             cur = self._conn.execute(
                 f"UPDATE steps SET status=?, {sets} "
                 "WHERE step=? AND attempt=? AND status='started'",
@@ -552,11 +555,30 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
 
 
 @contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
+def _transaction(conn: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """One write transaction: all of it is committed or none of it.
+
+    A write the disk refuses (full, read-only, gone) rolls back and becomes a
+    :class:`SessionError`: the journal keeps its last committed state, which is
+    exactly what ``resume`` continues from.
+    """
     try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+    except sqlite3.OperationalError as exc:
+        raise _write_error(path, exc) from None
+
+
+def _write_error(path: Path, exc: sqlite3.OperationalError) -> SessionError:
+    return SessionError(
+        f"cannot write the session journal {path}: {exc}",
+        hint="free disk space (or make the runs folder writable), then `agentcat resume "
+        "SESSION`: every step committed before this one is kept",
+    )
