@@ -316,7 +316,7 @@ def agentdojo_evidence(data: Path, workdir: Path) -> dict[str, Any]:
                 if resp.items[i] in keep_ids and resp.items[i] in bank.index
             ),
         )
-        th[part] = np.array([r["theta"] for r in estimate(bank, sub)])
+        th[part] = np.array([r["theta"] for r in estimate(bank, sub)["subjects"]])
     return {
         "items_with_levels_1_and_2": both,
         "items_level1_theta_above_level2": above,
@@ -332,7 +332,7 @@ def agentdojo_evidence(data: Path, workdir: Path) -> dict[str, Any]:
 
 def _inverted_levels(bank, resp, kinds, low: int, high: int) -> tuple[int, int]:
     """Injected items where subjects at level ``low`` have a higher mean θ than at ``high``."""
-    theta = np.array([r["theta"] for r in estimate(bank, resp)])
+    theta = np.array([r["theta"] for r in estimate(bank, resp)["subjects"]])
     above = both = 0
     for j, iid in enumerate(resp.items):  # once per item
         if kinds.rows[iid]["item_type"] != "injection_pair" or iid not in bank.index:

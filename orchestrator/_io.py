@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes, hashing, versioned JSON documents."""
+"""Small file helpers: atomic writes, hashing, versioned JSON documents, output checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "sha256_file"]
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_writable_dir",
+    "check_writable_file",
+    "sha256_file",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -47,3 +56,53 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Make sure ``path`` is (or can become) a folder we can write in, before long work.
+
+    Creates the folder (and its parents) and writes and removes a probe file in it:
+    permission bits alone do not tell about read-only mounts, ``/proc`` or a full disk.
+
+    Args:
+        what: How the user named it (``--runs-dir``), for the message.
+
+    Raises:
+        ConfigError: naming the folder and the reason.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"{what} {folder} is a file, not a folder",
+            hint=f"choose another {what}, or move the file away",
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".agentcat-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{what} {folder}: cannot write there ({exc.strerror or exc})",
+            hint=f"choose a {what} on a writable disk that you own (e.g. under your home)",
+        ) from None
+    return folder
+
+
+def check_writable_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Make sure the file ``path`` can be written (its folder is writable, it is no folder)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(
+            f"{what} {target} is a folder; it must name a file",
+            hint=f"name a file inside it, e.g. {target / 'out'}",
+        )
+    if target.name in ("", ".", ".."):
+        raise ConfigError(f"{what} {str(path)!r} does not name a file")
+    check_writable_dir(target.parent, f"the folder of {what}")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(
+            f"{what} {target} exists and cannot be overwritten",
+            hint=f"choose another {what}, or fix the file's permissions",
+        )
+    return target

@@ -6,16 +6,17 @@ the CLI only parses arguments and prints what these return.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from orchestrator._io import atomic_write_json, sha256_file
+from orchestrator._io import atomic_write_json, check_writable_dir, check_writable_file, sha256_file
 from orchestrator._validation import check_scalar
 from orchestrator.bank import BANK_FILENAME, ItemBank, bank_from_calibration, load_bank
 from orchestrator.data import ItemTable, Responses, read_item_table, read_responses
@@ -63,14 +64,20 @@ def _check_lapse(lapse: float) -> None:
     check_scalar(lapse, "lapse", float, min_val=0, max_val=1, include_max=False)
 
 
+ESTIMATE_SCHEMA_VERSION = 1
+
+
 def estimate(
     bank: PathLike | ItemBank,
     responses: PathLike | Responses,
     *,
     method: Literal["eap", "map"] = "eap",
     lapse: float = 0.0,
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """θ and SE for every subject in ``responses`` under ``bank``'s parameters.
+
+    Responses to items the bank's calibration left out are dropped (listed in
+    ``excluded_items``), as in :func:`simulate` and :func:`health`.
 
     Args:
         bank: Calibrated bank (folder or object).
@@ -79,10 +86,13 @@ def estimate(
         lapse: Lapse rate ε of the robust likelihood (0 = plain GRM).
 
     Returns:
-        One dict per subject (file order): ``subject``, ``theta``, ``se``,
-        ``n_items``, ``method``. For a bank of several dimensions ``theta`` and
-        ``se`` are the first dimension's and ``dimensions`` maps every
-        dimension's name to its ``theta`` and ``se``.
+        The versioned document ``agentcat estimate --json`` prints:
+        ``schema_version``, ``bank``, ``responses``, ``method``, ``excluded_items``
+        and ``subjects``, one dict per subject (file order): ``subject``,
+        ``theta``, ``se``, ``n_items``, ``method``. For a bank of several
+        dimensions ``theta`` and ``se`` are the first dimension's and
+        ``dimensions`` maps every dimension's name to its ``theta`` and ``se``.
+        (Before schema 1 the command printed the bare ``subjects`` list.)
 
     Raises:
         ConfigError: ``lapse`` outside [0, 1).
@@ -90,6 +100,8 @@ def estimate(
         ConfigError: ``method="map"`` on a bank of several dimensions.
     """
     _check_lapse(lapse)
+    if method not in ("eap", "map"):
+        raise ConfigError(f"method must be 'eap' or 'map'; got {method!r}")
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
     if method == "map" and bk.n_dims > 1:
         raise ConfigError(
@@ -98,7 +110,8 @@ def estimate(
             hint="use --method eap (the posterior mean, with each dimension's SE)",
         )
     resp = responses if isinstance(responses, Responses) else read_responses(responses)
-    aligned = _estimable(resp, bk).for_bank(bk)
+    resp, excluded = bk.drop_excluded_items(resp, drop_empty_subjects=False)
+    aligned = resp.for_bank(bk)
     est = estimate_theta(
         bk.model,
         aligned.subject_idx,
@@ -121,7 +134,14 @@ def estimate(
         if bk.n_dims > 1:
             row["dimensions"] = _by_dimension(bk.dimensions, est.theta[i], est.se[i])
         rows.append(row)
-    return rows
+    return {
+        "schema_version": ESTIMATE_SCHEMA_VERSION,
+        "bank": bk.name,
+        "responses": resp.source,
+        "method": method,
+        "excluded_items": excluded,
+        "subjects": rows,
+    }
 
 
 def _by_dimension(
@@ -131,16 +151,6 @@ def _by_dimension(
     return {
         n: {"theta": float(t), "se": float(e)} for n, t, e in zip(names, theta, se, strict=True)
     }
-
-
-def _estimable(resp: Responses, bank: ItemBank) -> Responses:
-    """``resp`` without the items the bank's calibration left out on purpose.
-
-    Calibrating on a file and then estimating on the same file must work, although
-    those items (one observed category) have no parameters.
-    """
-    excluded = {str(e.get("id")) for e in bank.spec.calibration.excluded_items}
-    return resp.drop_items(excluded - bank.index.keys())
 
 
 # --------------------------------------------------------------------------- simulate
@@ -212,8 +222,9 @@ def simulate(
         max_items: Replay at most this many items per subject (default: all).
         se: SE target for "items needed to reach the target".
         seed: Base seed (subject s uses ``default_rng([seed, s])``).
-        drop_unknown_items: Ignore responses to items the bank lacks (e.g.
-            items calibration excluded) instead of failing.
+        drop_unknown_items: Ignore responses to items the bank lacks instead of
+            failing. Items the bank's calibration excluded are always dropped
+            (listed in ``excluded_items``).
         per_subject: Include the per-subject list in the result.
         per_dimension: For a bank of several dimensions, the content tag whose
             values follow the dimensions: also replay a 1-D CAT (and random order)
@@ -264,14 +275,21 @@ def simulate(
         if name in rules:
             raise ConfigError(f"strategy {name!r} is given twice")
         rules[name] = rule
+    if plot is not None:
+        check_writable_file(plot, "--plot")
     start = time.perf_counter()
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
     resp = responses if isinstance(responses, Responses) else read_responses(responses)
+    resp, excluded = bk.drop_excluded_items(resp)
     dropped: list[str] = []
     if drop_unknown_items:
         resp, dropped = resp.keep_bank_items(bk)
     resp, groups = inject_aberrant(resp, types, aberrant_share, add=aberrant_add, seed=seed)
-    aligned = resp.for_bank(bk)
+    aligned = resp.for_bank(
+        bk,
+        unknown_hint="pass --drop-unknown-items (drop_unknown_items=True) to replay without "
+        "the items the bank lacks, or use the bank calibrated on this data",
+    )
     if per_dimension is not None:
         from orchestrator.sim.by_dimension import dimension_banks, replay_by_dimension
 
@@ -301,6 +319,7 @@ def simulate(
             progress=progress,
         )
     doc["responses"] = resp.source
+    doc["excluded_items"] = excluded
     doc["dropped_items"] = dropped
     doc["wall_time_s"] = time.perf_counter() - start
     if plot is not None:
@@ -390,43 +409,67 @@ def run(
     Returns:
         One summary per session (see :func:`show`).
     """
+    from orchestrator.config import load_config
+
+    return _run(load_config(config, **overrides), progress)
+
+
+def _run(cfg: Any, progress: bool, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     import asyncio
 
-    from orchestrator.config import load_config
     from orchestrator.session.orchestrate import run_sessions, session_summary
     from orchestrator.session.progress import ProgressPrinter
 
-    cfg = load_config(config, **overrides)
+    check_writable_dir(cfg.runs_dir, "--runs-dir")
     se_target = next((r.args.get("se") for r in cfg.cat.stopping if r.rule == "se"), None)
     if progress:
         with ProgressPrinter(se_target=se_target) as printer:
-            ids = asyncio.run(run_sessions(cfg, printer))
+            ids = asyncio.run(run_sessions(cfg, printer, meta=meta))
     else:
-        ids = asyncio.run(run_sessions(cfg))
+        ids = asyncio.run(run_sessions(cfg, meta=meta))
     return [session_summary(i, cfg.runs_dir) for i in ids]
 
 
 def resume(session: str, *, runs_dir: PathLike = "runs", progress: bool = False) -> dict[str, Any]:
-    """Continue an interrupted or paused session; returns its summary."""
-    import asyncio
-    from pathlib import Path
+    """Continue an interrupted or paused session; returns its summary.
 
+    A completed session's result is returned as it is (nothing is checked or
+    run). A ``demo`` session gets its simulated agent back, on a new port.
+    """
+    return _resume(session, Path(runs_dir), progress)
+
+
+def _resume(session: str, runs_dir: Path, progress: bool) -> dict[str, Any]:
+    import asyncio
+
+    from orchestrator.session.journal import Journal
     from orchestrator.session.orchestrate import resume_session, session_summary
     from orchestrator.session.progress import ProgressPrinter
+    from orchestrator.session.session import find_session
 
-    root = Path(runs_dir)
-    if progress:
-        with ProgressPrinter() as printer:
-            sid = asyncio.run(resume_session(session, root, printer))
-    else:
-        sid = asyncio.run(resume_session(session, root))
-    return session_summary(sid, root)
+    folder = find_session(session, runs_dir)
+    j = Journal.open(folder, readonly=True)
+    try:
+        finished = j.session().status == "completed"
+        demo_meta = j.meta("demo")
+    finally:
+        j.close()
+    with contextlib.ExitStack() as stack:
+        endpoint: dict[str, Any] = {}
+        printer = None
+        if not finished:
+            check_writable_dir(folder, "the session folder")
+            if demo_meta is not None:
+                endpoint = stack.enter_context(_demo_agent(demo_meta, folder, progress))
+            if progress:
+                printer = stack.enter_context(ProgressPrinter())
+        sid = asyncio.run(resume_session(folder, runs_dir, printer, **endpoint))
+    return session_summary(sid, runs_dir)
 
 
 def sessions(runs_dir: PathLike = "runs") -> list[dict[str, Any]]:
-    """Sessions under ``runs_dir`` with their status (newest first)."""
-    from pathlib import Path
-
+    """Sessions under ``runs_dir`` with their status (newest first); an unreadable
+    journal is listed with status ``corrupt``."""
     from orchestrator.session.orchestrate import list_sessions
 
     return list_sessions(Path(runs_dir))
@@ -464,16 +507,17 @@ def export_responses(out: PathLike, bank: str, runs_dir: PathLike = "runs") -> d
 def show(
     session: str, *, runs_dir: PathLike = "runs", plot: PathLike | None = None
 ) -> dict[str, Any]:
-    """A session's result; ``plot`` writes the θ ± SE trajectory as a PNG."""
-    from pathlib import Path
-
+    """A session's result; ``plot`` writes the θ ± SE trajectory as a PNG (``plot`` in the
+    result is the path written)."""
     from orchestrator.session.orchestrate import session_summary
 
+    if plot is not None:
+        check_writable_file(plot, "--plot")
     summary = session_summary(session, Path(runs_dir))
     if plot is not None:
         from orchestrator.report.trajectory import plot_trajectory
 
-        plot_trajectory(summary, plot)
+        summary["plot"] = str(plot_trajectory(summary, plot))
     return summary
 
 
@@ -506,6 +550,8 @@ def sweep(
         workers=workers,
         runs_dir=None if runs_dir is None else str(runs_dir),
     )
+    check_writable_file(out, "--out")
+    check_writable_dir(cfg.runs_dir, "--runs-dir")
     return asyncio.run(run_sweep(cfg, out, sample=sample, seed=seed, progress=progress))
 
 
@@ -525,7 +571,7 @@ def sim_server(
     """Build (not start) the simulated-agent HTTP server; ``.start()`` or ``.serve_forever()``."""
     import os
 
-    from orchestrator.errors import ConfigError
+    from orchestrator.errors import ConfigError, PrerequisiteError
     from orchestrator.sim.agent import SimAgent, parse_personas, players_for_bank, scripts_for_bank
     from orchestrator.sim.server import FaultConfig, SimServer
 
@@ -556,7 +602,16 @@ def sim_server(
         fault_cfg = FaultConfig(**(faults or {}))
     except ValueError as exc:
         raise ConfigError(f"bad fault rates: {exc}") from None
-    return SimServer(agent, host=host, port=port, faults=fault_cfg, api_key=key, log=log)
+    try:
+        return SimServer(agent, host=host, port=port, faults=fault_cfg, api_key=key, log=log)
+    except OverflowError:  # the socket module's word for a port outside 0..65535
+        raise ConfigError(f"--port must be in 0..65535; got {port}") from None
+    except OSError as exc:
+        raise PrerequisiteError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="another server holds that port: choose another --port (0 picks a free one), "
+            "or stop the other one",
+        ) from None
 
 
 def scenarios(environments: PathLike = "environments") -> list[dict[str, Any]]:
@@ -607,6 +662,7 @@ def provisional_bank(
     """
     from orchestrator.provisional import PROVISIONAL_RULE, write_provisional_bank
 
+    check_writable_dir(out, "--out")
     folder = Path(out)
     if (folder / BANK_FILENAME).exists():
         from orchestrator.coldstart.scenario_bank import extend_scenario_bank, has_learned
@@ -712,6 +768,9 @@ def inspect_task_bank(
     return {"path": str(path), "n_items": len(ids), "rule": rule}
 
 
+DEMO_MODEL = {"model": "openai-api/sim/demo", "name": "sim-demo"}
+
+
 def demo(
     *,
     theta: float = 0.8,
@@ -722,58 +781,113 @@ def demo(
     max_items: int = 30,
     seed: int = 0,
     progress: bool = True,
+    resume: str | bool = False,
 ) -> dict[str, Any]:
     """Serve a simulated agent of ability ``theta`` and run one live session on ``bank``.
 
     ``bank`` is a folder or the name of one under ``item_banks/`` (``agentdojo``).
     Scenario images are built first when the bank has scenario items. Nothing
     needs an API key: the simulated agent runs in this process on a free local
-    port. Returns the session summary (see :func:`show`).
-    """
-    import secrets
-    import sys
-    from pathlib import Path
+    port. The journal records how to bring that agent back, so an
+    interrupted demo continues with ``resume=True`` (the latest unfinished demo
+    under ``runs_dir``), ``resume=SESSION`` or :func:`resume`.
 
+    Returns:
+        The session summary (see :func:`show`) with ``true_theta``.
+    """
+    import sys
+
+    from orchestrator.config import load_config
     from orchestrator.runner.sources import ScenarioSource, bank_sources
 
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda _m: None)
+    root = Path(runs_dir)
+    check_writable_dir(root, "--runs-dir")
+    if resume:
+        sid = _latest_unfinished_demo(root) if resume is True else str(resume)
+        say(f"resuming demo session {sid} …")
+        return _resume(sid, root, progress)
     named = Path("item_banks") / str(bank)
     if not Path(bank).exists() and named.exists():
         bank = named
     if any(isinstance(s, ScenarioSource) for s in bank_sources(load_bank(bank)).values()):
         say("building the scenario images (cached after the first time) …")
         build_images(environments, progress=say)
-    key = secrets.token_hex(16)
+    meta = {
+        "theta": theta,
+        "seed": seed,
+        "bank": str(Path(bank).resolve()),
+        "environments": str(Path(environments).resolve()),
+    }
+    cfg = load_config(
+        None,
+        bank=str(bank),
+        environments=str(environments),
+        models=[DEMO_MODEL],
+        se=se,
+        max_items=max_items,
+        runs_dir=str(runs_dir),
+    )
+    with _demo_agent(meta, None, progress) as endpoint:
+        models = [cfg.models[0].model_copy(update=endpoint)]
+        (summary,) = _run(cfg.model_copy(update={"models": models}), progress, {"demo": meta})
+    return summary
+
+
+def _latest_unfinished_demo(runs_dir: Path) -> str:
+    from orchestrator.errors import SessionError
+    from orchestrator.session.orchestrate import list_sessions
+
+    rows = [
+        r
+        for r in list_sessions(runs_dir)
+        if r.get("model") == DEMO_MODEL["model"] and r["status"] in ("interrupted", "paused")
+    ]
+    if not rows:
+        raise SessionError(
+            f"no interrupted demo session under {runs_dir}",
+            hint="`agentcat demo` starts one; `agentcat sessions` lists what is there",
+        )
+    return str(rows[0]["session"])
+
+
+@contextlib.contextmanager
+def _demo_agent(meta: Any, session_folder: Path | None, progress: bool) -> Iterator[dict[str, Any]]:
+    """Serve the demo's simulated agent on a free port with a fresh key; yields the
+    model fields (``base_url``, ``api_key``) a session needs to reach it.
+
+    ``session_folder``: a resumed demo's folder; its copy of the bank is used when
+    present (the bank the session started with).
+    """
+    import secrets
+    import sys
+
+    from pydantic import SecretStr
+
+    from orchestrator.errors import SessionError
+
+    try:
+        theta, seed = float(meta["theta"]), int(meta.get("seed", 0))
+        bank, environments = str(meta["bank"]), str(meta["environments"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise SessionError(
+            f"{session_folder}: the journal's demo record {meta!r} is incomplete",
+            hint="start a new demo with `agentcat demo`",
+        ) from None
+    if session_folder is not None and (session_folder / BANK_FILENAME).is_file():
+        bank = str(session_folder)
     server = sim_server(
         bank, personas=[f"demo={theta}"], environments=environments, port=0, seed=seed
     )
+    key = secrets.token_hex(16)
     server.api_key = key
     server.start()
-    say(f"simulated agent 'demo' (θ = {theta}) on {server.url}; running an adaptive session …")
+    if progress:
+        print(f"simulated agent 'demo' (θ = {theta}) on {server.url} …", file=sys.stderr)
     try:
-        from pydantic import SecretStr
-
-        (summary,) = run(
-            None,
-            bank=str(bank),
-            environments=str(environments),
-            models=[
-                {
-                    "model": "openai-api/sim/demo",
-                    "name": "sim-demo",
-                    "base_url": server.url,
-                    "api_key": SecretStr(key),
-                }
-            ],
-            se=se,
-            max_items=max_items,
-            runs_dir=str(runs_dir),
-            progress=progress,
-        )
+        yield {"base_url": server.url, "api_key": SecretStr(key)}
     finally:
         server.stop()
-    summary["true_theta"] = theta
-    return summary
 
 
 # --------------------------------------------------------------- calibration and health
@@ -865,8 +979,7 @@ def calibrate(
             f"{folder / BANK_FILENAME} already exists",
             hint="pass --force (force=True) to overwrite it, or choose another --out",
         )
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {folder} exists and is not a folder")
+    check_writable_dir(folder, "--out")
     resp = read_responses(responses)
     table = None
     if items is not None:
@@ -1012,6 +1125,11 @@ def health(
             f"--out must name an .html file; got {str(out)!r}",
             hint="e.g. --out reports/agentdojo.html (the JSON twin is written beside it)",
         )
+    if out is not None:
+        check_writable_file(out, "--out")
+        check_writable_file(Path(out).with_suffix(".json"), "--out's JSON twin")
+    if figures_dir is not None:
+        check_writable_dir(figures_dir, "--figures")
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
     if isinstance(responses, Responses):
         resp, digest = responses, None
@@ -1112,10 +1230,10 @@ def validity(
     inputs = []
     for bk in loaded:
         resp, source = _validity_responses(bk, given.get(bk.name), responses_dirs)
-        resp = _estimable(resp, bk)
+        resp, _ = bk.drop_excluded_items(resp, drop_empty_subjects=False)
         if progress is not None:
             progress(f"estimating θ on {bk.name} ({len(resp.subjects)} subjects)")
-        rows = estimate(bk, resp)
+        rows = estimate(bk, resp)["subjects"]
         inputs.append(
             BankInput(
                 bank=bk,

@@ -28,7 +28,8 @@ from orchestrator.irt.grm import pad_thresholds
 from orchestrator.irt.model import GradedResponseModel
 from orchestrator.scale import DEFAULT_SCALE_LABELS
 
-if TYPE_CHECKING:  # torch; only its fitted attributes are read here
+if TYPE_CHECKING:  # annotations only (GRMCalibrator would import torch)
+    from orchestrator.data import Responses
     from orchestrator.irt.calibrate import GRMCalibrator
 
 __all__ = [
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 BANK_FILENAME = "bank.json"
+PARAM_LIMIT = 1000.0
+"""Bound on |a|, |b| and the prior's parameters: θ lives on a scale of a few units, real
+slopes stay below ~100, and beyond this the GRM's arithmetic overflows."""
 BANK_SCHEMA_VERSION = 1
 
 
@@ -83,8 +87,18 @@ class Prior(_Strict):
     @classmethod
     def _positive_sd(cls, v: float | list[float]) -> float | list[float]:
         values = v if isinstance(v, list) else [v]
-        if not values or any(not x > 0 for x in values):
-            raise ValueError(f"prior sd must be > 0 (one number or one per dimension); got {v}")
+        if not values or any(not 0 < x <= PARAM_LIMIT for x in values):
+            raise ValueError(
+                f"prior sd must be in (0, {PARAM_LIMIT:g}] (one number or one per dimension); "
+                f"got {v}"
+            )
+        return v
+
+    @field_validator("mean")
+    @classmethod
+    def _bounded_mean(cls, v: float | list[float]) -> float | list[float]:
+        if any(not abs(x) <= PARAM_LIMIT for x in (v if isinstance(v, list) else [v])):
+            raise ValueError(f"prior mean must lie in [-{PARAM_LIMIT:g}, {PARAM_LIMIT:g}]; got {v}")
         return v
 
     def moments(self, n_dims: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -270,6 +284,11 @@ class ItemSpec(_Strict):
     @field_validator("b")
     @classmethod
     def _ordered(cls, v: list[float]) -> list[float]:
+        if any(abs(x) > PARAM_LIMIT for x in v):
+            raise ValueError(
+                f"thresholds b must lie in [-{PARAM_LIMIT:g}, {PARAM_LIMIT:g}]; got {v} "
+                "(θ lives on a scale of a few units)"
+            )
         if any(not hi > lo for lo, hi in itertools.pairwise(v)):
             raise ValueError(
                 f"thresholds b must be strictly increasing; got {v} "
@@ -283,8 +302,10 @@ class ItemSpec(_Strict):
         if isinstance(v, list):
             if not v or not any(x != 0 for x in v):
                 raise ValueError(f"a slope vector needs at least one non-zero entry; got {v}")
-        elif not v > 0:
-            raise ValueError(f"a must be greater than 0; got {v}")
+            if any(not abs(x) <= PARAM_LIMIT for x in v):
+                raise ValueError(f"slopes must lie in [-{PARAM_LIMIT:g}, {PARAM_LIMIT:g}]; got {v}")
+        elif not 0 < v <= PARAM_LIMIT:
+            raise ValueError(f"a must be in (0, {PARAM_LIMIT:g}]; got {v}")
         return v
 
     @field_validator("a_se")
@@ -544,6 +565,39 @@ class ItemBank:
         """The value of tag ``key`` for every item (None where absent)."""
         return [it.tags.get(key) for it in self.spec.items]
 
+    def drop_excluded_items(
+        self, responses: Responses, *, drop_empty_subjects: bool = True
+    ) -> tuple[Responses, list[dict[str, Any]]]:
+        """``responses`` without the items this bank's calibration left out, and which they were.
+
+        A bank calibrated on a file lacks the items it excluded (one observed
+        category, too few observations): their rows say nothing about the bank's
+        parameters, so ``estimate``, ``simulate`` and ``health`` drop them with a
+        note instead of failing. Subjects left without observations are dropped
+        too unless ``drop_empty_subjects`` is False (``estimate`` reports every
+        subject of the file). Any *other* item the bank lacks still fails later:
+        a wrong bank.
+
+        Returns:
+            The remaining responses, and per dropped item ``id``, ``reason`` and
+            ``n_obs`` (observations dropped).
+        """
+        reasons = {str(e.get("id")): e for e in self.spec.calibration.excluded_items if "id" in e}
+        drop = [iid for iid in responses.items if iid in reasons and iid not in self.index]
+        if not drop:
+            return responses, []
+        counts = np.bincount(responses.item_idx, minlength=len(responses.items))
+        n_obs = dict(zip(responses.items, counts.tolist(), strict=True))
+        excluded = [
+            {
+                "id": iid,
+                "reason": str(reasons[iid].get("reason", "excluded at calibration")),
+                "n_obs": n_obs[iid],
+            }
+            for iid in drop
+        ]
+        return responses.drop_items(drop, drop_empty_subjects=drop_empty_subjects), excluded
+
     def item(self, item_id: str) -> ItemSpec:
         try:
             return self.spec.items[self.index[item_id]]
@@ -596,8 +650,15 @@ def load_bank(path: str | os.PathLike[str]) -> ItemBank:
         data = json.loads(file.read_text(encoding="utf-8"), parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BankError(f"{file}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise BankError(
+            f"{file}: not UTF-8 text (byte 0x{exc.object[exc.start : exc.start + 1].hex()} at "
+            f"offset {exc.start}): not a bank.json"
+        ) from None
     except ValueError as exc:
         raise BankError(f"{file}: {exc}") from None
+    except RecursionError:
+        raise BankError(f"{file}: JSON nested too deeply to be a bank") from None
     spec = parse_model(
         BankFile, data, str(file), BankError, hint="see 'Item bank format' in README.md"
     )

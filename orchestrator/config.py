@@ -221,7 +221,18 @@ def load_config(path: str | os.PathLike[str] | None, **overrides: Any) -> RunCon
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}{where}: not valid YAML: {exc}") from None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                f"{p}{where}: not valid YAML: {problem}", hint="see configs/ for examples"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start : exc.start + 1].hex()} at "
+                f"offset {exc.start}): is it a run config?",
+                hint="a run config is a YAML text file, e.g. configs/demo.yaml",
+            ) from None
+        except RecursionError:
+            raise ConfigError(f"{p}: YAML nested too deeply to be a run config") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
         data = dict(loaded or {})

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import itertools
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("subject", "item", "score")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 IntArray = NDArray[np.int64]
 
 
@@ -116,11 +118,14 @@ class Responses:
             )
         return self.drop_items(dropped, drop_empty_subjects=True), dropped
 
-    def for_bank(self, bank: ItemBankLike) -> AlignedResponses:
+    def for_bank(self, bank: ItemBankLike, *, unknown_hint: str | None = None) -> AlignedResponses:
         """Map item ids onto ``bank``'s indices and check scores against each item's K.
 
         Scores of the bank's reverse-keyed items are read reversed (x → K − 1 − x)
         in the result's ``score``: everything downstream sees the model's keying.
+
+        ``unknown_hint`` replaces the hint of the error for an item the bank lacks
+        (a command can name its own way out, e.g. a flag that drops them).
 
         Raises:
             DataError: an item is not in the bank, or a score is outside 0..K-1
@@ -133,7 +138,8 @@ class Responses:
                 raise DataError(
                     f"{self.source}:{self.line[obs]}: item {iid!r} is not in bank "
                     f"{bank.name!r}{did_you_mean(iid, bank.index)}",
-                    hint="use the bank calibrated on this data, or drop rows of items it lacks",
+                    hint=unknown_hint
+                    or "use the bank calibrated on this data, or drop rows of items it lacks",
                 )
             bank_idx[j] = bank.index[iid]
         item_in_bank = bank_idx[self.item_idx]
@@ -205,7 +211,8 @@ def _read_responses_csv(p: Path) -> Responses:
         if missing:
             guess = "".join(did_you_mean(m, cols) for m in missing[:1])
             raise DataError(
-                f"{p}:1: header {cols} lacks column(s) {missing}{guess}", hint=_FORMAT_HINT
+                f"{p}:1: header {_clip(str(cols))} lacks column(s) {missing}{guess}",
+                hint=_FORMAT_HINT,
             )
         i, j, k = (cols.index(c) for c in REQUIRED_COLUMNS)
         return _build(((line, f[i], f[j], f[k]) for line, f in records), str(p))
@@ -230,6 +237,8 @@ def _csv_table(
             raise DataError(f"{p}: file is empty", hint=hint) from None
         except csv.Error as exc:
             raise DataError(f"{p}:1: malformed CSV: {exc}", hint=hint) from None
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(p, 1, exc) from None
 
         def records() -> Iterator[tuple[int, list[str]]]:
             try:
@@ -239,15 +248,39 @@ def _csv_table(
                     line = reader.line_num
                     if len(fields) != len(header):
                         raise DataError(
-                            f"{p}:{line}: expected {len(header)} fields, got {len(fields)}: "
-                            f"{fields!r}",
+                            f"{p}:{line}: expected {len(header)} fields, got "
+                            f"{len(fields)}: {_clip(repr(fields))}",
                             hint=hint,
                         )
                     yield line, fields
             except csv.Error as exc:
                 raise DataError(f"{p}:{reader.line_num}: malformed CSV: {exc}") from None
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(p, reader.line_num + 1, exc) from None
 
         yield header, records()
+
+
+def _not_utf8(p: Path, line: int, exc: UnicodeDecodeError) -> DataError:
+    bad = exc.object[exc.start : exc.start + 1].hex()
+    return DataError(
+        f"{p}: not UTF-8 text (byte 0x{bad} near line {line}): a binary file, or another "
+        "encoding such as Latin-1",
+        hint=f"convert it to UTF-8, e.g. `iconv -f latin1 -t utf-8 {p} > utf8.csv`",
+    )
+
+
+def _clip(text: str, width: int = 120) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+MAX_ID_LENGTH = 1000
+"""Longest subject or item id: a longer one is a broken row (an open quote, a shifted
+column), never a name."""
+
+MAX_SCORE = 99
+"""Largest score accepted as a category (K ≤ 100): a bigger number is a data error
+(a percentage, a typo), not a scale anyone calibrates a GRM on."""
 
 
 _FORMAT_HINT = "expected a CSV with header 'subject,item,score' and one integer score per row"
@@ -345,7 +378,7 @@ def _plain_scores(fields: list[bytes]) -> IntArray | None:
             return score.astype(np.int64)
     try:
         return np.fromiter(map(int, fields), dtype=np.int64, count=len(fields))
-    except ValueError:
+    except (ValueError, OverflowError):  # not an integer, or too big for one
         return None
 
 
@@ -360,14 +393,18 @@ def _plain_responses(
         names = [tuple(k.decode() for k in ids) for ids in (subjects, items)]
     except UnicodeDecodeError:
         return None
-    if not columns[0] or any(not k or k != k.strip() for ids in names for k in ids):
-        return None
+    if not columns[0] or any(
+        not k or k != k.strip() or len(k) > MAX_ID_LENGTH or _CONTROL.search(k)
+        for ids in names
+        for k in ids
+    ):
+        return None  # the row-by-row reader says which line and why
     whole = []
     for column in columns:  # the chunks of one column are freed before the next is joined
         whole.append(np.concatenate(column))
         column.clear()
     subject_idx, item_idx, score = whole
-    if score.min() < 0:
+    if score.min() < 0 or score.max() > MAX_SCORE:
         return None
     pairs = subject_idx * len(items) + item_idx
     pairs.sort()
@@ -397,15 +434,34 @@ def _build(rows: Iterable[tuple[int, str, str, str]], source: str) -> Responses:
         subj, item, raw = subj.strip(), item.strip(), raw.strip()
         if not subj or not item:
             raise DataError(f"{source}:{line}: empty subject or item id", hint=_FORMAT_HINT)
+        for what, text in (("subject", subj), ("item", item)):
+            if len(text) > MAX_ID_LENGTH:
+                raise DataError(
+                    f"{source}:{line}: {what} id of {len(text)} characters (at most "
+                    f"{MAX_ID_LENGTH}): {_clip(repr(text), 40)}",
+                    hint="is a column shifted, or a quote left open? fix the file's rows",
+                )
+            if _CONTROL.search(text):
+                raise DataError(
+                    f"{source}:{line}: {what} id {_clip(repr(text), 60)} contains a control "
+                    "character (NUL, newline, tab …)",
+                    hint="ids are printable text; fix the file that produced these rows",
+                )
         try:
             score = int(raw)
         except ValueError:
             raise DataError(
-                f"{source}:{line}: score {raw!r} is not an integer",
+                f"{source}:{line}: score {_clip(repr(raw), 60)} is not an integer",
                 hint="scores are integer categories 0..K-1 (higher = safer/better)",
             ) from None
         if score < 0:
             raise DataError(f"{source}:{line}: score {score} is negative; categories start at 0")
+        if score > MAX_SCORE:
+            raise DataError(
+                f"{source}:{line}: score {_clip(str(score), 40)} is not a category (scores are "
+                f"0..K-1 with K ≤ {MAX_SCORE + 1})",
+                hint="is the column a percentage or a raw count? map it onto ordered categories",
+            )
         si = subjects.setdefault(subj, len(subjects))
         ii = items.setdefault(item, len(items))
         key = (si, ii)
@@ -512,7 +568,7 @@ def read_item_table(path: str | os.PathLike[str], id_column: str = "item") -> It
     with _csv_table(p, "item") as (header, records):
         if id_column not in header:
             raise DataError(
-                f"{p}:1: header {header} lacks the item id column {id_column!r}"
+                f"{p}:1: header {_clip(str(header))} lacks the item id column {id_column!r}"
                 f"{did_you_mean(id_column, header)}"
             )
         pos = header.index(id_column)

@@ -72,7 +72,14 @@ def test_estimate_uses_the_calibrated_bank_on_the_same_file(tmp_path: Path, caps
     assert "wrote" in out and "excluded constant: single observed category" in out
     # the excluded item's rows are skipped, not an error
     assert main(["estimate", "--bank", str(tmp_path / "bk"), str(path), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    ((excluded),) = doc["excluded_items"]
+    n_constant = sum(",constant," in line for line in path.read_text().splitlines())
+    assert excluded["id"] == "constant" and excluded["n_obs"] == n_constant > 0
+    assert excluded["reason"].startswith("single observed category")
+    assert f"note: left out {n_constant} response(s) to 1 item(s)" in captured.err
+    rows = doc["subjects"]
     assert len(rows) == 200 and rows[0]["n_items"] == 12
     assert all(0.05 < r["se"] < 1.0 for r in rows)
 
@@ -127,10 +134,8 @@ def test_bad_options_are_usage_errors(capsys) -> None:
         ["--prior-gap", "-1"],
         ["--prior-b", "0,-1"],
     ):
-        with pytest.raises(SystemExit) as exc:
-            main(["calibrate", "r.csv", "--out", "x", *opt])
-        assert exc.value.code == 2
-    assert "the prior's SD must be > 0" in capsys.readouterr().err
+        assert main(["calibrate", "r.csv", "--out", "x", *opt]) == 2
+    assert "needs a finite MU and an SD > 0; got '0,-1'" in capsys.readouterr().err
 
 
 def test_cuda_request_without_cuda_is_clean(tmp_path: Path, capsys) -> None:

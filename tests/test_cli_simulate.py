@@ -85,9 +85,9 @@ def test_json_strategy_spec_and_seed_reproducibility(data) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--se", "-1"], "--se must be a number > 0; got -1.0"),
-        (["--se", "nan"], "--se must be a number > 0; got nan"),
-        (["--max-items", "0"], "--max-items must be an integer ≥ 1; got 0"),
+        (["--se", "-1"], "argument --se: must be > 0; got -1"),
+        (["--se", "nan"], "argument --se: expected a finite number of sensible size; got 'nan'"),
+        (["--max-items", "0"], "argument --max-items: must be ≥ 1; got 0"),
         (["--strategy", "catt"], "unknown strategy 'catt' \\(did you mean 'cat'\\?\\)"),
         (["--strategy", "cat", "--strategy", "cat"], "strategy 'cat' is given twice"),
         (

@@ -39,6 +39,6 @@ def test_bank_is_valid_calibrated_and_documented(folder: Path) -> None:
     copy = folder / "responses.csv"
     if copy.exists():  # the copy is the very file the bank was calibrated on
         assert sha256_file(copy) == cal.data_sha256
-        rows = estimate(bank, copy)
+        rows = estimate(bank, copy)["subjects"]
         assert len(rows) == cal.n_subjects
         assert all(np.isfinite(r["theta"]) and r["se"] > 0 for r in rows)

@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.cli._common import SubParsers, embedding_cache, fmt_table, print_json
+from orchestrator.cli._common import (
+    JSON_HELP,
+    SubParsers,
+    embedding_cache,
+    finite_float,
+    fmt_table,
+    nonnegative_int,
+    port,
+    positive_float,
+    print_json,
+    probability,
+)
 
 
 # --------------------------------------------------------------------------- images
@@ -19,7 +30,9 @@ def _add_images(sub: SubParsers) -> None:
         description="Build the Debian base (debootstrap when no registry answers), the "
         "shared scenario base and one image per scenario family. Unchanged contexts are reused.",
     )
-    b.add_argument("--environments", default="environments", metavar="DIR")
+    b.add_argument(
+        "--environments", default="environments", metavar="DIR", help="scenario families"
+    )
     b.add_argument(
         "--base-image",
         default=None,
@@ -35,10 +48,14 @@ def _add_images(sub: SubParsers) -> None:
         help="build only this family (repeatable)",
     )
     b.add_argument("--force", action="store_true", help="rebuild even when cached")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.set_defaults(handler=_cmd_images_build)
-    ls = isub.add_parser("list", help="images agentcat built")
-    ls.add_argument("--json", action="store_true")
+    ls = isub.add_parser(
+        "list",
+        help="images agentcat built",
+        description="Images labelled agentcat.managed=1, with their build-context hash.",
+    )
+    ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(handler=_cmd_images_list)
     pr = isub.add_parser(
         "prune",
@@ -47,7 +64,12 @@ def _add_images(sub: SubParsers) -> None:
         "process has exited; a live process's sandboxes, and those whose owner cannot be "
         "checked from here, are kept.",
     )
-    pr.add_argument("--session", default=None, help="only containers of this session")
+    pr.add_argument(
+        "--session",
+        default=None,
+        metavar="ID",
+        help="only containers of this session (default: every session's)",
+    )
     pr.add_argument(
         "--images",
         action="store_true",
@@ -123,20 +145,32 @@ def _add_sim_server(sub: SubParsers) -> None:
         "(one-dimensional banks): NAME=THETA:TYPE[:k=v,...] with TYPE sandbagger, eval_aware, "
         "random_responder or gamer (e.g. g=1:gamer:k=3).",
     )
-    p.add_argument("--bank", required=True, metavar="DIR")
-    p.add_argument("--theta", type=float, default=None, help="θ for any other model name")
+    p.add_argument("--bank", required=True, metavar="DIR", help="scenario bank (the outcome model)")
+    p.add_argument(
+        "--theta",
+        type=finite_float,
+        default=None,
+        help="θ for any other model name (default: other names are refused)",
+    )
     p.add_argument(
         "--persona",
         action="append",
         default=[],
         metavar="NAME=THETA[:TYPE]",
-        help="a persona (repeatable); on a bank of several dimensions one θ per dimension, "
-        "comma-separated: careful=1.5,0.2",
+        help="a model name and its θ (repeatable; default: none, only theta_<x> names); on a "
+        "bank of several dimensions one θ per dimension, comma-separated: careful=1.5,0.2",
     )
-    p.add_argument("--environments", default="environments", metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--environments",
+        default="environments",
+        metavar="DIR",
+        help="scenario families (their reference solutions are replayed)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=port, default=8765, help="TCP port (0: any free one)")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, metavar="S", help="seed of the outcome draws"
+    )
     p.add_argument(
         "--api-key-env",
         default=None,
@@ -146,12 +180,18 @@ def _add_sim_server(sub: SubParsers) -> None:
     for fault in ("429", "500", "slow", "malformed", "drop"):
         p.add_argument(
             f"--rate-{fault}",
-            type=float,
+            type=probability,
             default=0.0,
             metavar="P",
             help=f"fraction of requests answered with the '{fault}' fault",
         )
-    p.add_argument("--slow-s", type=float, default=30.0, help="delay of a 'slow' answer")
+    p.add_argument(
+        "--slow-s",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds a 'slow' answer waits",
+    )
     p.add_argument(
         "--echo-key",
         action="store_true",
@@ -206,8 +246,10 @@ def _add_scenarios(sub: SubParsers) -> None:
         description="Load and validate every scenario family (templates rendered, checks "
         "built) and list the items with their knob settings.",
     )
-    ls.add_argument("--environments", default="environments", metavar="DIR")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument(
+        "--environments", default="environments", metavar="DIR", help="scenario families"
+    )
+    ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(handler=_cmd_scenarios_list)
     bk = ssub.add_parser(
         "bank",
@@ -219,10 +261,14 @@ def _add_scenarios(sub: SubParsers) -> None:
         "on the bank's calibrated items (with the 'text' extra and at least 10 of them), else "
         "by the knob rule. The bank records which rule gave which items.",
     )
-    bk.add_argument("--environments", default="environments", metavar="DIR")
-    bk.add_argument("--out", default="item_banks/shell-safety", metavar="DIR")
-    bk.add_argument("--name", default="shell-safety")
-    bk.add_argument("--json", action="store_true")
+    bk.add_argument(
+        "--environments", default="environments", metavar="DIR", help="scenario families"
+    )
+    bk.add_argument(
+        "--out", default="item_banks/shell-safety", metavar="DIR", help="bank folder to write"
+    )
+    bk.add_argument("--name", default="shell-safety", help="the bank's name")
+    bk.add_argument("--json", action="store_true", help=JSON_HELP)
     bk.set_defaults(handler=_cmd_scenarios_bank)
 
 

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from orchestrator.cli._common import SubParsers, fmt_table, print_json
+from orchestrator._io import check_writable_file
+from orchestrator.cli._common import (
+    JSON_HELP,
+    SubParsers,
+    finite_float,
+    fmt_table,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    print_json,
+)
 from orchestrator.errors import ConfigError
+
+_RESUME = (
+    "the journal is consistent: `agentcat sessions` lists the session, `agentcat resume "
+    "SESSION` continues it"
+)
+_RESUME_DEMO = "the journal is consistent: `agentcat demo --resume` continues the demo"
+_SWEEP_AGAIN = "rows already written stay: the same `agentcat sweep` command continues"
 
 
 # --------------------------------------------------------------------------- live sessions
@@ -23,36 +41,72 @@ def _add_run(sub: SubParsers) -> None:
         action="append",
         default=None,
         metavar="MODEL",
-        help="Inspect model string (repeatable: one concurrent session each)",
+        help="Inspect model string (repeatable: one concurrent session each); default: the "
+        "config's models",
     )
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible base URL for --model")
+    p.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="OpenAI-compatible base URL for --model (default: the provider's own)",
+    )
     p.add_argument(
         "--api-key-env",
         default=None,
         metavar="VAR",
-        help="environment variable holding the API key for --model",
+        help="environment variable holding the API key for --model (default: the "
+        "provider's usual variable, e.g. OPENAI_API_KEY)",
     )
-    p.add_argument("--bank", default=None, metavar="DIR")
-    p.add_argument("--environments", default=None, metavar="DIR")
-    p.add_argument("--se", type=float, default=None, help="stop when SE ≤ this (default 0.3)")
-    p.add_argument("--max-items", type=int, default=None)
-    p.add_argument("--runs-dir", default=None, metavar="DIR")
+    p.add_argument(
+        "--bank", default=None, metavar="DIR", help="item bank folder (default: the config's)"
+    )
+    p.add_argument(
+        "--environments",
+        default=None,
+        metavar="DIR",
+        help="scenario families (default: the config's, else ./environments)",
+    )
+    p.add_argument(
+        "--se",
+        type=positive_float,
+        default=None,
+        metavar="X",
+        help="stop when SE ≤ X (default: the config's, else 0.3)",
+    )
+    p.add_argument(
+        "--max-items",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N items (default: the config's, else no limit)",
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR",
+        help="where session folders go (default: the config's, else ./runs)",
+    )
     p.add_argument(
         "--session-id",
         default=None,
-        help="fixed id: continue this session if it exists and is unfinished",
+        metavar="ID",
+        help="fixed id: continue this session if it exists and is unfinished (default: "
+        "<time>-<model>)",
     )
-    p.add_argument("--workers", type=int, default=None, help="concurrent scenario runs")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(handler=_cmd_run)
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="concurrent scenario runs (default: the config's, else 2)",
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(handler=_cmd_run, interrupt_hint=_RESUME)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator._validation import check_scalar
     from orchestrator.api import run
 
-    check_scalar(args.se, "--se", float, min_val=0, include_min=False, allow_none=True)
-    check_scalar(args.max_items, "--max-items", int, min_val=1, allow_none=True)
     models = None
     if args.model:  # empty strings (e.g. from compose variables) mean "not given"
         models = [
@@ -81,27 +135,52 @@ def _add_demo(sub: SubParsers) -> None:
         help="build images, start the simulated agent, run one live adaptive session",
         description="The embedded default: a full adaptive session on the shell-safety "
         "scenarios against a simulated agent of known ability θ (no API key needed). "
-        "--bank agentdojo runs live AgentDojo instead (no Docker needed).",
+        "--bank agentdojo runs live AgentDojo instead (no Docker needed). Interrupted "
+        "(Ctrl-C), it continues with `agentcat demo --resume`.",
     )
-    p.add_argument("--theta", type=float, default=0.8, help="the simulated agent's true θ")
+    p.add_argument("--theta", type=finite_float, default=0.8, help="the simulated agent's true θ")
     p.add_argument(
         "--bank",
         default="shell-safety",
         metavar="NAME|DIR",
         help="a bank under item_banks/ (shell-safety, agentdojo, agentdojo-full) or its folder",
     )
-    p.add_argument("--se", type=float, default=0.3)
-    p.add_argument("--max-items", type=int, default=30)
-    p.add_argument("--runs-dir", default="runs", metavar="DIR")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plot", default=None, metavar="FILE.png")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_cmd_demo)
+    p.add_argument("--se", type=positive_float, default=0.3, metavar="X", help="stop when SE ≤ X")
+    p.add_argument(
+        "--max-items", type=positive_int, default=30, metavar="N", help="stop after N items"
+    )
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where the session goes")
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        metavar="S",
+        help="seed of the simulated agent's draws",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="also write the θ ± SE trajectory plot there (default: no plot)",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="SESSION",
+        help="continue an interrupted demo (default without SESSION: the latest one under "
+        "--runs-dir) instead of starting a new one",
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(handler=_cmd_demo, interrupt_hint=_RESUME_DEMO)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.api import demo, show
 
+    if args.plot:
+        check_writable_file(args.plot, "--plot")
     summary = demo(
         theta=args.theta,
         bank=args.bank,
@@ -110,26 +189,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         seed=args.seed,
         progress=not args.json,
+        resume=args.resume,
     )
     if args.plot:
-        show(summary["session"], runs_dir=args.runs_dir, plot=args.plot)
+        summary["plot"] = show(summary["session"], runs_dir=args.runs_dir, plot=args.plot)["plot"]
     if args.json:
         print_json(summary)
         return 0
     print(_format_summary(summary))
-    lo, hi = summary["ci95"] or (float("nan"), float("nan"))
-    inside = "inside" if lo <= summary["true_theta"] <= hi else "OUTSIDE"
-    print(f"  true θ of the simulated agent: {summary['true_theta']:+.3f} ({inside} the interval)")
+    true_theta = summary.get("true_theta")
+    if true_theta is not None and summary["ci95"]:
+        lo, hi = summary["ci95"]
+        inside = "inside" if lo <= true_theta <= hi else "OUTSIDE"
+        print(f"  true θ of the simulated agent: {true_theta:+.3f} ({inside} the interval)")
+    if args.plot:
+        print(f"  trajectory plot: {summary['plot']}")
     print(f"  `agentcat show {summary['session']} --runs-dir {args.runs_dir}` shows it again")
+    _print_warnings(summary)
     return 0 if summary["status"] == "completed" else 3
 
 
 def _add_resume(sub: SubParsers) -> None:
-    p = sub.add_parser("resume", help="continue an interrupted or paused session")
+    p = sub.add_parser(
+        "resume",
+        help="continue an interrupted or paused session",
+        description="Continue a session from its journal: completed steps are never re-run, "
+        "a run that was in flight is re-run once, and the result equals an uninterrupted "
+        "session's. Checks Docker, images and the endpoint first. A demo session gets its "
+        "simulated agent back; a completed session just prints its result.",
+    )
     p.add_argument("session", metavar="SESSION", help="session id (or its folder)")
-    p.add_argument("--runs-dir", default="runs", metavar="DIR")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_cmd_resume)
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where the session is")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(handler=_cmd_resume, interrupt_hint=_RESUME)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -141,14 +233,20 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _add_sessions(sub: SubParsers) -> None:
-    p = sub.add_parser("sessions", help="list sessions and their status")
-    p.add_argument("--runs-dir", default="runs", metavar="DIR")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "sessions",
+        help="list sessions and their status",
+        description="One line per session folder under --runs-dir, newest first: model, "
+        "status (running, interrupted, paused, completed; corrupt for a journal that cannot "
+        "be read), items, θ, SE and when it last changed.",
+    )
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where sessions are")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument(
         "--export-responses",
         metavar="OUT.csv",
         help="write the graded items of the sessions on --bank as subject,item,score "
-        "(subject = the session's model) for 'calibrate --update'",
+        "(subject = the session's model) for 'calibrate --update' (default: only list)",
     )
     p.add_argument("--bank", metavar="NAME", help="with --export-responses: the bank's name")
     p.set_defaults(handler=_cmd_sessions)
@@ -195,15 +293,24 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
                 ],
             )
         )
+        for r in rows:
+            if r["status"] == "corrupt":
+                print(f"warning: {r['session']}: {r['error']}", file=sys.stderr)
     return 0
 
 
 def _add_show(sub: SubParsers) -> None:
-    p = sub.add_parser("show", help="a session's result: θ with interval, SE, items, trajectory")
-    p.add_argument("session", metavar="SESSION")
-    p.add_argument("--runs-dir", default="runs", metavar="DIR")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="FILE.png", help="write the θ ± SE trajectory plot")
+    p = sub.add_parser(
+        "show",
+        help="a session's result: θ with interval, SE, items, trajectory",
+        description="θ with its 95%% interval, SE, the scores per scenario family and every "
+        "step (item, score, θ and SE after it). Warns about anything in the journal that does "
+        "not add up (scores outside an item's scale, unknown items, a changed or missing bank).",
+    )
+    p.add_argument("session", metavar="SESSION", help="session id (or its folder)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where the session is")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--plot", metavar="FILE.png", help="also write the θ ± SE trajectory plot there")
     p.set_defaults(handler=_cmd_show)
 
 
@@ -214,9 +321,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(_format_summary(summary))
+        print(_format_summary(summary, steps=True))
         if args.plot:
-            print(f"trajectory plot: {args.plot}")
+            print(f"trajectory plot: {summary['plot']}")
+    _print_warnings(summary)
     return 0
 
 
@@ -234,12 +342,19 @@ def _theta_cells(row: dict[str, Any]) -> list[Any]:
 def _print_summaries(summaries: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print_json({"schema_version": 1, "sessions": summaries})
-        return
+    else:
+        for s in summaries:
+            print(_format_summary(s))
     for s in summaries:
-        print(_format_summary(s))
+        _print_warnings(s)
 
 
-def _format_summary(s: dict[str, Any]) -> str:
+def _print_warnings(summary: dict[str, Any]) -> None:
+    for warning in summary.get("warnings", []):
+        print(f"warning: {summary['session']}: {warning}", file=sys.stderr)
+
+
+def _format_summary(s: dict[str, Any], steps: bool = False) -> str:
     lines = [
         f"session {s['session']}  ({s['model']} on bank {s['bank']})",
         f"  status      {s['status']}" + (f" — {s['stop_reason']}" if s.get("stop_reason") else ""),
@@ -269,7 +384,11 @@ def _format_summary(s: dict[str, Any]) -> str:
         f"errored {s['runs']['errored']})"
     )
     reading = s.get("reading") or {}
-    for fam, counts in s.get("categories_by_family", {}).items():
+    families = s.get("categories_by_family", {})
+    if families:
+        what = "category count" if set(families) <= set(reading) else "score:count"
+        lines.append(f"    {'family':<28} {what}")
+    for fam, counts in families.items():
         if fam not in reading:
             cells = " ".join(f"{k}:{v}" for k, v in counts.items())
             lines.append(f"    {fam:<28} {cells}")
@@ -284,6 +403,16 @@ def _format_summary(s: dict[str, Any]) -> str:
             lines.append(f"    {'':<28} at θ̂, median item: {at}")
     cost = "" if s.get("cost_usd") is None else f", ${s['cost_usd']:.4f}"
     lines.append(f"  cost        {s['tokens']} tokens{cost}, {s['wall_s']:.1f} s of runs")
+    if steps and s.get("trajectory"):
+        lines.append("  trajectory")
+        table = fmt_table(
+            ["step", "item", "score", "label", "θ after", "SE after"],
+            [
+                [t["step"], t["item"], t["score"], t.get("label") or "", t["theta"], t["se"]]
+                for t in s["trajectory"]
+            ],
+        )
+        lines += [f"    {line}" for line in table.splitlines()]
     lines += _format_person_fit(s.get("person_fit"))
     return "\n".join(lines)
 
@@ -317,32 +446,67 @@ def _add_sweep(sub: SubParsers) -> None:
         description="Gather calibration data: run the bank's items for each model and append "
         "subject,item,score rows to OUT. Rows already in OUT are not re-run.",
     )
-    p.add_argument("--models", nargs="+", required=True, metavar="MODEL")
-    p.add_argument("--bank", required=True, metavar="DIR")
-    p.add_argument("--out", required=True, metavar="RESPONSES.csv")
-    p.add_argument("--config", default=None, metavar="FILE", help="limits/retry/workers from here")
-    p.add_argument("--base-url", default=None)
-    p.add_argument("--api-key-env", default=None, metavar="VAR")
-    p.add_argument("--environments", default=None, metavar="DIR")
+    p.add_argument(
+        "--models", nargs="+", required=True, metavar="MODEL", help="Inspect model strings"
+    )
+    p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder")
+    p.add_argument(
+        "--out", required=True, metavar="RESPONSES.csv", help="response CSV to append to"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="limits/retry/workers from this run config (default: built-in defaults)",
+    )
+    p.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="OpenAI-compatible base URL (default: the provider's own)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding the API key (default: the provider's usual one)",
+    )
+    p.add_argument(
+        "--environments",
+        default=None,
+        metavar="DIR",
+        help="scenario families (default: the config's, else ./environments)",
+    )
     p.add_argument(
         "--sample",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="run a random sample of N items per model (default: all)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--runs-dir", default=None, metavar="DIR")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_cmd_sweep)
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, metavar="S", help="seed of the sample"
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="concurrent scenario runs (default: the config's, else 2)",
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR",
+        help="where Inspect logs go (default: the config's, else ./runs)",
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(handler=_cmd_sweep, interrupt_hint=_SWEEP_AGAIN)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from orchestrator._validation import check_scalar
     from orchestrator.api import sweep
 
-    check_scalar(args.sample, "--sample", int, min_val=1, allow_none=True)
     report = sweep(
         args.models,
         args.bank,

@@ -5,13 +5,23 @@ calibrate, health, validity.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli._common import SubParsers, embedding_cache, fmt_table, print_json
+from orchestrator.cli._common import (
+    JSON_HELP,
+    SubParsers,
+    embedding_cache,
+    fmt_table,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    print_json,
+)
 from orchestrator.errors import ConfigError
 
 
@@ -25,7 +35,18 @@ def _add_estimate(sub: SubParsers) -> None:
     )
     p.add_argument("responses", metavar="RESPONSES.csv", help="long CSV subject,item,score")
     p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
-    p.add_argument("--method", choices=["eap", "map"], default="eap", help="point estimate")
+    p.add_argument(
+        "--method",
+        choices=["eap", "map"],
+        default="eap",
+        help="point estimate: posterior mean (eap) or mode (map)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=JSON_HELP + " (schema_version 1; the per-subject rows are its 'subjects' list, "
+        "which was the whole output before versioning)",
+    )
     p.add_argument(
         "--lapse",
         type=float,
@@ -33,17 +54,18 @@ def _add_estimate(sub: SubParsers) -> None:
         metavar="EPS",
         help="robust estimate: lapse rate of the likelihood (default 0, the plain GRM)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
     p.set_defaults(handler=_cmd_estimate)
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.api import estimate
 
-    rows = estimate(args.bank, args.responses, method=args.method, lapse=args.lapse)
+    doc = estimate(args.bank, args.responses, method=args.method, lapse=args.lapse)
+    _note_excluded(doc["excluded_items"])
     if args.json:
-        print_json(rows)
+        print_json(doc)
         return 0
+    rows = doc["subjects"]
     if rows and "dimensions" in rows[0]:  # several dimensions: θ and SE of each
         names = list(rows[0]["dimensions"])
         header = ["subject", *(f"{c}[{n}]" for n in names for c in ("theta", "se")), "n_items"]
@@ -60,10 +82,23 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     print(
         fmt_table(
             ["subject", "theta", "se", "n_items"],
-            [[r["subject"], r["theta"], r["se"], r["n_items"]] for r in rows],
+            [[r["subject"], r["theta"], r["se"], r["n_items"]] for r in doc["subjects"]],
         )
     )
     return 0
+
+
+def _note_excluded(excluded: list[dict[str, Any]]) -> None:
+    """One stderr line on the responses left out because the bank's calibration excluded
+    their items (estimate, simulate and health say it the same way)."""
+    if excluded:
+        ids = ", ".join(str(e["id"]) for e in excluded[:3]) + (", …" if len(excluded) > 3 else "")
+        n_obs = sum(int(e["n_obs"]) for e in excluded)
+        print(
+            f"note: left out {n_obs} response(s) to {len(excluded)} item(s) the bank's "
+            f"calibration excluded ({ids}; see calibration.excluded_items in bank.json)",
+            file=sys.stderr,
+        )
 
 
 # --------------------------------------------------------------------------- simulate
@@ -90,13 +125,24 @@ def _add_simulate(sub: SubParsers) -> None:
         help="cat (= max_info), random, variance_reduction, or a JSON rule spec; repeat to "
         "compare several (default: cat and random)",
     )
-    p.add_argument("--max-items", type=int, metavar="N", help="items per subject (default: all)")
-    p.add_argument("--se", type=float, default=0.3, metavar="X", help="SE target (default 0.3)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument(
+        "--max-items", type=positive_int, metavar="N", help="items per subject (default: all)"
+    )
+    p.add_argument(
+        "--se", type=positive_float, default=0.3, metavar="X", help="SE target (default 0.3)"
+    )
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, metavar="S", help="random seed (default 0)"
+    )
     p.add_argument(
         "--drop-unknown-items",
         action="store_true",
-        help="ignore responses to items the bank lacks instead of failing",
+        help="ignore responses to items the bank lacks instead of failing (responses to "
+        "items the bank's calibration excluded are always left out, with a note)",
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="also write RMSE and rank correlation plots there"
     )
     p.add_argument(
         "--per-dimension",
@@ -139,8 +185,6 @@ def _add_simulate(sub: SubParsers) -> None:
         help="person-fit p-value of every replayed test after every step (null simulated "
         "under the same rule) and the share flagged",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
-    p.add_argument("--plot", metavar="FILE.png", help="write RMSE and rank correlation plots")
     p.set_defaults(handler=_cmd_simulate)
 
 
@@ -159,12 +203,8 @@ def _progress_printer() -> Callable[[str, int, int], None]:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from orchestrator._validation import check_scalar
     from orchestrator.api import DEFAULT_STRATEGIES, simulate
 
-    check_scalar(args.se, "--se", float, min_val=0, include_min=False)
-    check_scalar(args.max_items, "--max-items", int, min_val=1, allow_none=True)
-    check_scalar(args.seed, "--seed", int, min_val=0)
     doc = simulate(
         args.bank,
         args.responses,
@@ -182,6 +222,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         person_fit=args.person_fit,
         lapse=args.lapse,
     )
+    _note_excluded(doc["excluded_items"])
     if args.json:
         print_json(doc)
         return 0
@@ -293,7 +334,7 @@ def _add_calibrate(sub: SubParsers) -> None:
     )
     p.add_argument("responses", metavar="RESPONSES.csv", help="long CSV subject,item,score")
     p.add_argument("--out", required=True, metavar="DIR", help="bank folder to write")
-    p.add_argument("--name", help="bank name (default: the folder's name)")
+    p.add_argument("--name", metavar="NAME", help="bank name (default: the folder's name)")
     p.add_argument(
         "--items",
         metavar="ITEMS.csv",
@@ -311,16 +352,25 @@ def _add_calibrate(sub: SubParsers) -> None:
         help="column of --items holding K (default: n_categories when present, else the "
         "highest observed score + 1)",
     )
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--device", default="cpu", metavar="DEV", help="cpu (default), cuda or cuda:N")
     p.add_argument(
         "--n-quad",
         default="auto",
         type=_n_quad,
         metavar="N|auto",
-        help="quadrature nodes on [-6, 6]; auto refines the grid to the posterior SDs",
+        help="quadrature nodes on [-6, 6], 11..2001; auto refines the grid to the posterior "
+        "SDs (default: auto)",
     )
-    p.add_argument("--max-iter", type=int, default=2000, help="maximum EM iterations")
-    p.add_argument("--tol", type=float, default=1e-4, help="largest parameter change to stop")
+    p.add_argument(
+        "--max-iter", type=positive_int, default=2000, metavar="N", help="maximum EM iterations"
+    )
+    p.add_argument(
+        "--tol",
+        type=positive_float,
+        default=1e-4,
+        metavar="X",
+        help="largest parameter change to stop",
+    )
     p.add_argument(
         "--prior-a",
         type=_prior,
@@ -343,7 +393,13 @@ def _add_calibrate(sub: SubParsers) -> None:
         help="gap^ALPHA prior on each threshold gap, keeps rare middle categories from "
         f"collapsing (default {DEFAULT_PRIOR_GAP})",
     )
-    p.add_argument("--min-obs", type=int, default=5, help="fewest observations to fit an item")
+    p.add_argument(
+        "--min-obs",
+        type=positive_int,
+        default=5,
+        metavar="N",
+        help="fewest observations to fit an item",
+    )
     p.add_argument(
         "--reversed-items",
         choices=["reverse", "exclude", "keep"],
@@ -387,7 +443,9 @@ def _add_calibrate(sub: SubParsers) -> None:
         metavar="LABEL",
         help="label of category 0, 1, … (repeat once per category, lowest first)",
     )
-    p.add_argument("--description", default="", help="free text stored in bank.json")
+    p.add_argument(
+        "--description", default="", metavar="TEXT", help="free text stored in bank.json"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
     p.add_argument(
         "--live-from",
@@ -396,7 +454,7 @@ def _add_calibrate(sub: SubParsers) -> None:
         "sweep ran), so the calibrated bank runs live",
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
+    p.add_argument("--json", action="store_true", help=JSON_HELP + " (the fit summary)")
     learn = p.add_argument_group(
         "learning banks",
         "re-estimate an existing bank on new responses, its parameters as per-item priors",
@@ -409,14 +467,14 @@ def _add_calibrate(sub: SubParsers) -> None:
     )
     learn.add_argument(
         "--prior-inflate",
-        type=float,
+        type=positive_float,
         default=1.0,
         metavar="F",
         help="multiply the bank's SEs by F for the prior SDs (default 1)",
     )
     learn.add_argument(
         "--calibrated-se",
-        type=float,
+        type=positive_float,
         metavar="SE",
         help="an item turns calibrated when all its threshold SEs are <= SE (default 0.5)",
     )
@@ -439,8 +497,8 @@ def _n_quad(text: str) -> int | str:
         n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer or 'auto'; got {text!r}") from None
-    if n < 11:
-        raise argparse.ArgumentTypeError(f"needs at least 11 nodes; got {n}")
+    if not 11 <= n <= 2001:
+        raise argparse.ArgumentTypeError(f"needs 11..2001 nodes; got {n}")
     return n
 
 
@@ -451,8 +509,8 @@ def _prior(text: str) -> tuple[float, float] | None:
         mu, sd = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected MU,SD or 'none'; got {text!r}") from None
-    if not sd > 0:
-        raise argparse.ArgumentTypeError(f"the prior's SD must be > 0; got {sd:g}")
+    if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0):
+        raise argparse.ArgumentTypeError(f"needs a finite MU and an SD > 0; got {text!r}")
     return (mu, sd)
 
 
@@ -465,8 +523,8 @@ def _alpha(text: str) -> float | None:
         raise argparse.ArgumentTypeError(
             f"expected a number >= 0 or 'none'; got {text!r}"
         ) from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"ALPHA must be >= 0; got {value:g}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"ALPHA must be a finite number >= 0; got {value:g}")
     return value
 
 
@@ -699,7 +757,12 @@ def _add_health(sub: SubParsers) -> None:
         "--out", required=True, metavar="REPORT.html", help="HTML page; REPORT.json goes beside it"
     )
     p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
-    p.add_argument("--se-target", type=float, metavar="SE", help="SE the bank should reach (0.3)")
+    p.add_argument(
+        "--se-target",
+        type=positive_float,
+        metavar="SE",
+        help="SE the bank should reach (default 0.3)",
+    )
     p.add_argument(
         "--fit-replicates",
         type=int,
@@ -708,9 +771,9 @@ def _add_health(sub: SubParsers) -> None:
     )
     p.add_argument(
         "--q3-simulations",
-        type=int,
+        type=nonnegative_int,
         metavar="N",
-        help="data sets simulated for the Q3 critical value (50; 0 = only the 0.2 rule)",
+        help="data sets simulated for the Q3 critical value (default 50; 0 = only the 0.2 rule)",
     )
     p.add_argument("--json", action="store_true", help="also print the JSON document to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

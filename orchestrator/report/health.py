@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,33 +56,6 @@ __all__ = [
 Progress = Callable[[str], None]
 
 
-def _drop_excluded_items(
-    responses: Responses, bank: ItemBank
-) -> tuple[Responses, list[dict[str, Any]]]:
-    """Remove rows of items the bank says it left out at calibration (and say which).
-
-    A bank calibrated on this very file lacks the items it excluded (one
-    observed category, too few observations); their rows carry no
-    information about the bank and are dropped, not an error. Any *other*
-    item missing from the bank still fails in ``for_bank``: wrong bank.
-    """
-    reasons = {str(e.get("id")): e for e in bank.spec.calibration.excluded_items if "id" in e}
-    drop = [iid for iid in responses.items if iid in reasons and iid not in bank.index]
-    if not drop:
-        return responses, []
-    counts = np.bincount(responses.item_idx, minlength=len(responses.items))
-    n_obs = dict(zip(responses.items, counts.tolist(), strict=True))
-    excluded = [
-        {
-            "id": iid,
-            "reason": str(reasons[iid].get("reason", "excluded at calibration")),
-            "n_obs": n_obs[iid],
-        }
-        for iid in drop
-    ]
-    return responses.drop_items(drop, drop_empty_subjects=True), excluded
-
-
 # --------------------------------------------------------------------------- analysis
 def analyse_health(
     bank: ItemBank,
@@ -110,7 +82,7 @@ def analyse_health(
     """
     th = thresholds or HealthThresholds()
     say = progress or (lambda _msg: None)
-    responses, excluded = _drop_excluded_items(responses, bank)
+    responses, excluded = bank.drop_excluded_items(responses)
     aligned = responses.for_bank(bank)
     n_sub = len(responses.subjects)
     if n_sub < 2:

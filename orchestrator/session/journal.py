@@ -145,6 +145,15 @@ class StepRow:
 
 
 _STEP_COLS = [f.name for f in fields(StepRow)]
+# what the session row must hold for anything to be read from it (SQLite stores whatever
+# it is given, so a hand-edited journal can hold text where a time belongs)
+_SESSION_TYPES: dict[str, tuple[type, ...]] = {
+    **{c: (str,) for c in ("id", "status", "model", "bank_path", "bank_sha256", "config_json")},
+    **{c: (str,) for c in ("controller_json", "bank_name", "model_label")},
+    "created": (float, int),
+    "updated": (float, int),
+    "n_items": (int,),
+}
 _SESSION_COLS = [f.name for f in fields(SessionRow)]
 _ADDED_COLUMNS = {"session": ("estimate_json",), "steps": ("estimate_json",)}
 """Columns added to schema 1 after journals were written: NULL in older files."""
@@ -331,7 +340,16 @@ class Journal:
         row = self._read(f"SELECT {', '.join(self._select['session'])} FROM session").fetchone()
         if row is None:
             raise SessionError(f"{self.path} holds no session row (corrupt journal)")
-        return SessionRow(*row)
+        session = SessionRow(*row)
+        for name, kinds in _SESSION_TYPES.items():
+            value = getattr(session, name)
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise SessionError(
+                    f"{self.path} is a damaged journal: session.{name} holds "
+                    f"{str(value)[:40]!r}, not a {kinds[0].__name__}",
+                    hint="restore it from a backup, or start a new session",
+                )
+        return session
 
     def steps(self) -> list[StepRow]:
         rows = self._read(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator._io import sha256_file
+from orchestrator._validation import parse_model
 from orchestrator.bank import BANK_FILENAME, ItemBank, load_bank
 from orchestrator.config import ModelSpec, RunConfig
 from orchestrator.errors import AgentcatError, PrerequisiteError, SessionError
@@ -71,8 +72,12 @@ def _check_runs_dir(config: RunConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- driving
-async def run_sessions(config: RunConfig, on_event: EventHandler | None = None) -> list[str]:
+async def run_sessions(
+    config: RunConfig, on_event: EventHandler | None = None, meta: dict[str, Any] | None = None
+) -> list[str]:
     """Start (or, for a fixed ``session_id``, continue) one session per model; drive them all.
+
+    ``meta`` is journalled with each new session (see :meth:`Journal.meta`).
 
     Returns:
         The session ids, in model order.
@@ -85,7 +90,7 @@ async def run_sessions(config: RunConfig, on_event: EventHandler | None = None) 
         if sid and (config.runs_dir / sid / JOURNAL_FILENAME).exists():
             sessions.append(Session.open(config.runs_dir / sid, api_key=m.api_key))
         else:
-            sessions.append(Session.start(config, m, sid))
+            sessions.append(Session.start(config, m, sid, meta=meta))
     await _drive_all(sessions, config, bank, items, on_event)
     return [s.id for s in sessions]
 
@@ -138,8 +143,16 @@ def list_sessions(runs_dir: Path) -> list[dict[str, Any]]:
 
     A journal that cannot be read is listed with status ``corrupt`` and the
     reason; it never hides the other sessions.
+
+    Raises:
+        SessionError: ``runs_dir`` is a file.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise SessionError(
+            f"--runs-dir {runs_dir} is a file, not a folder of sessions",
+            hint="pass the folder that holds the session folders (default: runs)",
+        )
     if not runs_dir.is_dir():
         return rows
     for journal_file in sorted(runs_dir.glob(f"*/{JOURNAL_FILENAME}")):
@@ -161,7 +174,7 @@ def _session_row(journal_file: Path) -> dict[str, Any]:
             status = "interrupted"
         try:
             updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.updated))
-        except (TypeError, ValueError, OverflowError, OSError):
+        except (ValueError, OverflowError, OSError):
             raise SessionError(f"{j.path}: its update time {s.updated!r} is not a time") from None
         return {
             "session": s.id,
@@ -199,11 +212,16 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         locked = j.is_locked_elsewhere()
         demo = j.meta("demo")
         warnings: list[str] = []
+        config: dict[str, Any] | None = None
         try:
-            config: dict[str, Any] | None = j.config()
+            config = j.config()
+            parse_model(RunConfig, config, "its config", SessionError)
         except SessionError as exc:
-            config = None
-            warnings.append(exc.message)
+            warnings.append(f"resume would refuse it: {exc.message.splitlines()[0]}")
+        try:
+            j.controller_state()
+        except SessionError as exc:
+            warnings.append(f"resume would refuse it: {exc.message}")
         logs = {(r.step, r.attempt): j.resolve(r.log_path) for r in steps}
     finally:
         j.close()

@@ -1,0 +1,84 @@
+"""`agentcat demo`, interrupted with Ctrl-C, continues with one command: `agentcat demo --resume`.
+
+The demo's simulated agent ran on a random port inside the demo's own process;
+the journal records how to bring it back (θ, seed, bank, environments), and
+resume serves it again on a new port with a new key. Real Docker sandboxes,
+real Inspect runs, the real HTTP simulated agent, a real SIGINT.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import api
+from orchestrator.cli import main
+from orchestrator.session.journal import JOURNAL_FILENAME, Journal
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.docker
+DEMO = ["--max-items", "4", "--se", "0.05", "--theta", "0.3"]  # 4 items, the SE rule never fires
+
+
+def _done(runs: Path) -> int:
+    journals = list(runs.glob(f"*/{JOURNAL_FILENAME}"))
+    if not journals:
+        return 0
+    try:
+        j = Journal.open(journals[0], readonly=True)
+    except Exception:  # being created
+        return 0
+    try:
+        return sum(r.status == "done" for r in j.steps())
+    finally:
+        j.close()
+
+
+def test_an_interrupted_demo_resumes_with_one_command(
+    base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from orchestrator.runner.images import build_images
+
+    build_images(REPO / "environments", base_image=base_image)
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "demo", "--runs-dir", str(runs), *DEMO],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    t0 = time.monotonic()
+    while _done(runs) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < 600, "the demo made no progress"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted\nhint: the journal is consistent: `agentcat demo --resume`" in err
+    ((row),) = api.sessions(runs)
+    assert row["status"] == "interrupted" and 2 <= row["n_items"] < 4
+
+    monkeypatch.chdir(REPO)
+    assert main(["demo", "--resume", "--runs-dir", str(runs), "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["session"] == row["session"] and resumed["status"] == "completed"
+    assert [t["step"] for t in resumed["trajectory"]] == [1, 2, 3, 4]  # none lost or twice
+    assert resumed["true_theta"] == 0.3
+    # (that a resumed session ends where an uninterrupted one does: test_session, test_live)
+
+    # resume of a finished session reports it (no agent, no checks); show explains itself
+    assert main(["resume", row["session"], "--runs-dir", str(runs)]) == 0
+    assert "status      completed" in capsys.readouterr().out
+    png = tmp_path / "t.png"
+    assert main(["show", row["session"], "--runs-dir", str(runs), "--plot", str(png)]) == 0
+    shown = capsys.readouterr().out
+    assert "score:count" in shown and "trajectory" in shown
+    assert f"trajectory plot: {png}" in shown and png.read_bytes()[:4] == b"\x89PNG"
