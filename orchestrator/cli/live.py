@@ -197,11 +197,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     print(_format_summary(summary))
-    true_theta = summary.get("true_theta")
-    if true_theta is not None and summary["ci95"]:
-        lo, hi = summary["ci95"]
-        inside = "inside" if lo <= true_theta <= hi else "OUTSIDE"
-        print(f"  true θ of the simulated agent: {true_theta:+.3f} ({inside} the interval)")
     if args.plot:
         print(f"  trajectory plot: {summary['plot']}")
     print(f"  `agentcat show {summary['session']} --runs-dir {args.runs_dir}` shows it again")
@@ -403,6 +398,11 @@ def _format_summary(s: dict[str, Any], steps: bool = False) -> str:
             lines.append(f"    {'':<28} at θ̂, median item: {at}")
     cost = "" if s.get("cost_usd") is None else f", ${s['cost_usd']:.4f}"
     lines.append(f"  cost        {s['tokens']} tokens{cost}, {s['wall_s']:.1f} s of runs")
+    true_theta = s.get("true_theta")
+    if isinstance(true_theta, (int, float)) and s.get("ci95"):  # a demo's simulated agent
+        lo, hi = s["ci95"]
+        inside = "inside" if lo <= true_theta <= hi else "OUTSIDE"
+        lines.append(f"  true θ of the simulated agent: {true_theta:+.3f} ({inside} the interval)")
     if steps and s.get("trajectory"):
         lines.append("  trajectory")
         table = fmt_table(
