@@ -181,7 +181,7 @@ def test_a_second_kind_runs_a_live_session_through_the_real_pool(
 
     from inspect_ai.log import read_eval_log
 
-    log = read_eval_log(rows[0].log_path)
+    log = read_eval_log(str(runs / "toy" / rows[0].log_path))  # journalled relative to the folder
     assert log.samples is not None and len(log.samples) == 1  # one sample of the two
     assert log.samples[0].id == bank.item(rows[0].item_id).source.fields["sample"]  # type: ignore[union-attr]
     assert log.samples[0].metadata["prepared"] == {"checked_by": "toy preflight"}
