@@ -51,10 +51,11 @@ ENV = REPO / "environments"
 def _breakdown(runs: Path, session: str) -> list[dict[str, float]]:
     j = Journal.open(runs / session, readonly=True)
     rows = [r for r in j.steps() if r.status == "done"]
+    logs = [j.resolve(r.log_path) for r in rows]  # journalled relative to the session folder
     j.close()
     out = []
-    for r in rows:
-        log = read_eval_log(r.log_path)
+    for r, path in zip(rows, logs, strict=True):
+        log = read_eval_log(path)
         events = log.samples[0].events if log.samples else []
         model = sum(e.working_time or 0 for e in events if isinstance(e, ModelEvent))
         tool = sum(e.working_time or 0 for e in events if isinstance(e, ToolEvent))
