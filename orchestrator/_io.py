@@ -18,6 +18,7 @@ __all__ = [
     "check_writable_dir",
     "check_writable_file",
     "sha256_file",
+    "where_not_utf8",
 ]
 
 
@@ -106,3 +107,8 @@ def check_writable_file(path: str | os.PathLike[str], what: str) -> Path:
             hint=f"choose another {what}, or fix the file's permissions",
         )
     return target
+
+
+def where_not_utf8(exc: UnicodeDecodeError) -> str:
+    """``byte 0xff at offset 12``: where a file that should be UTF-8 text is not."""
+    return f"byte 0x{exc.object[exc.start : exc.start + 1].hex()} at offset {exc.start}"

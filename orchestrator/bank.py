@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator._io import atomic_write_json
+from orchestrator._io import atomic_write_json, where_not_utf8
 from orchestrator._validation import parse_model
 from orchestrator.errors import BankError
 from orchestrator.irt.grm import pad_thresholds
@@ -651,10 +651,8 @@ def load_bank(path: str | os.PathLike[str]) -> ItemBank:
     except json.JSONDecodeError as exc:
         raise BankError(f"{file}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:
-        raise BankError(
-            f"{file}: not UTF-8 text (byte 0x{exc.object[exc.start : exc.start + 1].hex()} at "
-            f"offset {exc.start}): not a bank.json"
-        ) from None
+        where = where_not_utf8(exc)
+        raise BankError(f"{file}: not UTF-8 text ({where}): not a bank.json") from None
     except ValueError as exc:
         raise BankError(f"{file}: {exc}") from None
     except RecursionError:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from orchestrator._io import where_not_utf8
 from orchestrator._validation import parse_model
 from orchestrator.errors import ConfigError
 
@@ -227,8 +228,7 @@ def load_config(path: str | os.PathLike[str] | None, **overrides: Any) -> RunCon
             ) from None
         except UnicodeDecodeError as exc:
             raise ConfigError(
-                f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start : exc.start + 1].hex()} at "
-                f"offset {exc.start}): is it a run config?",
+                f"{p}: not UTF-8 text ({where_not_utf8(exc)}): is it a run config?",
                 hint="a run config is a YAML text file, e.g. configs/demo.yaml",
             ) from None
         except RecursionError:

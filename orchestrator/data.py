@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from orchestrator._io import atomic_write_text
+from orchestrator._io import atomic_write_text, where_not_utf8
 from orchestrator.errors import DataError, did_you_mean
 
 __all__ = [
@@ -262,10 +262,9 @@ def _csv_table(
 
 
 def _not_utf8(p: Path, line: int, exc: UnicodeDecodeError) -> DataError:
-    bad = exc.object[exc.start : exc.start + 1].hex()
     return DataError(
-        f"{p}: not UTF-8 text (byte 0x{bad} near line {line}): a binary file, or another "
-        "encoding such as Latin-1",
+        f"{p}: not UTF-8 text ({where_not_utf8(exc)}, near line {line}): a binary file, or "
+        "another encoding such as Latin-1",
         hint=f"convert it to UTF-8, e.g. `iconv -f latin1 -t utf-8 {p} > utf8.csv`",
     )
 
