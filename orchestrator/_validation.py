@@ -11,6 +11,7 @@ Constructors of registered classes, the API and the CLI call
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -55,6 +56,10 @@ def _nested_models(annotation: object) -> Iterable[type[BaseModel]]:
         yield from _nested_models(arg)
 
 
+_UNION_MEMBER = re.compile(r"^(float|int|str|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\])$")
+"""How pydantic names the member of a union in an error's location (``a.list[float]``)."""
+
+
 def _loc_to_str(loc: tuple[int | str, ...], data: object) -> str:
     """``items[3] (id 'fs-03').b``: list positions carry the element's id or name."""
     out = ""
@@ -75,11 +80,18 @@ def _loc_to_str(loc: tuple[int | str, ...], data: object) -> str:
 def format_validation_error(
     exc: ValidationError, source: str, model: type[BaseModel], data: object = None
 ) -> str:
-    """Turn a pydantic error into lines "source: location: problem (did you mean …?)"."""
+    """Turn a pydantic error into lines "source: location: problem (did you mean …?)".
+
+    A value that fits no member of a union (``a: float | list[float]``) is one line
+    naming every member's complaint, not one line per member.
+    """
     names = model_field_names(model)
-    lines = []
+    problems: dict[str, list[str]] = {}  # location -> messages (one per union member)
+    inputs: dict[str, str] = {}
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
+        while loc and isinstance(loc[-1], str) and _UNION_MEMBER.match(loc[-1]):
+            loc = loc[:-1]
         where = _loc_to_str(loc, data)
         if err["type"] == "extra_forbidden":
             field = str(loc[-1]) if loc else "?"
@@ -89,10 +101,15 @@ def format_validation_error(
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if loc and "input" in err and err["type"] not in ("model_type", "dict_type"):
-                shown = repr(err["input"])
-                msg += f" (got {shown[:80]})"
-        lines.append(f"{source}: {where}: {msg}")
-    return "\n".join(lines)
+                inputs.setdefault(where, repr(err["input"])[:80])
+        msgs = problems.setdefault(where, [])
+        if msg not in msgs:
+            msgs.append(msg)
+    return "\n".join(
+        f"{source}: {where}: {' or '.join(msgs)}"
+        + (f" (got {inputs[where]})" if where in inputs else "")
+        for where, msgs in problems.items()
+    )
 
 
 def parse_model(

@@ -87,11 +87,10 @@ class Prior(_Strict):
     @classmethod
     def _positive_sd(cls, v: float | list[float]) -> float | list[float]:
         values = v if isinstance(v, list) else [v]
-        if not values or any(not 0 < x <= PARAM_LIMIT for x in values):
-            raise ValueError(
-                f"prior sd must be in (0, {PARAM_LIMIT:g}] (one number or one per dimension); "
-                f"got {v}"
-            )
+        if not values or any(not x > 0 for x in values):
+            raise ValueError(f"prior sd must be > 0 (one number or one per dimension); got {v}")
+        if any(x > PARAM_LIMIT for x in values):
+            raise ValueError(f"prior sd must be ≤ {PARAM_LIMIT:g}; got {v}")
         return v
 
     @field_validator("mean")
@@ -304,8 +303,10 @@ class ItemSpec(_Strict):
                 raise ValueError(f"a slope vector needs at least one non-zero entry; got {v}")
             if any(not abs(x) <= PARAM_LIMIT for x in v):
                 raise ValueError(f"slopes must lie in [-{PARAM_LIMIT:g}, {PARAM_LIMIT:g}]; got {v}")
-        elif not 0 < v <= PARAM_LIMIT:
-            raise ValueError(f"a must be in (0, {PARAM_LIMIT:g}]; got {v}")
+        elif not v > 0:
+            raise ValueError(f"a must be greater than 0; got {v}")
+        elif v > PARAM_LIMIT:
+            raise ValueError(f"a must be ≤ {PARAM_LIMIT:g} (real slopes stay below ~100); got {v}")
         return v
 
     @field_validator("a_se")
