@@ -489,6 +489,7 @@ def export_responses(out: PathLike, bank: str, runs_dir: PathLike = "runs") -> d
     from orchestrator.data import write_responses
     from orchestrator.session.journal import journal_responses
 
+    check_writable_file(out, "--export-responses")
     resp, counts = journal_responses([Path(runs_dir)], bank)
     triples = (
         (resp.subjects[s], resp.items[i], int(x))
@@ -719,6 +720,7 @@ def inspect_task_bank(
         ConfigError: an unreadable score map, a bad sample id, an existing bank.
         BankError, PrerequisiteError: the task cannot be built.
     """
+    from orchestrator._validation import parse_model
     from orchestrator.bank import Calibration
     from orchestrator.runner.sources import InspectTaskSource, ScoreMap
     from orchestrator.runner.sources.inspect_task import load_task
@@ -726,15 +728,19 @@ def inspect_task_bank(
     folder = Path(out)
     if (folder / BANK_FILENAME).exists() and not force:
         raise ConfigError(f"{folder / BANK_FILENAME} already exists", hint="pass --force")
+    check_writable_dir(folder, "--out")
     if not isinstance(score_map, dict):
         try:
             score_map = json.loads(Path(score_map).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"score map {score_map}: {exc}") from None
-    try:
-        smap = ScoreMap.model_validate(score_map)
-    except ValueError as exc:
-        raise ConfigError(f"invalid score map: {exc}") from None
+    smap = parse_model(
+        ScoreMap,
+        score_map,
+        "score map",
+        ConfigError,
+        hint='a score map is {"cases": [{"value": <Score.value>, "category": k}, ...]}',
+    )
     k = max(smap.categories()) + 1
     b = list(np.linspace(-1.0, 1.0, k + 1)[1:-1] * 1.5)
     ids, sources = [], []
@@ -1208,6 +1214,11 @@ def validity(
             f"--out must name an .html file; got {str(out)!r}",
             hint="e.g. --out reports/validity.html (the JSON twin is written beside it)",
         )
+    if out is not None:
+        check_writable_file(out, "--out")
+        check_writable_file(Path(out).with_suffix(".json"), "--out's JSON twin")
+    if figures_dir is not None:
+        check_writable_dir(figures_dir, "--figures")
     start = time.perf_counter()
     loaded = [b if isinstance(b, ItemBank) else load_bank(b) for b in banks]
     bank_names = [b.name for b in loaded]
@@ -1391,6 +1402,7 @@ def predict_params(
             f"{folder / BANK_FILENAME} already exists",
             hint="pass --force (force=True) to overwrite it, or choose another --out",
         )
+    check_writable_dir(folder, "--out")
     texts = read_item_texts(items)
     table = read_item_table(items, id_column="id")
     ks = []
@@ -1468,6 +1480,7 @@ def update_bank(
             f"{folder / BANK_FILENAME} already exists",
             hint="pass --force to overwrite it (e.g. to update the bank in place)",
         )
+    check_writable_dir(folder, "--out")
     old = load_bank(bank)
     resp = read_responses(responses)
     n_categories: dict[str, int] = {}

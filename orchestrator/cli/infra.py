@@ -342,8 +342,8 @@ def _add_inspect_bank(sub: SubParsers) -> None:
         metavar="FILE.json",
         help='{"cases": [{"value": <Score.value>, "category": k}, ...]}',
     )
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--name", default=None)
+    p.add_argument("--out", required=True, metavar="DIR", help="bank folder to write")
+    p.add_argument("--name", default=None, help="bank name (default: the folder's name)")
     p.add_argument("--prefix", default="", help="put before each sample id to make item ids")
     p.add_argument(
         "--labels",
@@ -352,7 +352,7 @@ def _add_inspect_bank(sub: SubParsers) -> None:
         help="the categories' labels, lowest first (e.g. 'task failed,task done')",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(handler=_cmd_inspect_bank)
 
 

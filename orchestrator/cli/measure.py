@@ -21,6 +21,7 @@ from orchestrator.cli._common import (
     positive_float,
     positive_int,
     print_json,
+    probability,
 )
 from orchestrator.errors import ConfigError
 
@@ -693,9 +694,11 @@ def _add_predict_params(sub: SubParsers) -> None:
         metavar="BANK",
         help="calibrated bank folders with items.csv text (default: item_banks/*)",
     )
-    p.add_argument("--k", type=int, default=2, metavar="K", help="K where ITEMS has no column")
+    p.add_argument(
+        "--k", type=positive_int, default=2, metavar="K", help="K where ITEMS has no column"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing bank.json")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--json", action="store_true", help=JSON_HELP + " (the summary)")
     p.set_defaults(handler=_cmd_predict_params)
 
 
@@ -855,23 +858,34 @@ def _add_validity(sub: SubParsers) -> None:
     )
     p.add_argument("--out", metavar="REPORT.html", help="write the HTML report; JSON beside it")
     p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG here")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="resamples (2000)")
-    p.add_argument("--level", type=float, default=0.95, metavar="X", help="interval level (0.95)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--se", type=float, default=0.3, metavar="X", help="replayed CATs' SE target")
-    p.add_argument("--max-items", type=int, metavar="N", help="items per replayed CAT (all)")
+    p.add_argument(
+        "--bootstrap", type=positive_int, default=2000, metavar="N", help="resamples (≥ 100)"
+    )
+    p.add_argument(
+        "--level", type=probability, default=0.95, metavar="X", help="interval level, in [0.5, 1)"
+    )
+    p.add_argument("--seed", type=nonnegative_int, default=0, metavar="S", help="random seed")
+    p.add_argument(
+        "--se", type=positive_float, default=0.3, metavar="X", help="replayed CATs' SE target"
+    )
+    p.add_argument(
+        "--max-items",
+        type=positive_int,
+        metavar="N",
+        help="items per replayed CAT (default: every item)",
+    )
     p.add_argument(
         "--no-collateral", action="store_true", help="skip the collateral-prior CAT replays"
     )
     p.add_argument(
         "--collateral-min-models",
-        type=int,
+        type=positive_int,
         default=20,
         metavar="N",
-        help="fewest shared models for the collateral replay (20)",
+        help="fewest shared models for the collateral replay (≥ 10)",
     )
     p.add_argument("--per-model", action="store_true", help="every model's scores in the JSON")
-    p.add_argument("--json", action="store_true", help="print the JSON document to stdout")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=_cmd_validity)
 
