@@ -368,6 +368,15 @@ def _args(*argv: str) -> Callable[[Workspace, Path], list[str]]:
         ):
             pytest.skip("this machine does not let the test mount a small file system")
         (d / "a-file").write_text("x")
+        (d / "binary.csv").write_bytes(bytes(range(256)))
+        (d / "texts.csv").write_text("id,text\nq1,How do I list files?\n")
+        (d / "map.json").write_text(
+            '{"cases": [{"value": "C", "category": 1}, {"value": "I", "category": 0}]}'
+        )
+        (d / "empty-map.json").write_text('{"cases": []}')
+        (d / "t.py").write_text(
+            "from inspect_ai import Task, task\n\n@task\ndef t():\n    return Task(dataset=[])\n"
+        )
         values = {
             "bank": ws.bank,
             "csv": ws.csv,
@@ -620,6 +629,113 @@ _CURATED_ARGS: dict[str, Callable[[Workspace, Path], list[str]]] = {
     "resume-unknown": _args("resume", "nope", "--runs-dir", "{runs}"),
     "show-unknown": _args("show", "nope", "--runs-dir", "{runs}"),
     "sessions-runs-dir-is-a-file": _args("sessions", "--runs-dir", "{d}/a-file"),
+    # commands that came with validity, cold start and live Inspect tasks
+    "validity-one-bank": _args("validity", "{bank}", "--no-collateral"),
+    "validity-bank-twice": _args("validity", "{bank}", "{bank}", "--no-collateral"),
+    "validity-bootstrap-10": _args("validity", "{bank}", "{shell}", "--bootstrap", "10"),
+    "validity-bootstrap-text": _args("validity", "{bank}", "{shell}", "--bootstrap", "many"),
+    "validity-level-2": _args("validity", "{bank}", "{shell}", "--level", "2"),
+    "validity-se-nan": _args("validity", "{bank}", "{shell}", "--se", "nan"),
+    "validity-min-models-5": _args("validity", "{bank}", "{shell}", "--collateral-min-models", "5"),
+    "validity-out-pdf": _args("validity", "{bank}", "{shell}", "--out", "{d}/v.pdf"),
+    "validity-out-proc": _args("validity", "{bank}", "{shell}", "--out", "/proc/agentcat/v.html"),
+    "validity-figures-file": _args("validity", "{bank}", "{shell}", "--figures", "{d}/a-file"),
+    "validity-responses-no-equals": _args("validity", "{bank}", "{shell}", "--responses", "{csv}"),
+    "validity-responses-unknown-bank": _args(
+        "validity", "{bank}", "{shell}", "--responses", "nope={csv}"
+    ),
+    "validity-no-responses": _args("validity", "{bank}", "{shell}", "--no-collateral"),
+    "validity-names-not-a-mapping": _args(
+        "validity", "{bank}", "{shell}", "--responses", "synthetic={csv}", "--names", "{d}/a-file"
+    ),
+    "predict-params-missing-items": _args("predict-params", "{d}/nope.csv", "--out", "{d}/b"),
+    "predict-params-items-without-text": _args("predict-params", "{csv}", "--out", "{d}/b"),
+    "predict-params-items-not-csv": _args("predict-params", "{d}/a-file", "--out", "{d}/b"),
+    "predict-params-k-0": _args("predict-params", "{d}/texts.csv", "--out", "{d}/b", "--k", "0"),
+    "predict-params-out-proc": _args("predict-params", "{d}/texts.csv", "--out", "/proc/agentcat"),
+    "predict-params-out-exists": _args("predict-params", "{d}/texts.csv", "--out", "{bank}"),
+    "predict-params-into-missing": _args(
+        "predict-params", "{d}/texts.csv", "--out", "{d}/b", "--into", "{d}/nope"
+    ),
+    "calibrate-update-missing-bank": _args(
+        "calibrate", "{csv}", "--update", "{d}/nope", "--out", "{d}/b"
+    ),
+    "calibrate-update-out-exists": _args(
+        "calibrate", "{csv}", "--update", "{bank}", "--out", "{bank}"
+    ),
+    "calibrate-update-out-proc": _args(
+        "calibrate", "{csv}", "--update", "{bank}", "--out", "/proc/agentcat", "--force"
+    ),
+    "calibrate-update-inflate-0": _args(
+        "calibrate", "{csv}", "--update", "{bank}", "--out", "{d}/b", "--prior-inflate", "0"
+    ),
+    "calibrate-update-calibrated-se-nan": _args(
+        "calibrate", "{csv}", "--update", "{bank}", "--out", "{d}/b", "--calibrated-se", "nan"
+    ),
+    "calibrate-update-binary-responses": _args(
+        "calibrate", "{d}/binary.csv", "--update", "{bank}", "--out", "{d}/b"
+    ),
+    "inspect-bank-missing-score-map": _args(
+        "inspect-bank", "nope/task", "--score-map", "{d}/nope.json", "--out", "{d}/b"
+    ),
+    "inspect-bank-score-map-not-json": _args(
+        "inspect-bank", "nope/task", "--score-map", "{d}/a-file", "--out", "{d}/b"
+    ),
+    "inspect-bank-score-map-empty": _args(
+        "inspect-bank", "nope/task", "--score-map", "{d}/empty-map.json", "--out", "{d}/b"
+    ),
+    "inspect-bank-bad-task-arg": _args(
+        "inspect-bank",
+        "nope/task",
+        "-T",
+        "novalue",
+        "--score-map",
+        "{d}/map.json",
+        "--out",
+        "{d}/b",
+    ),
+    "inspect-bank-unknown-task": _args(
+        "inspect-bank", "nope_pkg/nope_task", "--score-map", "{d}/map.json", "--out", "{d}/b"
+    ),
+    "inspect-bank-missing-task-file": _args(
+        "inspect-bank", "{d}/nope.py@t", "--score-map", "{d}/map.json", "--out", "{d}/b"
+    ),
+    "inspect-bank-out-is-a-file": _args(
+        "inspect-bank", "{d}/t.py@t", "--score-map", "{d}/map.json", "--out", "{d}/a-file"
+    ),
+    "inspect-bank-out-exists": _args(
+        "inspect-bank", "{d}/t.py@t", "--score-map", "{d}/map.json", "--out", "{bank}"
+    ),
+    "sessions-export-without-bank": _args(
+        "sessions", "--runs-dir", "{runs}", "--export-responses", "{d}/o.csv"
+    ),
+    "sessions-export-proc": _args(
+        "sessions",
+        "--runs-dir",
+        "{runs}",
+        "--export-responses",
+        "/proc/o.csv",
+        "--bank",
+        "synthetic",
+    ),
+    "sessions-export-to-a-folder": _args(
+        "sessions", "--runs-dir", "{runs}", "--export-responses", "{d}", "--bank", "synthetic"
+    ),
+    "sessions-export-readonly": _args(
+        "sessions",
+        "--runs-dir",
+        "{runs}",
+        "--export-responses",
+        "{ro}/o.csv",
+        "--bank",
+        "synthetic",
+    ),
+    "sessions-export-unknown-bank": _args(
+        "sessions", "--runs-dir", "{runs}", "--export-responses", "{d}/o.csv", "--bank", "nope"
+    ),
+    "sessions-export-no-sessions": _args(
+        "sessions", "--runs-dir", "{d}/empty", "--export-responses", "{d}/o.csv", "--bank", "x"
+    ),
 }
 
 
