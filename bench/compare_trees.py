@@ -72,7 +72,9 @@ def outputs(tree: Path, bank_dir: Path, work: Path) -> dict[str, Any]:
             + ["--json"],
         ),
         "estimate": {
-            m: run_json(tree, ["estimate", "--bank", str(bank_dir), resp, "--method", m, "--json"])
+            m: estimate_rows(
+                run_json(tree, ["estimate", "--bank", str(bank_dir), resp, "--method", m, "--json"])
+            )
             for m in ("eap", "map")
         },
         "calibrate": run_json(
@@ -84,6 +86,12 @@ def outputs(tree: Path, bank_dir: Path, work: Path) -> dict[str, Any]:
     health = ["health", "--bank", str(bank_dir), "--responses", resp, "--out", report]
     docs["health"] = run_json(tree, [*health, "--quiet", "--json"])
     return docs
+
+
+def estimate_rows(doc: Any) -> list[dict[str, Any]]:
+    """The per-subject rows of ``estimate --json``: the document's ``subjects`` since
+    schema_version 1, the whole output of a tree from before that."""
+    return doc["subjects"] if isinstance(doc, dict) else doc
 
 
 def max_diff(a: Any, b: Any, path: str = "") -> tuple[float, str, list[str]]:
