@@ -51,6 +51,9 @@ def test_a_session_started_with_relative_paths_reads_and_resumes_from_elsewhere(
     monkeypatch.chdir(elsewhere)
     shown = session_summary("rel", tmp_path / "runs")
     assert list(shown["categories_by_family"]) == ["f"]  # not "?": the bank was found
+    seen = shown["reading"]["f"]["observed"]  # the counts, read on the bank's scale
+    assert seen == [shown["categories_by_family"]["f"].get(str(k), 0) for k in range(len(seen))]
+    assert sum(seen) == shown["n_items"] > 0
     assert shown["warnings"] == []
     assert Path(shown["config"]["bank"]).is_absolute()
     assert Session.open(tmp_path / "runs" / "rel").bank.name == "synthetic"

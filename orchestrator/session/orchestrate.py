@@ -322,7 +322,7 @@ def _dimensions(estimate: dict[str, Any], interval: bool = False) -> dict[str, A
 def _reading(
     bank: ItemBank,
     groups: dict[str, str],
-    seen: dict[str, Counter[int]],
+    seen: dict[str, Counter[str]],
     theta: np.ndarray | None,
 ) -> dict[str, dict[str, Any]]:
     """θ read on the bank's scale, per group: each category's label, how often the session saw
@@ -341,7 +341,7 @@ def _reading(
         labels = list(spec.labels or bank.spec.scale.labels[:k])
         entry: dict[str, Any] = {
             "labels": labels,
-            "observed": [seen[group].get(c, 0) for c in range(k)],
+            "observed": [seen[group].get(str(c), 0) for c in range(k)],
         }
         if theta is not None:
             slopes = np.median(bank.slopes[idx], axis=0)
