@@ -80,5 +80,6 @@ def test_an_interrupted_demo_resumes_with_one_command(
     png = tmp_path / "t.png"
     assert main(["show", row["session"], "--runs-dir", str(runs), "--plot", str(png)]) == 0
     shown = capsys.readouterr().out
-    assert "score:count" in shown and "trajectory" in shown
+    assert "category count" in shown and "trajectory" in shown  # counts under their labels
+    assert sum(sum(r["observed"]) for r in resumed["reading"].values()) == 4
     assert f"trajectory plot: {png}" in shown and png.read_bytes()[:4] == b"\x89PNG"
