@@ -392,7 +392,7 @@ def test_a_live_agentdojo_session_grades_every_step_as_the_agent_played_it(
         assert r.status == "done", (r.item_id, r.error_kind, r.error_message)
         assert r.score == agent.category(persona, r.item_id) == drawn[r.item_id]
         assert r.label == (bank.item(r.item_id).labels or bank.spec.scale.labels)[r.score]
-        assert r.log_path and Path(r.log_path.removeprefix("file://")).exists()
+        assert r.log_path and (runs / "ad" / r.log_path).is_file()  # relative to the folder
     assert sorted(summary["reading"]) == ["benign_utility", "injection_pair"]
     assert sum(summary["reading"]["injection_pair"]["observed"]) == 3
 
