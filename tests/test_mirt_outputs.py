@@ -35,7 +35,7 @@ def data2d(tmp_path_factory) -> tuple[str, str, np.ndarray]:
 def test_estimate_shows_every_dimension(data2d, capsys) -> None:
     bank, resp, theta = data2d
     assert main(["estimate", "--bank", bank, resp, "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["subjects"]
     assert set(rows[0]) == {"subject", "theta", "se", "n_items", "method", "dimensions"}
     assert list(rows[0]["dimensions"]) == list(DIMENSIONS)
     est = np.array([[r["dimensions"][d]["theta"] for d in DIMENSIONS] for r in rows])
@@ -247,7 +247,7 @@ def test_summary_reading_is_at_the_theta_vector() -> None:
         dimensions=list(DIMENSIONS),
     )
     groups = {"s1": "sec", "s2": "sec", "u1": "use"}
-    seen = {"sec": Counter({0: 1, 2: 1})}
+    seen = {"sec": Counter({"0": 1, "2": 1})}  # as the summary counts them: by score text
     one_dim = category_probs(np.array(-0.5), np.array([1.2]), np.array([[-0.3, 0.4]]))[0]
     for utility in (0.7, -2.0):
         reading = _reading(bank, groups, seen, np.array([utility, -0.5]))
