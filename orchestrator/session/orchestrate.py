@@ -378,7 +378,7 @@ def _person_fit(controller_json: str | None) -> dict[str, Any] | None:
         return None
     try:
         fit = json.loads(controller_json).get("person_fit")
-    except (ValueError, AttributeError):  # a damaged state: resume says so, show warns
+    except (ValueError, AttributeError, RecursionError):  # damaged: resume says so, show warns
         return None
     return fit if isinstance(fit, dict) else None
 
