@@ -67,7 +67,8 @@ for line in sys.stdin:
         labels=tuple(bank.spec.scale.labels[: spec.n_categories]),
         model="openai-api/sim/theta_0.5", log_dir=log_dir,
         prepared=dict(items.prepared.get(iid, {})), environments=env_dir,
-        base_url=url, api_key="bench")
+        base_url=url, api_key="bench",
+        **({"session_key": "overhead"} if "session_key" in ir.RunJob.__dataclass_fields__ else {}))
     c0 = cpu()
     res = ir.worker_entry(job)
     print("RESULT " + json.dumps({**res, "worker_cpu_s": cpu() - c0}), flush=True)

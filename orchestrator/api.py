@@ -316,6 +316,7 @@ def simulate(
             max_items=max_items,
             se_target=se,
             seed=seed,
+            lapse=lapse,
             progress=progress,
         )
     doc["responses"] = resp.source

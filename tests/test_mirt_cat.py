@@ -328,3 +328,22 @@ def test_three_dimensional_cat_narrows_every_dimension(rule: str) -> None:
     seen = on[[bank.index[i] for i in ctl.administered]]
     assert np.bincount(seen, minlength=3).min() >= 4  # no dimension left out
     assert ctl.se.shape == (3,) and np.all(ctl.se < 0.6)
+
+
+@pytest.mark.parametrize("lapse", [0.0, 0.2])
+def test_kl_weighs_the_posterior_the_grid_holds_lapse_included(lapse: float) -> None:
+    """KL's quadrature re-weights its nodes by the posterior density: with a lapse
+    rate that density must be the robust one, or KL integrates another posterior."""
+    from orchestrator.cat.selection import _posterior_nodes
+    from orchestrator.irt.posterior import GridPosterior
+
+    prepared = PreparedBank.of(tagged_bank())
+    post = GridPosterior(prepared.model, 1, capacity=8, lapse=lapse)
+    a = np.asarray(prepared.bank.a)
+    hard, easy = np.argsort(-prepared.bank.b[:, 0])[:6], int(np.argmin(prepared.bank.b[:, 0]))
+    for i in hard:  # passes on the hardest items, then a miss on the easiest: a lapse
+        post.update(slice(0, 1), np.array([i]), np.array([prepared.bank.n_categories[i] - 1]))
+    post.update(slice(0, 1), np.array([easy]), np.array([0]))
+    state = CatState.of_posterior(prepared, post, slice(0, 1), np.ones((1, len(a)), dtype=bool))
+    nodes, w = _posterior_nodes(state)
+    assert (w[0] * nodes[0, :, 0]).sum() == pytest.approx(post.eap[0, 0], abs=0.05)

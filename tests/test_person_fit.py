@@ -143,6 +143,14 @@ def test_null_table_covers_only_its_length(bank, null: FitNull) -> None:
     assert again is null  # cached: a resumed session gets the same table
 
 
+def test_null_tables_are_kept_apart_by_lapse(bank) -> None:
+    rule = make_selection("max_info")
+    plain = simulate_fit_null(bank, rule, 5, replicates=20, nodes=NODES, seed=2)
+    robust = simulate_fit_null(bank, rule, 5, replicates=20, nodes=NODES, seed=2, lapse=0.3)
+    assert robust is not plain
+    assert (plain.spec["lapse"], robust.spec["lapse"]) == (0.0, 0.3)
+
+
 # ----------------------------------------------------------------------------- aberrant simulees
 def test_aberrant_types_do_what_they_say(bank) -> None:
     rng = np.random.default_rng(0)
@@ -260,6 +268,25 @@ def test_aberrant_personas_of_the_simulated_agent() -> None:
     )
     with pytest.raises(ValueError, match="NAME=THETA"):
         parse_personas(["g:gamer"])
+
+
+def test_the_simulated_agent_answers_a_reverse_keyed_item_in_its_raw_direction() -> None:
+    """The model speaks in keyed categories; the controller reverses a reverse-keyed
+    item's raw score back, so the agent must give the reverse of its keyed draw."""
+    from orchestrator.bank import ItemBank, load_bank
+    from orchestrator.sim.agent import SimAgent, parse_personas, scripts_for_bank
+
+    shell = load_bank("item_banks/shell-safety")
+    flipped = ItemBank.from_params(
+        "flipped", shell.ids, shell.a, shell.b, reverse_keyed=np.arange(len(shell)) % 2 == 0
+    )
+    personas = parse_personas(["p=0.3"])
+    plain = SimAgent(shell, scripts_for_bank(shell), personas, seed=4)
+    rev = SimAgent(flipped, scripts_for_bank(shell), personas, seed=4)
+    for i, iid in enumerate(shell.ids[:12]):
+        k = int(shell.n_categories[i])
+        got, want = rev.category(rev.persona("p"), iid), plain.category(plain.persona("p"), iid)
+        assert got == (k - 1 - want if i % 2 == 0 else want)
     with pytest.raises(ConfigError, match="unknown aberrant type"):
         parse_personas(["g=1:gamr"])
 

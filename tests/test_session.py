@@ -20,7 +20,7 @@ from orchestrator.config import RunConfig
 from orchestrator.errors import SessionError
 from orchestrator.irt import sample_responses
 from orchestrator.runner.result import ItemResult, RunRequest
-from orchestrator.session.session import Session
+from orchestrator.session.session import Session, is_setup_fault
 from tests.conftest import make_bank
 
 
@@ -259,6 +259,16 @@ def test_resume_reoffers_an_item_given_up_for_auth_failures(tmp_path: Path) -> N
     resumed = Session.open(session.folder)
     assert asyncio.run(resumed.drive(TableRunner(scores))) == "completed"
     assert first not in resumed.controller.unavailable
+
+
+def test_only_endpoint_kinds_of_older_journals_are_rejudged_as_setup() -> None:
+    """A sandbox or scorer message may quote what a probe saw (the agent's words):
+    resume must not turn such a charged fault into an uncharged set-up fault."""
+    assert is_setup_fault("setup", None)
+    assert is_setup_fault("model_api", "Error code: 401 - Incorrect API key provided")
+    assert not is_setup_fault("sandbox", "step 2 exited 1: Temporary failure in name resolution")
+    assert not is_setup_fault("scorer", "score NotFoundError gives 3")
+    assert not is_setup_fault(None, "Error code: 401")
 
 
 def test_consecutive_errors_pause_and_resume_continues(tmp_path: Path) -> None:

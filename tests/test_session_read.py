@@ -128,6 +128,22 @@ def test_one_corrupt_journal_does_not_hide_the_other_sessions(tmp_path: Path) ->
     assert "damaged journal" in rows["dropped"]["error"]
 
 
+@pytest.mark.parametrize(
+    "damage",
+    ["{bad", "[]", '{"dimensions": ["u"], "theta": [], "se": []}', '{"theta": "x"}'],
+)
+def test_a_damaged_per_dimension_estimate_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    _interrupted(tmp_path, "good")
+    _interrupted(tmp_path / "second", "bad")
+    shutil.move(tmp_path / "second" / "runs" / "bad", tmp_path / "runs" / "bad")
+    _sql(tmp_path / "runs" / "bad", "UPDATE session SET estimate_json=?", damage)
+    rows = {r["session"]: r for r in list_sessions(tmp_path / "runs")}
+    assert rows["good"]["status"] == "interrupted" and rows["bad"]["status"] == "corrupt"
+    assert "per-dimension estimate is damaged" in rows["bad"]["error"]
+    with pytest.raises(SessionError, match="per-dimension estimate is damaged"):
+        session_summary("bad", tmp_path / "runs")
+
+
 def test_resuming_a_completed_session_reports_it_without_any_check(tmp_path: Path) -> None:
     session, scores = _interrupted(tmp_path)
     resumed = Session.open(session.folder)

@@ -213,7 +213,16 @@ def simulate_fit_null(
     rel = DEFAULT_NODES if nodes is None else np.asarray(nodes, dtype=float)
     abil = prior.mean + prior.sd * rel
     n_steps = int(min(n_steps, len(bank)))
-    key = _key(bank, selection, T=n_steps, R=replicates, nodes=abil.tolist(), seed=seed, grid=grid)
+    key = _key(
+        bank,
+        selection,
+        T=n_steps,
+        R=replicates,
+        nodes=abil.tolist(),
+        seed=seed,
+        grid=grid,
+        lapse=lapse,
+    )
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

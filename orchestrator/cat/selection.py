@@ -860,6 +860,7 @@ def _posterior_nodes(state: CatState) -> tuple[FloatArray, FloatArray]:
         nodes[:, :, None, :],
         np.where(valid, items, 0)[:, None, :],
         np.where(valid, scores, 0)[:, None, :],
+        state.lapse,
     )
     loglik = np.where(valid[:, None, :], logp, 0.0).sum(axis=-1)
     dev = nodes - state.prior_mean[:, None, :]
@@ -927,25 +928,6 @@ class RandomSelection(SelectionRule):
         self, state: CatState, mask: BoolArray, batch: IntArray, cache: dict[str, Any]
     ) -> FloatArray:
         return np.zeros(mask.shape)
-
-    @staticmethod
-    def _exact_threshold(
-        scores: Bounded, est: NDArray[Any], cost: FloatArray | None, n: int
-    ) -> FloatArray:
-        """Per row, the n-th best exact score among the items with the best upper bounds:
-        n items reach it, so an item whose upper bound is below it is out (−inf when a
-        row has fewer than n finite bounds). With ``eps`` = 0 the caller's test
-        ``est ≥ kth`` is then exactly "upper bound ≥ threshold"."""
-        m = min(max(4 * n, 16), est.shape[1])
-        top = np.argpartition(-est, m - 1, axis=1)[:, :m]
-        rows, pos = np.nonzero(np.take_along_axis(est, top, axis=1) > -np.inf)
-        cols = top[rows, pos]
-        exact = scores.exact(rows, cols)
-        if cost is not None:
-            exact = exact / cost[cols]
-        found = np.full(top.shape, -np.inf)
-        found[rows, pos] = exact
-        return -np.partition(-found, n - 1, axis=1)[:, n - 1]
 
     def _pick(
         self, scores: FloatArray, mask: BoolArray, rngs: Sequence[np.random.Generator]

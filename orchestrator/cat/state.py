@@ -178,6 +178,8 @@ class CatState:
         administered: Bank indices in order, ``(S, T)``, padded with −1.
         scores: Scores in the same order, ``(S, T)``, padded with −1.
         n_items: Items administered per subject, ``(S,)``.
+        lapse: The posterior's lapse rate (robust likelihood; 0 = the plain GRM), for
+            rules that re-evaluate the posterior (KL).
         n_eligible: Eligible items per subject, ``(S,)``, when the owner of ``eligible``
             keeps the count (so stopping rules need not scan the bank); else counted.
         spent_seconds, spent_tokens: Cost spent so far, ``(S,)``.
@@ -205,6 +207,7 @@ class CatState:
     prior_precision: FloatArray
     admin_info: FloatArray | None = None
     n_eligible: IntArray | None = None
+    lapse: float = 0.0
     _info_theta: FloatArray | None = field(default=None, init=False, repr=False)
     _weight_theta: FloatArray | None = field(default=None, init=False, repr=False)
     _weights: FloatArray | None = field(default=None, init=False, repr=False)
@@ -247,6 +250,7 @@ class CatState:
             prior_precision=precision if precision.shape[0] == 1 else precision[rows],
             admin_info=None if info is None else info[rows],
             n_eligible=n_eligible,
+            lapse=posterior.lapse,
         )
 
     @property

@@ -53,7 +53,7 @@ def _add_images(sub: SubParsers) -> None:
     ls = isub.add_parser(
         "list",
         help="images agentcat built",
-        description="Images labelled agentcat.managed=1, with their build-context hash.",
+        description="Images agentcat built (labels agentcat.image.*) and their context hash.",
     )
     ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(handler=_cmd_images_list)

@@ -186,7 +186,11 @@ def _session_row(journal_file: Path) -> dict[str, Any]:
             "se": _finite_or_none(s.se),
             "updated": updated,
             "reason": s.status_reason,
-            **({"dimensions": _dimensions(json.loads(s.estimate_json))} if s.estimate_json else {}),
+            **(
+                {"dimensions": _dimensions(_estimate(s.estimate_json, j.path))}
+                if s.estimate_json
+                else {}
+            ),
         }
     finally:
         j.close()
@@ -243,7 +247,7 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         families.setdefault(groups.get(r.item_id, "?"), Counter())[str(r.score)] += 1
     errors = Counter(r.error_kind for r in steps if r.status in ("error", "skipped"))
     theta, se = _finite_or_none(s.theta), _finite_or_none(s.se)
-    est = json.loads(s.estimate_json) if s.estimate_json else None
+    est = _estimate(s.estimate_json, folder) if s.estimate_json else None
     if est:  # a bank of several dimensions: the reading is at the θ̂ vector
         point: np.ndarray | None = np.array(est["theta"], dtype=float)
     else:
@@ -303,8 +307,37 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         summary["posterior_correlation"] = est["correlation"]
         for entry, r in zip(summary["trajectory"], done, strict=True):
             if r.estimate_json:
-                entry["dimensions"] = _dimensions(json.loads(r.estimate_json))
+                entry["dimensions"] = _dimensions(_estimate(r.estimate_json, folder))
     return summary
+
+
+def _estimate(text: str, where: object) -> dict[str, Any]:
+    """A journalled per-dimension estimate (``CatController.estimate()``), checked:
+    a damaged one is a :class:`SessionError`, never a traceback."""
+    try:
+        est = json.loads(text)
+        ok = (
+            isinstance(est, dict)
+            and all(isinstance(est.get(k), list) for k in ("dimensions", "theta", "se"))
+            and len(est["dimensions"]) == len(est["theta"]) == len(est["se"]) > 0
+            and all(isinstance(x, (int, float)) for x in est["theta"] + est["se"])
+            and isinstance(est.get("correlation"), list)
+            and len(est["correlation"]) == len(est["theta"])
+            and all(
+                isinstance(row, list)
+                and len(row) == len(est["theta"])
+                and all(isinstance(x, (int, float)) for x in row)
+                for row in est["correlation"]
+            )
+        )
+    except (ValueError, RecursionError):
+        ok = False
+    if not ok:
+        raise SessionError(
+            f"{where}: a journalled per-dimension estimate is damaged",
+            hint="the journal was edited or corrupted; the session's steps are unaffected",
+        )
+    return est  # type: ignore[no-any-return]
 
 
 def _dimensions(estimate: dict[str, Any], interval: bool = False) -> dict[str, Any]:

@@ -88,11 +88,18 @@ def find_session(session: str | Path, runs_dir: Path) -> Path:
     )
 
 
+_REJUDGED_KINDS = ("model_api", "internal")
+"""Kinds an older journal (before the ``setup`` kind) may have given a set-up fault.
+Only these are re-read from their message: a ``sandbox`` or ``scorer`` message can
+quote what a probe saw in the sandbox, which the agent controls, and the live run
+judged it with its traceback, which the journal does not keep."""
+
+
 def is_setup_fault(error_kind: str | None, error_message: str | None) -> bool:
     """Whether an errored run failed for the endpoint or the set-up, not for its item."""
     if error_kind == "setup":
         return True
-    return error_kind is not None and classify_error(error_message or "") == "setup"
+    return error_kind in _REJUDGED_KINDS and classify_error(error_message or "") == "setup"
 
 
 def journal_bank(row: SessionRow, folder: Path, *, prefer_copy: bool = False) -> ItemBank:

@@ -188,7 +188,9 @@ class SimAgent:
         """Outcome category drawn from P(X = k | θ) with a seed fixed per (seed, persona, item).
 
         An aberrant persona then changes it (its position is the number of
-        distinct items it was asked before this one).
+        distinct items it was asked before this one). The model speaks in keyed
+        categories; a reverse-keyed item's raw outcome is the reverse (the
+        controller reverses it back when it records the score).
         """
         i = self.bank.index[item_id]
         theta = persona.point(self.bank.n_dims)[None, :]
@@ -198,8 +200,14 @@ class SimAgent:
             [self.seed, zlib.crc32(persona.name.encode()), zlib.crc32(item_id.encode())]
         )
         honest = int(rng.choice(len(p), p=p / p.sum()))
-        if persona.aberrance is None:
-            return honest
+        if persona.aberrance is not None:
+            honest = self._aberrant(persona, item_id, i, honest, rng)
+        return len(p) - 1 - honest if self.bank.reverse_keyed[i] else honest
+
+    def _aberrant(
+        self, persona: Persona, item_id: str, i: int, honest: int, rng: np.random.Generator
+    ) -> int:
+        assert persona.aberrance is not None
         with self._lock:
             asked = self._asked.setdefault(persona.name, {})
             position = asked.setdefault(item_id, len(asked))

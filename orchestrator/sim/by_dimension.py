@@ -108,6 +108,7 @@ def replay_by_dimension(
     max_items: int | None = None,
     se_target: float = 0.3,
     seed: int = 0,
+    lapse: float = 0.0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Replay one 1-D CAT (``cat`` = max_info, and ``random``) per dimension on its items.
@@ -117,6 +118,7 @@ def replay_by_dimension(
         responses: The responses the D-dimensional replay used (its subjects, same order).
         reference: That replay: its full-data θ is the reference here too.
         tag: The content tag whose values follow the dimensions.
+        lapse: The robust likelihood's lapse rate, as in the D-dimensional replay.
 
     Returns:
         The ``per_dimension`` entry of ``agentcat simulate --json``.
@@ -135,6 +137,7 @@ def replay_by_dimension(
             max_items=max_items,
             se_target=se_target,
             seed=seed,
+            lapse=lapse,
             progress=None
             if progress is None
             else (lambda label, t, n, name=name: progress(f"{label}[{name}]", t, n)),

@@ -210,7 +210,9 @@ class EMModel:
         self.anchors: list[int] = []
         self._start_slopes: FloatArray | None = None
         if self.exploratory:
-            self._start_slopes, mask, self.anchors = _exploratory_start(prob, self.n_dims)
+            self._start_slopes, mask, self.anchors = _exploratory_start(
+                prob, self.n_dims, seed=est.seed
+            )
         elif self.n_dims > 1:
             mask = np.asarray(est.loadings, dtype=float)[prob.item_index]
         else:
@@ -653,7 +655,9 @@ class EMModel:
         return psi
 
 
-def _exploratory_start(prob: Problem, n_dims: int) -> tuple[FloatArray, FloatArray, list[int]]:
+def _exploratory_start(
+    prob: Problem, n_dims: int, seed: int = 0
+) -> tuple[FloatArray, FloatArray, list[int]]:
     """Start slopes from the data's principal directions, and the anchors that fix the rotation.
 
     The standardised (subjects × items) score matrix's top-D right singular
@@ -671,7 +675,7 @@ def _exploratory_start(prob: Problem, n_dims: int) -> tuple[FloatArray, FloatArr
     sd = np.sqrt(np.maximum(sq - mean**2, 1e-12))
     z = (prob.score - mean[prob.item]) / sd[prob.item]
     mat = sparse.csr_matrix((z, (prob.subject, prob.item)), shape=(n_sub, n_items))
-    basis = np.random.default_rng(0).normal(size=(n_items, n_dims))
+    basis = np.random.default_rng(seed).normal(size=(n_items, n_dims))
     for _ in range(30):  # subspace iteration: converges fast for D ≤ 3 leading directions
         basis, _r = np.linalg.qr(mat.T @ (mat @ basis))
     sing = np.linalg.norm(mat @ basis, axis=0)
