@@ -1098,6 +1098,23 @@ def _loadings_note(pattern: LoadingPattern | None, rotation: str) -> str:
     return f"exploratory: every item on every dimension, rotation {rotation}"
 
 
+def _check_report_outputs(
+    out: str | Path | None, figures_dir: str | Path | None, *, example: str
+) -> None:
+    """An HTML report's outputs, checked before the long work: ``out`` is an .html file
+    that can be written (its JSON twin too), ``figures_dir`` a writable folder."""
+    if out is not None:
+        if Path(out).suffix.lower() not in (".html", ".htm"):
+            raise ConfigError(
+                f"--out must name an .html file; got {str(out)!r}",
+                hint=f"e.g. --out {example} (the JSON twin is written beside it)",
+            )
+        check_writable_file(out, "--out")
+        check_writable_file(Path(out).with_suffix(".json"), "--out's JSON twin")
+    if figures_dir is not None:
+        check_writable_dir(figures_dir, "--figures")
+
+
 def health(
     bank: PathLike | ItemBank,
     responses: PathLike | Responses,
@@ -1127,16 +1144,7 @@ def health(
     from orchestrator.report import HealthThresholds, analyse_health, write_report
 
     th = parse_model(HealthThresholds, thresholds or {}, "health thresholds", ConfigError)
-    if out is not None and Path(out).suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(
-            f"--out must name an .html file; got {str(out)!r}",
-            hint="e.g. --out reports/agentdojo.html (the JSON twin is written beside it)",
-        )
-    if out is not None:
-        check_writable_file(out, "--out")
-        check_writable_file(Path(out).with_suffix(".json"), "--out's JSON twin")
-    if figures_dir is not None:
-        check_writable_dir(figures_dir, "--figures")
+    _check_report_outputs(out, figures_dir, example="reports/agentdojo.html")
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
     if isinstance(responses, Responses):
         resp, digest = responses, None
@@ -1210,16 +1218,7 @@ def validity(
         collateral=collateral,
         collateral_min_models=collateral_min_models,
     )
-    if out is not None and Path(out).suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(
-            f"--out must name an .html file; got {str(out)!r}",
-            hint="e.g. --out reports/validity.html (the JSON twin is written beside it)",
-        )
-    if out is not None:
-        check_writable_file(out, "--out")
-        check_writable_file(Path(out).with_suffix(".json"), "--out's JSON twin")
-    if figures_dir is not None:
-        check_writable_dir(figures_dir, "--figures")
+    _check_report_outputs(out, figures_dir, example="reports/validity.html")
     start = time.perf_counter()
     loaded = [b if isinstance(b, ItemBank) else load_bank(b) for b in banks]
     bank_names = [b.name for b in loaded]
