@@ -299,6 +299,23 @@ def _table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _prior_table(results: list[dict[str, Any]], sds: list[float]) -> str:
+    """Held-out log predictive probability per response, per slope-prior σ (best in bold)."""
+    lines = [
+        "| bank | " + " | ".join(f"σ = {sd:g}" for sd in sds) + " | best − σ 0.5 (default) |",
+        "|---|" + "---|" * (len(sds) + 1),
+    ]
+    for r in results:
+        ll = r["slope_prior_heldout_loglik"]
+        best = max(ll.values())
+        cells = [
+            f"**{ll[str(sd)]:.5f}**" if ll[str(sd)] == best else f"{ll[str(sd)]:.5f}" for sd in sds
+        ]
+        gain = f"{best - ll['0.5']:+.5f}" if "0.5" in ll else "—"
+        lines.append(f"| {r['bank']} | " + " | ".join(cells) + f" | {gain} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -312,6 +329,8 @@ def main() -> None:
     args = ap.parse_args()
     results = [run_bank(b, args) for b in args.banks]
     table = _table(results)
+    if not args.skip_prior:
+        table += "\n\n" + _prior_table(results, args.slope_sds)
     print(table)
     doc = {
         "schema_version": 1,
