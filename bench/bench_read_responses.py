@@ -3,7 +3,10 @@
 The file is the calibration-scale case: 20,000 subjects × 5,000 items, 10 %
 observed (10 M rows, ~0.25 GB), written once in a temporary folder, or any
 ``--csv`` given. Each read runs ``orchestrator.data.read_responses`` in a fresh
-process with the tree first on ``PYTHONPATH``; reported per side are the
+process in the tree's folder with the tree first on ``PYTHONPATH`` (``-c`` puts
+the working directory first on ``sys.path``: the tree's package, whatever the
+running Python has installed; the child reports the module it read with, and
+a read from another tree is refused); reported per side are the
 median wall time of the read and the peak RSS above the RSS before it
 (``ru_maxrss`` minus the RSS after imports), with the ratio candidate /
 baseline (< 1 is better).
@@ -31,6 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "read_responses.json"
 
 CHILD = """
 import json, resource, sys, time
+import orchestrator.data
 from orchestrator.data import read_responses
 def rss():
     with open("/proc/self/status") as fh:
@@ -40,7 +44,8 @@ t0 = time.perf_counter()
 r = read_responses(sys.argv[1])
 wall = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"wall_s": wall, "peak_above_start_mib": peak - before, "n_obs": r.n_obs}))
+print(json.dumps({"wall_s": wall, "peak_above_start_mib": peak - before, "n_obs": r.n_obs,
+                  "module": orchestrator.data.__file__}))
 """
 
 
@@ -60,17 +65,20 @@ def write_csv(path: Path, n_subjects: int, n_items: int, frac: float, seed: int 
     return n
 
 
-def read_once(tree: Path, csv: Path, cwd: Path) -> dict[str, Any]:
+def read_once(tree: Path, csv: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(csv)],
         env=env,
-        cwd=cwd,
+        cwd=tree,
         check=True,
         capture_output=True,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    doc: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if not Path(doc["module"]).resolve().is_relative_to(tree):
+        raise SystemExit(f"{tree}: the read imported orchestrator from {doc['module']}")
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {n:,} rows ({csv.stat().st_size / 2**20:.0f} MiB)", file=sys.stderr)
         for r in range(args.rounds):
             for label in list(trees) if r % 2 == 0 else list(trees)[::-1]:
-                runs[label].append(read_once(trees[label], csv.resolve(), Path(tmp)))
+                runs[label].append(read_once(trees[label], csv.resolve()))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     rows: dict[str, Any] = {"n_obs": runs["baseline"][0]["n_obs"]}
     for key in ("wall_s", "peak_above_start_mib"):

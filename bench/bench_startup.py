@@ -4,8 +4,10 @@ What a user waits for before anything happens: ``agentcat --help``, and
 ``agentcat estimate`` on a tiny response file (a shipped bank, 3 subjects × 5
 items), against bare Python and a plain script doing the same estimate with
 numpy alone (the floor any tool pays). Each command runs in a fresh process
-with the tree first on ``PYTHONPATH`` (so ``import orchestrator`` is that
-tree's), wall time, rounds alternating the order of the trees; the table shows
+in the tree's folder with the tree first on ``PYTHONPATH`` (``-c`` puts the
+working directory first on ``sys.path``, so ``import orchestrator`` is that
+tree's whatever package the running Python has installed; checked once per
+tree before timing), wall time, rounds alternating the order of the trees; the table shows
 each side's median over rounds and the ratio (candidate / baseline; < 1 is
 faster). Load on a shared machine moves all numbers together: read ratios.
 
@@ -74,12 +76,27 @@ def references(tiny: Path) -> dict[str, list[str]]:
     }
 
 
-def wall(argv: list[str], tree: Path | None, cwd: Path) -> float:
-    """Seconds for one fresh process; ``cwd`` is neutral (``-c`` puts it first on sys.path)."""
+def wall(argv: list[str], tree: Path | None, neutral: Path) -> float:
+    """Seconds for one fresh process, run in ``tree`` (its package first on ``sys.path``),
+    or in the ``neutral`` folder for the tree-independent references."""
     env = {**os.environ, "PYTHONPATH": str(tree) if tree else ""}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, *argv], env=env, cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, *argv], env=env, cwd=tree or neutral, check=True, capture_output=True
+    )
     return time.perf_counter() - t0
+
+
+def check_imports(tree: Path) -> None:
+    """Refuse to time a tree whose processes would import another tree's ``orchestrator``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    code = "import orchestrator; print(orchestrator.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tree, check=True, capture_output=True, text=True
+    )
+    found = Path(out.stdout.strip()).resolve()
+    if not found.is_relative_to(tree):
+        raise SystemExit(f"{tree}: its processes import orchestrator from {found}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     trees = {"baseline": args.baseline.resolve(), "candidate": args.candidate.resolve()}
     times: dict[str, dict[str, list[float]]] = {}
+    for tree in trees.values():
+        check_imports(tree)
     with tempfile.TemporaryDirectory() as tmp:
         tiny = Path(tmp) / "tiny.csv"
         tiny_responses(tiny)
