@@ -7,7 +7,10 @@ import pytest
 
 from orchestrator.bank import ItemBank
 from orchestrator.cat import CatController, make_selection
+from orchestrator.cat import selection as selection_module
 from orchestrator.cat._table import InformationTable
+from orchestrator.cat.fit import simulate_tests
+from orchestrator.cat.selection import SelectionRule
 from orchestrator.irt.ability import subject_log_likelihood
 from orchestrator.irt.model import GradedResponseModel
 from orchestrator.sim import replay
@@ -37,6 +40,44 @@ def test_interpolation_error_stays_within_the_measured_bound(steep: bool) -> Non
     assert (table.steep.size > 0) == steep
 
 
+@pytest.mark.parametrize("steep", [False, True])
+def test_shortlist_ceiling_bounds_every_item_left_off(
+    monkeypatch: pytest.MonkeyPatch, steep: bool
+) -> None:
+    monkeypatch.setattr("orchestrator.cat._table.SHORTLIST", 7)
+    bank = tagged_bank(60, seed=4)
+    bank = _steep(bank) if steep else bank
+    table = InformationTable(bank.model, -6.0, 6.0, max_bytes=60 * 4 * 200)
+    theta = np.linspace(-6.0, 6.0, 20 * len(table.theta))
+    cols, est, ceiling = table.shortlist(theta)
+    full = table.interpolate(theta)
+    assert cols.shape == (len(theta), 7)
+    rows = np.arange(len(theta))[:, None]
+    np.testing.assert_array_equal(est, full[rows, cols])  # the same bits as interpolate
+    assert not np.isin(cols, table.steep).any()  # unbounded items are never listed
+    left_off = np.ones(full.shape, dtype=bool)
+    left_off[rows, cols] = False
+    left_off[:, table.steep] = False
+    assert (np.where(left_off, full, -np.inf).max(axis=1) <= ceiling).all()
+    assert (est.max(axis=1) > ceiling).mean() > 0.9  # the list can decide: a useful ceiling
+
+
+def _paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the picks proven from a shortlist and those that fell back to all items."""
+    seen = {"proven": 0, "fallback": 0}
+    short, lazy = SelectionRule._shortlist_candidates, selection_module._lazy_candidates
+
+    def counted(found: object) -> object:
+        seen["proven" if found is not None else "fallback"] += 1
+        return found
+
+    monkeypatch.setattr(
+        SelectionRule, "_shortlist_candidates", staticmethod(lambda *a: counted(short(*a)))
+    )
+    monkeypatch.setattr(selection_module, "_lazy_candidates", lambda *a: counted(lazy(*a)))
+    return seen
+
+
 def _both(monkeypatch: pytest.MonkeyPatch, make: object) -> tuple[object, object]:
     """``make()`` with every bank tabulated, then with none (fresh banks each time)."""
     monkeypatch.setattr("orchestrator.cat.state.TABLE_MIN_ITEMS", 1)
@@ -56,9 +97,13 @@ def _both(monkeypatch: pytest.MonkeyPatch, make: object) -> tuple[object, object
     ids=["max_info", "randomesque+cost", "variance_reduction", "vr+content+cost"],
 )
 @pytest.mark.parametrize("steep", [False, True])
+@pytest.mark.parametrize("shortlist", [256, 4])
 def test_replay_from_the_table_chooses_what_exact_information_chooses(
-    monkeypatch: pytest.MonkeyPatch, spec: object, steep: bool
+    monkeypatch: pytest.MonkeyPatch, spec: object, steep: bool, shortlist: int
 ) -> None:
+    monkeypatch.setattr("orchestrator.cat._table.SHORTLIST", shortlist)
+    paths = _paths(monkeypatch)
+
     def run() -> object:
         bank = tagged_bank(45, seed=6)
         bank = _steep(bank) if steep else bank
@@ -68,12 +113,18 @@ def test_replay_from_the_table_chooses_what_exact_information_chooses(
     tabulated, exact = _both(monkeypatch, run)
     np.testing.assert_array_equal(tabulated.items, exact.items)  # type: ignore[attr-defined]
     np.testing.assert_array_equal(tabulated.theta, exact.theta)  # type: ignore[attr-defined]
+    if spec == "max_info" and shortlist == 256:  # a replay step is proven for all or none
+        assert paths["proven"] > 0
 
 
 @pytest.mark.parametrize("selection", ["max_info", "variance_reduction"])
+@pytest.mark.parametrize("shortlist", [256, 3])
 def test_live_batches_from_the_table_are_the_exact_batches(
-    monkeypatch: pytest.MonkeyPatch, selection: str
+    monkeypatch: pytest.MonkeyPatch, selection: str, shortlist: int
 ) -> None:
+    monkeypatch.setattr("orchestrator.cat._table.SHORTLIST", shortlist)
+    paths = _paths(monkeypatch)
+
     def run() -> list[list[str]]:
         bank = tagged_bank(60, seed=2)
         x = true_scores(bank, 0.8, seed=5)
@@ -91,6 +142,52 @@ def test_live_batches_from_the_table_are_the_exact_batches(
 
     tabulated, exact = _both(monkeypatch, run)
     assert tabulated == exact
+    assert paths["proven"] > 0  # single picks (max_info) and batch picks (lazy greedy)
+    if shortlist == 3:
+        assert paths["fallback"] > 0  # a list too short to decide: all items, same picks
+
+
+def test_probed_tests_pick_apart_and_the_others_keep_the_bounded_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay with probes (a sandbagger's failures trigger them) picks what the exact
+    rule picks, and a probe due in one test does not make the others evaluate every item."""
+    pairs: list[int] = []
+    bounded = selection_module.Bounded
+
+    class Counted(bounded):  # type: ignore[misc,valid-type]
+        def __init__(self, estimate, eps, unbounded, exact, *args, **kwargs):  # type: ignore[no-untyped-def]
+            def counted(rows, cols):  # type: ignore[no-untyped-def]
+                pairs.append(len(rows))
+                return exact(rows, cols)
+
+            super().__init__(estimate, eps, unbounded, counted, *args, **kwargs)
+
+    monkeypatch.setattr(selection_module, "Bounded", Counted)
+    due: list[int] = []
+    targets = selection_module._probe_targets
+
+    def probe_targets(*args):  # type: ignore[no-untyped-def]
+        rows, theta = targets(*args)
+        due.append(rows.size)
+        return rows, theta
+
+    monkeypatch.setattr(selection_module, "_probe_targets", probe_targets)
+    theta = np.random.default_rng(5).normal(0.5, 0.5, 40)
+
+    def sandbag(rows, items, positions, honest):  # type: ignore[no-untyped-def]
+        return np.where(positions % 3 == 0, 0, honest)  # every third item failed on purpose
+
+    def run() -> object:
+        bank = tagged_bank(60, seed=3)
+        rule = make_selection({"rule": "max_info", "args": {"probe": 2}})
+        return simulate_tests(bank, rule, theta, 15, modify=sandbag, seed=2)
+
+    tabulated, exact = _both(monkeypatch, run)
+    np.testing.assert_array_equal(tabulated.items, exact.items)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(tabulated.theta_hat, exact.theta_hat)  # type: ignore[attr-defined]
+    assert 0 < max(due) < len(theta)  # some tests probed while others did not, in one step
+    assert pairs and max(pairs) < len(theta) * 60 // 4  # never every item of every test
 
 
 def test_blockwise_log_likelihood_is_the_sum_of_the_observations(

@@ -17,6 +17,14 @@ grid (a·Δ > 1/4: their curvature changes within one interval) get an
 infinite bound and are always evaluated exactly. A test checks the bound
 against dense exact evaluations.
 
+A live step need not even interpolate every item: for each grid interval the
+table keeps a *shortlist*, the ``SHORTLIST`` items whose larger endpoint
+value is highest, and a *ceiling*, the largest endpoint value of any other
+item. An interpolated value never exceeds its larger endpoint, so when the
+best eligible shortlisted estimate beats the ceiling by more than 2·eps, no
+item off the list can win, and the step reads a few hundred table entries
+instead of N (``Bounded.shortlist``); otherwise it falls back to all items.
+
 θ is one-dimensional here; for D > 1 the rules evaluate every item exactly
 (the same selection code, without a table).
 """
@@ -37,6 +45,10 @@ _BLOCK_ELEMS = 1 << 21
 """Grid points × items per block while the table is built (bounds the temporaries)."""
 _STEEP = 0.25
 """Items with a·Δ above this are always evaluated exactly."""
+SHORTLIST = 256
+"""Items per grid interval a live step looks at first (the best by their endpoint values)."""
+_ROUNDING = 1.0 + 2.0**-20
+"""Float32 interpolation may exceed the larger endpoint by an ulp or two: the ceiling's margin."""
 
 
 class InformationTable:
@@ -53,6 +65,11 @@ class InformationTable:
         values: ``(n, N)`` float32 information.
         eps: Largest interpolation error of any item with a finite bound.
         steep: Items always evaluated exactly (infinite bound), ascending.
+        order: ``(n − 1, M)`` per interval, the M bounded items with the largest
+            endpoint value, best first (M = min(``SHORTLIST``, bounded items − 1)).
+        row_max: ``(n,)`` the largest value of each grid row.
+        ceiling: ``(n − 1,)`` per interval, an upper bound on the interpolated value
+            of every bounded item not in ``order`` (−inf when none is left out).
     """
 
     def __init__(
@@ -83,6 +100,38 @@ class InformationTable:
         bound = 2.0 * err + 2.0**-22 * top  # doubled, plus float32 rounding of both rows
         self.steep: IntArray = np.flatnonzero(steep)
         self.eps = float(bound[~steep].max(initial=0.0))
+        self.row_max = self.values.max(axis=1).astype(float)
+        self._shortlists(rows)
+
+    def _shortlists(self, rows: int) -> None:
+        """Per interval, the best ``SHORTLIST`` bounded items by their larger endpoint value,
+        and the ceiling of all the others (see the module docstring)."""
+        bounded = np.setdiff1d(np.arange(self.values.shape[1]), self.steep)
+        m = max(0, min(SHORTLIST, bounded.size - 1))
+        n_int = len(self.theta) - 1
+        self.order = np.empty((n_int, m), dtype=np.int64)
+        self.ceiling = np.full(n_int, -np.inf)
+        # the listed items' left values and right − left differences, as interpolate()
+        # computes them: a step reads two rows of M values instead of gathering them
+        self._listed_lo = np.empty((n_int, m), dtype=np.float32)
+        self._listed_diff = np.empty((n_int, m), dtype=np.float32)
+        if m == 0:
+            return
+        for g0 in range(0, n_int, rows):  # blocks of intervals bound the temporaries
+            g = np.arange(g0, min(g0 + rows, n_int))
+            upper = np.maximum(self.values[g][:, bounded], self.values[g + 1][:, bounded])
+            part = np.argpartition(-upper, m, axis=1)
+            top = part[:, :m]
+            best = np.take_along_axis(upper, top, axis=1)
+            rank = np.argsort(-best, axis=1, kind="stable")
+            cols = bounded[np.take_along_axis(top, rank, axis=1)]
+            self.order[g] = cols
+            lo = np.take_along_axis(self.values[g], cols, axis=1)
+            self._listed_lo[g] = lo
+            self._listed_diff[g] = np.take_along_axis(self.values[g + 1], cols, axis=1) - lo
+            rest = np.take_along_axis(upper, part[:, m : m + 1], axis=1)[:, 0]
+            # argpartition puts the (m+1)-th largest at position m: the largest left out
+            self.ceiling[g] = rest.astype(float) * _ROUNDING
 
     def _exact(self, theta: FloatArray) -> FloatArray:
         return self.model.information(np.asarray(theta, dtype=float)[:, None])
@@ -91,10 +140,26 @@ class InformationTable:
         """Whether every value of ``theta`` lies on the table's range."""
         return bool(self.lo <= theta.min() and theta.max() <= self.hi)
 
+    def position(self, theta: FloatArray) -> tuple[IntArray, NDArray[np.float32]]:
+        """Interval index and fraction of each θ (as :meth:`interpolate` computes them)."""
+        pos = (np.asarray(theta, dtype=float).reshape(-1) - self.lo) / self.step
+        i = pos.astype(np.int64)
+        np.minimum(i, len(self.theta) - 2, out=i)
+        return i, (pos - i).astype(np.float32)
+
+    def shortlist(self, theta: FloatArray) -> tuple[IntArray, NDArray[np.float32], FloatArray]:
+        """For each θ: its interval's shortlisted items ``(S, M)``, their interpolated
+        information ``(S, M)`` (the same bits as :meth:`interpolate`), and the ceiling of
+        every other bounded item ``(S,)``."""
+        i, frac = self.position(theta)
+        out = self._listed_diff[i]
+        out *= frac[:, None]
+        out += self._listed_lo[i]
+        return self.order[i], out, self.ceiling[i]
+
     def interpolate(self, theta: FloatArray) -> NDArray[np.float32]:
         """Interpolated information of every item at each θ, ``(len(theta), N)``."""
-        pos = (np.asarray(theta, dtype=float).reshape(-1) - self.lo) / self.step
-        i = np.minimum(pos.astype(np.int64), len(self.theta) - 2)
+        i, frac = self.position(theta)
         if len(i) == 1:  # a live test: two rows as views, no gather
             out = np.subtract(self.values[i[0] + 1], self.values[i[0]])[None, :]
             lo = self.values[i[0]][None, :]
@@ -102,6 +167,6 @@ class InformationTable:
             lo = self.values[i]
             out = self.values[i + 1]
             out -= lo
-        out *= (pos - i).astype(np.float32)[:, None]
+        out *= frac[:, None]
         out += lo
         return out

@@ -49,7 +49,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -248,9 +247,26 @@ class SelectionRule(Recorded, ABC):
         cost = None if self.cost is None else state.bank.cost(self.cost)
         if self.probe and batch.shape[1] == 0:
             probing, target = _probe_targets(state, self.probe, rngs)
-            if probing.size:  # probed tests get other scores: work on exact values
-                scores = _exact(scores) if isinstance(scores, Bounded) else scores.copy()
-                scores[probing] = state.bank.information(target[:, None])
+            if probing.size:  # probed tests pick by information at their target, the others
+                # by the criterion: each group on its own (bounded) path
+                rest = np.setdiff1d(np.arange(state.n_subjects), probing)
+                out = np.empty(state.n_subjects, dtype=np.int64)
+                probes = _information_at(state.bank, target[:, None])
+                out[probing] = self._finish(probes, mask[probing], cost, [rngs[r] for r in probing])
+                if rest.size:
+                    kept = scores.take(rest) if isinstance(scores, Bounded) else scores[rest]
+                    out[rest] = self._finish(kept, mask[rest], cost, [rngs[r] for r in rest])
+                return out
+        return self._finish(scores, mask, cost, rngs)
+
+    def _finish(
+        self,
+        scores: FloatArray | Bounded,
+        mask: BoolArray,
+        cost: FloatArray | None,
+        rngs: Sequence[np.random.Generator],
+    ) -> IntArray:
+        """The pick from criterion values (exact or bounded), after the cost option."""
         if isinstance(scores, Bounded):
             return self._pick_bounded(scores, mask, cost, rngs)
         if cost is not None:
@@ -284,39 +300,27 @@ class SelectionRule(Recorded, ABC):
         (they are its best n); otherwise its candidates get their exact scores.
         Items without a bound always are candidates.
         """
-        est: NDArray[Any] = np.where(mask, scores.estimate, -np.inf)
-        eps: float | FloatArray = scores.eps
-        if cost is not None:
-            est, eps = est / cost, scores.eps / cost
-        free = scores.unbounded
-        ranked = est
-        if free.size:
-            ranked = est.copy()
-            ranked[:, free] = -np.inf
-        if cost is not None:
-            ranked = ranked - eps  # lower bounds
-        n = min(self.randomesque, est.shape[1])
-        if scores.upper_only:
-            kth = self._exact_threshold(scores, est, cost, n)
-        else:
-            kth = ranked.max(axis=1) if n == 1 else -np.partition(-ranked, n - 1, axis=1)[:, n - 1]
-        # upper bound ≥ the n-th best lower bound (without cost: est ± eps, one eps for all)
-        cand = est >= (kth - 2 * eps)[:, None] if cost is None else est + eps >= kth[:, None]
-        if not np.isfinite(kth).all():  # rows with fewer than n bounded items: −inf ≥ −inf
-            cand &= mask
-        if free.size:
-            cand[:, free] = mask[:, free]
-        counts = cand.sum(axis=1)
+        n = min(self.randomesque, mask.shape[1])
+        found, exact = None, None
+        if scores.shortlist is not None and cost is None:
+            if scores.upper_only:
+                found = _lazy_candidates(scores, scores.shortlist(), mask, n)
+                exact = None if found is None else found[2]
+            else:
+                found = self._shortlist_candidates(scores, scores.shortlist(), mask, n)
+        rows, cols = self._candidates(scores, mask, cost, n) if found is None else found[:2]
+        counts = np.bincount(rows, minlength=mask.shape[0])
         if (counts <= n).all():
-            if n == 1:
-                return np.where(counts > 0, np.argmax(cand, axis=1), -1)
             out = np.full(len(counts), -1, dtype=np.int64)
+            if n == 1:
+                out[rows] = cols
+                return out
             for s in np.flatnonzero(counts):  # the row's best n, in column order, as _pick draws
-                choices = np.flatnonzero(cand[s])
+                choices = cols[rows == s]
                 out[s] = choices[_draw(rngs[s], len(choices))]
             return out
-        rows, cols = np.nonzero(cand)
-        exact = scores.exact(rows, cols)
+        if exact is None:
+            exact = scores.exact(rows, cols)
         if cost is not None:
             exact = exact / cost[cols]
         # the candidates of each row, left-aligned (column order kept), −inf padding
@@ -329,6 +333,68 @@ class SelectionRule(Recorded, ABC):
         picks = self._pick(packed, packed_cols >= 0, rngs)
         safe = np.maximum(picks, 0)
         return np.where(picks >= 0, packed_cols[np.arange(len(counts)), safe], -1)
+
+    @staticmethod
+    def _shortlist_candidates(
+        scores: Bounded, listed: Shortlist, mask: BoolArray, n: int
+    ) -> tuple[IntArray, IntArray] | None:
+        """The candidates of :meth:`_candidates` found from the shortlist alone, or None
+        where it cannot prove that no item off the list is one.
+
+        An item off the list has an estimate ≤ the ceiling; when the n-th best listed
+        eligible estimate minus 2·eps is above the ceiling, no such item is a candidate.
+        """
+        cols, est, ceiling = listed
+        est = np.where(mask[np.arange(len(cols))[:, None], cols], est, -np.inf)
+        if n > est.shape[1]:
+            return None
+        kth = est.max(axis=1) if n == 1 else -np.partition(-est, n - 1, axis=1)[:, n - 1]
+        floor = kth - 2 * scores.eps
+        if not (ceiling < floor).all():  # also rows with fewer than n listed eligible items
+            return None
+        rows, pos = np.nonzero(est >= floor[:, None])
+        found = cols[rows, pos]
+        free = scores.unbounded
+        if free.size:  # items without a bound are candidates wherever eligible
+            free_rows, at = np.nonzero(mask[:, free])
+            rows, found = np.concatenate([rows, free_rows]), np.concatenate([found, free[at]])
+        if rows.size < 2:
+            return rows, found
+        order = np.lexsort((found, rows))  # row by row, in column order (as np.nonzero)
+        return rows[order], found[order]
+
+    def _candidates(
+        self, scores: Bounded, mask: BoolArray, cost: FloatArray | None, n: int
+    ) -> tuple[IntArray, IntArray]:
+        """(row, item) pairs that may be among a row's best n, row by row in column order.
+
+        With L the n-th best lower bound of a row, an item whose upper bound is below
+        L has n items surely better than it; every other item is a candidate.
+        Items without a bound always are candidates.
+        """
+        est: NDArray[Any] = np.where(mask, scores.estimate, -np.inf)
+        eps: float | FloatArray = scores.eps
+        if cost is not None:
+            est, eps = est / cost, scores.eps / cost
+        free = scores.unbounded
+        ranked = est
+        if free.size:
+            ranked = est.copy()
+            ranked[:, free] = -np.inf
+        if cost is not None:
+            ranked = ranked - eps  # lower bounds
+        if scores.upper_only:
+            kth = self._exact_threshold(scores, est, cost, n)
+        else:
+            kth = ranked.max(axis=1) if n == 1 else -np.partition(-ranked, n - 1, axis=1)[:, n - 1]
+        # upper bound ≥ the n-th best lower bound (without cost: est ± eps, one eps for all)
+        cand = est >= (kth - 2 * eps)[:, None] if cost is None else est + eps >= kth[:, None]
+        if not np.isfinite(kth).all():  # rows with fewer than n bounded items: −inf ≥ −inf
+            cand &= mask
+        if free.size:
+            cand[:, free] = mask[:, free]
+        rows, cols = np.nonzero(cand)
+        return rows, cols
 
     @staticmethod
     def _exact_threshold(
@@ -394,6 +460,41 @@ class SelectionRule(Recorded, ABC):
         return codes[None, :] == chosen[:, None]
 
 
+def _lazy_candidates(
+    scores: Bounded, listed: Shortlist, mask: BoolArray, n: int
+) -> tuple[IntArray, IntArray, FloatArray] | None:
+    """Candidates of one test (S = 1) for an upper-bounded criterion, with their exact
+    scores, from its shortlist: the eligible listed items are evaluated exactly in
+    order of their bounds, a chunk at a time, until the next bound is below the n-th
+    best exact score found (lazy greedy); None when an item off the list (bound ≤ the
+    ceiling) could still reach it. Items without a bound are always evaluated. Every
+    item evaluated is returned: they include the best n."""
+    cols, est, ceiling = listed
+    if len(cols) != 1:
+        return None
+    cols, est = cols[0], est[0]
+    keep = mask[0, cols]
+    order = np.argsort(-est[keep], kind="stable")
+    cols, est = cols[keep][order], est[keep][order]
+    free = scores.unbounded[mask[0, scores.unbounded]]
+    if cols.size + free.size < n:
+        return None
+    done, items = 0, free
+    values = scores.exact(np.zeros(free.size, dtype=np.int64), free) if free.size else np.empty(0)
+    while True:  # a call costs more than its items: chunks of 32
+        chunk = cols[done : done + max(32, 4 * n)]
+        done += chunk.size
+        items = np.concatenate([items, chunk])
+        values = np.concatenate([values, scores.exact(np.zeros(chunk.size, np.int64), chunk)])
+        kth = -np.partition(-values, n - 1)[n - 1] if values.size >= n else -np.inf
+        if done == cols.size or est[done] < kth:
+            break
+    if not ceiling[0] < kth:
+        return None
+    order = np.argsort(items)  # column order, as _candidates gives them
+    return np.zeros(items.size, dtype=np.int64), items[order], values[order]
+
+
 def _probe_targets(
     state: CatState, run: int, rngs: Sequence[np.random.Generator]
 ) -> tuple[IntArray, FloatArray]:
@@ -429,33 +530,68 @@ def _probe_targets(
     return rows, prior.mean + prior.sd * sps.ndtri(c + u * (1.0 - c))
 
 
-@dataclass(frozen=True)
+Shortlist = tuple[IntArray, NDArray[Any], FloatArray]
+"""Per subject: items ``(S, M)``, their estimates ``(S, M)``, and a ceiling ``(S,)`` on the
+estimate of every bounded item not listed."""
+
+
 class Bounded:
     """Criterion values known to within ``eps``, and a way to get the exact ones.
 
-    Attributes:
-        estimate: ``(S, N)`` estimates (e.g. interpolated from a table).
+    Args:
+        estimate: ``(S, N)`` estimates (e.g. interpolated from a table), or a function
+            computing them (called at most once, only when the shortlist does not decide).
         eps: Bound on ``|estimate − exact|`` for every item not in ``unbounded``
             (or, with ``upper_only``, 0: the estimate is ≥ the exact score).
         unbounded: Items whose estimate has no bound (always evaluated exactly).
         exact: ``exact(rows, cols)`` → the exact values of the pairs (subject
             ``rows[i]``, item ``cols[i]``).
+        upper_only: ``estimate`` is only an upper bound (``eps`` is 0): the threshold an
+            item must reach comes from the exact scores of the best few estimates.
+        shortlist: Optional function returning a :data:`Shortlist`: a few items per
+            subject, their estimates, and a ceiling on every other item's estimate,
+            so a pick may be proven from the listed items alone.
     """
 
-    estimate: NDArray[Any]
-    eps: float
-    unbounded: IntArray
-    exact: Callable[[IntArray, IntArray], FloatArray]
-    upper_only: bool = False
-    """``estimate`` is only an upper bound (``eps`` is 0): the threshold an item must
-    reach comes from the exact scores of the best few estimates."""
+    def __init__(
+        self,
+        estimate: NDArray[Any] | Callable[[], NDArray[Any]],
+        eps: float,
+        unbounded: IntArray,
+        exact: Callable[[IntArray, IntArray], FloatArray],
+        upper_only: bool = False,
+        shortlist: Callable[[], Shortlist] | None = None,
+    ) -> None:
+        self._estimate = estimate
+        self.eps = eps
+        self.unbounded = unbounded
+        self.exact = exact
+        self.upper_only = upper_only
+        self.shortlist = shortlist
 
+    @property
+    def estimate(self) -> NDArray[Any]:
+        if callable(self._estimate):
+            self._estimate = self._estimate()
+        return self._estimate
 
-def _exact(scores: Bounded) -> FloatArray:
-    """Every value of a bounded criterion evaluated exactly, ``(S, N)``."""
-    s, n = scores.estimate.shape
-    rows, cols = np.repeat(np.arange(s), n), np.tile(np.arange(n), s)
-    return np.asarray(scores.exact(rows, cols), dtype=float).reshape(s, n)
+    def take(self, rows: IntArray) -> Bounded:
+        """The criterion of subjects ``rows`` only (in that order)."""
+        shortlist = self.shortlist
+
+        def listed() -> Shortlist:
+            assert shortlist is not None
+            cols, est, ceiling = shortlist()
+            return cols[rows], est[rows], ceiling[rows]
+
+        return Bounded(
+            lambda: self.estimate[rows],
+            self.eps,
+            self.unbounded,
+            lambda r, c: self.exact(rows[r], c),
+            self.upper_only,
+            None if shortlist is None else listed,
+        )
 
 
 def _draw(rng: np.random.Generator, n: int) -> int:
@@ -527,15 +663,18 @@ def _variance_reduction(
     """
     bank = state.bank
     s_count = state.n_subjects
-    w = state.weights()
-    keep = (w > 1e-9 * w.max(axis=1, keepdims=True)).any(axis=0)
-    points = state.points[:, keep]
-    w = w[:, keep]
-    j_prec = state.prior_precision[:, 0] + state.administered_information()[:, keep]
-    for s in range(s_count):
-        picked = batch[s][batch[s] >= 0]
-        if picked.size:
-            j_prec[s] += bank.information(points[s], picked).sum(axis=-1)
+    prep = cache.get("vr_grid")
+    if prep is None:  # the posterior is fixed within one select() call
+        w = state.weights()
+        keep = (w > 1e-9 * w.max(axis=1, keepdims=True)).any(axis=0)
+        j_prec = state.prior_precision[:, 0] + state.administered_information()[:, keep]
+        prep = cache["vr_grid"] = [state.points[:, keep], w[:, keep], j_prec, 0]
+    points, w, j_prec, n_done = prep
+    if batch.shape[1]:  # a live batch (S = 1): J grows by the items picked since last time
+        picked = batch[0][batch[0] >= 0]
+        if picked.size > n_done:
+            j_prec = j_prec + bank.information(points[0], picked[n_done:]).sum(axis=-1)
+            prep[2:] = [j_prec, picked.size]
     table = state.bank.information_table()
     if table is not None and table.covers(points):
         return _variance_reduction_bounded(state, table, points, w / j_prec, j_prec, cache)
@@ -577,52 +716,97 @@ def _variance_reduction_bounded(
 
     f(I) = I / (J + I) is concave in I, so its tangent at any I₀ lies above it:
     f(I) ≤ f(I₀) + f'(I₀)(I − I₀) with f'(I₀) = J / (J + I₀)². Summed over the
-    posterior grid with the tabulated I + eps in place of I, the bound is one
-    matrix–vector product per subject; I₀ is the largest tabulated information
-    at each point, where the best items are and the tangent is tight.
+    posterior grid with I + eps in place of I, the bound is linear in the items'
+    information at the grid points, and each of those is a linear interpolation
+    of two table rows: the bound is one product of a few weights per table row
+    with the rows the posterior touches, no (G, N) table built. I₀ is the largest
+    tabulated information near each point, where the best items are and the
+    tangent is tight.
+
+    Within one batch (S = 1, the posterior fixed, J only growing as picks join
+    it) the criterion of every item only falls, so the first pick's bounds stay
+    bounds for the later ones and are computed once, and every exact value
+    computed replaces its item's bound for the later picks (lazy greedy).
     """
     s_count, n_items = state.eligible.shape
-    upper = np.empty((s_count, n_items))
-    for s in range(s_count):  # one (G, N) float32 table of information at a time
-        if s_count == 1:  # a live batch: the posterior is fixed during one select() call
-            info = cache.get("vr_table")
-            if info is None:
-                info = cache["vr_table"] = table.interpolate(points[s])
-        else:
-            info = table.interpolate(points[s])
-        top = info.max(axis=1).astype(float)
-        slope = factor[s] * j_prec[s] / (j_prec[s] + top) ** 2
-        offset = factor[s] * top / (j_prec[s] + top) - slope * top
-        # float32 product (a mixed one is ~50× slower), plus a bound on its rounding
-        rounding = (len(top) + 2) * 2.0**-24 * float(slope @ top)
-        upper[s] = slope.astype(np.float32) @ info
-        upper[s] += offset.sum() + table.eps * slope.sum() + rounding
+    upper = cache.get("vr_upper") if s_count == 1 else None
+    if upper is None:
+        upper = np.empty((s_count, n_items))
+        i, frac = table.position(points.reshape(-1))
+        i, frac = i.reshape(points.shape[:2]), frac.reshape(points.shape[:2]).astype(float)
+        for s in range(s_count):
+            lo, hi = int(i[s].min()), int(i[s].max()) + 2  # the rows this posterior touches
+            rows = table.values[lo:hi]
+            top = np.maximum(table.row_max[i[s]], table.row_max[i[s] + 1])
+            slope = factor[s] * j_prec[s] / (j_prec[s] + top) ** 2
+            offset = factor[s] * top / (j_prec[s] + top) - slope * top
+            # the weight of each table row: its share of every grid point's interpolation
+            weight = np.bincount(i[s] - lo, slope * (1.0 - frac[s]), minlength=hi - lo)
+            weight += np.bincount(i[s] + 1 - lo, slope * frac[s], minlength=hi - lo)
+            # float32 sum of products (a mixed one is ~50× slower; einsum's own loop, as
+            # a threaded BLAS gemv was 100× slower on a loaded machine), plus a bound on
+            # its rounding
+            rounding = (hi - lo + 2) * 2.0**-24 * float(weight @ table.row_max[lo:hi])
+            upper[s] = np.einsum("r,rn->n", weight.astype(np.float32), rows)
+            upper[s] += offset.sum() + table.eps * slope.sum() + rounding
+        if s_count == 1:
+            cache["vr_upper"] = upper
     bank = state.bank
+
+    def listed() -> Shortlist:
+        """The items with the best bounds, chosen once per batch (S = 1), their bounds
+        now, and the ceiling of the others (bounds only fall, so it stays one)."""
+        if "vr_shortlist" not in cache:
+            ranked = upper.copy()
+            ranked[:, table.steep] = -np.inf  # (always candidates, never listed)
+            m = table.order.shape[1]
+            part = np.argpartition(-ranked, m, axis=1)
+            ceiling = np.take_along_axis(ranked, part[:, m : m + 1], axis=1)[:, 0]
+            cache["vr_shortlist"] = (part[:, :m], ceiling)
+        cols, ceiling = cache["vr_shortlist"]
+        return cols, upper[0, cols[0]][None, :], ceiling
 
     def exact(rows: IntArray, cols: IntArray) -> FloatArray:
         out = np.empty(len(rows))
-        for s in np.unique(rows):
-            at = rows == s
+        for s in np.unique(rows) if s_count > 1 else range(1):
+            at = rows == s if s_count > 1 else slice(None)
             info = bank.information(points[s], cols[at])  # (G, m)
-            out[at] = factor[s] @ (info / (j_prec[s, :, None] + info))
+            out[at] = np.einsum("g,gm->m", factor[s], info / (j_prec[s, :, None] + info))
+        if s_count == 1:  # a bound for the batch's later picks (a hair above: rounding)
+            upper[0, cols] = np.minimum(upper[0, cols], out * (1.0 + 2.0**-40) + 1e-300)
         return out
 
-    return Bounded(upper, 0.0, table.steep, exact, upper_only=True)
+    short = listed if s_count == 1 and table.order.shape[1] else None
+    return Bounded(upper, 0.0, table.steep, exact, upper_only=True, shortlist=short)
 
 
 def _information_at_theta(state: CatState) -> FloatArray | Bounded:
-    """Every item's information at each subject's EAP: interpolated from the bank's table
-    where it has one (exact values only for the items that could win), else exact."""
-    table = state.bank.information_table()
-    theta = state.theta
+    """Every item's information at each subject's EAP (see :func:`_information_at`)."""
+    return _information_at(state.bank, state.theta, state.information_at_theta)
+
+
+def _information_at(
+    bank: PreparedBank, theta: FloatArray, exactly: Callable[[], FloatArray] | None = None
+) -> FloatArray | Bounded:
+    """Every item's information at one θ per subject ``(S, 1)``: interpolated from the
+    bank's table where it has one (exact values only for the items that could win; a
+    live step first tries the shortlist of θ's interval), else exact ``(S, N)``
+    (from ``exactly`` when given)."""
+    table = bank.information_table()
     if table is None or not table.covers(theta):
-        return state.information_at_theta()
-    model = state.bank.model
+        return bank.information(theta) if exactly is None else exactly()
+    model = bank.model
 
     def exact(rows: IntArray, cols: IntArray) -> FloatArray:
         return model.information_at(theta[rows], cols)  # type: ignore[no-any-return]
 
-    return Bounded(table.interpolate(theta), table.eps, table.steep, exact)
+    return Bounded(
+        lambda: table.interpolate(theta),
+        table.eps,
+        table.steep,
+        exact,
+        shortlist=lambda: table.shortlist(theta),
+    )
 
 
 @selection_rule("max_info")

@@ -93,7 +93,8 @@ def grid_moments(coords: FloatArray, log_post: FloatArray) -> tuple[FloatArray, 
             (broadcast against ``log_post``).
         log_post: Unnormalised log densities, ``(..., G)``.
     """
-    w = np.exp(log_post - log_post.max(axis=-1, keepdims=True))
+    w = log_post - log_post.max(axis=-1, keepdims=True)
+    np.exp(w, out=w)
     w /= w.sum(axis=-1, keepdims=True)
     mean = (w[..., None, :] * coords).sum(axis=-1)
     centred = coords - mean[..., None]
@@ -238,6 +239,8 @@ class GridPosterior:
         self.eap = np.empty((n_subjects, d))
         self.sd = np.empty((n_subjects, d))
         self.cov = np.empty((n_subjects, d, d))
+        # an SD below this (per row and dimension) narrows the row's grid; changes with it
+        self._narrow_below = self.regrid_ratio * self._spacing(self.coords)
         self._summarise(np.arange(n_subjects))
 
     # -- the prior -------------------------------------------------------------------
@@ -305,10 +308,13 @@ class GridPosterior:
         scores = np.asarray(scores, dtype=np.int64)
         coords = self.coords[rows]
         theta = coords.transpose(0, 2, 1)
-        loglik = self.loglik[rows] + self.model.log_prob_at(
-            theta, items[:, None], scores[:, None], self.lapse
-        )
-        self.loglik[rows] = loglik
+        logp = self.model.log_prob_at(theta, items[:, None], scores[:, None], self.lapse)
+        if isinstance(rows, slice):  # a view: add in place
+            loglik = self.loglik[rows]
+            loglik += logp
+        else:
+            loglik = self.loglik[rows] + logp
+            self.loglik[rows] = loglik
         if self.admin_info is not None:
             self.admin_info[rows] += self.model.information_at(theta, items[:, None])
         step = self.count[rows]
@@ -319,7 +325,7 @@ class GridPosterior:
         self.count[rows] = step + 1
         sd = self._store(rows, *grid_moments(coords, loglik + self._prior_at_points[rows]))
         if self.regrid_ratio > 0:
-            narrow = (sd < self.regrid_ratio * self._spacing(coords)).any(axis=1)
+            narrow = (sd < self._narrow_below[rows]).any(axis=1)
             if narrow.any():
                 self._regrid(np.arange(len(self.count))[rows][narrow])
 
@@ -341,7 +347,7 @@ class GridPosterior:
         for _ in range(_MAX_REGRIDS):
             if self.regrid_ratio <= 0:
                 break
-            narrow = rows[(self.sd < self.regrid_ratio * self._spacing(self.coords)).any(axis=1)]
+            narrow = rows[(self.sd < self._narrow_below).any(axis=1)]
             if not narrow.size:
                 break
             self._regrid(narrow)
@@ -362,6 +368,7 @@ class GridPosterior:
         coords = _product_coords(axes)
         self._recompute(rows, coords)
         self.coords[rows] = coords
+        self._narrow_below[rows] = self.regrid_ratio * self._spacing(coords)
         self._prior_at_points[rows] = self._log_prior(coords, rows)
         self._summarise(rows)
 
