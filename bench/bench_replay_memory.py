@@ -38,7 +38,7 @@ import json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from bench_cat_step import make_bank
-from orchestrator.data import AlignedResponses, Responses
+from orchestrator.data import Responses
 from orchestrator.cat import make_selection
 from orchestrator.sim import replay
 
@@ -65,7 +65,7 @@ responses = Responses(
     line=np.arange(len(score), dtype=np.int64) + 2,
     source="<bench>",
 )
-aligned = AlignedResponses(responses, i_idx.astype(np.int64))
+aligned = responses.for_bank(bank)
 before = status("VmRSS")
 with open("/proc/self/clear_refs", "w") as fh:  # the peak from here on (not the data's making)
     fh.write("5")
