@@ -177,3 +177,28 @@ def test_cli_update_refuses_dimensions(tmp_path: Path, capsys) -> None:
     )  # fmt: skip
     assert code != 0
     assert "--update learns a one-dimensional bank" in capsys.readouterr().err
+
+
+def test_qmc_points_are_not_refined_so_no_e_step_or_convergence_check_is_wasted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QMC points are fixed: the fit stops at its first converged iteration, one E-step each."""
+    from orchestrator.irt.calibrate._em import EMModel
+
+    _a, _b, load, x = _simulate(300, 12, 3, rho=0.3, seed=7)
+    s, i = np.nonzero(np.ones_like(x))
+    calls: list[int] = []
+    e_step = EMModel.e_step
+
+    def counted(self: EMModel, *args: object, **kwargs: object):
+        calls.append(1)
+        return e_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(EMModel, "e_step", counted)
+    cal = GRMCalibrator(n_dims=2, loadings=load, quadrature="qmc", n_qmc=500, compute_se=False).fit(
+        s, i, x[s, i], n_categories=np.full(12, 3)
+    )
+    assert cal.converged_ and cal.n_quad_ == 500
+    assert len(calls) == cal.n_iter_ + 1  # one per iteration and the final one
+    changes = [h.change for h in cal.history_]
+    assert changes[-1] < cal.tol <= min(changes[:-1])

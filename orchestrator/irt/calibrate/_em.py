@@ -335,9 +335,12 @@ class EMModel:
         return occupied[tuple(idx.T)]
 
     def refined_grid(self, psi: torch.Tensor, grid: QuadGrid, stats: EStep) -> QuadGrid | None:
-        """A finer (or, D = 2, re-centred) grid when the current one does not suit the fit."""
+        """A finer (or, D = 2, re-centred) product grid when the current one does not suit the
+        fit; None when it would be the same grid (QMC points are never refined)."""
+        if grid.per_axis == 0:
+            return None
         n_new = self.needed_nodes(psi, grid, stats)
-        if grid.per_axis == 0 or self.n_dims == 1:
+        if self.n_dims == 1:
             return self.make_grid(n_new) if n_new > grid.per_axis else None
         assert stats.posterior is not None
         self._update_support(grid, stats.posterior)
@@ -371,8 +374,6 @@ class EMModel:
     def needed_nodes(self, psi: torch.Tensor, grid: QuadGrid, stats: EStep) -> int:
         """Nodes (per axis) for spacing ≤ quad_ratio × 5th percentile of subjects' posterior SDs."""
         assert stats.posterior is not None
-        if grid.per_axis == 0:  # QMC points are not refined
-            return grid.n
         if self.n_dims > 1:
             return self._needed_per_axis(psi, grid, stats.posterior)
         eap = stats.posterior @ grid.theta

@@ -546,9 +546,11 @@ class GRMCalibrator:
             self._report(info)
             psi = new_psi
             # auto quadrature: once nearly converged on a grid (and again at convergence),
-            # refine it if it is coarser than the subjects' posterior SDs
+            # refine it if it is coarser than the subjects' posterior SDs (QMC points are
+            # fixed: nothing to refine, so no E-step is spent asking)
             near = change < math.sqrt(self.tol) and not checked
-            if self.n_quad == "auto" and (near or change < self.tol) and regrids < 4:
+            refinable = self.n_quad == "auto" and not model.uses_qmc
+            if refinable and (near or change < self.tol) and regrids < 4:
                 checked = True
                 finer = model.refined_grid(psi, grid, model.e_step(psi, grid))
                 if finer is not None:
