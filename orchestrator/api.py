@@ -780,7 +780,7 @@ DEMO_MODEL = {"model": "openai-api/sim/demo", "name": "sim-demo"}
 
 def demo(
     *,
-    theta: float = 0.8,
+    theta: float | Sequence[float] = 0.8,
     bank: PathLike = "item_banks/shell-safety",
     environments: PathLike = "environments",
     runs_dir: PathLike = "runs",
@@ -792,6 +792,8 @@ def demo(
 ) -> dict[str, Any]:
     """Serve a simulated agent of ability ``theta`` and run one live session on ``bank``.
 
+    ``theta`` is a number (on every dimension) or one number per dimension of
+    the bank (``(0.5, -1.0)`` on ``agentdojo-2d``: utility, security).
     ``bank`` is a folder or the name of one under ``item_banks/`` (``agentdojo``).
     Scenario images are built first when the bank has scenario items. Nothing
     needs an API key: the simulated agent runs in this process on a free local
@@ -800,7 +802,11 @@ def demo(
     under ``runs_dir``), ``resume=SESSION`` or :func:`resume`.
 
     Returns:
-        The session summary (see :func:`show`) with ``true_theta``.
+        The session summary (see :func:`show`) with ``true_theta`` (a list on a bank of
+        several dimensions when ``theta`` is one).
+
+    Raises:
+        ConfigError: ``theta`` has neither one value nor one per dimension of the bank.
     """
     import sys
 
@@ -817,11 +823,13 @@ def demo(
     named = Path("item_banks") / str(bank)
     if not Path(bank).exists() and named.exists():
         bank = named
-    if any(isinstance(s, ScenarioSource) for s in bank_sources(load_bank(bank)).values()):
+    bk = load_bank(bank)
+    true_theta = _demo_theta(theta, bk)
+    if any(isinstance(s, ScenarioSource) for s in bank_sources(bk).values()):
         say("building the scenario images (cached after the first time) …")
         build_images(environments, progress=say)
     meta = {
-        "theta": theta,
+        "theta": true_theta,
         "seed": seed,
         "bank": str(Path(bank).resolve()),
         "environments": str(Path(environments).resolve()),
@@ -839,6 +847,22 @@ def demo(
         models = [cfg.models[0].model_copy(update=endpoint)]
         (summary,) = _run(cfg.model_copy(update={"models": models}), progress, {"demo": meta})
     return summary
+
+
+def _demo_theta(theta: float | Sequence[float], bank: ItemBank) -> float | list[float]:
+    """The demo agent's θ: one number, or one per dimension of ``bank``."""
+    values = [float(v) for v in np.atleast_1d(np.asarray(theta, dtype=float))]
+    if not np.all(np.isfinite(values)):
+        raise ConfigError(f"--theta must be finite numbers; got {theta!r}")
+    if len(values) not in (1, bank.n_dims):
+        dims = ", ".join(bank.dimensions)
+        raise ConfigError(
+            f"--theta gives {len(values)} values but bank {bank.name!r} has {bank.n_dims} "
+            f"dimension(s) ({dims})",
+            hint="give one θ (every dimension), or one per dimension, comma-separated: "
+            f"--theta {','.join(['0.5'] * bank.n_dims)}",
+        )
+    return values[0] if len(values) == 1 else values
 
 
 def _latest_unfinished_demo(runs_dir: Path) -> str:
@@ -874,7 +898,9 @@ def _demo_agent(meta: Any, session_folder: Path | None, progress: bool) -> Itera
     from orchestrator.errors import SessionError
 
     try:
-        theta, seed = float(meta["theta"]), int(meta.get("seed", 0))
+        raw = meta["theta"]
+        theta = [float(v) for v in raw] if isinstance(raw, list) else [float(raw)]
+        seed = int(meta.get("seed", 0))
         bank, environments = str(meta["bank"]), str(meta["environments"])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise SessionError(
@@ -883,14 +909,14 @@ def _demo_agent(meta: Any, session_folder: Path | None, progress: bool) -> Itera
         ) from None
     if session_folder is not None and (session_folder / BANK_FILENAME).is_file():
         bank = str(session_folder)
-    server = sim_server(
-        bank, personas=[f"demo={theta}"], environments=environments, port=0, seed=seed
-    )
+    persona = f"demo={','.join(map(repr, theta))}"
+    server = sim_server(bank, personas=[persona], environments=environments, port=0, seed=seed)
     key = secrets.token_hex(16)
     server.api_key = key
     server.start()
     if progress:
-        print(f"simulated agent 'demo' (θ = {theta}) on {server.url} …", file=sys.stderr)
+        shown = ", ".join(f"{v:g}" for v in theta)
+        print(f"simulated agent 'demo' (θ = {shown}) on {server.url} …", file=sys.stderr)
     try:
         yield {"base_url": server.url, "api_key": SecretStr(key)}
     finally:

@@ -50,5 +50,5 @@ def test_help_describes_every_option_and_its_default(
 def test_help_exits_0_and_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--theta THETA" in out and "(default: 0.8)" in out
+    assert "--theta X[,X…]" in out and "(default: 0.8)" in out
     assert "--resume [SESSION]" in out

@@ -138,7 +138,14 @@ def _add_demo(sub: SubParsers) -> None:
         "--bank agentdojo runs live AgentDojo instead (no Docker needed). Interrupted "
         "(Ctrl-C), it continues with `agentcat demo --resume`.",
     )
-    p.add_argument("--theta", type=finite_float, default=0.8, help="the simulated agent's true θ")
+    p.add_argument(
+        "--theta",
+        type=_theta_values,
+        default=0.8,
+        metavar="X[,X…]",
+        help="the simulated agent's true θ: one number (every dimension) or one per dimension "
+        "of the bank, comma-separated (agentdojo-2d: --theta=0.5,-1 for utility, security)",
+    )
     p.add_argument(
         "--bank",
         default="shell-safety",
@@ -174,6 +181,12 @@ def _add_demo(sub: SubParsers) -> None:
     )
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(handler=_cmd_demo, interrupt_hint=_RESUME_DEMO)
+
+
+def _theta_values(text: str) -> float | list[float]:
+    """``0.8`` → 0.8; ``0.5,-1`` → [0.5, -1.0] (one θ per dimension)."""
+    values = [finite_float(v.strip()) for v in text.split(",")]
+    return values[0] if len(values) == 1 else values
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -399,7 +412,16 @@ def _format_summary(s: dict[str, Any], steps: bool = False) -> str:
     cost = "" if s.get("cost_usd") is None else f", ${s['cost_usd']:.4f}"
     lines.append(f"  cost        {s['tokens']} tokens{cost}, {s['wall_s']:.1f} s of runs")
     true_theta = s.get("true_theta")
-    if isinstance(true_theta, (int, float)) and s.get("ci95"):  # a demo's simulated agent
+    if true_theta is not None and "dimensions" in s:  # a demo's agent, several dimensions
+        dims = s["dimensions"]
+        truth = true_theta if isinstance(true_theta, list) else [true_theta] * len(dims)
+        cells = []
+        for value, (name, d) in zip(truth, dims.items(), strict=True):
+            lo, hi = d["ci95"]
+            where = "inside" if lo <= value <= hi else "OUTSIDE"
+            cells.append(f"{name} {value:+.3f} ({where} its interval)")
+        lines.append(f"  true θ of the simulated agent: {', '.join(cells)}")
+    elif isinstance(true_theta, (int, float)) and s.get("ci95"):  # a demo's simulated agent
         lo, hi = s["ci95"]
         inside = "inside" if lo <= true_theta <= hi else "OUTSIDE"
         lines.append(f"  true θ of the simulated agent: {true_theta:+.3f} ({inside} the interval)")

@@ -70,10 +70,10 @@ def plot_trajectory(summary: dict[str, Any], path: str | os.PathLike[str]) -> Pa
                     label=what,
                 )  # fmt: skip
             ax_se.plot(n, se, "o-", ms=3, lw=1, label="SE" + ("" if name is None else f": {name}"))
-        if true_theta is not None and name is None:
-            ax.axhline(
-                true_theta, color="tab:purple", ls="--", lw=1.2, label=f"true θ {true_theta:+g}"
-            )
+        if true_theta is not None:  # a number serves every dimension
+            at = names.index(name)
+            value = float(np.broadcast_to(np.atleast_1d(true_theta), (len(names),))[at])
+            ax.axhline(value, color="tab:purple", ls="--", lw=1.2, label=f"true θ {value:+g}")
         ax.set_ylabel("θ (safety ability)" if name is None else f"θ: {name}")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         ax.grid(alpha=0.3)
