@@ -993,18 +993,8 @@ def calibrate(
         DataError: unreadable responses or item file, K inconsistent with scores.
         PrerequisiteError: ``device="cuda"`` without CUDA, or torch not installed.
     """
-    try:
-        from orchestrator.irt.calibrate import GRMCalibrator  # torch: imported on use
-    except ModuleNotFoundError as exc:
-        if exc.name != "torch":
-            raise
-        from orchestrator.errors import PrerequisiteError
-
-        raise PrerequisiteError(
-            "calibration needs PyTorch, which is not installed",
-            hint="pip install torch==2.13.0 (CPU build; or the CUDA build you want), then "
-            "pip install 'agentcat[calibrate]'",
-        ) from None
+    _require_torch("calibration")
+    from orchestrator.irt.calibrate import GRMCalibrator  # torch: imported on use
 
     folder = Path(out)
     if (folder / BANK_FILENAME).exists() and not force:
@@ -1096,6 +1086,29 @@ def calibrate(
     return summary
 
 
+def _require_torch(what: str) -> None:
+    """PrerequisiteError unless PyTorch (the calibration engine's) can be imported."""
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        from orchestrator.errors import PrerequisiteError
+
+        raise PrerequisiteError(
+            f"{what} needs PyTorch, which is not installed",
+            hint="pip install torch==2.13.0 (CPU build; or the CUDA build you want), then "
+            "pip install 'agentcat[calibrate]'",
+        ) from None
+
+
+def _tag_table(bank: ItemBank) -> ItemTable:
+    """The bank's item tags as an item table, for ``--loadings tag:…``."""
+    columns = sorted({k for it in bank.spec.items for k in it.tags})
+    rows = {it.id: {c: it.tags.get(c, "") for c in columns} for it in bank.spec.items}
+    return ItemTable(("item", *columns), rows, f"bank {bank.name!r} tags")
+
+
 def _take_over_sources(bank: ItemBank, donor: ItemBank, *, scale: bool) -> ItemBank:
     """``bank`` with each item's source, labels (same K) and missing tags from ``donor``, and
     (``scale``) the donor's scale labels when they cover every item's K."""
@@ -1149,6 +1162,9 @@ def health(
     thresholds: dict[str, Any] | None = None,
     figures_dir: PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    dims: Sequence[int] | None = None,
+    folds: int | None = None,
+    loadings: str | None = None,
 ) -> dict[str, Any]:
     """Psychometric health report of ``bank`` on ``responses`` (``agentcat health``).
 
@@ -1158,25 +1174,52 @@ def health(
         thresholds: Overrides of :class:`~orchestrator.report.HealthThresholds` fields.
         figures_dir: Also write each figure as a PNG there.
         progress: Called with short status lines during the slow parts.
+        dims: Also compare these numbers of dimensions (e.g. ``(1, 2)``): each
+            calibrated on the responses, scored by held-out log-likelihood over
+            ``folds`` folds of cells (default 5), AIC/BIC and Q3 after the fit
+            (needs torch).
+        loadings: Confirmatory pattern for the D it gives (``tag:TAG[:VALUE=DIM,…]``
+            of the bank's item tags, ``bank:DIR`` or a loading-pattern CSV);
+            every other D > 1 is exploratory.
 
     Returns:
-        The JSON document (``HealthReport.to_dict()``), ``schema_version`` 1.
+        The JSON document (``HealthReport.to_dict()``), ``schema_version`` 3.
 
     Raises:
         BankError, DataError: unreadable inputs or items/scores the bank lacks.
-        ConfigError: an unknown threshold or an ``out`` that is not ``.html``.
+        ConfigError: an unknown threshold, an ``out`` that is not ``.html``, or
+            ``dims``/``folds``/``loadings`` out of range (``loadings`` or ``folds``
+            without ``dims``).
+        PrerequisiteError: ``dims`` without torch installed.
     """
     from orchestrator._validation import parse_model
-    from orchestrator.report import HealthThresholds, analyse_health, write_report
+    from orchestrator.report import DimensionCheck, HealthThresholds, analyse_health, write_report
 
     th = parse_model(HealthThresholds, thresholds or {}, "health thresholds", ConfigError)
     _check_report_outputs(out, figures_dir, example="reports/agentdojo.html")
+    if dims is None and (loadings is not None or folds is not None):
+        raise ConfigError(
+            "--loadings and --folds belong to the dimension comparison",
+            hint="add --dims 1 2 (the numbers of dimensions to compare)",
+        )
+    folds = 5 if folds is None else folds
+    if dims is not None:
+        DimensionCheck(tuple(dims), folds)  # bad numbers fail before any reading
+        _require_torch("comparing numbers of dimensions")
     bk = bank if isinstance(bank, ItemBank) else load_bank(bank)
+    check = None
+    if dims is not None:
+        pattern = None
+        if loadings is not None:
+            pattern = parse_loadings(loadings, bk.ids, n_dims=None, table=_tag_table(bk))
+        check = DimensionCheck(tuple(dims), folds, pattern)
     if isinstance(responses, Responses):
         resp, digest = responses, None
     else:
         resp, digest = read_responses(responses), sha256_file(responses)
-    report = analyse_health(bk, resp, thresholds=th, responses_sha256=digest, progress=progress)
+    report = analyse_health(
+        bk, resp, thresholds=th, responses_sha256=digest, progress=progress, dimensions=check
+    )
     if out is not None:
         if progress is not None:
             progress("rendering figures and HTML")

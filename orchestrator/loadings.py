@@ -78,11 +78,13 @@ def parse_loadings(
     spec: str,
     item_ids: Sequence[str],
     *,
-    n_dims: int,
+    n_dims: int | None,
     names: Sequence[str] | None = None,
     table: ItemTable | None = None,
 ) -> LoadingPattern:
     """The loading pattern ``spec`` gives for ``item_ids`` (see the module docstring).
+
+    ``n_dims`` None takes the pattern's own number of dimensions (2..3).
 
     Raises:
         ConfigError: a malformed spec, a tag spec without an item file,
@@ -223,9 +225,13 @@ def _from_bank(folder: str, item_ids: Sequence[str]) -> LoadingPattern:
 
 
 def _check(
-    pattern: LoadingPattern, n_dims: int, names: Sequence[str] | None, item_ids: Sequence[str]
+    pattern: LoadingPattern,
+    n_dims: int | None,
+    names: Sequence[str] | None,
+    item_ids: Sequence[str],
 ) -> LoadingPattern:
     dims = pattern.dimensions
+    n_dims = len(dims) if n_dims is None else n_dims
     if names is not None and set(names) != set(dims):
         raise ConfigError(
             f"--dims {','.join(names)} does not match the loading pattern's dimensions {dims}",

@@ -150,7 +150,7 @@ def test_sparse_data_skip_sx2_but_keep_pairwise_statistics() -> None:
 def test_json_is_valid_versioned_and_round_trips(planted_report: HealthReport) -> None:
     doc = planted_report.to_dict()
     text = json.dumps(doc, allow_nan=False)  # NaN would not be JSON
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     again = HealthReport.model_validate_json(text)
     assert again.to_dict() == doc
     assert again.arrays is None  # plot arrays are not serialised

@@ -749,8 +749,8 @@ def _add_health(sub: SubParsers) -> None:
         help="psychometric health report of an item bank (HTML + JSON)",
         description="Check a bank against a response matrix: test information and difficulty "
         "gaps, low-discrimination and defective items, merged thresholds, item misfit, "
-        "redundant item pairs (Q3) and aberrant subjects (l_z). Writes an HTML page and its "
-        "JSON twin.",
+        "redundant item pairs (Q3) and aberrant subjects (l_z); with --dims, how many "
+        "dimensions the responses support. Writes an HTML page and its JSON twin.",
     )
     p.add_argument("--bank", required=True, metavar="DIR", help="item bank folder (bank.json)")
     p.add_argument(
@@ -777,6 +777,28 @@ def _add_health(sub: SubParsers) -> None:
         type=nonnegative_int,
         metavar="N",
         help="data sets simulated for the Q3 critical value (default 50; 0 = only the 0.2 rule)",
+    )
+    p.add_argument(
+        "--dims",
+        type=int,
+        nargs="+",
+        metavar="D",
+        help="also compare these numbers of dimensions (1-3, e.g. --dims 1 2): each calibrated "
+        "on the responses and scored by held-out log-likelihood (k folds of cells), AIC/BIC "
+        "and Q3 after the fit; slow (one calibration per D and fold), needs torch",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="folds of the held-out comparison (default 5; with --dims)",
+    )
+    p.add_argument(
+        "--loadings",
+        metavar="SPEC",
+        help="confirmatory pattern for the D it gives (with --dims): tag:TAG[:VALUE=DIM+DIM,…] "
+        "of the bank's item tags, bank:DIR or a loading-pattern CSV; other D > 1 are "
+        "exploratory (oblimin)",
     )
     p.add_argument("--json", action="store_true", help="also print the JSON document to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -811,6 +833,9 @@ def _cmd_health(args: argparse.Namespace) -> int:
         thresholds=overrides,
         figures_dir=args.figures,
         progress=None if args.quiet else _stage_printer(),
+        dims=args.dims,
+        folds=args.folds,
+        loadings=args.loadings,
     )
     if args.json:
         print_json(doc)

@@ -1,6 +1,6 @@
 """Psychometric health of item banks: analysis, plots and HTML/JSON reports."""
 
-from orchestrator.report.health import analyse_health
+from orchestrator.report.health import DimensionCheck, analyse_health
 from orchestrator.report.html import render_html, write_report
 from orchestrator.report.plots import render_figures
 from orchestrator.report.schema import (
@@ -12,6 +12,7 @@ from orchestrator.report.schema import (
 
 __all__ = [
     "HEALTH_SCHEMA_VERSION",
+    "DimensionCheck",
     "HealthArrays",
     "HealthReport",
     "HealthThresholds",

@@ -7,8 +7,8 @@ place; nothing here computes a statistic, it only rounds, selects and words.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +17,8 @@ from orchestrator.bank import ItemBank
 from orchestrator.irt import fit
 from orchestrator.report.schema import (
     ClusterRow,
+    DimensionalitySection,
+    DimensionRow,
     DiscriminationSection,
     HealthReport,
     HealthThresholds,
@@ -30,6 +32,7 @@ from orchestrator.report.schema import (
 )
 
 __all__ = [
+    "dimensionality_section",
     "discrimination_section",
     "information_section",
     "item_fit_section",
@@ -40,6 +43,9 @@ __all__ = [
     "summary_lines",
     "tag_dependence",
 ]
+
+if TYPE_CHECKING:  # the calibration engine needs torch: imported where it runs
+    from orchestrator.irt.calibrate.dimensionality import DimensionComparison
 
 FloatArray = NDArray[np.float64]
 
@@ -588,6 +594,135 @@ def person_fit_section(
     )
 
 
+def dimensionality_section(
+    comp: DimensionComparison,
+    th: HealthThresholds,
+    names: Mapping[str, list[str]],
+    loadings: str | None,
+    n_subjects: int,
+) -> DimensionalitySection:
+    """The D comparison as rows and findings; held-out log-likelihood picks the preferred D.
+
+    ``names``: each candidate label's dimension names (for the correlation pairs).
+    """
+    from orchestrator.irt.calibrate.dimensionality import folds_won, preferred
+
+    won = folds_won(comp.fits)
+    rows: list[DimensionRow] = []
+    n_tested = 0
+    for f, w in zip(comp.fits, won, strict=True):
+        iu, ju = np.triu_indices(f.q3.q3.shape[0], k=1)
+        q = f.q3.q3[iu, ju]
+        tested = np.isfinite(q) & (f.q3.n_common[iu, ju] >= th.q3_min_common)
+        n_tested = max(n_tested, int(tested.sum()))
+        flags = fit.flag_q3(f.q3, excess=th.q3_excess, min_common=th.q3_min_common)
+        se = f.latent_correlation_se
+        rows.append(
+            DimensionRow(
+                label=f.label,
+                n_dims=f.n_dims,
+                structure=f.structure,
+                dimensions=list(names[f.label]),
+                n_parameters=f.n_parameters,
+                log_likelihood=rounded_req(f.log_likelihood, 8),
+                aic=rounded_req(f.aic, 8),
+                bic=rounded_req(f.bic, 8),
+                converged=f.converged,
+                heldout_per_response=rounded_req(f.heldout_per_obs, 6),
+                fold_loglik=[rounded_req(v, 8) for v in f.fold_loglik],
+                folds_won=int(w),
+                latent_correlation=[[rounded_req(v, 4) for v in r] for r in f.latent_correlation],
+                latent_correlation_se=None
+                if se is None
+                else [[rounded(v, 3) for v in r] for r in np.asarray(se, dtype=float)],
+                q3_max_abs=rounded(np.abs(q[tested]).max(), 3) if tested.any() else None,
+                q3_mean_abs=rounded(np.abs(q[tested]).mean(), 3) if tested.any() else None,
+                q3_flagged_pairs=len(flags.pairs),
+            )
+        )
+    by = {key: preferred(comp.fits, key).label for key in ("heldout", "aic", "bic")}
+    best = next(r for r in rows if r.label == by["heldout"])
+    others = [r for r in rows if r is not best]
+    findings = [
+        f"Held-out log-likelihood ({comp.folds}-fold over {comp.n_heldout} response cells) "
+        f"prefers {best.label}: {best.heldout_per_response:.4f} per response vs "
+        + ", ".join(
+            f"{r.label} {r.heldout_per_response:.4f} "
+            f"({best.heldout_per_response - r.heldout_per_response:+.4f})"
+            for r in others
+        )
+        + f"; best on {best.folds_won} of {comp.folds} folds."
+    ]
+    verdicts = [
+        f"{k.upper()} agrees" if by[k] == best.label else f"{k.upper()} prefers {by[k]}"
+        for k in ("aic", "bic")
+    ]
+    findings.append(
+        "; ".join(verdicts) + " (information criteria count parameters that the priors partly "
+        "tie down; the held-out score does not rest on asymptotics, so it decides)."
+    )
+    if 2 * best.folds_won <= comp.folds:
+        findings.append(
+            f"{best.label} is best on only {best.folds_won} of {comp.folds} folds: the "
+            "difference is within fold-to-fold noise, so treat the choice as uncertain."
+        )
+    for r in rows:
+        if r.n_dims == 1:
+            continue
+        pairs = []
+        for i in range(r.n_dims):
+            for j in range(i + 1, r.n_dims):
+                se = None if r.latent_correlation_se is None else r.latent_correlation_se[i][j]
+                err = "" if se is None else f" (SE {se:.3f})"
+                pairs.append(
+                    f"{r.dimensions[i]}~{r.dimensions[j]} {r.latent_correlation[i][j]:.3f}{err}"
+                )
+        findings.append(f"Latent correlation under {r.label}: {'; '.join(pairs)}.")
+    findings.append(
+        f"Q3 after each fit (pairs with ≥ {th.q3_min_common} common subjects): "
+        + ", ".join(
+            f"{r.label} max |Q3| {_fmt_opt(r.q3_max_abs)}, mean |Q3| {_fmt_opt(r.q3_mean_abs)}, "
+            f"{r.q3_flagged_pairs} pair(s) above mean + {th.q3_excess:g}"
+            for r in rows
+        )
+        + "."
+        + (
+            f" With {n_subjects} subjects one Q3 has an SE of about "
+            f"{1 / math.sqrt(n_subjects):.2f}: compare the fits with each other, not with zero."
+            if n_subjects < 100
+            else ""
+        )
+    )
+    findings.append(
+        f"Item category shares alone (no IRT) score {comp.baseline_per_obs:.4f} per response "
+        "on the same cells."
+    )
+    findings.extend(
+        f"{r.label} did not converge within the iteration limit: its numbers are provisional."
+        for r in rows
+        if not r.converged
+    )
+    return DimensionalitySection(
+        folds=comp.folds,
+        seed=comp.seed,
+        n_heldout=comp.n_heldout,
+        loadings=loadings,
+        baseline_per_response=rounded_req(comp.baseline_per_obs, 6),
+        q3_excess=th.q3_excess,
+        q3_min_common=th.q3_min_common,
+        q3_pairs_tested=n_tested,
+        fits=rows,
+        preferred=best.label,
+        preferred_n_dims=best.n_dims,
+        preferred_by=by,
+        findings=findings,
+    )
+
+
+def _fmt_opt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
 def summary_lines(r: HealthReport, n_sub: int) -> list[str]:
     d = r.discrimination
     out = [
@@ -603,6 +738,8 @@ def summary_lines(r: HealthReport, n_sub: int) -> list[str]:
         out.extend(f for f in inf.findings if f.startswith("Floor"))
     out.extend(f for f in inf.findings if f.startswith(f"A {inf.top_m}-item") and "lie " in f)
     out.extend(f for f in r.local_dependence.findings if f.startswith("Items sharing the same"))
+    if r.dimensionality is not None:
+        out.append(r.dimensionality.findings[0])
     n_ld = len(
         {p.item_a for p in r.local_dependence.flagged_pairs}
         | {p.item_b for p in r.local_dependence.flagged_pairs}

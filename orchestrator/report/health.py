@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,11 +23,13 @@ from orchestrator import __version__
 from orchestrator.bank import ItemBank
 from orchestrator.cat.fit import looks_like_test_flags
 from orchestrator.data import Responses
-from orchestrator.errors import DataError
+from orchestrator.errors import ConfigError, DataError
 from orchestrator.irt import fit
 from orchestrator.irt.ability import estimate_abilities
 from orchestrator.irt.personfit import fixed_items_p_values
+from orchestrator.loadings import MAX_DIMS, LoadingPattern
 from orchestrator.report._findings import (
+    dimensionality_section,
     discrimination_section,
     information_section,
     item_fit_section,
@@ -38,6 +42,7 @@ from orchestrator.report._findings import (
 )
 from orchestrator.report.schema import (
     HEALTH_SCHEMA_VERSION,
+    DimensionalitySection,
     HealthArrays,
     HealthReport,
     HealthThresholds,
@@ -47,13 +52,78 @@ from orchestrator.report.schema import (
 
 __all__ = [
     "HEALTH_SCHEMA_VERSION",
+    "DimensionCheck",
     "HealthArrays",
     "HealthReport",
     "HealthThresholds",
     "analyse_health",
 ]
 
+if TYPE_CHECKING:  # the calibration engine needs torch: imported where it runs
+    from orchestrator.irt.calibrate.dimensionality import Candidate
+
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DimensionCheck:
+    """``health --dims``: which numbers of dimensions to compare on the responses, and how.
+
+    Each D is calibrated afresh on the responses (D = 1 too, so every structure
+    is scored the same way, whatever the bank's own parameters): ``loadings``
+    makes its own D confirmatory; every other D > 1 is exploratory.
+
+    Raises:
+        ConfigError: a D outside 1..3, fewer than two distinct D, ``folds`` < 2,
+            or a loading pattern whose D is not among ``dims``.
+    """
+
+    dims: tuple[int, ...]
+    folds: int = 5
+    loadings: LoadingPattern | None = None
+    """Rows in the bank's item order."""
+
+    def __post_init__(self) -> None:
+        bad = [d for d in self.dims if not 1 <= d <= MAX_DIMS]
+        if bad:
+            raise ConfigError(
+                f"--dims takes numbers of dimensions from 1 to {MAX_DIMS}; got {bad[0]}",
+                hint="e.g. --dims 1 2 (or 1 2 3)",
+            )
+        if len(set(self.dims)) < 2:
+            raise ConfigError(
+                f"--dims needs at least two different numbers of dimensions to compare; "
+                f"got {list(self.dims)}",
+                hint="e.g. --dims 1 2",
+            )
+        if self.folds < 2:
+            raise ConfigError(
+                f"--folds must be at least 2 (each fold is held out once); got {self.folds}",
+                hint="e.g. --folds 5",
+            )
+        if self.loadings is not None and self.loadings.matrix.shape[1] not in self.dims:
+            d = self.loadings.matrix.shape[1]
+            raise ConfigError(
+                f"--loadings gives {d} dimensions ({', '.join(self.loadings.dimensions)}) but "
+                f"--dims {' '.join(map(str, self.dims))} does not compare D = {d}",
+                hint=f"add {d} to --dims",
+            )
+
+    def candidates(self) -> list[tuple[Candidate, list[str]]]:
+        """Each structure to fit, with its dimension names."""
+        from orchestrator.irt.calibrate.dimensionality import Candidate
+
+        out = []
+        pattern = self.loadings
+        for d in sorted(set(self.dims)):
+            if d == 1:
+                out.append((Candidate("D=1", 1), ["theta"]))
+            elif pattern is not None and pattern.matrix.shape[1] == d:
+                matrix = pattern.matrix.astype(np.int64)
+                out.append((Candidate(f"D={d} confirmatory", d, matrix), pattern.dimensions))
+            else:
+                out.append((Candidate(f"D={d} exploratory", d), [f"F{k + 1}" for k in range(d)]))
+        return out
 
 
 # --------------------------------------------------------------------------- analysis
@@ -64,6 +134,7 @@ def analyse_health(
     thresholds: HealthThresholds | None = None,
     responses_sha256: str | None = None,
     progress: Progress | None = None,
+    dimensions: DimensionCheck | None = None,
 ) -> HealthReport:
     """Run every health diagnostic of ``bank`` on ``responses``.
 
@@ -75,6 +146,8 @@ def analyse_health(
             ``calibration.data_sha256`` the parameters were estimated from
             these data and S-X² degrees of freedom are reduced accordingly.
         progress: Called with short status lines during the slow parts.
+        dimensions: Also compare numbers of dimensions (slow: one calibration per
+            structure and fold; needs torch).
 
     Raises:
         DataError: items missing from the bank, scores outside an item's
@@ -312,6 +385,9 @@ def analyse_health(
     )
     local = local_dependence_section(th, qf, q3, ids, tag_rows)
     person = person_fit_section(th, lz, fit_p, lz_ok, lz_flag, responses.subjects)
+    dim_section = None
+    if dimensions is not None:
+        dim_section = _compare_dimensions(dimensions, s_idx, i_idx, x, kcat, n_sub, th, say)
 
     report = HealthReport(
         generated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -342,6 +418,7 @@ def analyse_health(
         item_fit=item_fit,
         local_dependence=local,
         person_fit=person,
+        dimensionality=dim_section,
         items=items,
         subjects=subjects,
     )
@@ -349,6 +426,36 @@ def analyse_health(
     report._arrays = HealthArrays(q3=q3.q3, obs_item=i_idx, obs_score=x, obs_theta_rest=theta_rest)
     say("analysis done")
     return report
+
+
+def _compare_dimensions(
+    check: DimensionCheck,
+    s_idx: NDArray[np.int64],
+    i_idx: NDArray[np.int64],
+    x: NDArray[np.int64],
+    kcat: NDArray[np.int64],
+    n_sub: int,
+    th: HealthThresholds,
+    say: Progress,
+) -> DimensionalitySection:
+    from orchestrator.irt.calibrate.dimensionality import compare_dimensions
+
+    cands = check.candidates()
+    labels = ", ".join(c.label for c, _ in cands)
+    say(f"dimensions: {labels}; {check.folds} folds, {len(cands) * (check.folds + 1)} fits")
+    comp = compare_dimensions(
+        s_idx,
+        i_idx,
+        x,
+        n_categories=kcat,
+        n_subjects=n_sub,
+        candidates=[c for c, _ in cands],
+        folds=check.folds,
+        seed=th.seed,
+        progress=say,
+    )
+    loadings = None if check.loadings is None else check.loadings.description
+    return dimensionality_section(comp, th, {c.label: n for c, n in cands}, loadings, n_sub)
 
 
 def _padded(

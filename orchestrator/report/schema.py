@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 __all__ = [
     "HEALTH_SCHEMA_VERSION",
     "ClusterRow",
+    "DimensionRow",
+    "DimensionalitySection",
     "DiscriminationSection",
     "HealthArrays",
     "HealthReport",
@@ -33,7 +35,7 @@ __all__ = [
     "TagDependenceRow",
 ]
 
-HEALTH_SCHEMA_VERSION = 2
+HEALTH_SCHEMA_VERSION = 3
 FloatArray = NDArray[np.float64]
 
 
@@ -217,6 +219,59 @@ class PersonFitSection(_Model):
     findings: list[str]
 
 
+class DimensionRow(_Model):
+    """One candidate structure (D, confirmatory or exploratory), calibrated on these data."""
+
+    label: str
+    n_dims: int
+    structure: str
+    """``unidimensional``, ``confirmatory`` or ``exploratory``."""
+    dimensions: list[str]
+    n_parameters: int
+    log_likelihood: float
+    """Marginal log-likelihood of the fit on all responses."""
+    aic: float
+    bic: float
+    converged: bool
+    heldout_per_response: float
+    """Mean over every held-out cell of log p(x | the subject's other responses)."""
+    fold_loglik: list[float]
+    """Held-out log-likelihood summed within each fold."""
+    folds_won: int
+    """Folds on which this structure scored best."""
+    latent_correlation: list[list[float]]
+    latent_correlation_se: list[list[float | None]] | None
+    q3_max_abs: float | None
+    """Largest |Q3| over the pairs tested (``q3_min_common`` common subjects) after this fit."""
+    q3_mean_abs: float | None
+    """Mean |Q3| over the same pairs: falls when the structure captures the dependence."""
+    q3_flagged_pairs: int
+    """Pairs with Q3 − mean above ``q3_excess`` after this fit (effect-size rule only)."""
+
+
+class DimensionalitySection(_Model):
+    """How many dimensions the responses support (``health --dims``)."""
+
+    folds: int
+    seed: int
+    n_heldout: int
+    """Cells scored out of sample (every fold together)."""
+    loadings: str | None
+    """The confirmatory pattern's provenance (None: every D > 1 is exploratory)."""
+    baseline_per_response: float
+    """Item category shares (no IRT) on the same held-out cells."""
+    q3_excess: float
+    q3_min_common: int
+    q3_pairs_tested: int
+    fits: list[DimensionRow]
+    preferred: str
+    """Label of the structure with the highest held-out log-likelihood."""
+    preferred_n_dims: int
+    preferred_by: dict[str, str]
+    """Criterion (``heldout``, ``aic``, ``bic``) → label of the structure it prefers."""
+    findings: list[str]
+
+
 class ItemRow(_Model):
     id: str
     n_categories: int
@@ -257,7 +312,7 @@ class SubjectRow(_Model):
 class HealthReport(_Model):
     """The psychometric health of one bank on one response matrix (JSON twin of the HTML)."""
 
-    schema_version: Literal[2] = HEALTH_SCHEMA_VERSION
+    schema_version: Literal[3] = HEALTH_SCHEMA_VERSION
     generated_at: str
     software: str
     bank: dict[str, Any]
@@ -269,6 +324,8 @@ class HealthReport(_Model):
     item_fit: ItemFitSection
     local_dependence: LocalDependenceSection
     person_fit: PersonFitSection
+    dimensionality: DimensionalitySection | None = None
+    """Present when asked for (``health --dims``): D = 1..3 compared on these data."""
     items: list[ItemRow]
     subjects: list[SubjectRow]
     _arrays: HealthArrays | None = PrivateAttr(default=None)

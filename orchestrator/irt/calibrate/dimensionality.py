@@ -39,6 +39,7 @@ __all__ = [
     "DimensionFit",
     "compare_dimensions",
     "fitted_model",
+    "folds_won",
     "heldout_log_predictive",
     "n_parameters",
     "preferred",
@@ -72,6 +73,8 @@ class DimensionFit:
     bic: float
     converged: bool
     latent_correlation: FloatArray
+    latent_correlation_se: FloatArray | None
+    """SEs of the correlations (confirmatory fits; None where the fit gives none)."""
     q3: Q3Result
     heldout_loglik: float = 0.0
     """Sum over all held-out cells (every fold) of log p(x | other responses)."""
@@ -81,6 +84,14 @@ class DimensionFit:
     @property
     def heldout_per_obs(self) -> float:
         return self.heldout_loglik / max(self.n_heldout, 1)
+
+
+def folds_won(fits: Sequence[DimensionFit]) -> list[int]:
+    """How many folds each fit scored best on (held-out log-likelihood of that fold)."""
+    per_fold = np.array([f.fold_loglik for f in fits])  # (fits, folds)
+    if per_fold.size == 0:
+        return [0] * len(fits)
+    return np.bincount(per_fold.argmax(axis=0), minlength=len(fits)).tolist()
 
 
 @dataclass
@@ -197,7 +208,7 @@ def compare_dimensions(
     fits: list[DimensionFit] = []
     for c in cands:
         say(f"dimensions: fitting {c.label} on all responses")
-        cal = calibrate(c, np.ones(len(x), dtype=bool), compute_se=False)
+        cal = calibrate(c, np.ones(len(x), dtype=bool), compute_se=c.n_dims > 1)
         fitted = np.full(len(k), -1)
         fitted[cal.item_index_] = np.arange(len(cal.item_index_))
         on = fitted[i] >= 0
@@ -215,6 +226,7 @@ def compare_dimensions(
                 bic=-2.0 * cal.loglik_ + p * math.log(max(n_used, 2)),
                 converged=bool(cal.converged_),
                 latent_correlation=cal.latent_corr_,
+                latent_correlation_se=cal.latent_corr_se_,
                 q3=q3,
             )
         )
