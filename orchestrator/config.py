@@ -116,10 +116,16 @@ class PersonFitSettings(_Strict):
     replicates: int = Field(200, ge=20)
     """Simulees per ability node in the simulated null (more: finer p-values, slower start)."""
 
-    def for_controller(self) -> dict[str, Any] | None:
+    def for_controller(self, batch_size: int = 1) -> dict[str, Any] | None:
+        """The controller's settings; ``batch_size`` (``cat.batch_size``) shapes the null."""
         if not self.enabled:
             return None
-        return {"alpha": self.alpha, "item_alpha": self.item_alpha, "replicates": self.replicates}
+        return {
+            "alpha": self.alpha,
+            "item_alpha": self.item_alpha,
+            "replicates": self.replicates,
+            "batch_size": batch_size,
+        }
 
 
 class CatSettings(_Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -442,3 +444,150 @@ def test_simulate_injects_aberrant_subjects_and_reports_them_per_group(bank, tmp
          "10", "--aberrant", "random_responder", "--aberrant-share", "0.1", "--lapse", "0.05"]
     )  # fmt: skip
     assert code == 0
+
+
+# ----------------------------------------------------------------------------- batches
+def test_a_batched_null_takes_the_tests_a_batched_session_takes(bank) -> None:
+    """The null's simulees pick k items per round exactly as ``next_items(k)`` does live."""
+    from orchestrator.cat import CatController
+
+    x = draw_scores(np.zeros(len(bank)), bank.a, bank.b, np.random.default_rng(4).random(len(bank)))
+    ctl = CatController(bank, rng=0, person_fit={"batch_size": 3, "replicates": 20})
+    for _ in range(4):
+        for item in ctl.next_items(3):
+            ctl.record(item, int(x[bank.index[item]]))
+    sims = simulate_tests(
+        bank,
+        make_selection("max_info"),
+        np.zeros(1),
+        12,
+        modify=lambda rows, items, positions, honest: x[items],
+        batch_size=3,
+    )
+    assert [bank.ids[i] for i in sims.items[0]] == ctl.administered
+    assert sims.theta_hat[-1, 0] == pytest.approx(ctl.theta[0])
+    one_by_one = simulate_tests(
+        bank, make_selection("max_info"), np.zeros(1), 12, modify=lambda r, i, p, h: x[i]
+    )
+    assert one_by_one.items[0].tolist() != sims.items[0].tolist()  # batches change the test
+    fit = ctl.person_fit()
+    assert fit is not None and fit.p is not None
+    saved = ctl.to_dict()["person_fit_settings"]
+    assert saved["batch_size"] == 3
+    assert CatController.from_dict(ctl.to_dict(), bank).person_fit() == fit
+
+
+def test_p_values_are_uniform_under_batches(bank) -> None:
+    """Seeded; the null is simulated in batches of 3 as the tests are (tolerances as above,
+    for a 200-per-node null and 500 tests)."""
+    rule = make_selection("max_info")
+    null = simulate_fit_null(bank, rule, 12, replicates=200, nodes=NODES, seed=5, batch_size=3)
+    assert null.spec["batch_size"] == 3
+    single = simulate_fit_null(bank, rule, 12, replicates=200, nodes=NODES, seed=5)
+    assert single is not null
+    theta = np.random.default_rng(8).normal(0.0, 1.0, 500)
+    sims = simulate_tests(bank, rule, theta, 12, seed=9, batch_size=3)
+    st = FitStatistics.from_stacked(sims.stats[:, 11], np.full(500, 12))
+    _, p = null.p_values(st, sims.theta_hat[12])
+    assert stats.kstest(p, "uniform").statistic < 0.1
+    assert 0.02 <= np.mean(p < 0.05) <= 0.09
+
+
+def test_the_session_passes_its_batch_size_to_person_fit() -> None:
+    from orchestrator.config import PersonFitSettings
+
+    assert PersonFitSettings().for_controller(4)["batch_size"] == 4
+    assert PersonFitSettings(enabled=False).for_controller(4) is None
+    with pytest.raises(ConfigError, match="batch_size"):
+        from orchestrator.cat import CatController
+
+        CatController(tagged_bank(10, seed=1), person_fit={"batch_size": 0})
+
+
+# ----------------------------------------------------------------------------- disk cache
+@pytest.fixture()
+def disk_store(tmp_path):
+    from orchestrator.cat import fit
+    from orchestrator.session.null_cache import DiskNullStore
+
+    store = DiskNullStore(tmp_path / "nulls")
+    previous = fit.set_null_store(store)
+    yield store
+    fit.set_null_store(previous)
+
+
+def _null(bank, **kw):
+    return simulate_fit_null(bank, make_selection("max_info"), 6, replicates=20, nodes=NODES, **kw)
+
+
+def _forget_memory(monkeypatch) -> None:
+    """What a new process sees: no table in memory."""
+    from orchestrator.cat import fit
+
+    monkeypatch.setattr(fit, "_CACHE", type(fit._CACHE)())
+
+
+def _same(a: FitNull, b: FitNull) -> bool:
+    return all(
+        np.array_equal(getattr(a, n), getattr(b, n), equal_nan=True)
+        for n in ("nodes", "centres", "stats", "min_p")
+    ) and json.dumps(a.spec, sort_keys=True, default=str) == json.dumps(
+        b.spec, sort_keys=True, default=str
+    )
+
+
+def test_a_new_process_reads_the_null_from_disk(bank, disk_store, monkeypatch) -> None:
+    from orchestrator.cat import fit
+
+    _forget_memory(monkeypatch)
+    first = _null(bank, seed=11)
+    assert len(list(disk_store.folder.glob("*.npz"))) == 1
+    _forget_memory(monkeypatch)
+
+    def no_simulation(*a, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("the stored table should have been used")
+
+    monkeypatch.setattr(fit, "simulate_tests", no_simulation)
+    again = _null(bank, seed=11)
+    assert again is not first and _same(again, first)
+    with pytest.raises(AssertionError, match="stored table"):
+        _null(bank, seed=11, lapse=0.05)  # other inputs, other key: not in the store
+
+
+def test_a_damaged_cache_file_is_rebuilt_not_trusted(bank, disk_store, monkeypatch) -> None:
+    _forget_memory(monkeypatch)
+    good = _null(bank, seed=12)
+    (path,) = disk_store.folder.glob("*.npz")
+    key = path.stem
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated (a crash of a careless writer)
+    assert disk_store.load(key) is None
+    _forget_memory(monkeypatch)
+    assert _same(_null(bank, seed=12), good)
+    assert disk_store.load(key) is not None  # rewritten whole
+    # loadable but altered: a table whose numbers do not hash to its digest is not used
+    with np.load(path) as npz:
+        arrays = {n: np.array(npz[n]) for n in npz.files}
+    arrays["stats"] = arrays["stats"] + 1.0
+    np.savez(path, **arrays)
+    assert disk_store.load(key) is None
+    _forget_memory(monkeypatch)
+    assert _same(_null(bank, seed=12), good)
+    # a table stored under another key (a renamed file) is not used either
+    other = disk_store.folder / ("0" * 64 + ".npz")
+    other.write_bytes(path.read_bytes())
+    assert disk_store.load("0" * 64) is None
+
+
+def test_an_unwritable_cache_costs_speed_not_the_session(bank, tmp_path, monkeypatch) -> None:
+    from orchestrator.cat import fit
+    from orchestrator.session.null_cache import DiskNullStore
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    previous = fit.set_null_store(DiskNullStore(blocker / "nulls"))
+    try:
+        _forget_memory(monkeypatch)
+        assert _null(bank, seed=13).max_items == 6
+    finally:
+        fit.set_null_store(previous)

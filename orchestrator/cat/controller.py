@@ -59,8 +59,10 @@ class CatController:
             bank's number of dimensions, :func:`~orchestrator.irt.default_grid`).
         lapse: Lapse rate ε of the robust likelihood (0 = plain GRM); the
             posterior, hence selection, stopping and the reported θ, use it.
-        person_fit: ``{"alpha": 0.05, "replicates": 200, "item_alpha": 0.1}``
-            (any subset) to assess person fit after every item
+        person_fit: ``{"alpha": 0.05, "replicates": 200, "item_alpha": 0.1,
+            "batch_size": 1}`` (any subset; ``batch_size``: items the session
+            picks together, so the null is simulated the same way) to assess
+            person fit after every item
             (:meth:`person_fit`, journalled by :meth:`to_dict`); None: off.
             One-dimensional banks only.
 
@@ -326,6 +328,7 @@ class CatController:
                 replicates=settings["replicates"],
                 grid=self._posterior.batch.grids[0],
                 lapse=self.lapse,
+                batch_size=settings["batch_size"],
             )
             self._fit = assess_fit(
                 self.bank,
@@ -540,14 +543,21 @@ def _fit_settings(spec: Mapping[str, Any] | None, length: int) -> dict[str, Any]
     """Person-fit settings with defaults filled in (None: off); ``length``: first null's T."""
     if spec is None:
         return None
-    unknown = set(spec) - {"alpha", "replicates", "item_alpha", "length"}
+    unknown = set(spec) - {"alpha", "replicates", "item_alpha", "length", "batch_size"}
     if unknown:
         key = sorted(unknown)[0]
         raise ConfigError(
             f"person_fit has no setting {key!r}"
-            f"{did_you_mean(key, ['alpha', 'replicates', 'item_alpha'])}"
+            f"{did_you_mean(key, ['alpha', 'replicates', 'item_alpha', 'batch_size'])}"
         )
-    out = {"alpha": 0.05, "replicates": 200, "item_alpha": 0.1, "length": length, **spec}
+    out = {
+        "alpha": 0.05,
+        "replicates": 200,
+        "item_alpha": 0.1,
+        "length": length,
+        "batch_size": 1,
+        **spec,
+    }
     for name in ("alpha", "item_alpha"):
         out[name] = check_scalar(
             out[name], name, float, min_val=0, max_val=1, include_min=False,
@@ -555,5 +565,8 @@ def _fit_settings(spec: Mapping[str, Any] | None, length: int) -> dict[str, Any]
         )  # fmt: skip
     out["replicates"] = check_scalar(
         out["replicates"], "replicates", int, min_val=20, where="person_fit"
+    )
+    out["batch_size"] = check_scalar(
+        out["batch_size"], "batch_size", int, min_val=1, where="person_fit"
     )
     return out

@@ -7,7 +7,10 @@ subject takes (same :class:`~orchestrator.cat.SelectionRule` object, same
 grid posterior), all advancing in lockstep like the offline replay, and the
 statistics after every step are kept (:func:`simulate_fit_null`). A table is
 deterministic for its inputs and seed and cached per process, so a resumed
-session gets the same p-values without storing the table.
+session gets the same p-values without storing the table. A process may also
+install a :class:`NullStore` (:func:`set_null_store`; the CLI installs a disk
+cache, :mod:`orchestrator.session.null_cache`) so the next process starts
+without simulating again; this module itself does no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,12 +42,15 @@ from orchestrator.irt.posterior import DEFAULT_GRID, GridPosterior, GridSpec
 
 __all__ = [
     "DEFAULT_NODES",
+    "NULL_VERSION",
+    "NullStore",
     "PersonFitResult",
     "SimulatedTests",
     "assess_fit",
     "draw_scores",
     "looks_like_test_flags",
     "require_one_dimension",
+    "set_null_store",
     "simulate_fit_null",
     "simulate_tests",
 ]
@@ -54,8 +60,32 @@ IntArray = NDArray[np.int64]
 
 DEFAULT_NODES = np.arange(-4.0, 4.001, 0.5)
 """Null abilities in prior SDs from the prior mean (17 nodes)."""
+NULL_VERSION = 2
+"""Bumped whenever a null table for the same inputs would come out different
+(statistics, simulation), so stored tables of older code are not reused."""
 _CACHE: OrderedDict[str, FitNull] = OrderedDict()
 _CACHE_SIZE = 8
+
+
+class NullStore(Protocol):
+    """Keeps null tables beyond one process, by the key of their inputs."""
+
+    def load(self, key: str) -> FitNull | None:
+        """The table stored under ``key``; None when absent or not trustworthy."""
+
+    def save(self, key: str, table: FitNull) -> None:
+        """Store ``table`` under ``key`` (best effort: a failure must not raise)."""
+
+
+_STORE: NullStore | None = None
+
+
+def set_null_store(store: NullStore | None) -> NullStore | None:
+    """Install the store consulted after the in-memory cache (None: memory only);
+    returns the one it replaces."""
+    global _STORE
+    previous, _STORE = _STORE, store
+    return previous
 
 
 def require_one_dimension(bank: ItemBank, what: str = "person fit") -> None:
@@ -86,12 +116,14 @@ def draw_scores(theta: FloatArray, a: FloatArray, b: FloatArray, u: FloatArray) 
 
 
 def _key(bank: ItemBank, rule: SelectionRule, **kw: Any) -> str:
-    cue = looks_like_test_flags(bank)
+    """SHA-256 of everything the table depends on: the bank's whole content (items,
+    prior, tags, costs), the rule, the simulation's settings and :data:`NULL_VERSION`."""
     text = json.dumps(
         {
-            "bank": PreparedBank.of(bank).fingerprint,
-            "cue": None if cue is None else np.flatnonzero(cue).tolist(),
+            "bank": hashlib.sha256(bank.spec.model_dump_json().encode()).hexdigest(),
             "rule": rule.spec(),
+            "version": NULL_VERSION,
+            "components": FIT_COMPONENTS,
             **kw,
         },
         sort_keys=True,
@@ -133,6 +165,7 @@ def simulate_tests(
     seed: int = 0,
     grid: GridSpec = DEFAULT_GRID,
     lapse: float = 0.0,
+    batch_size: int = 1,
 ) -> SimulatedTests:
     """Simulees of abilities ``theta`` take the adaptive test; responses from the bank's GRM.
 
@@ -145,6 +178,7 @@ def simulate_tests(
         seed: Seeds responses and the rule's random streams.
         grid: The posterior's grid.
         lapse: The posterior's lapse rate (robust likelihood), as live.
+        batch_size: Items picked together per round, as live (``cat.batch_size``).
     """
     require_one_dimension(bank)
     prior = bank.spec.prior
@@ -182,7 +216,9 @@ def simulate_tests(
         ).stacked()
 
     eligible = np.ones((s, len(bank)), dtype=bool)
-    run_lockstep(prepared, post, selection, eligible, respond, n_steps, rngs, after_step)
+    run_lockstep(
+        prepared, post, selection, eligible, respond, n_steps, rngs, after_step, batch_size
+    )
     return SimulatedTests(theta, theta_hat, se, post.items, post.scores, stats)
 
 
@@ -196,6 +232,7 @@ def simulate_fit_null(
     seed: int = 0,
     grid: GridSpec = DEFAULT_GRID,
     lapse: float = 0.0,
+    batch_size: int = 1,
 ) -> FitNull:
     """Null distribution of the person-fit statistics for tests of up to ``n_steps`` items.
 
@@ -208,6 +245,9 @@ def simulate_fit_null(
         seed: Seeds responses and the rule's random streams.
         grid: The posterior's grid, as in the test.
         lapse: The posterior's lapse rate, as in the test.
+        batch_size: Items picked together per round, as in the test: a batch's
+            later picks do not see the earlier ones' scores, which changes the
+            items a test gets and so the statistics' null.
     """
     prior = bank.spec.prior
     rel = DEFAULT_NODES if nodes is None else np.asarray(nodes, dtype=float)
@@ -222,12 +262,23 @@ def simulate_fit_null(
         seed=seed,
         grid=grid,
         lapse=lapse,
+        batch_size=batch_size,
     )
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
+    stored = None if _STORE is None else _STORE.load(key)
+    if stored is not None:
+        return _remember(key, stored)
     sims = simulate_tests(
-        bank, selection, np.repeat(abil, replicates), n_steps, seed=seed, grid=grid, lapse=lapse
+        bank,
+        selection,
+        np.repeat(abil, replicates),
+        n_steps,
+        seed=seed,
+        grid=grid,
+        lapse=lapse,
+        batch_size=batch_size,
     )
     spec = {
         "bank_fingerprint": PreparedBank.of(bank).fingerprint,
@@ -237,6 +288,7 @@ def simulate_fit_null(
         "nodes": abil.tolist(),
         "seed": seed,
         "lapse": lapse,
+        "batch_size": batch_size,
     }
     shape = (n_steps, len(abil), replicates)
     table = FitNull.from_simulation(
@@ -245,6 +297,12 @@ def simulate_fit_null(
         sims.theta_hat[1:].reshape(shape),
         spec,
     )
+    if _STORE is not None:
+        _STORE.save(key, table)
+    return _remember(key, table)
+
+
+def _remember(key: str, table: FitNull) -> FitNull:
     _CACHE[key] = table
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

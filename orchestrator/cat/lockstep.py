@@ -37,6 +37,7 @@ def run_lockstep(
     n_steps: int,
     rngs: Sequence[np.random.Generator],
     after_step: Callable[[int], None] | None = None,
+    batch_size: int = 1,
 ) -> None:
     """Advance every test with an eligible item by one item, ``n_steps`` times.
 
@@ -49,18 +50,34 @@ def run_lockstep(
         n_steps: Steps to run; tests without an eligible item sit still.
         rngs: One random stream per test, for randomised rules.
         after_step: Called with t = 1..n_steps after each step.
+        batch_size: Items picked together, as a live session with ``cat.batch_size``
+            does (:meth:`~orchestrator.cat.selection.SelectionRule.select_batch_each`),
+            then answered and absorbed one step each.
     """
     remaining = eligible.sum(axis=1)  # eligible items per test, kept as they are used
+    rows = np.empty(0, dtype=np.int64)
+    round_picks = np.empty((0, 1), dtype=np.int64)
     for t in range(1, n_steps + 1):
-        rows = np.flatnonzero(remaining)
-        if rows.size:
-            state = CatState.of_posterior(
-                bank, post, rows, eligible[rows], n_eligible=remaining[rows]
-            )
-            picks = selection.select_each(state, [rngs[s] for s in rows])
-            scores = respond(rows, picks, post.count[rows].copy())
-            post.update(rows, picks, np.asarray(scores, dtype=np.int64))
-            eligible[rows, picks] = False
-            remaining[rows] -= 1
+        j = (t - 1) % batch_size
+        if j == 0:  # a new round: pick for every test still running
+            rows = np.flatnonzero(remaining)
+            if rows.size:
+                state = CatState.of_posterior(
+                    bank, post, rows, eligible[rows], n_eligible=remaining[rows]
+                )
+                tests_rngs = [rngs[s] for s in rows]
+                round_picks = (
+                    selection.select_each(state, tests_rngs)[:, None]
+                    if batch_size == 1
+                    else selection.select_batch_each(state, batch_size, tests_rngs)
+                )
+        picks = round_picks[:, j] if rows.size else round_picks[:0, 0]
+        taking = rows[picks >= 0]
+        picks = picks[picks >= 0]
+        if taking.size:
+            scores = respond(taking, picks, post.count[taking].copy())
+            post.update(taking, picks, np.asarray(scores, dtype=np.int64))
+            eligible[taking, picks] = False
+            remaining[taking] -= 1
         if after_step is not None:
             after_step(t)

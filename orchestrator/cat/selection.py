@@ -232,6 +232,22 @@ class SelectionRule(Recorded, ABC):
         empty = np.empty((state.n_subjects, 0), dtype=np.int64)
         return self._pick_one(state, state.eligible, empty, rngs, {})
 
+    def select_batch_each(
+        self, state: CatState, k: int, rngs: Sequence[np.random.Generator]
+    ) -> IntArray:
+        """A batch of ``k`` items per subject, ``(S, k)``, picked as :meth:`select` picks
+        one test's batch (each pick conditioned on the earlier ones); −1 where none is left."""
+        k = _check_int(self.name, "k", k, 1)
+        mask = state.eligible.copy()
+        picked = np.empty((state.n_subjects, 0), dtype=np.int64)
+        cache: dict[str, Any] = {}
+        for _ in range(k):
+            idx = self._pick_one(state, mask, picked, rngs, cache)
+            picked = np.concatenate([picked, idx[:, None]], axis=1)
+            ok = np.flatnonzero(idx >= 0)
+            mask[ok, idx[ok]] = False
+        return picked
+
     # -- the pipeline --------------------------------------------------------
     def _pick_one(
         self,

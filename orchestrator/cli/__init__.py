@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentcat") -> int:
 
 def _handle(handler: Handler, args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "person_fit_cache", False):  # nulls persist across processes
+            from orchestrator.session.null_cache import install_disk_null_store
+
+            install_disk_null_store()
         return handler(args)
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None)

@@ -101,7 +101,7 @@ def _add_run(sub: SubParsers) -> None:
         help="concurrent scenario runs (default: the config's, else 2)",
     )
     p.add_argument("--json", action="store_true", help=JSON_HELP)
-    p.set_defaults(handler=_cmd_run, interrupt_hint=_RESUME)
+    p.set_defaults(handler=_cmd_run, person_fit_cache=True, interrupt_hint=_RESUME)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -180,7 +180,7 @@ def _add_demo(sub: SubParsers) -> None:
         "--runs-dir) instead of starting a new one",
     )
     p.add_argument("--json", action="store_true", help=JSON_HELP)
-    p.set_defaults(handler=_cmd_demo, interrupt_hint=_RESUME_DEMO)
+    p.set_defaults(handler=_cmd_demo, person_fit_cache=True, interrupt_hint=_RESUME_DEMO)
 
 
 def _theta_values(text: str) -> float | list[float]:
@@ -229,7 +229,7 @@ def _add_resume(sub: SubParsers) -> None:
     p.add_argument("session", metavar="SESSION", help="session id (or its folder)")
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where the session is")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
-    p.set_defaults(handler=_cmd_resume, interrupt_hint=_RESUME)
+    p.set_defaults(handler=_cmd_resume, person_fit_cache=True, interrupt_hint=_RESUME)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -319,7 +319,7 @@ def _add_show(sub: SubParsers) -> None:
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where the session is")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--plot", metavar="FILE.png", help="also write the θ ± SE trajectory plot there")
-    p.set_defaults(handler=_cmd_show)
+    p.set_defaults(handler=_cmd_show, person_fit_cache=True)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -523,7 +523,7 @@ def _add_sweep(sub: SubParsers) -> None:
         help="where Inspect logs go (default: the config's, else ./runs)",
     )
     p.add_argument("--json", action="store_true", help=JSON_HELP)
-    p.set_defaults(handler=_cmd_sweep, interrupt_hint=_SWEEP_AGAIN)
+    p.set_defaults(handler=_cmd_sweep, person_fit_cache=True, interrupt_hint=_SWEEP_AGAIN)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -186,7 +186,7 @@ def _add_simulate(sub: SubParsers) -> None:
         help="person-fit p-value of every replayed test after every step (null simulated "
         "under the same rule) and the share flagged",
     )
-    p.set_defaults(handler=_cmd_simulate)
+    p.set_defaults(handler=_cmd_simulate, person_fit_cache=True)
 
 
 def _progress_printer() -> Callable[[str, int, int], None]:
@@ -802,7 +802,7 @@ def _add_health(sub: SubParsers) -> None:
     )
     p.add_argument("--json", action="store_true", help="also print the JSON document to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(handler=_cmd_health)
+    p.set_defaults(handler=_cmd_health, person_fit_cache=True)
 
 
 def _stage_printer() -> Callable[[str], None]:

@@ -213,7 +213,11 @@ class Session:
             rng=config.cat.seed,
             lapse=config.cat.lapse,
             # person fit is one-dimensional: on by default, so off for a D > 1 bank
-            person_fit=config.cat.person_fit.for_controller() if bank.n_dims == 1 else None,
+            person_fit=(
+                config.cat.person_fit.for_controller(config.cat.batch_size)
+                if bank.n_dims == 1
+                else None
+            ),
         )
         folder = config.runs_dir / sid
         bank_bytes = ((bank.path or config.bank) / BANK_FILENAME).read_bytes()
