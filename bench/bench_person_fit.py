@@ -1,7 +1,7 @@
 """Person-fit detection under CAT: false alarms and power per misfit type, and what misfit costs θ̂.
 
     nice .venv/bin/python bench/bench_person_fit.py [--banks atlas_arc shell-safety]
-        [--n 400] [--replicates 300] [--probe 0 3] [--seed 0]
+        [--n 400] [--replicates 300] [--probe 0 1 2] [--seed 0]
 
 For each bank and selection rule (``max_info``, and ``max_info`` with
 ``probe=r``), simulees with θ drawn from the bank's prior take 30-item CATs:
@@ -17,6 +17,16 @@ simulees' p-values), and bias / RMSE of θ̂ against the true θ.
 atlas_arc has no item text, so a seeded 30 % of its items carry the tag
 ``looks_like_test`` for the eval-aware type; shell-safety uses the prompt cue
 (7 of 44 items). Writes bench/results/person_fit.json.
+
+Also reported, per statistic of :data:`~orchestrator.irt.personfit.FIT_COMPONENTS`
+alone, the sandbagger's power at 5 % false alarms (does a directional
+statistic beat the combination?), and the *ceiling* of any design on the
+bank: a sandbagger (``easy`` = 0.5, ``rate`` = 1) scores above 0 only on items
+harder than its level, so a test in which it passes nothing cannot tell it
+from a weak honest model (its p-value is then ~uniform: power ≈ the
+false-alarm rate). ``ceiling`` = E over the prior of P(≥ 1 success) on the
+30 items most favourable to a success *chosen knowing its θ* (an oracle; no
+adaptive test does better), and on the whole bank.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ import numpy as np
 from orchestrator.bank import ItemBank, load_bank
 from orchestrator.cat import make_selection
 from orchestrator.cat.fit import simulate_fit_null, simulate_tests
-from orchestrator.irt.personfit import FitStatistics
+from orchestrator.irt.fit import observation_probs
+from orchestrator.irt.personfit import FIT_COMPONENTS, FitStatistics
 from orchestrator.sim.aberrant import Aberrance, make_aberrance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,11 +82,37 @@ def _modifier(bank: ItemBank, kind: Aberrance | None, theta: np.ndarray, seed: i
     return modify
 
 
+def sandbagger_ceiling(bank: ItemBank, n_items: int, seed: int) -> dict[str, float]:
+    """P(a default sandbagger passes ≥ 1 of the n items best for that, chosen knowing θ)."""
+    prior = bank.spec.prior
+    theta = prior.mean + prior.sd * np.random.default_rng([seed, 5]).standard_normal(2000)
+    n = len(bank)
+    probs = observation_probs(
+        np.repeat(theta, n), np.tile(bank.a, theta.size), np.tile(bank.b, (theta.size, 1))
+    ).reshape(theta.size, n, -1)
+    share = (probs @ np.arange(probs.shape[-1])) / (bank.n_categories - 1)
+    success = np.where(share >= 0.5, 0.0, 1.0 - probs[..., 0])  # honest above its level only
+    best = np.sort(success, axis=1)[:, -n_items:]
+    top = theta > prior.mean + prior.sd
+    at_least_one = 1.0 - np.prod(1.0 - best, axis=1)
+    whole = 1.0 - np.prod(1.0 - success, axis=1)
+    return {
+        f"oracle_{n_items}_items": float(at_least_one.mean()),
+        "whole_bank": float(whole.mean()),
+        f"oracle_{n_items}_items_theta_above_1sd": float(at_least_one[top].mean()),
+    }
+
+
 def run_bank(name: str, args: argparse.Namespace) -> dict[str, Any]:
     bank = _bank(name, args.seed)
     prior = bank.spec.prior
     steps = max(CHECKPOINTS)
-    out: dict[str, Any] = {"bank": name, "items": len(bank), "rules": {}}
+    out: dict[str, Any] = {
+        "bank": name,
+        "items": len(bank),
+        "sandbagger_ceiling": sandbagger_ceiling(bank, steps, args.seed),
+        "rules": {},
+    }
     for probe in args.probe:
         rule_spec = {"rule": "max_info", "args": {"probe": probe}}
         label = "max_info" if probe == 0 else f"max_info probe={probe}"
@@ -87,6 +124,7 @@ def run_bank(name: str, args: argparse.Namespace) -> dict[str, Any]:
         null_s = time.perf_counter() - t0
         groups: dict[str, Any] = {}
         p_by: dict[str, dict[int, np.ndarray]] = {}
+        comp_by: dict[str, dict[int, np.ndarray]] = {}
         for gi, (gname, spec) in enumerate(TYPES.items()):
             kind = None if spec is None else make_aberrance(spec)
             if kind is not None:
@@ -101,13 +139,13 @@ def run_bank(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 modify=_modifier(bank, kind, theta, args.seed + gi),
                 seed=args.seed + 100 + gi,
             )
-            p_by[gname] = {}
+            p_by[gname], comp_by[gname] = {}, {}
             row: dict[str, Any] = {}
             for t in CHECKPOINTS:
                 st = sims.stats[:, t - 1]
                 stats = FitStatistics.from_stacked(st, np.full(args.n, t))
-                _, p = null.p_values(stats, sims.theta_hat[t])
-                p_by[gname][t] = p
+                comp, p = null.p_values(stats, sims.theta_hat[t])
+                p_by[gname][t], comp_by[gname][t] = p, np.where(np.isnan(comp), 1.0, comp)
                 err = sims.theta_hat[t] - theta
                 row[str(t)] = {
                     "rate_p05": float(np.mean(p < 0.05)),
@@ -126,9 +164,18 @@ def run_bank(name: str, args: argparse.Namespace) -> dict[str, Any]:
                     f"{lo:+g}..{hi:+g}": float(np.mean(hit[(theta >= lo) & (theta < hi)]))
                     for lo, hi in BANDS
                 }
+            fit_c = comp_by["fitting"][t]
+            cuts = np.quantile(fit_c, 0.05, axis=1, method="lower")[:, None]
+            groups["sandbagger"][str(t)]["power_at_far05_by_component"] = {
+                c: float(np.mean(v)) if np.mean(fit_c[i] <= cuts[i]) <= 0.1 else None
+                for i, (c, v) in enumerate(
+                    zip(FIT_COMPONENTS, comp_by["sandbagger"][t] <= cuts, strict=True)
+                )
+            }  # None: the statistic is undefined / tied for > 10 % of fitting simulees
         for gname in TYPES:
             del groups[gname]["theta"]
         out["rules"][label] = {"spec": rule_spec, "null_s": round(null_s, 1), "groups": groups}
+        print(f"{name} / {label}: done", file=sys.stderr, flush=True)
     return out
 
 
@@ -151,6 +198,14 @@ def _table(results: list[dict[str, Any]]) -> str:
                     f"| {r['bank']} | {label} | {gname} | {nom} | {emp} | "
                     f"{g['30']['bias']:+.2f} | {g['30']['rmse']:.2f} |"
                 )
+    lines += ["", "| bank | rule | sandbagger power at 5% FAR @30 per statistic | ceiling |"]
+    lines.append("|---|---|---|---|")
+    for r in results:
+        ceil = " / ".join(f"{k} {v:.2f}" for k, v in r["sandbagger_ceiling"].items())
+        for label, rr in r["rules"].items():
+            by = rr["groups"]["sandbagger"]["30"]["power_at_far05_by_component"]
+            text = ", ".join(f"{c} {'—' if v is None else f'{v:.2f}'}" for c, v in by.items())
+            lines.append(f"| {r['bank']} | {label} | {text} | {ceil} |")
     return "\n".join(lines)
 
 
@@ -159,7 +214,7 @@ def main() -> None:
     ap.add_argument("--banks", nargs="+", default=["atlas_arc", "shell-safety"])
     ap.add_argument("--n", type=int, default=400, help="simulees per type")
     ap.add_argument("--replicates", type=int, default=300, help="null simulees per ability node")
-    ap.add_argument("--probe", type=int, nargs="+", default=[0, 2])
+    ap.add_argument("--probe", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "person_fit.json")
     args = ap.parse_args()
