@@ -12,7 +12,8 @@ after 10, 20 and 30 items comes from a null simulated with the same rule
 (:func:`orchestrator.cat.fit.simulate_fit_null`, a different seed). Reported:
 the false-alarm rate at p < 0.05, power at p < 0.05, power at an empirical
 5 % false-alarm rate (threshold = the 5 % quantile of the well-fitting
-simulees' p-values), and bias / RMSE of θ̂ against the true θ.
+simulees' p-values; tests tied at it count with the share that makes the rate
+exactly 5 %), and bias / RMSE of θ̂ against the true θ.
 
 atlas_arc has no item text, so a seeded 30 % of its items carry the tag
 ``looks_like_test`` for the eval-aware type; shell-safety uses the prompt cue
@@ -103,6 +104,16 @@ def sandbagger_ceiling(bank: ItemBank, n_items: int, seed: int) -> dict[str, flo
     }
 
 
+def _hits_at_far(null_p: np.ndarray, p: np.ndarray, far: float = 0.05) -> np.ndarray:
+    """Each test's chance of being flagged by the test of false-alarm rate exactly ``far``
+    on ``null_p``: p below the cut flags, p at it flags with the probability that makes
+    the rate exact (p-values tie, e.g. a statistic undefined or equal for many tests)."""
+    cut = np.quantile(null_p, far, method="lower")
+    below, at = np.mean(null_p < cut), np.mean(null_p == cut)
+    share = (far - below) / at if at > 0 else 0.0
+    return (p < cut) + share * (p == cut)
+
+
 def run_bank(name: str, args: argparse.Namespace) -> dict[str, Any]:
     bank = _bank(name, args.seed)
     prior = bank.spec.prior
@@ -155,23 +166,20 @@ def run_bank(name: str, args: argparse.Namespace) -> dict[str, Any]:
             groups[gname] = row
             groups[gname]["theta"] = theta
         for t in CHECKPOINTS:
-            cut = float(np.quantile(p_by["fitting"][t], 0.05))
             for gname in TYPES:
-                hit = p_by[gname][t] <= cut
+                hit = _hits_at_far(p_by["fitting"][t], p_by[gname][t])
                 groups[gname][str(t)]["power_at_far05"] = float(np.mean(hit))
                 theta = groups[gname]["theta"]
                 groups[gname][str(t)]["power_at_far05_by_theta"] = {
                     f"{lo:+g}..{hi:+g}": float(np.mean(hit[(theta >= lo) & (theta < hi)]))
                     for lo, hi in BANDS
                 }
-            fit_c = comp_by["fitting"][t]
-            cuts = np.quantile(fit_c, 0.05, axis=1, method="lower")[:, None]
             groups["sandbagger"][str(t)]["power_at_far05_by_component"] = {
-                c: float(np.mean(v)) if np.mean(fit_c[i] <= cuts[i]) <= 0.1 else None
-                for i, (c, v) in enumerate(
-                    zip(FIT_COMPONENTS, comp_by["sandbagger"][t] <= cuts, strict=True)
+                c: float(
+                    np.mean(_hits_at_far(comp_by["fitting"][t][i], comp_by["sandbagger"][t][i]))
                 )
-            }  # None: the statistic is undefined / tied for > 10 % of fitting simulees
+                for i, c in enumerate(FIT_COMPONENTS)
+            }
         for gname in TYPES:
             del groups[gname]["theta"]
         out["rules"][label] = {"spec": rule_spec, "null_s": round(null_s, 1), "groups": groups}
