@@ -591,3 +591,33 @@ def test_an_unwritable_cache_costs_speed_not_the_session(bank, tmp_path, monkeyp
         assert _null(bank, seed=13).max_items == 6
     finally:
         fit.set_null_store(previous)
+
+
+def test_concurrent_writers_never_show_a_reader_half_a_table(bank, disk_store, monkeypatch) -> None:
+    """Sessions racing to store the same table: each write is whole (temp file + rename)."""
+    import threading
+
+    _forget_memory(monkeypatch)
+    table = _null(bank, seed=14)
+    (path,) = disk_store.folder.glob("*.npz")
+    key, seen, stop = path.stem, [], threading.Event()
+
+    def write() -> None:
+        for _ in range(15):
+            disk_store.save(key, table)
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(disk_store.load(key))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    reader.join()
+    assert seen and all(t is not None and _same(t, table) for t in seen)
+    assert [p.name for p in disk_store.folder.iterdir()] == [path.name]  # no temp file left
