@@ -127,9 +127,17 @@ def _key(bank: ItemBank, rule: SelectionRule, **kw: Any) -> str:
             **kw,
         },
         sort_keys=True,
-        default=str,
+        default=_exact_text,
     )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _exact_text(value: Any) -> str:
+    """Key text of a non-JSON value; arrays (a grid) by their bytes, since ``str`` elides them."""
+    if isinstance(value, np.ndarray):
+        arr = np.ascontiguousarray(value)
+        return f"ndarray:{arr.dtype.str}:{arr.shape}:{hashlib.sha256(arr.tobytes()).hexdigest()}"
+    return str(value)
 
 
 Modify = Callable[[IntArray, IntArray, IntArray, IntArray], IntArray]
