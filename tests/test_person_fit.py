@@ -448,32 +448,46 @@ def test_simulate_injects_aberrant_subjects_and_reports_them_per_group(bank, tmp
 
 # ----------------------------------------------------------------------------- batches
 def test_a_batched_null_takes_the_tests_a_batched_session_takes(bank) -> None:
-    """The null's simulees pick k items per round exactly as ``next_items(k)`` does live."""
+    """The null's simulees pick k items per round exactly as ``next_items(k)`` does live,
+    each conditioning on its own round's picks (several simulees at once)."""
     from orchestrator.cat import CatController
 
-    x = draw_scores(np.zeros(len(bank)), bank.a, bank.b, np.random.default_rng(4).random(len(bank)))
-    ctl = CatController(bank, rng=0, person_fit={"batch_size": 3, "replicates": 20})
-    for _ in range(4):
-        for item in ctl.next_items(3):
-            ctl.record(item, int(x[bank.index[item]]))
-    sims = simulate_tests(
-        bank,
-        make_selection("max_info"),
-        np.zeros(1),
-        12,
-        modify=lambda rows, items, positions, honest: x[items],
-        batch_size=3,
+    thetas = np.array([-1.0, 0.0, 1.5])
+    x = np.stack(
+        [
+            draw_scores(
+                np.full(len(bank), th), bank.a, bank.b, np.random.default_rng(s).random(len(bank))
+            )
+            for s, th in enumerate(thetas)
+        ]
     )
-    assert [bank.ids[i] for i in sims.items[0]] == ctl.administered
-    assert sims.theta_hat[-1, 0] == pytest.approx(ctl.theta[0])
+    for rule in ("max_info", "variance_reduction"):
+        sims = simulate_tests(
+            bank,
+            make_selection(rule),
+            thetas,
+            12,
+            modify=lambda rows, items, positions, honest: x[rows, items],
+            batch_size=3,
+        )
+        for s in range(3):
+            ctl = CatController(bank, selection=rule, rng=0)
+            for _ in range(4):
+                for item in ctl.next_items(3):
+                    ctl.record(item, int(x[s, bank.index[item]]))
+            assert [bank.ids[i] for i in sims.items[s]] == ctl.administered, (rule, s)
+            assert sims.theta_hat[-1, s] == pytest.approx(ctl.theta[0])
     one_by_one = simulate_tests(
-        bank, make_selection("max_info"), np.zeros(1), 12, modify=lambda r, i, p, h: x[i]
+        bank, make_selection("max_info"), thetas, 12, modify=lambda r, i, p, h: x[r, i]
     )
-    assert one_by_one.items[0].tolist() != sims.items[0].tolist()  # batches change the test
+    assert one_by_one.items.tolist() != sims.items.tolist()  # batches change the test
+    ctl = CatController(bank, rng=0, person_fit={"batch_size": 3, "replicates": 20})
+    for _ in range(2):
+        for item in ctl.next_items(3):
+            ctl.record(item, int(x[0, bank.index[item]]))
     fit = ctl.person_fit()
     assert fit is not None and fit.p is not None
-    saved = ctl.to_dict()["person_fit_settings"]
-    assert saved["batch_size"] == 3
+    assert ctl.to_dict()["person_fit_settings"]["batch_size"] == 3
     assert CatController.from_dict(ctl.to_dict(), bank).person_fit() == fit
 
 

@@ -686,11 +686,14 @@ def _variance_reduction(
         j_prec = state.prior_precision[:, 0] + state.administered_information()[:, keep]
         prep = cache["vr_grid"] = [state.points[:, keep], w[:, keep], j_prec, 0]
     points, w, j_prec, n_done = prep
-    if batch.shape[1]:  # a live batch (S = 1): J grows by the items picked since last time
-        picked = batch[0][batch[0] >= 0]
-        if picked.size > n_done:
-            j_prec = j_prec + bank.information(points[0], picked[n_done:]).sum(axis=-1)
-            prep[2:] = [j_prec, picked.size]
+    if batch.shape[1] > n_done:  # J grows by each row's picks since last time (−1: none)
+        new = batch[:, n_done:]
+        s_, g_, m_ = points.shape[0], points.shape[1], new.shape[1]
+        theta = np.broadcast_to(points[:, :, None, :], (s_, g_, m_, points.shape[-1]))
+        items = np.broadcast_to(np.maximum(new, 0)[:, None, :], (s_, g_, m_))
+        info = bank.model.information_at(theta.reshape(-1, points.shape[-1]), items.ravel())
+        j_prec = j_prec + (info.reshape(s_, g_, m_) * (new >= 0)[:, None, :]).sum(axis=-1)
+        prep[2:] = [j_prec, batch.shape[1]]
     table = state.bank.information_table()
     if table is not None and table.covers(points):
         return _variance_reduction_bounded(state, table, points, w / j_prec, j_prec, cache)
