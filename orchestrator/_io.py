@@ -15,11 +15,23 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "cache_dir",
     "check_writable_dir",
     "check_writable_file",
     "sha256_file",
     "where_not_utf8",
 ]
+
+
+def cache_dir() -> Path:
+    """agentcat's cache root: ``$AGENTCAT_CACHE_DIR``, else ``$XDG_CACHE_HOME/agentcat``
+    (``~/.cache/agentcat`` without XDG). The first lets a test run or a container keep its
+    own caches (text embeddings, person-fit nulls) out of the user's."""
+    own = os.environ.get("AGENTCAT_CACHE_DIR")
+    if own:
+        return Path(own)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "agentcat"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -20,6 +20,15 @@ ends; unique per test process, so parallel test runs on one engine never remove 
 other's. (The scenario images `agentcat images build` makes for users are left in place.)"""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Caches the tests fill (the person-fit null on disk) go to a folder of this test
+    session, for the CLI processes the tests start too: never into the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGENTCAT_CACHE_DIR", str(tmp_path_factory.mktemp("agentcat-cache")))
+        yield
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

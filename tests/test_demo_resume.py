@@ -23,7 +23,10 @@ from orchestrator.session.journal import JOURNAL_FILENAME, Journal
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.docker
-DEMO = ["--max-items", "4", "--se", "0.05", "--theta", "0.3"]  # 4 items, the SE rule never fires
+# 8 items, the SE rule never fires; room enough that Ctrl-C after item 2 lands before the end
+# (with 4, warm workers sometimes finished items 3 and 4 before the signal arrived)
+N_ITEMS = 8
+DEMO = ["--max-items", str(N_ITEMS), "--se", "0.05", "--theta", "0.3"]
 
 
 def _done(runs: Path) -> int:
@@ -64,13 +67,14 @@ def test_an_interrupted_demo_resumes_with_one_command(
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted\nhint: the journal is consistent: `agentcat demo --resume`" in err
     ((row),) = api.sessions(runs)
-    assert row["status"] == "interrupted" and 2 <= row["n_items"] < 4
+    assert row["status"] == "interrupted" and 2 <= row["n_items"] < N_ITEMS
 
     monkeypatch.chdir(REPO)
     assert main(["demo", "--resume", "--runs-dir", str(runs), "--json"]) == 0
     resumed = json.loads(capsys.readouterr().out)
     assert resumed["session"] == row["session"] and resumed["status"] == "completed"
-    assert [t["step"] for t in resumed["trajectory"]] == [1, 2, 3, 4]  # none lost or twice
+    steps = [t["step"] for t in resumed["trajectory"]]
+    assert steps == list(range(1, N_ITEMS + 1))  # none lost or twice
     assert resumed["true_theta"] == 0.3
     # (that a resumed session ends where an uninterrupted one does: test_session, test_live)
 
@@ -81,5 +85,5 @@ def test_an_interrupted_demo_resumes_with_one_command(
     assert main(["show", row["session"], "--runs-dir", str(runs), "--plot", str(png)]) == 0
     shown = capsys.readouterr().out
     assert "category count" in shown and "trajectory" in shown  # counts under their labels
-    assert sum(sum(r["observed"]) for r in resumed["reading"].values()) == 4
+    assert sum(sum(r["observed"]) for r in resumed["reading"].values()) == N_ITEMS
     assert f"trajectory plot: {png}" in shown and png.read_bytes()[:4] == b"\x89PNG"

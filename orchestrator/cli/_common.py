@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeAlias
@@ -51,9 +50,10 @@ def _fmt(v: Any) -> str:
 
 
 def embedding_cache() -> str:
-    """Where embeddings of item texts are cached (``$XDG_CACHE_HOME/agentcat``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "agentcat")
+    """Where embeddings of item texts are cached (agentcat's cache root)."""
+    from orchestrator._io import cache_dir
+
+    return str(cache_dir())
 
 
 # --------------------------------------------------------------------------- parsing

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator._io import atomic_write_bytes
+from orchestrator._io import atomic_write_bytes, cache_dir
 from orchestrator.cat.fit import set_null_store
 from orchestrator.irt.personfit import FIT_COMPONENTS, FitNull
 
@@ -35,9 +35,8 @@ _ARRAYS = ("nodes", "centres", "stats", "min_p")
 
 
 def default_null_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/agentcat/person-fit`` (``~/.cache`` without XDG)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "agentcat" / "person-fit"
+    """``person-fit`` under agentcat's cache root (:func:`orchestrator._io.cache_dir`)."""
+    return cache_dir() / "person-fit"
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
