@@ -462,6 +462,17 @@ def write_readme(spec: BankSpec, folder: Path, summary: dict, copied: bool, extr
         "(K ≥ 3); θ ~ N(0, 1). Excluded items (one observed category, or fewer than 5 "
         "observations) are listed in `bank.json` → `calibration.excluded_items`.",
     ]
+    reversed_ids = [it for it, r in zip(bank.ids, bank.reverse_keyed, strict=True) if r]
+    if reversed_ids:
+        lines.append(
+            f"- {len(reversed_ids)} items are reverse-keyed: their score falls with θ (item–rest "
+            "r < 0, Benjamini–Hochberg q < 0.05), so calibration read them reversed "
+            "(x → K − 1 − x; `reverse_keyed` in `bank.json`, evidence in "
+            "`calibration.details`). Miskeyed or genuinely reversed is for a human to decide: "
+            + ", ".join(f"`{i}`" for i in reversed_ids[:8])
+            + (" …" if len(reversed_ids) > 8 else "")
+            + "."
+        )
     flat = int((a < 0.25).sum())
     if flat:
         lines.append(
