@@ -14,15 +14,17 @@ and Inspect's logs. So every text agentcat stores or prints goes through
 
 with ``[redacted]``. Where it applies: journal rows (:mod:`orchestrator.session.journal`),
 the CLI's stdout/stderr and the worker processes' (:func:`scrubbed_stdio`),
-Inspect's ``.eval`` logs and its trace log, rewritten after every run
-(:func:`scrub_file`; Inspect offers no hook that filters a log before it is
-written).
+Inspect's trace log and Python log file, record by record as they are written
+(:class:`ScrubbingFormatter` on Inspect's file handlers), and its ``.eval`` logs,
+rewritten after every run (:func:`scrub_file`; Inspect offers no hook that
+filters an eval log before it is written).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -35,12 +37,14 @@ from typing import Any, TextIO
 
 __all__ = [
     "REDACTED",
+    "ScrubbingFormatter",
     "install_scrubbed_stdio",
     "register_secret",
     "scrub",
     "scrub_any",
     "scrub_file",
     "scrub_files",
+    "scrub_log_handler",
     "scrubbed_stdio",
 ]
 
@@ -169,6 +173,32 @@ def _replace(p: Path, data: bytes) -> None:
 def scrub_files(paths: Iterable[str | os.PathLike[str]]) -> None:
     for path in paths:
         scrub_file(path)
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """Wraps a log handler's formatter so that no record reaches its file with a secret.
+
+    The record's message and text fields are scrubbed before the inner formatter
+    runs (a secret is found before it is JSON-escaped into a trace line), and the
+    formatted line once more (for whatever the formatter adds, e.g. ``str()`` of
+    an object). Applied at format time, so a key registered later is caught too.
+    """
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: scrub(v) if isinstance(v, str) else v for k, v in vars(record).items()}
+        clean = logging.makeLogRecord(fields)
+        clean.msg, clean.args = scrub(record.getMessage()), None
+        return scrub(self.inner.format(clean))
+
+
+def scrub_log_handler(handler: logging.Handler) -> None:
+    """Make ``handler`` write every record scrubbed (once; calling again changes nothing)."""
+    if not isinstance(handler.formatter, ScrubbingFormatter):
+        handler.setFormatter(ScrubbingFormatter(handler.formatter))
 
 
 class _ScrubbingStream(io.TextIOBase):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -114,3 +116,108 @@ def test_the_journal_stores_no_secret(tmp_path: Path) -> None:
     assert j.steps()[0].error_message == f"401 {REDACTED} {REDACTED}"
     assert j.session().status_reason == f"Incorrect API key provided: {REDACTED}"
     j.close()
+
+
+# ----------------------------------------------------------------------------- Inspect's trace log
+def test_a_log_record_is_scrubbed_before_it_is_formatted_as_json() -> None:
+    """A key with a quote in it is JSON-escaped in a trace line, so scrubbing only the
+    formatted line would miss it: the record's fields are scrubbed first."""
+    from inspect_ai._util.trace import TraceFormatter
+
+    from orchestrator._secrets import ScrubbingFormatter, scrub_log_handler
+
+    secret = 'quoted"secret-value-31'
+    register_secret(secret)
+    record = logging.LogRecord("inspect_ai", 5, __file__, 1, "401: %s", (secret,), None)
+    record.__dict__.update(action="Model", detail=f"key {secret}", event="error")
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(TraceFormatter())
+    scrub_log_handler(handler)
+    scrub_log_handler(handler)  # once is enough; twice wraps nothing more
+    assert isinstance(handler.formatter, ScrubbingFormatter)
+    assert not isinstance(handler.formatter.inner, ScrubbingFormatter)
+    line = json.loads(handler.format(record))
+    assert line["message"] == f"401: {REDACTED}" and line["detail"] == f"key {REDACTED}"
+    assert "secret-value-31" not in json.dumps(line)
+
+
+AD_ITEMS = ["banking.user_task_0", "slack.user_task_7.injection_task_3"]
+"""AgentDojo items: real Inspect runs through the simulated agent, no Docker needed."""
+
+
+def _trace_file(tmp_path: Path, own_file: bool) -> Path:
+    if own_file:
+        return tmp_path / "my-trace.log"
+    (trace,) = (tmp_path / "xdg" / "inspect_ai" / "traces").glob("trace-*.log")
+    return trace
+
+
+@pytest.mark.parametrize("own_file", [False, True], ids=["inspect-trace-dir", "INSPECT_TRACE_FILE"])
+def test_inspect_trace_log_never_holds_the_key_and_keeps_every_line(
+    own_file: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker runs three items; the endpoint revokes the key for the second and its 401
+    echoes the key, which Inspect traces. The key must never be written to the trace log
+    (Inspect's own, or the file ``INSPECT_TRACE_FILE`` names), and the third item's trace
+    lines must still land in that same file."""
+    from orchestrator.bank import load_bank
+    from orchestrator.runner.inspect_run import RunJob
+    from orchestrator.runner.pool import WorkerPool
+    from orchestrator.runner.sources import SourceContext, prepare_items
+    from orchestrator.sim.agent import SimAgent, players_for_bank
+    from orchestrator.sim.server import FaultConfig, SimServer
+    from tests.test_agentdojo import _subset_bank
+
+    key = "sk-trace-" + "5" * 24
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # Inspect's trace folder
+    if own_file:
+        monkeypatch.setenv("INSPECT_TRACE_FILE", str(tmp_path / "my-trace.log"))
+    folder = _subset_bank(tmp_path / "bank", AD_ITEMS)
+    bank = load_bank(folder)
+    items = prepare_items(bank, SourceContext())
+    agent = SimAgent(bank, {}, seed=1, players=players_for_bank(bank))
+
+    def job(step: int, item_id: str, url: str) -> RunJob:
+        spec = bank.item(item_id)
+        return RunJob(
+            session_id="trace",
+            session_key="0" * 16,
+            item_id=item_id,
+            step=step,
+            attempt=1,
+            source=items.sources[item_id],
+            n_categories=spec.n_categories,
+            labels=tuple(spec.labels or bank.spec.scale.labels[: spec.n_categories]),
+            model="openai-api/sim/theta_0.0",
+            log_dir=str(tmp_path / "logs"),
+            prepared=dict(items.prepared.get(item_id, {})),
+            base_url=url,
+            api_key=key,
+        )
+
+    with (
+        SimServer(agent, api_key=key, faults=FaultConfig(echo_key=True)) as srv,
+        WorkerPool(1) as pool,
+    ):
+        first = asyncio.run(pool.submit(job(1, AD_ITEMS[0], srv.url)))
+        inode = _trace_file(tmp_path, own_file).stat().st_ino
+        srv.api_key = "revoked-" + key  # the 401 now quotes the key the run presents
+        second = asyncio.run(pool.submit(job(2, AD_ITEMS[1], srv.url)))
+        srv.api_key = key
+        third = asyncio.run(pool.submit(job(3, AD_ITEMS[1], srv.url)))
+        trace = _trace_file(tmp_path, own_file)
+        text = trace.read_text(encoding="utf-8")  # read while the worker still holds it open
+        assert trace.stat().st_ino == inode  # never replaced under Inspect's handler
+    assert first.error_kind is None and third.error_kind is None
+    assert second.error_kind == "setup" and REDACTED in (second.error_message or "")
+    assert key not in text
+    assert f"Incorrect API key provided: {REDACTED}" in text  # Inspect traced the echo, scrubbed
+    lines = text.splitlines()
+    echoed = next(i for i, ln in enumerate(lines) if f"provided: {REDACTED}" in ln)
+    runs = [
+        (i, json.loads(ln)["event"])
+        for i, ln in enumerate(lines)
+        if '"action": "Run Task"' in ln and "inspect_evals/agentdojo" in ln
+    ]
+    assert [event for _, event in runs] == ["enter", "exit"] * 3  # every item's lines
+    assert runs[4][0] > echoed  # the third item's, after the key went by, included

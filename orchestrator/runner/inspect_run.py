@@ -261,6 +261,7 @@ async def run_job(job: RunJob) -> ItemResult:
 
     init_display_type("none")  # eval_async would default to "plain" console output
     register_secret(job.api_key)
+    _scrub_inspect_logging("warning")
     t0 = time.perf_counter()
     try:
         plan = _sample_task(job)
@@ -306,13 +307,35 @@ async def run_job(job: RunJob) -> ItemResult:
 
 
 def _scrub_inspect_files(logs: list[str]) -> None:
-    """Rewrite what Inspect wrote for this run without secrets: its log and this process's
-    trace log (Inspect has no hook that filters them as they are written)."""
-    from inspect_ai._util.trace import inspect_trace_file
-
+    """Rewrite this run's eval logs without secrets (Inspect has no hook that filters an
+    eval log as it is written; its trace log is scrubbed as it is written)."""
     from orchestrator._secrets import scrub_files
 
-    scrub_files([*(p.removeprefix("file://") for p in logs), inspect_trace_file()])
+    scrub_files(p.removeprefix("file://") for p in logs)
+
+
+def _scrub_inspect_logging(log_level: str) -> None:
+    """Have Inspect write its log files without secrets, line by line.
+
+    Inspect opens its trace log (``trace-<pid>.log`` in its data folder, or
+    ``INSPECT_TRACE_FILE``) and ``INSPECT_PY_LOGGER_FILE`` when its logger is
+    first set up in a process, and keeps them open. So set that logger up now,
+    as the next ``eval_async`` with ``log_level`` would (later calls leave it as
+    it is), and scrub each record its file handlers format. Nothing secret is
+    written, so nothing is rewritten under Inspect's open file. (Private Inspect
+    names: if a later Inspect moves them, runs fail here rather than log keys.)
+    """
+    from inspect_ai._util.logger import _logHandler, init_logger
+
+    from orchestrator._secrets import scrub_log_handler
+
+    init_logger(log_level)
+    handler = _logHandler["handler"]
+    if handler is None:
+        raise RuntimeError("Inspect set up no log handler: cannot scrub its trace log")
+    for file_handler in (handler.trace_logger, handler.file_logger):
+        if file_handler is not None:
+            scrub_log_handler(file_handler)
 
 
 def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
@@ -481,6 +504,7 @@ async def _empty_eval(log_dir: str) -> None:
         return score
 
     init_display_type("none")
+    _scrub_inspect_logging("error")  # before Inspect's first trace line in this process
     task = Task(dataset=[Sample(id="warm", input="-")], solver=nothing(), scorer=zero())
     await eval_async(
         task, model="mockllm/model", log_dir=log_dir, log_level="error", **_EVAL_OPTIONS
