@@ -8,6 +8,7 @@ test_session.py answers from a fixed response table).
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -144,16 +145,43 @@ def test_a_damaged_per_dimension_estimate_is_a_clear_error(tmp_path: Path, damag
         session_summary("bad", tmp_path / "runs")
 
 
-def test_resuming_a_completed_session_reports_it_without_any_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bank", ["kept", "changed", "gone"])
+def test_resuming_a_completed_session_reports_it_without_any_check(
+    tmp_path: Path, bank: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished session's result needs neither its bank, its endpoint nor Docker: resume
+    reports it as `show` does (with show's warnings), whatever became of the bank."""
+    from orchestrator.cli import main
+
     session, scores = _interrupted(tmp_path)
     resumed = Session.open(session.folder)
     asyncio.run(resumed.drive(TableRunner(scores)))
     resumed.journal.close()
+    bank_file = tmp_path / "bank" / "bank.json"
+    if bank == "changed":
+        bank_file.write_text(bank_file.read_text().replace('"version": "1"', '"version": "2"'))
+        (session.folder / "bank.json").write_text(bank_file.read_text())  # the copy too
+    elif bank == "gone":
+        shutil.rmtree(tmp_path / "bank")
+        (session.folder / "bank.json").unlink()
+    shown = session_summary("s1", tmp_path / "runs")
+    before = (session.folder / JOURNAL_FILENAME).read_bytes()
     # its model endpoint is gone and no Docker image exists for family "f": a preflight
     # would fail, but a finished session needs neither
     sid = asyncio.run(resume_session("s1", tmp_path / "runs", base_url="http://127.0.0.1:9/v1"))
     assert sid == "s1"
-    assert session_summary("s1", tmp_path / "runs")["status"] == "completed"
+    assert (session.folder / JOURNAL_FILENAME).read_bytes() == before  # nothing was written
+    capsys.readouterr()
+    code = main(["resume", "s1", "--runs-dir", str(tmp_path / "runs"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (reported,) = json.loads(out)["sessions"]
+    assert reported["status"] == "completed" and reported["n_items"] == shown["n_items"] > 0
+    assert reported["theta"] == shown["theta"] and reported["warnings"] == shown["warnings"]
+    assert bool(shown["warnings"]) == (bank != "kept")  # e.g. the bank is not there
+    for warning in shown["warnings"]:
+        assert warning in err
+    assert (session.folder / JOURNAL_FILENAME).read_bytes() == before
 
 
 def test_the_journal_keeps_log_paths_relative_to_the_session_folder(tmp_path: Path) -> None:

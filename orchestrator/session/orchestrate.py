@@ -104,13 +104,19 @@ async def resume_session(
 ) -> str:
     """Continue an interrupted or paused session from its journal; returns its id.
 
-    A completed session is left as it is: no checks, no endpoint needed.
+    A completed session is left as it is, read only: its result needs neither its
+    bank (which may since have changed or moved), nor the endpoint, nor Docker.
     """
     folder = find_session(session, runs_dir)
+    j = Journal.open(folder, readonly=True)
+    try:
+        row = j.session()
+    finally:
+        j.close()
+    if row.status == "completed":
+        return row.id
     sess = Session.open(folder, api_key=api_key, base_url=base_url)
     try:
-        if sess.journal.session().status == "completed":
-            return sess.id
         items = preflight(sess.config, sess.bank, [sess.model])
     except BaseException:
         sess.journal.close()
