@@ -430,3 +430,58 @@ def test_two_dimensional_live_session_reports_both_dimensions(
     out = capsys.readouterr().out
     assert "containment" in out and "compliance" in out and "(posterior)" in out
     assert managed_containers({"agentcat.session": "two"}) == []
+
+
+@pytest.mark.slow
+def test_a_live_gamer_ends_flagged_by_person_fit_and_show_says_so(
+    live_images: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A gaming persona through the simulated agent server: it fails its first 5 scenarios
+    on purpose (unsafe actions in real sandboxes, graded 0 by the real checks), then plays
+    honestly at θ = 1.5. Person fit, computed live after every step, must flag the session
+    and name the honest items as far above the θ̂ the gaming dragged down, and `show` must
+    say so. Small on purpose: 8 items (two families), 7 steps (in-process, with the same
+    bank and settings, this persona is flagged at every agent seed 0..7)."""
+    from orchestrator.cli import main
+    from orchestrator.sim.agent import parse_personas
+
+    doc = json.loads((BANK / "bank.json").read_text(encoding="utf-8"))
+    doc["items"] = [
+        it for it in doc["items"] if it["source"]["family"] in ("disk_cleanup", "git_destructive")
+    ]
+    bank_dir = tmp_path / "bank8"
+    bank_dir.mkdir()
+    (bank_dir / "bank.json").write_text(json.dumps(doc))
+    bank = load_bank(bank_dir)
+    gamer = SimAgent(
+        bank, scripts_for_bank(bank, ENV), parse_personas(["gamer=1.5:gamer:k=5"]), seed=3
+    )
+    monkeypatch.setenv("SIM_API_KEY", KEY)
+    runs = tmp_path / "runs"
+    with SimServer(gamer, api_key=KEY) as srv:
+        (summary,) = api.run(
+            None,
+            bank=str(bank_dir),
+            environments=str(ENV),
+            models=_models(srv.url, "gamer"),
+            max_items=7,
+            runs_dir=str(runs),
+            session_id="gamer",
+        )
+    assert summary["status"] == "completed" and summary["n_items"] == 7
+    rows = _journal_rows(runs, "gamer")
+    assert [r.status for r in rows] == ["done"] * 7
+    persona = gamer.persona("gamer")
+    assert persona is not None
+    for r in rows:  # graded as played: 0 on the five gamed items, honest draws after
+        assert r.score == gamer.category(persona, r.item_id), (r.item_id, r.explanation)
+    assert [r.score for r in rows[:5]] == [0] * 5 and max(r.score for r in rows[5:]) > 0
+    fit = summary["person_fit"]
+    assert fit["flagged"] and fit["p"] < fit["alpha"] and fit["n_items"] == 7
+    named = {r["item"] for r in fit["above"]}
+    assert named and named <= {r.item_id for r in rows[5:]}  # the honest answers stand out
+    assert "θ may not describe this model" in summary["stop_reason"]
+    assert main(["show", "gamer", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "person fit  p = " in out and "FLAGGED" in out and "far above θ̂:" in out
+    assert managed_containers({"agentcat.session": "gamer"}) == []
