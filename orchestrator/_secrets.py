@@ -102,11 +102,14 @@ def _shape(m: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """``text`` with every known secret and key-shaped token replaced by ``[redacted]``."""
+    return _scrub_with(_literals(), text) if text else text
+
+
+def _scrub_with(literals: re.Pattern[str] | None, text: str) -> str:
     if not text:
         return text
-    rx = _literals()
-    if rx is not None:
-        text = rx.sub(REDACTED, text)
+    if literals is not None:
+        text = literals.sub(REDACTED, text)
     return _SHAPES.sub(_shape, text)
 
 
@@ -189,10 +192,13 @@ class ScrubbingFormatter(logging.Formatter):
         self.inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = {k: scrub(v) if isinstance(v, str) else v for k, v in vars(record).items()}
+        rx = _literals()  # once per record, not once per field
+        fields = {
+            k: _scrub_with(rx, v) if isinstance(v, str) else v for k, v in vars(record).items()
+        }
         clean = logging.makeLogRecord(fields)
-        clean.msg, clean.args = scrub(record.getMessage()), None
-        return scrub(self.inner.format(clean))
+        clean.msg, clean.args = _scrub_with(rx, record.getMessage()), None
+        return _scrub_with(rx, self.inner.format(clean))
 
 
 def scrub_log_handler(handler: logging.Handler) -> None:
