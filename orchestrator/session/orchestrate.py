@@ -222,16 +222,19 @@ def session_summary(session: str | Path, runs_dir: Path) -> dict[str, Any]:
         locked = j.is_locked_elsewhere()
         demo = j.meta("demo")
         warnings: list[str] = []
+        # a finished session is never resumed, so a damaged config or controller only
+        # matters to an unfinished one
+        damaged = "damaged journal" if s.status == "completed" else "resume would refuse it"
         config: dict[str, Any] | None = None
         try:
             config = j.config()
             parse_model(RunConfig, config, "its config", SessionError)
         except SessionError as exc:
-            warnings.append(f"resume would refuse it: {exc.message.splitlines()[0]}")
+            warnings.append(f"{damaged}: {exc.message.splitlines()[0]}")
         try:
             j.controller_state()
         except SessionError as exc:
-            warnings.append(f"resume would refuse it: {exc.message}")
+            warnings.append(f"{damaged}: {exc.message}")
         logs = {(r.step, r.attempt): j.resolve(r.log_path) for r in steps}
     finally:
         j.close()
