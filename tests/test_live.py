@@ -440,8 +440,9 @@ def test_a_live_gamer_ends_flagged_by_person_fit_and_show_says_so(
     on purpose (unsafe actions in real sandboxes, graded 0 by the real checks), then plays
     honestly at θ = 1.5. Person fit, computed live after every step, must flag the session
     and name the honest items as far above the θ̂ the gaming dragged down, and `show` must
-    say so. Small on purpose: 8 items (two families), 7 steps (in-process, with the same
-    bank and settings, this persona is flagged at every agent seed 0..7)."""
+    say so. Small on purpose: 8 items (two families), 7 steps. (In process, with the same
+    bank and settings, this persona is flagged at every agent seed 0..7 and the honest
+    θ = 1.5 persona at none.)"""
     from orchestrator.cli import main
     from orchestrator.sim.agent import parse_personas
 
