@@ -9,6 +9,8 @@ tmpfs seeding; it runs in a thread, overlapped with Inspect's set-up), every
 ``docker exec`` (create, start and stream, exit-code read and how many
 ``exec_inspect`` polls it took), scenario set-up, grading, and what Inspect
 does after grading (sandbox clean-up, log write), plus the secret scrub.
+Then the engine's floor: the median ``docker exec`` of ``true`` and of one framed
+check probe, and six probes one after another vs at once, in one sandbox.
 Prints a table of per-item medians and writes ``bench/results/bench_item_phases.json``.
 
     nice python bench/bench_item_phases.py --items 12
@@ -107,6 +109,40 @@ def _instrument() -> None:
     inspect_ai.eval_async = timed_eval
 
 
+async def _exec_floor(image: str) -> dict[str, float]:
+    import asyncio
+
+    from orchestrator.runner.sandbox import SandboxSpec, open_sandbox
+    from orchestrator.scoring.checks import CheckEnv
+
+    async def clock(make: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        await make()
+        return time.perf_counter() - t0
+
+    async with open_sandbox(SandboxSpec(image=image)) as sb:
+        env = CheckEnv(sb, sb.spec.user, sb.spec.workdir)
+
+        def probe() -> Any:
+            return env.sh('test -e "$1"', "/etc/passwd")
+
+        true = [await clock(lambda: sb.exec(["true"])) for _ in range(15)]
+        one = [await clock(probe) for _ in range(15)]
+        seq = [await clock(lambda: _seq(probe, 6)) for _ in range(3)]
+        par = [await clock(lambda: asyncio.gather(*(probe() for _ in range(6)))) for _ in range(3)]
+    return {
+        "exec `true`": statistics.median(true),
+        "exec one framed probe": statistics.median(one),
+        "6 probes one after another": statistics.median(seq),
+        "6 probes at once": statistics.median(par),
+    }
+
+
+async def _seq(make: Callable[[], Any], n: int) -> None:
+    for _ in range(n):
+        await make()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--items", type=int, default=12, help="measured items")
@@ -191,18 +227,24 @@ def main(argv: list[str] | None = None) -> int:
             if step > 0:
                 rows.append(row)
             print(f"{iid:42s} wall {wall:.2f} s, execs {_n['execs']}", file=sys.stderr)
+    import asyncio
+
+    floor = asyncio.run(_exec_floor(items.prepared[ids[0]]["image"]))
     keys = list(dict.fromkeys(k for r in rows for k in r))
     med = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in keys}
     width = max(map(len, keys))
     for k in keys:
         unit = "" if k.startswith("count:") else " s"
         print(f"{k:<{width}}  {med[k]:8.3f}{unit}")
+    for k, v in floor.items():
+        print(f"{'floor: ' + k:<{width}}  {v:8.3f} s")
     doc = {
         "schema_version": 1,
         "benchmark": "bench_item_phases",
         "command": "python " + " ".join(["bench/bench_item_phases.py", *(argv or sys.argv[1:])]),
         "load_avg_at_end": os.getloadavg(),
         "median_per_item": med,
+        "exec_floor": floor,
         "items": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
