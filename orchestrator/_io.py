@@ -23,6 +23,12 @@ __all__ = [
 ]
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+"""The process umask, read once at import: flipping it at write time would let files other
+threads create meanwhile be world-writable."""
+
+
 def cache_dir() -> Path:
     """agentcat's cache root: ``$AGENTCAT_CACHE_DIR``, else ``$XDG_CACHE_HOME/agentcat``
     (``~/.cache/agentcat`` without XDG). The first lets a test run or a container keep its
@@ -40,9 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -194,7 +194,12 @@ class ScrubbingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         rx = _literals()  # once per record, not once per field
         fields = {
-            k: _scrub_with(rx, v) if isinstance(v, str) else v for k, v in vars(record).items()
+            k: _scrub_with(rx, v)
+            if isinstance(v, str)
+            else scrub_any(v)  # a dict or list (e.g. `detail`): before json.dumps escapes it
+            if isinstance(v, dict | list | tuple)
+            else v
+            for k, v in vars(record).items()
         }
         clean = logging.makeLogRecord(fields)
         clean.msg, clean.args = _scrub_with(rx, record.getMessage()), None

@@ -29,6 +29,18 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         yield
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_null_store() -> Iterator[None]:
+    """A CLI command run in-process installs the disk store of person-fit nulls for the
+    process; put back what was there so a later test's result never depends on order."""
+    from orchestrator.cat.fit import set_null_store
+
+    previous = set_null_store(None)
+    set_null_store(previous)
+    yield
+    set_null_store(previous)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -604,6 +605,29 @@ def test_an_unwritable_cache_costs_speed_not_the_session(bank, tmp_path, monkeyp
     try:
         _forget_memory(monkeypatch)
         assert _null(bank, seed=13).max_items == 6
+    finally:
+        fit.set_null_store(previous)
+
+
+def test_a_cache_folder_that_cannot_be_searched_costs_speed_not_the_session(
+    bank, tmp_path, monkeypatch
+) -> None:
+    """EACCES on the folder (another user's cache; mode 000) is not swallowed by
+    ``Path.is_file`` the way ENOENT is. Tests run as root here, where permissions do not
+    bite, so the engine's answer is simulated by making ``is_file`` raise it."""
+    from orchestrator.cat import fit
+    from orchestrator.session.null_cache import DiskNullStore
+
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    store = DiskNullStore(tmp_path / "nulls")
+    previous = fit.set_null_store(store)
+    try:
+        _forget_memory(monkeypatch)
+        monkeypatch.setattr(Path, "is_file", denied)
+        assert store.load("0" * 64) is None
+        assert _null(bank, seed=15).max_items == 6
     finally:
         fit.set_null_store(previous)
 

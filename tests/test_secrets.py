@@ -129,7 +129,9 @@ def test_a_log_record_is_scrubbed_before_it_is_formatted_as_json() -> None:
     secret = 'quoted"secret-value-31'
     register_secret(secret)
     record = logging.LogRecord("inspect_ai", 5, __file__, 1, "401: %s", (secret,), None)
-    record.__dict__.update(action="Model", detail=f"key {secret}", event="error")
+    record.__dict__.update(
+        action="Model", detail=f"key {secret}", event="error", extra={"headers": [secret]}
+    )
     handler = logging.StreamHandler(io.StringIO())
     handler.setFormatter(TraceFormatter())
     scrub_log_handler(handler)
@@ -138,6 +140,7 @@ def test_a_log_record_is_scrubbed_before_it_is_formatted_as_json() -> None:
     assert not isinstance(handler.formatter.inner, ScrubbingFormatter)
     line = json.loads(handler.format(record))
     assert line["message"] == f"401: {REDACTED}" and line["detail"] == f"key {REDACTED}"
+    assert record.extra == {"headers": [secret]}  # the record itself is left as it was
     assert "secret-value-31" not in json.dumps(line)
 
 

@@ -60,7 +60,7 @@ IntArray = NDArray[np.int64]
 
 DEFAULT_NODES = np.arange(-4.0, 4.001, 0.5)
 """Null abilities in prior SDs from the prior mean (17 nodes)."""
-NULL_VERSION = 2
+NULL_VERSION = 3
 """Bumped whenever a null table for the same inputs would come out different
 (statistics, simulation), so stored tables of older code are not reused."""
 _CACHE: OrderedDict[str, FitNull] = OrderedDict()

@@ -59,7 +59,12 @@ class DiskNullStore:
 
     def load(self, key: str) -> FitNull | None:
         path = self.path(key)
-        if not path.is_file():
+        try:
+            present = path.is_file()
+        except OSError as exc:  # e.g. a folder without search permission
+            log.warning("person-fit null cache %s unreadable (%s); building the null", path, exc)
+            return None
+        if not present:
             return None
         try:
             with np.load(path, allow_pickle=False) as npz:
