@@ -206,26 +206,9 @@ class SelectionRule(Recorded, ABC):
             raise ValueError(
                 f"select() serves one test; got S={state.n_subjects} (use select_each)"
             )
-        k = _check_int(self.name, "k", k, 1)
-        rngs = [as_generator(rng)]
-        picked = [int(i) for i in batch]
-        mask = state.eligible
-        if k > 1 or picked:  # picks are struck from a copy
-            mask = mask.copy()
-            mask[0, picked] = False
-        out: list[int] = []
-        cache: dict[str, Any] = {}
-        for n in range(k):
-            idx = int(
-                self._pick_one(state, mask, np.array([picked], dtype=np.int64), rngs, cache)[0]
-            )
-            if idx < 0:
-                break
-            out.append(idx)
-            if n + 1 < k:
-                picked.append(idx)
-                mask[0, idx] = False
-        return out
+        inflight = np.array([[int(i) for i in batch]], dtype=np.int64)
+        picks = self._pick_batch(state, k, [as_generator(rng)], inflight)[0]
+        return [int(i) for i in picks if i >= 0]
 
     def select_each(self, state: CatState, rngs: Sequence[np.random.Generator]) -> IntArray:
         """One item per subject (the replay's lockstep step); −1 where none is eligible."""
@@ -237,16 +220,37 @@ class SelectionRule(Recorded, ABC):
     ) -> IntArray:
         """A batch of ``k`` items per subject, ``(S, k)``, picked as :meth:`select` picks
         one test's batch (each pick conditioned on the earlier ones); −1 where none is left."""
+        empty = np.empty((state.n_subjects, 0), dtype=np.int64)
+        return self._pick_batch(state, k, rngs, empty)
+
+    def _pick_batch(
+        self,
+        state: CatState,
+        k: int,
+        rngs: Sequence[np.random.Generator],
+        inflight: IntArray,
+    ) -> IntArray:
+        """``k`` picks per test, ``(S, k)``, each conditioned on the test's items in flight
+        and its earlier picks (the one greedy batch of :meth:`select` and
+        :meth:`select_batch_each`); −1 once a test has none left."""
         k = _check_int(self.name, "k", k, 1)
-        mask = state.eligible.copy()
-        picked = np.empty((state.n_subjects, 0), dtype=np.int64)
+        mask = state.eligible
+        if k > 1 or inflight.size:  # picks are struck from a copy
+            mask = mask.copy()
+            rows, at = np.nonzero(inflight >= 0)
+            mask[rows, inflight[rows, at]] = False
+        out = np.full((state.n_subjects, k), -1, dtype=np.int64)
+        picked = inflight
         cache: dict[str, Any] = {}
-        for _ in range(k):
+        for n in range(k):
             idx = self._pick_one(state, mask, picked, rngs, cache)
+            out[:, n] = idx
+            if n + 1 == k or (idx < 0).all():  # nothing left anywhere: the rest stay −1
+                break
             picked = np.concatenate([picked, idx[:, None]], axis=1)
             ok = np.flatnonzero(idx >= 0)
             mask[ok, idx[ok]] = False
-        return picked
+        return out
 
     # -- the pipeline --------------------------------------------------------
     def _pick_one(
