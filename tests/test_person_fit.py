@@ -632,6 +632,35 @@ def test_a_cache_folder_that_cannot_be_searched_costs_speed_not_the_session(
         fit.set_null_store(previous)
 
 
+def test_the_cache_folder_keeps_under_its_size_bound_dropping_the_least_recently_used(
+    bank, tmp_path, monkeypatch
+) -> None:
+    import os
+
+    from orchestrator.session.null_cache import DiskNullStore
+
+    _forget_memory(monkeypatch)
+    table = _null(bank, seed=16)
+    probe = DiskNullStore(tmp_path / "probe")
+    probe.save("a" * 64, table)
+    size = probe.path("a" * 64).stat().st_size
+    store = DiskNullStore(tmp_path / "nulls", max_bytes=int(2.5 * size))  # room for two
+    keys = [c * 64 for c in "123"]
+    for i, key in enumerate(keys[:2]):
+        store.save(key, table)
+        os.utime(store.path(key), (1000 + i, 1000 + i))  # "1" older than "2"
+    assert store.load(keys[0]) is not None  # a hit makes "1" the most recently used
+    store.save(keys[2], table)  # over the bound: the least recently used ("2") goes
+    assert sorted(f.stem for f in store.folder.glob("*.npz")) == [keys[0], keys[2]]
+    tiny = DiskNullStore(tmp_path / "nulls", max_bytes=0)
+    tiny.save(keys[1], table)  # the table just saved is kept even over the bound
+    assert [f.stem for f in tiny.folder.glob("*.npz")] == [keys[1]]
+    monkeypatch.setenv("AGENTCAT_NULL_CACHE_MB", "1.5")
+    assert DiskNullStore(tmp_path).max_bytes == int(1.5 * 2**20)
+    monkeypatch.setenv("AGENTCAT_NULL_CACHE_MB", "lots")
+    assert DiskNullStore(tmp_path).max_bytes == 256 * 2**20
+
+
 def test_concurrent_writers_never_show_a_reader_half_a_table(bank, disk_store, monkeypatch) -> None:
     """Sessions racing to store the same table: each write is whole (temp file + rename)."""
     import threading

@@ -10,11 +10,15 @@ bytes. A file is trusted only when its recorded key is the one asked for and
 its arrays hash to the recorded digest; anything else (truncated, garbled, an
 older layout) is treated as absent, so the table is simulated again and the
 file rewritten. Saving is best effort: a read-only cache folder costs speed,
-never a session.
+never a session. The folder is kept under a size bound (``max_bytes``, default
+256 MiB, ``$AGENTCAT_NULL_CACHE_MB`` overrides it): after each save the least
+recently used tables (a hit refreshes a file's time) are deleted until the rest
+fit, so a user who tries many banks does not fill the disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,6 +36,17 @@ __all__ = ["DiskNullStore", "default_null_cache_dir", "install_disk_null_store"]
 
 log = logging.getLogger(__name__)
 _ARRAYS = ("nodes", "centres", "stats", "min_p")
+DEFAULT_MAX_MB = 256
+
+
+def _default_max_bytes() -> int:
+    raw = os.environ.get("AGENTCAT_NULL_CACHE_MB", "")
+    try:
+        mb = float(raw) if raw else DEFAULT_MAX_MB
+    except ValueError:
+        log.warning("AGENTCAT_NULL_CACHE_MB=%r is not a number; using %d", raw, DEFAULT_MAX_MB)
+        mb = DEFAULT_MAX_MB
+    return max(0, int(mb * 2**20))
 
 
 def default_null_cache_dir() -> Path:
@@ -49,10 +64,12 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
 
 
 class DiskNullStore:
-    """One ``<key>.npz`` per null table in ``folder`` (created on first save)."""
+    """One ``<key>.npz`` per null table in ``folder`` (created on first save), at most
+    ``max_bytes`` of them in all (least recently used removed first)."""
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], max_bytes: int | None = None) -> None:
         self.folder = Path(folder)
+        self.max_bytes = _default_max_bytes() if max_bytes is None else max_bytes
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.npz"
@@ -85,6 +102,8 @@ class DiskNullStore:
         if not sound:
             log.warning("person-fit null cache %s does not match its key; rebuilding it", path)
             return None
+        with contextlib.suppress(OSError):  # a read-only cache still serves
+            os.utime(path)  # recently used: the last to be pruned
         return FitNull(spec=meta["spec"], **arrays)
 
     def save(self, key: str, table: FitNull) -> None:
@@ -96,6 +115,30 @@ class DiskNullStore:
             atomic_write_bytes(self.path(key), buf.getvalue())
         except OSError as exc:
             log.warning("person-fit null not cached in %s: %s", self.folder, exc)
+            return
+        self.prune(keep=key)
+
+    def prune(self, keep: str | None = None) -> list[Path]:
+        """Delete least recently used tables until the folder holds at most ``max_bytes``
+        (never the table ``keep``, just saved); returns what was deleted."""
+        try:
+            files = [(f.stat(), f) for f in self.folder.glob("*.npz")]
+        except OSError:
+            return []
+        total = sum(st.st_size for st, _ in files)
+        removed: list[Path] = []
+        for st, f in sorted(files, key=lambda sf: sf[0].st_mtime):
+            if total <= self.max_bytes:
+                break
+            if f.stem == keep:
+                continue
+            try:
+                f.unlink()
+            except OSError:  # another session removed it, or no permission: leave it
+                continue
+            total -= st.st_size
+            removed.append(f)
+        return removed
 
 
 def install_disk_null_store(folder: str | os.PathLike[str] | None = None) -> DiskNullStore:
