@@ -138,6 +138,8 @@ class InformationTable:
 
     def covers(self, theta: FloatArray) -> bool:
         """Whether every value of ``theta`` lies on the table's range."""
+        if theta.size == 1:  # a live step: no reductions
+            return bool(self.lo <= theta.flat[0] <= self.hi)
         return bool(self.lo <= theta.min() and theta.max() <= self.hi)
 
     def position(self, theta: FloatArray) -> tuple[IntArray, NDArray[np.float32]]:
@@ -147,10 +149,21 @@ class InformationTable:
         np.minimum(i, len(self.theta) - 2, out=i)
         return i, (pos - i).astype(np.float32)
 
+    def _position_one(self, theta: float) -> tuple[int, np.float32]:
+        """:meth:`position` of one θ on the table's range, as numbers (the same values)."""
+        pos = (theta - self.lo) / self.step
+        i = min(int(pos), len(self.theta) - 2)
+        return i, np.float32(pos - i)
+
     def shortlist(self, theta: FloatArray) -> tuple[IntArray, NDArray[np.float32], FloatArray]:
         """For each θ: its interval's shortlisted items ``(S, M)``, their interpolated
         information ``(S, M)`` (the same bits as :meth:`interpolate`), and the ceiling of
         every other bounded item ``(S,)``."""
+        if theta.size == 1:  # a live step: one interval, rows as views, no gathers
+            g, f = self._position_one(float(theta.flat[0]))
+            out = self._listed_diff[g : g + 1] * f
+            out += self._listed_lo[g : g + 1]
+            return self.order[g : g + 1], out, self.ceiling[g : g + 1]
         i, frac = self.position(theta)
         out = self._listed_diff[i]
         out *= frac[:, None]

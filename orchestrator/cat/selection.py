@@ -329,7 +329,8 @@ class SelectionRule(Recorded, ABC):
             else:
                 found = self._shortlist_candidates(scores, scores.shortlist(), mask, n)
         rows, cols = self._candidates(scores, mask, cost, n) if found is None else found[:2]
-        counts = np.bincount(rows, minlength=mask.shape[0])
+        one = mask.shape[0] == 1
+        counts = np.array([rows.size]) if one else np.bincount(rows, minlength=mask.shape[0])
         if (counts <= n).all():
             out = np.full(len(counts), -1, dtype=np.int64)
             if n == 1:
@@ -344,6 +345,9 @@ class SelectionRule(Recorded, ABC):
         if cost is not None:
             exact = exact / cost[cols]
         # the candidates of each row, left-aligned (column order kept), −inf padding
+        if one:  # one test: its candidates are its packed row already
+            packed, packed_cols = np.asarray(exact, dtype=float)[None, :], cols[None, :]
+            return packed_cols[:, self._pick(packed, packed_cols >= 0, rngs)[0]]
         width = int(counts.max())
         pos = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
         packed = np.full((len(counts), width), -np.inf)
@@ -365,6 +369,8 @@ class SelectionRule(Recorded, ABC):
         eligible estimate minus 2·eps is above the ceiling, no such item is a candidate.
         """
         cols, est, ceiling = listed
+        if len(cols) == 1:  # one test (a live step): its row as vectors
+            return _shortlist_candidates_one(scores, cols[0], est[0], ceiling[0], mask[0], n)
         est = np.where(mask[np.arange(len(cols))[:, None], cols], est, -np.inf)
         if n > est.shape[1]:
             return None
@@ -478,6 +484,27 @@ class SelectionRule(Recorded, ABC):
         deficit = np.where(avail, deficit, -np.inf)
         chosen = np.argmax(deficit, axis=1)
         return codes[None, :] == chosen[:, None]
+
+
+def _shortlist_candidates_one(
+    scores: Bounded, cols: IntArray, est: NDArray[Any], ceiling: float, mask: BoolArray, n: int
+) -> tuple[IntArray, IntArray] | None:
+    """``SelectionRule._shortlist_candidates`` of one test: the same comparisons on its
+    row's vectors (the same candidates), without the per-row index arithmetic."""
+    est = np.where(mask[cols], est, -np.inf)
+    if n > est.size:
+        return None
+    kth = est.max() if n == 1 else -np.partition(-est, n - 1)[n - 1]
+    floor = kth - 2 * scores.eps
+    if not ceiling < floor:
+        return None
+    found = cols[est >= floor]
+    free = scores.unbounded
+    if free.size:  # items without a bound are candidates wherever eligible
+        found = np.concatenate([found, free[mask[free]]])
+    if found.size > 1:
+        found = np.sort(found)  # column order, as np.nonzero gives them
+    return np.zeros(found.size, dtype=np.int64), found
 
 
 def _lazy_candidates(
