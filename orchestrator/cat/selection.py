@@ -714,16 +714,21 @@ def _variance_reduction(
     if prep is None:  # the posterior is fixed within one select() call
         w = state.weights()
         keep = (w > 1e-9 * w.max(axis=1, keepdims=True)).any(axis=0)
-        j_prec = state.prior_precision[:, 0] + state.administered_information()[:, keep]
+        j_prec = state.prior_precision[:, 0] + state.administered_information(keep)
         prep = cache["vr_grid"] = [state.points[:, keep], w[:, keep], j_prec, 0]
     points, w, j_prec, n_done = prep
     if batch.shape[1] > n_done:  # J grows by each row's picks since last time (−1: none)
         new = batch[:, n_done:]
         s_, g_, m_ = points.shape[0], points.shape[1], new.shape[1]
-        theta = np.broadcast_to(points[:, :, None, :], (s_, g_, m_, points.shape[-1]))
-        items = np.broadcast_to(np.maximum(new, 0)[:, None, :], (s_, g_, m_))
-        info = bank.model.information_at(theta.reshape(-1, points.shape[-1]), items.ravel())
-        j_prec = j_prec + (info.reshape(s_, g_, m_) * (new >= 0)[:, None, :]).sum(axis=-1)
+        if s_ == m_ == 1:  # one test, one new pick: its information on the grid, as below
+            item = int(new[0, 0])
+            if item >= 0:
+                j_prec = j_prec + bank.model.information_at(points[0], item)
+        else:
+            theta = np.broadcast_to(points[:, :, None, :], (s_, g_, m_, points.shape[-1]))
+            items = np.broadcast_to(np.maximum(new, 0)[:, None, :], (s_, g_, m_))
+            info = bank.model.information_at(theta.reshape(-1, points.shape[-1]), items.ravel())
+            j_prec = j_prec + (info.reshape(s_, g_, m_) * (new >= 0)[:, None, :]).sum(axis=-1)
         prep[2:] = [j_prec, batch.shape[1]]
     table = state.bank.information_table()
     if table is not None and table.covers(points):
@@ -807,12 +812,19 @@ def _variance_reduction_bounded(
         """The items with the best bounds, chosen once per batch (S = 1), their bounds
         now, and the ceiling of the others (bounds only fall, so it stays one)."""
         if "vr_shortlist" not in cache:
-            ranked = upper.copy()
-            ranked[:, table.steep] = -np.inf  # (always candidates, never listed)
+            ranked = upper[0].copy()
+            ranked[table.steep] = -np.inf  # (always candidates, never listed)
             m = table.order.shape[1]
-            part = np.argpartition(-ranked, m, axis=1)
-            ceiling = np.take_along_axis(ranked, part[:, m : m + 1], axis=1)[:, 0]
-            cache["vr_shortlist"] = (part[:, :m], ceiling)
+            # the best m lie among the items ranked at least as high as the lowest of the
+            # m items the table lists for θ̂'s interval: partition those few, not all N
+            floor = ranked[table.order[table.position(state.theta)[0][0]]].min()
+            pool = np.flatnonzero(ranked >= floor)
+            if pool.size > m:
+                part = np.argpartition(-ranked[pool], m)
+                cols, ceiling = pool[part[:m]], ranked[pool[part[m]]]
+            else:  # exactly the listed ones; every other item ranks below the floor
+                cols, ceiling = pool, floor
+            cache["vr_shortlist"] = (cols[None, :], np.array([ceiling]))
         cols, ceiling = cache["vr_shortlist"]
         return cols, upper[0, cols[0]][None, :], ceiling
 

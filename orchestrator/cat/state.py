@@ -316,12 +316,17 @@ class CatState:
             self._weights = w / w.sum(axis=1, keepdims=True)
         return self._weights
 
-    def administered_information(self) -> FloatArray:
-        """Test information of the administered items on each subject's grid, ``(S, G)`` (D = 1)."""
-        if self.admin_info is None:
-            out = np.zeros(self.points.shape[:2])
+    def administered_information(self, keep: BoolArray | None = None) -> FloatArray:
+        """Test information of the administered items on each subject's grid, ``(S, G)`` (D = 1),
+        or at the grid points ``keep (G,)`` only (derived there alone, not kept)."""
+        info = self.admin_info
+        if info is None:
+            points = self.points if keep is None else self.points[:, keep]
+            info = np.zeros(points.shape[:2])
             for s in np.flatnonzero(self.n_items):  # live: one row; replay supplies admin_info
                 items = self.administered[s, : self.n_items[s]]
-                out[s] = self.bank.information(self.points[s], items).sum(axis=-1)
-            self.admin_info = out
-        return self.admin_info
+                info[s] = self.bank.information(points[s], items).sum(axis=-1)
+            if keep is None:
+                self.admin_info = info
+            return info
+        return info if keep is None else info[:, keep]
