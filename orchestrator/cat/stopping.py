@@ -151,26 +151,23 @@ class StoppingRule(Recorded, ABC):
         reasons: list[str | None] = [None] * state.n_subjects
         n = state.n_items
         exhausted = state.eligible_counts() == 0
-        stop = exhausted.copy()
-        maxed = timed = tokened = np.zeros_like(stop)  # the limits that are not set
-        if self.max_items is not None:
-            maxed = n >= self.max_items
-            stop |= maxed
-        if self.max_seconds is not None:
-            timed = state.spent_seconds >= self.max_seconds
-            stop |= timed
-        if self.max_tokens is not None:
-            tokened = state.spent_tokens >= self.max_tokens
-            stop |= tokened
-        open_ = ~stop & (n >= self.min_items)
+        # the limits that are set (None: not set), each a flag per subject
+        maxed = None if self.max_items is None else n >= self.max_items
+        timed = None if self.max_seconds is None else state.spent_seconds >= self.max_seconds
+        tokened = None if self.max_tokens is None else state.spent_tokens >= self.max_tokens
+        stop = exhausted
+        for flags in (maxed, timed, tokened):
+            if flags is not None:
+                stop = stop | flags
         if not stop.any():
-            return reasons, open_
+            return reasons, n >= self.min_items
+        open_ = ~stop & (n >= self.min_items)
         for s in np.flatnonzero(stop):  # only rows that stop
             if exhausted[s]:
                 reasons[s] = f"no eligible item left after {n[s]} items"
-            elif maxed[s]:
+            elif maxed is not None and maxed[s]:
                 reasons[s] = f"max_items={self.max_items} reached"
-            elif timed[s]:
+            elif timed is not None and timed[s]:
                 reasons[s] = (
                     f"time budget spent: {state.spent_seconds[s]:.1f} s of "
                     f"max_seconds={self.max_seconds:g}"
@@ -222,7 +219,9 @@ class SEStop(StoppingRule):
         dims = state.bank.bank.dimensions
         target = _target_vector("stopping rule 'se'", self.dimension, self.weights, dims)
         if target is None:
-            return state.se.max(axis=1), "SE" if len(dims) == 1 else "largest SE"
+            if len(dims) == 1:
+                return state.se[:, 0], "SE"
+            return state.se.max(axis=1), "largest SE"
         if self.weights is None:
             d = int(np.argmax(target))
             return state.se[:, d], f"SE of {dims[d]}"

@@ -226,6 +226,7 @@ class GridPosterior:
         if not (np.all(np.isfinite(self.prior_sd)) and np.all(self.prior_sd > 0)):
             raise ValueError(f"prior_sd must be a positive number (or one per row); got {prior_sd}")
         self.prior_correlation, self._decorrelate = _correlation(prior_correlation, d)
+        self._prior_precision: FloatArray | None = None
         self._inv_corr = (
             np.eye(d) if self._decorrelate is None else self._decorrelate.T @ self._decorrelate
         )
@@ -268,8 +269,11 @@ class GridPosterior:
     @property
     def prior_precision(self) -> FloatArray:
         """Σ⁻¹ of the prior, ``(1, D, D)`` or ``(S, D, D)``: 1/σ² when D = 1."""
-        sd = self.prior_sd
-        return self._inv_corr / (sd[:, :, None] * sd[:, None, :])
+        if self._prior_precision is None:  # the prior is fixed: computed once
+            sd = self.prior_sd
+            self._prior_precision = self._inv_corr / (sd[:, :, None] * sd[:, None, :])
+            self._prior_precision.setflags(write=False)
+        return self._prior_precision
 
     def _prior_rows(self, rows: IntArray | slice) -> tuple[FloatArray, FloatArray]:
         mean, sd = self.prior_mean, self.prior_sd
