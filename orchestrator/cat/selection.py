@@ -721,9 +721,12 @@ def _variance_reduction(
         new = batch[:, n_done:]
         s_, g_, m_ = points.shape[0], points.shape[1], new.shape[1]
         if s_ == m_ == 1:  # one test, one new pick: its information on the grid, as below
-            item = int(new[0, 0])
-            if item >= 0:
-                j_prec = j_prec + bank.model.information_at(points[0], item)
+            item = int(new[0, 0])  # (computed already if an exact score was: the same bits)
+            column = cache.get("vr_columns", {}).get(item)
+            if column is None and item >= 0:
+                column = bank.model.information_at(points[0], item)
+            if column is not None:
+                j_prec = j_prec + column
         else:
             theta = np.broadcast_to(points[:, :, None, :], (s_, g_, m_, points.shape[-1]))
             items = np.broadcast_to(np.maximum(new, 0)[:, None, :], (s_, g_, m_))
@@ -836,6 +839,8 @@ def _variance_reduction_bounded(
             out[at] = np.einsum("g,gm->m", factor[s], info / (j_prec[s, :, None] + info))
         if s_count == 1:  # a bound for the batch's later picks (a hair above: rounding)
             upper[0, cols] = np.minimum(upper[0, cols], out * (1.0 + 2.0**-40) + 1e-300)
+            # the items' information on the grid: J's growth once one of them is picked
+            cache.setdefault("vr_columns", {}).update(zip(cols.tolist(), info.T, strict=True))
         return out
 
     short = listed if s_count == 1 and table.order.shape[1] else None
