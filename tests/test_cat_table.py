@@ -10,7 +10,8 @@ from orchestrator.cat import CatController, make_selection
 from orchestrator.cat import selection as selection_module
 from orchestrator.cat._table import InformationTable
 from orchestrator.cat.fit import simulate_tests
-from orchestrator.cat.selection import SelectionRule
+from orchestrator.cat.selection import Bounded, SelectionRule, _information_at
+from orchestrator.cat.state import PreparedBank
 from orchestrator.irt.ability import subject_log_likelihood
 from orchestrator.irt.model import GradedResponseModel
 from orchestrator.sim import replay
@@ -60,6 +61,42 @@ def test_shortlist_ceiling_bounds_every_item_left_off(
     left_off[:, table.steep] = False
     assert (np.where(left_off, full, -np.inf).max(axis=1) <= ceiling).all()
     assert (est.max(axis=1) > ceiling).mean() > 0.9  # the list can decide: a useful ceiling
+
+
+@pytest.mark.parametrize("steep", [False, True])
+@pytest.mark.parametrize("n", [1, 3])
+def test_one_test_shortlist_and_candidates_are_a_row_of_many(
+    monkeypatch: pytest.MonkeyPatch, steep: bool, n: int
+) -> None:
+    """A live step reads its interval as views and proves its candidates on vectors:
+    the same bits and candidates as the same test among others."""
+    monkeypatch.setattr("orchestrator.cat._table.SHORTLIST", 12)
+    monkeypatch.setattr("orchestrator.cat.state.TABLE_MIN_ITEMS", 1)
+    bank = tagged_bank(60, seed=4)
+    prepared = PreparedBank.of(_steep(bank) if steep else bank)
+    table = prepared.information_table()
+    assert table is not None
+    rng = np.random.default_rng(9)
+    decided = 0
+    for theta in rng.uniform(-5.5, 5.5, 120):
+        two = np.array([[theta], [theta]])  # the same test twice: decided alike
+        mask = np.repeat(rng.random((1, len(bank))) < 0.8, 2, axis=0)
+        one_list, many_list = table.shortlist(two[:1]), table.shortlist(two)
+        for got, want in zip(one_list, many_list, strict=True):
+            np.testing.assert_array_equal(got, want[:1])
+        one = _information_at(prepared, two[:1])
+        many = _information_at(prepared, two)
+        assert isinstance(one, Bounded) and isinstance(many, Bounded)
+        found = SelectionRule._shortlist_candidates(one, one_list, mask[:1], n)
+        both = SelectionRule._shortlist_candidates(many, many_list, mask, n)
+        assert (found is None) == (both is None)
+        if found is None:
+            continue
+        decided += 1
+        rows, cols = both
+        np.testing.assert_array_equal(found[0], rows[rows == 0])
+        np.testing.assert_array_equal(found[1], cols[rows == 0])
+    assert decided >= 15  # the list decides often enough for the comparison to mean something
 
 
 def _paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:

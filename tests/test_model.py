@@ -82,6 +82,22 @@ def test_paired_forms_give_the_bits_of_the_table_forms() -> None:
     )
 
 
+@pytest.mark.parametrize("lapse", [0.0, 0.1])
+def test_one_response_on_a_grid_gives_the_bits_of_the_general_form(lapse: float) -> None:
+    """A live update's case (one item, one score, many points) takes scalar parameters
+    and skips the σ of infinite bounds; every category gives the general path's bits."""
+    a, b, _ = _random_items(5, n=20)
+    model = GradedResponseModel.from_difficulty(a, b)
+    points = np.linspace(-9.0, 9.0, 81)[:, None]  # far tails: probabilities near 0 and 1
+    for item in range(20):
+        for x in range(int(model.n_categories[item])):
+            one = model.log_prob_at(points, item, x, lapse)
+            # two responses at once take the general path; the first is this one
+            both = model.log_prob_at(points[:, None, :], [item, 0], [x, 0], lapse)
+            assert one.shape == (81,)
+            np.testing.assert_array_equal(one, both[:, 0])
+
+
 def test_two_dimensions_compensatory_grm() -> None:
     rng = np.random.default_rng(5)
     n = 9

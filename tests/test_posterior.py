@@ -14,6 +14,7 @@ from orchestrator.irt import (
     pad_thresholds,
 )
 from orchestrator.irt.ability import estimate_abilities
+from orchestrator.irt.posterior import grid_moments
 
 
 def _posterior(a, b, **kwargs) -> Posterior:
@@ -77,8 +78,12 @@ def test_map_is_the_mode() -> None:
     assert f(mode) >= f(mode - eps) and f(mode) >= f(mode + eps)
 
 
-def test_one_subject_posterior_is_bitwise_a_row_of_the_many_subject_posterior() -> None:
-    """Subjects advanced together (different items, different lengths) = one at a time."""
+@pytest.mark.parametrize("lapse", [0.0, 0.05])
+def test_one_subject_posterior_is_bitwise_a_row_of_the_many_subject_posterior(
+    lapse: float,
+) -> None:
+    """Subjects advanced together (different items, different lengths) = one at a time
+    (the one-row update is a specialised branch: it must give the general path's bits)."""
     rng = np.random.default_rng(7)
     n_items, n_subj, steps = 60, 5, 45
     a = np.exp(rng.normal(0.3, 0.3, n_items))
@@ -86,8 +91,9 @@ def test_one_subject_posterior_is_bitwise_a_row_of_the_many_subject_posterior() 
     model = GradedResponseModel.from_difficulty(a, b)
     order = np.array([rng.permutation(n_items)[:steps] for _ in range(n_subj)])
     x = rng.integers(0, 2, (n_subj, steps))  # categories 0/1 exist for every item
-    many = GridPosterior(model, n_subj, prior_mean=0.2, prior_sd=1.5, track_information=True)
-    ones = [Posterior(model, prior_mean=0.2, prior_sd=1.5, track_information=True) for _ in x]
+    settings = {"prior_mean": 0.2, "prior_sd": 1.5, "track_information": True, "lapse": lapse}
+    many = GridPosterior(model, n_subj, **settings)  # type: ignore[arg-type]
+    ones = [Posterior(model, **settings) for _ in x]  # type: ignore[arg-type]
     for t in range(steps):
         rows = np.arange(n_subj)[t < np.array([45, 45, 30, 45, 10])]  # some stop early
         many.update(rows, order[rows, t], x[rows, t])
@@ -99,7 +105,21 @@ def test_one_subject_posterior_is_bitwise_a_row_of_the_many_subject_posterior() 
         np.testing.assert_array_equal(one.points, many.points[s])
         np.testing.assert_array_equal(one.weights, many.weights(np.array([s]))[0])
         np.testing.assert_array_equal(one.batch.admin_info[0], many.admin_info[s])
+        np.testing.assert_array_equal(one.cov, many.cov[s])
+        np.testing.assert_array_equal(one.batch.loglik[0], many.loglik[s])
     assert many.points[0, -1] - many.points[0, 0] < 12.0  # the long tests regridded
+
+
+def test_moments_of_one_posterior_are_the_bits_of_a_row_of_many() -> None:
+    rng = np.random.default_rng(3)
+    coords = np.sort(rng.normal(0.0, 2.0, (3, 1, 81)), axis=-1)
+    log_post = rng.normal(0.0, 5.0, (3, 81))
+    mean, cov = grid_moments(coords, log_post)
+    for s in range(3):  # one row alone takes the flat-vector branch
+        one_mean, one_cov = grid_moments(coords[s : s + 1], log_post[s : s + 1])
+        assert one_mean.shape == (1, 1) and one_cov.shape == (1, 1, 1)
+        np.testing.assert_array_equal(one_mean[0], mean[s])
+        np.testing.assert_array_equal(one_cov[0], cov[s])
 
 
 def test_bad_prior_is_rejected() -> None:
