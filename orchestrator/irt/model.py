@@ -182,7 +182,7 @@ class GradedResponseModel:
         x = np.asarray(scores, dtype=np.int64)
         if self.n_dims == 1 and items.size == 1 == x.size and not lapse:
             th = self._points(theta)[..., 0]
-            if max(items.ndim, x.ndim) <= th.ndim:  # the points' shape is the result's
+            if 1 <= th.ndim >= max(items.ndim, x.ndim):  # the points' shape is the result's
                 return self._log_prob_one(th, int(items.flat[0]), int(x.flat[0]))
         lin = self._linear_at(theta, items)
         z_x = lin + self._bounds[items, x]
