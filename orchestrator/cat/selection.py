@@ -325,6 +325,8 @@ class SelectionRule(Recorded, ABC):
         if scores.shortlist is not None and cost is None:
             if scores.upper_only:
                 found = _lazy_candidates(scores, scores.shortlist(), mask, n)
+                if found is None and scores.tighten is not None and scores.tighten():
+                    found = _lazy_candidates(scores, scores.shortlist(), mask, n)
                 exact = None if found is None else found[2]
             else:
                 found = self._shortlist_candidates(scores, scores.shortlist(), mask, n)
@@ -598,6 +600,8 @@ class Bounded:
         shortlist: Optional function returning a :data:`Shortlist`: a few items per
             subject, their estimates, and a ceiling on every other item's estimate,
             so a pick may be proven from the listed items alone.
+        tighten: Optional function that lowers ``estimate`` (still bounds) and renews
+            the shortlist when the list could not prove the pick; True if it did.
     """
 
     def __init__(
@@ -608,6 +612,7 @@ class Bounded:
         exact: Callable[[IntArray, IntArray], FloatArray],
         upper_only: bool = False,
         shortlist: Callable[[], Shortlist] | None = None,
+        tighten: Callable[[], bool] | None = None,
     ) -> None:
         self._estimate = estimate
         self.eps = eps
@@ -615,6 +620,7 @@ class Bounded:
         self.exact = exact
         self.upper_only = upper_only
         self.shortlist = shortlist
+        self.tighten = tighten
 
     @property
     def estimate(self) -> NDArray[Any]:
@@ -786,29 +792,13 @@ def _variance_reduction_bounded(
     bounds for the later ones and are computed once, and every exact value
     computed replaces its item's bound for the later picks (lazy greedy).
     """
-    s_count, n_items = state.eligible.shape
+    s_count = state.n_subjects
+    n_picked = cache["vr_grid"][3]  # the batch's picks J holds now
     upper = cache.get("vr_upper") if s_count == 1 else None
     if upper is None:
-        upper = np.empty((s_count, n_items))
-        i, frac = table.position(points.reshape(-1))
-        i, frac = i.reshape(points.shape[:2]), frac.reshape(points.shape[:2]).astype(float)
-        for s in range(s_count):
-            lo, hi = int(i[s].min()), int(i[s].max()) + 2  # the rows this posterior touches
-            rows = table.values[lo:hi]
-            top = np.maximum(table.row_max[i[s]], table.row_max[i[s] + 1])
-            slope = factor[s] * j_prec[s] / (j_prec[s] + top) ** 2
-            offset = factor[s] * top / (j_prec[s] + top) - slope * top
-            # the weight of each table row: its share of every grid point's interpolation
-            weight = np.bincount(i[s] - lo, slope * (1.0 - frac[s]), minlength=hi - lo)
-            weight += np.bincount(i[s] + 1 - lo, slope * frac[s], minlength=hi - lo)
-            # float32 sum of products (a mixed one is ~50× slower; einsum's own loop, as
-            # a threaded BLAS gemv was 100× slower on a loaded machine), plus a bound on
-            # its rounding
-            rounding = (hi - lo + 2) * 2.0**-24 * float(weight @ table.row_max[lo:hi])
-            upper[s] = np.einsum("r,rn->n", weight.astype(np.float32), rows)
-            upper[s] += offset.sum() + table.eps * slope.sum() + rounding
+        upper = _variance_reduction_upper(table, points, factor, j_prec)
         if s_count == 1:
-            cache["vr_upper"] = upper
+            cache["vr_upper"], cache["vr_upper_at"] = upper, n_picked
     bank = state.bank
 
     def listed() -> Shortlist:
@@ -843,8 +833,55 @@ def _variance_reduction_bounded(
             cache.setdefault("vr_columns", {}).update(zip(cols.tolist(), info.T, strict=True))
         return out
 
-    short = listed if s_count == 1 and table.order.shape[1] else None
-    return Bounded(upper, 0.0, table.steep, exact, upper_only=True, shortlist=short)
+    def tighten() -> bool:
+        """Bounds at the batch's J now (early in a test the first pick's bounds, taken
+        before the batch's picks, grow too loose to settle a later pick from the list);
+        the lower of the old and new bound of each item, and a new list from them."""
+        if cache["vr_upper_at"] == n_picked:
+            return False
+        np.minimum(upper, _variance_reduction_upper(table, points, factor, j_prec), out=upper)
+        cache["vr_upper_at"] = n_picked
+        cache.pop("vr_shortlist", None)
+        return True
+
+    one = s_count == 1 and table.order.shape[1] > 0
+    return Bounded(
+        upper,
+        0.0,
+        table.steep,
+        exact,
+        upper_only=True,
+        shortlist=listed if one else None,
+        tighten=tighten if one else None,
+    )
+
+
+def _variance_reduction_upper(
+    table: InformationTable, points: FloatArray, factor: FloatArray, j_prec: FloatArray
+) -> FloatArray:
+    """Upper bounds ``(S, N)`` on every item's variance reduction (tangents of
+    I / (J + I) at the largest tabulated information near each grid point; see
+    :func:`_variance_reduction_bounded`)."""
+    s_count = points.shape[0]
+    upper = np.empty((s_count, table.values.shape[1]))
+    i, frac = table.position(points.reshape(-1))
+    i, frac = i.reshape(points.shape[:2]), frac.reshape(points.shape[:2]).astype(float)
+    for s in range(s_count):
+        lo, hi = int(i[s].min()), int(i[s].max()) + 2  # the rows this posterior touches
+        rows = table.values[lo:hi]
+        top = np.maximum(table.row_max[i[s]], table.row_max[i[s] + 1])
+        slope = factor[s] * j_prec[s] / (j_prec[s] + top) ** 2
+        offset = factor[s] * top / (j_prec[s] + top) - slope * top
+        # the weight of each table row: its share of every grid point's interpolation
+        weight = np.bincount(i[s] - lo, slope * (1.0 - frac[s]), minlength=hi - lo)
+        weight += np.bincount(i[s] + 1 - lo, slope * frac[s], minlength=hi - lo)
+        # float32 sum of products (a mixed one is ~50× slower; einsum's own loop, as
+        # a threaded BLAS gemv was 100× slower on a loaded machine), plus a bound on
+        # its rounding
+        rounding = (hi - lo + 2) * 2.0**-24 * float(weight @ table.row_max[lo:hi])
+        upper[s] = np.einsum("r,rn->n", weight.astype(np.float32), rows)
+        upper[s] += offset.sum() + table.eps * slope.sum() + rounding
+    return upper
 
 
 def _information_at_theta(state: CatState) -> FloatArray | Bounded:
