@@ -6,7 +6,10 @@ posterior update, EAP/SE) + ``should_stop()`` (SE rule). Banks of 1k, 10k and
 100k items with known parameters (K = 4, or each ``--categories``); scores are
 drawn from the model at a fixed true θ. Also times one 8-item batch
 (``next_items(8)``, conditioned greedy picks) and one ``variance_reduction``
-pick on the same state (D = 1). Numbers, not asserts: prints a table and writes
+pick on the same state (D = 1). ``--early 5 10 20`` also times one 8-item batch
+after 5, 10 and 20 steps of a second, identical test (the posterior is still
+wide there, which the batch after ``--steps`` does not show; the step columns
+stay those of the first test). Numbers, not asserts: prints a table and writes
 ``bench/results/cat_step.json``. ``--clock cpu`` times this process's CPU
 time instead of wall time (steadier when the machine is shared).
 
@@ -68,6 +71,7 @@ def bench(
     clock: str = "wall",
     dims: int = 1,
     categories: int = 4,
+    early: tuple[int, ...] = (),
 ) -> dict[str, object]:
     bank = make_bank(n_items, dims=dims, categories=categories)
     truth = np.full((1, dims), 0.7)
@@ -104,6 +108,21 @@ def bench(
             rule.select(ctl.state(), 1, 0)
             vr.append(now() - t0)
     ms = 1e3
+    batch_early = {}  # a second test, scored the same way, batched early on
+    if early:
+        ctl = CatController(
+            bank, selection=selection, stopping={"rule": "se", "args": {"se": 0.01}}, rng=0
+        )
+        for n in range(max(early) + 1):
+            if n in early:
+                times = []
+                for _ in range(3):
+                    t0 = now()
+                    ctl.next_items(8)
+                    times.append(now() - t0)
+                batch_early[str(n)] = statistics.median(times) * ms
+            item = ctl.next_items(1)[0]
+            ctl.record(item, int(x[bank.index[item]]))
     return {
         "n_items": n_items,
         "dims": dims,
@@ -118,6 +137,7 @@ def bench(
         "should_stop_ms_median": statistics.median(stop_s) * ms,
         "batch8_ms_median": statistics.median(batch) * ms,
         "vr1_ms_median": statistics.median(vr) * ms if vr else None,
+        "batch8_early_ms": batch_early,  # after n steps: median of 3 batches
         "table_build_s": table_s,
         "final_theta": np.atleast_1d(ctl.theta).tolist(),  # a float in trees before #12
         "final_se": np.atleast_1d(ctl.se).tolist(),
@@ -143,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="selection rule(s) to time (default max_info; repeat for several)",
     )
+    p.add_argument(
+        "--early",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time an 8-item batch after these many steps of a second test",
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     out = args.out or RESULTS / (
@@ -151,7 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     rules = args.selection or ["max_info"]
     bench(500, 5, dims=args.dims)  # warm-up: imports, allocator
     rows = [
-        bench(n, args.steps, selection=rule, clock=args.clock, dims=args.dims, categories=k)
+        bench(
+            n,
+            args.steps,
+            selection=rule,
+            clock=args.clock,
+            dims=args.dims,
+            categories=k,
+            early=tuple(args.early),
+        )
         for rule in rules
         for k in args.categories
         for n in args.sizes

@@ -8,7 +8,10 @@ every round, and reports per bank size the median over rounds of each side's
 median step time and their ratio (candidate / baseline; < 1 is faster), and
 the ratio of each side's fastest round (the least disturbed one). The default
 clock is each process's CPU time, which a busy machine disturbs less than
-wall time, but not by nothing.
+wall time, but not by nothing. ``--early 5 10 20`` adds, per case, the
+8-item batch after that many steps of a second test (``batch8_early_ms``:
+per step count, the median over rounds of each side and their ratio);
+the other columns keep their meaning.
 
     nice python bench/compare_cat_step.py --baseline /work/main --candidate . --rounds 5
 
@@ -40,11 +43,18 @@ KEYS = (
 
 
 def run_once(
-    tree: Path, sizes: list[int], categories: list[int], steps: int, clock: str, out: Path
+    tree: Path,
+    sizes: list[int],
+    categories: list[int],
+    steps: int,
+    clock: str,
+    early: list[int],
+    out: Path,
 ) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, str(BENCH), "--sizes", *map(str, sizes), "--steps", str(steps)]
     cmd += ["--clock", clock, "--categories", *map(str, categories)]
+    cmd += ["--early", *map(str, early)] if early else []
     subprocess.run([*cmd, "--out", str(out)], env=env, check=True, capture_output=True)
     return json.loads(out.read_text())["results"]
 
@@ -58,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
+    p.add_argument("--early", type=int, nargs="*", default=[])
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     trees = {"baseline": args.baseline.resolve(), "candidate": args.candidate.resolve()}
@@ -67,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             order = list(trees) if r % 2 == 0 else list(trees)[::-1]
             for label in order:
                 out = Path(tmp) / f"{label}{r}.json"
-                cases = (args.sizes, args.categories, args.steps, args.clock, out)
+                cases = (args.sizes, args.categories, args.steps, args.clock, args.early, out)
                 runs[label].append(run_once(trees[label], *cases))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     rows = []
@@ -77,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         for key in KEYS:
             med = {k: statistics.median(run[i][key] for run in runs[k]) for k in trees}
             row[key] = {**med, "ratio": med["candidate"] / med["baseline"]}
+        early = {}
+        for n_steps in map(str, args.early):
+            med = {
+                k: statistics.median(run[i]["batch8_early_ms"][n_steps] for run in runs[k])
+                for k in trees
+            }
+            early[n_steps] = {**med, "ratio": med["candidate"] / med["baseline"]}
+        if early:
+            row["batch8_early_ms"] = early
         per_round = {k: [run[i]["step_ms_median"] for run in runs[k]] for k in trees}
         row["rounds_step_ms"] = per_round
         fastest = {k: min(v) for k, v in per_round.items()}  # the least disturbed round
@@ -96,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{row[key]['ratio']:.3f}" for key in KEYS[1:])
             + ")"
         )
+        for n_steps, e in row.get("batch8_early_ms", {}).items():
+            print(
+                f"   batch8 after {n_steps:>3} steps: {e['baseline']:.2f} → "
+                f"{e['candidate']:.2f} ms ({e['ratio']:.3f})"
+            )
     doc = {
         "schema_version": 1,
         "benchmark": "compare_cat_step",
@@ -104,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "clock": args.clock,
         "steps": args.steps,
+        "early": args.early,
         "load_avg_1m": os.getloadavg()[0],
         "results": rows,
     }

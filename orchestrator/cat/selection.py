@@ -728,11 +728,11 @@ def _variance_reduction(
         s_, g_, m_ = points.shape[0], points.shape[1], new.shape[1]
         if s_ == m_ == 1:  # one test, one new pick: its information on the grid, as below
             item = int(new[0, 0])  # (computed already if an exact score was: the same bits)
-            column = cache.get("vr_columns", {}).get(item)
-            if column is None and item >= 0:
-                column = bank.model.information_at(points[0], item)
-            if column is not None:
-                j_prec = j_prec + column
+            seen = cache.get("vr_seen")
+            if seen is not None and item >= 0 and seen[1][item]:
+                j_prec = j_prec + seen[0][:, item]
+            elif item >= 0:
+                j_prec = j_prec + bank.model.information_at(points[0], item)
         else:
             theta = np.broadcast_to(points[:, :, None, :], (s_, g_, m_, points.shape[-1]))
             items = np.broadcast_to(np.maximum(new, 0)[:, None, :], (s_, g_, m_))
@@ -822,15 +822,17 @@ def _variance_reduction_bounded(
         return cols, upper[0, cols[0]][None, :], ceiling
 
     def exact(rows: IntArray, cols: IntArray) -> FloatArray:
-        out = np.empty(len(rows))
-        for s in np.unique(rows) if s_count > 1 else range(1):
-            at = rows == s if s_count > 1 else slice(None)
-            info = bank.information(points[s], cols[at])  # (G, m)
-            out[at] = np.einsum("g,gm->m", factor[s], info / (j_prec[s, :, None] + info))
-        if s_count == 1:  # a bound for the batch's later picks (a hair above: rounding)
+        if s_count == 1:  # one test's batch: each item's information computed once
+            info = _grid_information(cache, bank, points[0], cols)  # (G, m)
+            out = np.einsum("g,gm->m", factor[0], info / (j_prec[0, :, None] + info))
+            # a bound for the batch's later picks (a hair above: rounding)
             upper[0, cols] = np.minimum(upper[0, cols], out * (1.0 + 2.0**-40) + 1e-300)
-            # the items' information on the grid: J's growth once one of them is picked
-            cache.setdefault("vr_columns", {}).update(zip(cols.tolist(), info.T, strict=True))
+            return out  # type: ignore[no-any-return]
+        out = np.empty(len(rows))
+        for s in np.unique(rows):
+            at = rows == s
+            info = bank.information(points[s], cols[at])
+            out[at] = np.einsum("g,gm->m", factor[s], info / (j_prec[s, :, None] + info))
         return out
 
     def tighten() -> bool:
@@ -854,6 +856,25 @@ def _variance_reduction_bounded(
         shortlist=listed if one else None,
         tighten=tighten if one else None,
     )
+
+
+def _grid_information(
+    cache: dict[str, Any], bank: PreparedBank, points: FloatArray, cols: IntArray
+) -> FloatArray:
+    """Items' information on one test's grid, ``(G, m)``, each item computed once per
+    batch: the grid is fixed within it and a later pick mostly re-scores the items an
+    earlier one scored (with J grown). Elementwise, so the same bits as computing the
+    columns again; also what J grows by once an item is picked."""
+    seen = cache.get("vr_seen")
+    if seen is None:
+        n_items = bank.n_items
+        seen = cache["vr_seen"] = (np.empty((len(points), n_items)), np.zeros(n_items, bool))
+    grid, known = seen
+    need = cols[~known[cols]]
+    if need.size:
+        grid[:, need] = bank.information(points, need)
+        known[need] = True
+    return grid[:, cols]  # type: ignore[no-any-return]
 
 
 def _variance_reduction_upper(
