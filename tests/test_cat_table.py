@@ -246,3 +246,38 @@ def test_blockwise_log_likelihood_is_the_sum_of_the_observations(
     got = subject_log_likelihood(a, b, subj, item, score, 9, grid, model=model)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     assert subject_log_likelihood(a, b, subj[:0], item[:0], score[:0], 9, grid).shape == (9, 31)
+
+
+@pytest.mark.parametrize(
+    "selection",
+    ["max_info", "variance_reduction", {"rule": "max_info", "args": {"randomesque": 3}}],
+    ids=["max_info", "variance_reduction", "randomesque"],
+)
+def test_early_batches_from_renewed_bounds_are_the_exact_batches(
+    monkeypatch: pytest.MonkeyPatch, selection: object
+) -> None:
+    """Early in a test (wide posterior) a batch's later picks outgrow the bounds taken
+    before its first pick: the bounds are taken again, and the picks stay exact."""
+    upper = selection_module._variance_reduction_upper
+    calls = {"bounds": 0}
+
+    def counted(*args: object) -> object:
+        calls["bounds"] += 1
+        return upper(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(selection_module, "_variance_reduction_upper", counted)
+
+    def run() -> list[list[str]]:
+        bank = tagged_bank(600, seed=4)
+        x = true_scores(bank, -0.4, seed=2)
+        ctl = CatController(bank, selection=selection, rng=1)
+        batches = []
+        for _ in range(5):
+            batches.append(ctl.next_items(8))
+            item = batches[-1][0]
+            ctl.record(item, int(x[bank.index[item]]))
+        return batches
+
+    tabulated, exact = _both(monkeypatch, run)  # (only the tabulated run takes bounds)
+    assert tabulated == exact
+    assert calls["bounds"] > 5  # once per batch, and again where a batch outgrew them
