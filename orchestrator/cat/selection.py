@@ -728,11 +728,11 @@ def _variance_reduction(
         s_, g_, m_ = points.shape[0], points.shape[1], new.shape[1]
         if s_ == m_ == 1:  # one test, one new pick: its information on the grid, as below
             item = int(new[0, 0])  # (computed already if an exact score was: the same bits)
-            seen = cache.get("vr_seen")
-            if seen is not None and item >= 0 and seen[1][item]:
-                j_prec = j_prec + seen[0][:, item]
-            elif item >= 0:
-                j_prec = j_prec + bank.model.information_at(points[0], item)
+            if item >= 0:
+                column = _known_column(cache, item)
+                if column is None:
+                    column = bank.model.information_at(points[0], item)
+                j_prec = j_prec + column
         else:
             theta = np.broadcast_to(points[:, :, None, :], (s_, g_, m_, points.shape[-1]))
             items = np.broadcast_to(np.maximum(new, 0)[:, None, :], (s_, g_, m_))
@@ -864,17 +864,32 @@ def _grid_information(
     """Items' information on one test's grid, ``(G, m)``, each item computed once per
     batch: the grid is fixed within it and a later pick mostly re-scores the items an
     earlier one scored (with J grown). Elementwise, so the same bits as computing the
-    columns again; also what J grows by once an item is picked."""
+    columns again; also what J grows by once an item is picked (:func:`_known_column`).
+    Kept as one row per item seen, in a store that grows, not a (G, N) array whose
+    scattered first writes would each fault in a page."""
     seen = cache.get("vr_seen")
     if seen is None:
-        n_items = bank.n_items
-        seen = cache["vr_seen"] = (np.empty((len(points), n_items)), np.zeros(n_items, bool))
-    grid, known = seen
-    need = cols[~known[cols]]
+        slot = np.full(bank.n_items, -1, dtype=np.int64)
+        seen = cache["vr_seen"] = [slot, np.empty((max(64, 2 * len(cols)), len(points))), 0]
+    slot, store, used = seen
+    need = cols[slot[cols] < 0]
     if need.size:
-        grid[:, need] = bank.information(points, need)
-        known[need] = True
-    return grid[:, cols]  # type: ignore[no-any-return]
+        if used + need.size > len(store):
+            grown = np.empty((2 * (used + need.size), store.shape[1]))
+            grown[:used] = store[:used]
+            store = seen[1] = grown
+        store[used : used + need.size] = bank.information(points, need).T
+        slot[need] = np.arange(used, used + need.size)
+        seen[2] = used + need.size
+    return np.ascontiguousarray(store[slot[cols]].T)  # (G, m) as computed afresh
+
+
+def _known_column(cache: dict[str, Any], item: int) -> FloatArray | None:
+    """An item's information on the grid if :func:`_grid_information` computed it."""
+    seen = cache.get("vr_seen")
+    if seen is None or seen[0][item] < 0:
+        return None
+    return seen[1][seen[0][item]]  # type: ignore[no-any-return]
 
 
 def _variance_reduction_upper(
