@@ -790,7 +790,10 @@ def _variance_reduction_bounded(
     Within one batch (S = 1, the posterior fixed, J only growing as picks join
     it) the criterion of every item only falls, so the first pick's bounds stay
     bounds for the later ones and are computed once, and every exact value
-    computed replaces its item's bound for the later picks (lazy greedy).
+    computed replaces its item's bound for the later picks (lazy greedy). Early
+    in a test (a wide posterior) the batch's picks can raise J so much that those
+    bounds no longer settle a pick from the list; they are then taken again at
+    the batch's J (``tighten``) rather than scoring thousands of items exactly.
     """
     s_count = state.n_subjects
     n_picked = cache["vr_grid"][3]  # the batch's picks J holds now
