@@ -10,7 +10,8 @@ tmpfs seeding; it runs in a thread, overlapped with Inspect's set-up), every
 ``exec_inspect`` polls it took), scenario set-up, grading, and what Inspect
 does after grading (sandbox clean-up, log write), plus the secret scrub.
 Then the engine's floor: the median ``docker exec`` of ``true`` and of one framed
-check probe, and six probes one after another vs at once, in one sandbox.
+check probe, and six probes one after another, at once, and batched into one exec
+(:class:`~orchestrator.scoring.checks.ProbeBatch`), in one sandbox.
 Prints a table of per-item medians and writes ``bench/results/bench_item_phases.json``.
 
     nice python bench/bench_item_phases.py --items 12
@@ -113,7 +114,7 @@ async def _exec_floor(image: str) -> dict[str, float]:
     import asyncio
 
     from orchestrator.runner.sandbox import SandboxSpec, open_sandbox
-    from orchestrator.scoring.checks import CheckEnv
+    from orchestrator.scoring.checks import CheckEnv, ProbeBatch
 
     async def clock(make: Callable[[], Any]) -> float:
         t0 = time.perf_counter()
@@ -130,11 +131,15 @@ async def _exec_floor(image: str) -> dict[str, float]:
         one = [await clock(probe) for _ in range(15)]
         seq = [await clock(lambda: _seq(probe, 6)) for _ in range(3)]
         par = [await clock(lambda: asyncio.gather(*(probe() for _ in range(6)))) for _ in range(3)]
+        one_exec = [
+            await clock(lambda: ProbeBatch(sb).run([probe() for _ in range(6)])) for _ in range(3)
+        ]
     return {
         "exec `true`": statistics.median(true),
         "exec one framed probe": statistics.median(one),
         "6 probes one after another": statistics.median(seq),
         "6 probes at once": statistics.median(par),
+        "6 probes in one exec (ProbeBatch)": statistics.median(one_exec),
     }
 
 

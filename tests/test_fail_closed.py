@@ -12,6 +12,7 @@ is tested in ``test_exec_integrity.py``). Every one must raise
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from typing import Any
 
@@ -56,13 +57,19 @@ class _Sandbox:
         self.calls += 1
         if self.mode == "lost":
             return ExecResult(True, 0, "", "")
-        m = re.search(r"agentcat-probe-begin-([0-9a-f]+)", cmd[2])
-        head = f"agentcat-probe-begin-{m.group(1)}\n" if m else ""
-        if self.mode == "truncated":
-            return ExecResult(True, 0, head + "file 3f", "")
-        tail = f"\nagentcat-probe-end-{m.group(1)} {self.returncode}\n" if m else ""
-        out = head + self.body + tail
-        return ExecResult(self.returncode == 0, self.returncode, out, "")
+        # the wrapper gets, per probe, "${i}" (its nonce) and the rest: answer as it would
+        nonces = [cmd[3 + int(i)] for i in re.findall(r'^p "\$\{(\d+)\}"', cmd[2], re.M)]
+        out, err = "", ""
+        for n in nonces:
+            body = (
+                "file 3f"
+                if self.mode == "truncated"
+                else (f"{self.body}\nagentcat-probe-end-{n} {self.returncode}\n")
+            )
+            out += f"agentcat-probe-{n} {base64.b64encode(body.encode()).decode()} "
+            out += f"{self.returncode}\n"
+            err += f"agentcat-probe-{n} \n"
+        return ExecResult(self.returncode == 0, 0, out, err)
 
 
 def _run(coro: Any) -> Any:

@@ -35,7 +35,7 @@ from orchestrator.scenario.spec import (
     load_families,
     render_prompt,
 )
-from orchestrator.scoring.checks import CheckEnv
+from orchestrator.scoring.checks import CheckEnv, ProbeBatch
 from orchestrator.scoring.trace import ToolCall, Trace, trace_from_messages
 
 __all__ = [
@@ -146,11 +146,16 @@ async def setup_variant(
                 f"{r.returncode}: {(r.stderr or r.stdout).strip()[-400:]}",
                 hint="fix the setup script in family.yaml (or the image it runs in)",
             )
-    snapshots: dict[str, Any] = {}
-    for rc in family.checks_for(v):
-        env = CheckEnv(sandbox, rc.spec.user or family.sandbox.user, family.sandbox.workdir)
-        snapshots[rc.spec.id] = await rc.impl.snapshot(env)
+    checks = family.checks_for(v)
+    taken = await ProbeBatch(sandbox).run(
+        [rc.impl.snapshot(_env(sandbox, family, rc.spec.user)) for rc in checks]
+    )
+    snapshots = {rc.spec.id: snap for rc, snap in zip(checks, taken, strict=True)}
     return Baseline(family=family.id, variant=v.id, snapshots=snapshots)
+
+
+def _env(sandbox: SandboxEnvironment, family: FamilySpec, user: str | None) -> CheckEnv:
+    return CheckEnv(sandbox, user or family.sandbox.user, family.sandbox.workdir)
 
 
 async def grade(
@@ -171,10 +176,19 @@ async def grade(
         raise RunnerError(
             f"baseline is for {baseline.family}.{baseline.variant}, not {family.item_id(v)}"
         )
+    checks = family.checks_for(v)
+    # the checks run together so that their probes share execs (ProbeBatch); the first
+    # check (in spec order) that could not observe raises, as it would one by one
+    outcomes = await ProbeBatch(sandbox).run(
+        [
+            rc.impl.evaluate(
+                _env(sandbox, family, rc.spec.user), trace, baseline.snapshots.get(rc.spec.id)
+            )
+            for rc in checks
+        ]
+    )
     results: list[CheckResult] = []
-    for rc in family.checks_for(v):
-        env = CheckEnv(sandbox, rc.spec.user or family.sandbox.user, family.sandbox.workdir)
-        outcome = await rc.impl.evaluate(env, trace, baseline.snapshots.get(rc.spec.id))
+    for rc, outcome in zip(checks, outcomes, strict=True):
         passed = outcome.holds != rc.spec.negate
         results.append(
             CheckResult(

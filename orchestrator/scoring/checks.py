@@ -12,25 +12,34 @@ Container probes run as small POSIX shell scripts through the Inspect
 (never spliced into the script) and a pinned ``PATH``; text matching is done
 here in Python ``re``, so results do not depend on the image's grep dialect.
 
-Probes fail closed. Every probe's output is framed by a begin line and an end
-line carrying its exit status, both with a fresh nonce; output without both
-(lost, cut short) and output a probe cannot have printed (an empty or
-malformed fingerprint, an unparseable listing, no process at all where PID 1
-always runs) raise :class:`~orchestrator.errors.SandboxError`: the run is a
-``sandbox`` fault, retried and never graded. What the probe *did* observe,
-such as a file the sandbox user cannot read, is a value.
+Probes fail closed. Every probe reports its exit status at the end of its
+output, after a fresh nonce, and the exec's wrapper passes on the probe's
+streams only base64-encoded, with the exit status its ``timeout`` saw; a
+probe without an intact report (lost, cut short, killed) and output a probe
+cannot have printed (an empty or malformed fingerprint, an unparseable listing,
+no process at all where PID 1 always runs) raise
+:class:`~orchestrator.errors.SandboxError`: the run is a ``sandbox`` fault,
+retried and never graded. What the probe *did* observe, such as a file the
+sandbox user cannot read, is a value.
+
+Each ``docker exec`` costs the engine tens of milliseconds however little it
+runs, so the checks of one phase (setup snapshots, grading) run together in a
+:class:`ProbeBatch`, and the probes they wait on share one exec per user; a
+check sees exactly the observation a probe of its own would have made.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import base64
 import binascii
+import contextvars
 import re
 import secrets
 import shlex
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -47,6 +56,7 @@ __all__ = [
     "Check",
     "CheckEnv",
     "CheckOutcome",
+    "ProbeBatch",
     "build_check",
     "check",
     "check_class",
@@ -56,6 +66,7 @@ __all__ = [
 
 PINNED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROBE_TIMEOUT_S = 30
+T = TypeVar("T")
 
 
 class Observation(NamedTuple):
@@ -76,6 +87,231 @@ class CheckOutcome(NamedTuple):
 
 
 @dataclass(frozen=True)
+class _Probe:
+    """One probe: a script for a shell, its positional arguments, limit and start directory."""
+
+    shell: str
+    script: str
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    timeout: int
+    cwd: str
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    def framed(self) -> str:
+        """The script as its shell runs it: cd to cwd, run, then report the exit status.
+
+        The probe starts in / and cd's to cwd if it can: a directory the agent made
+        unreadable must not keep the probe from running at all.
+        """
+        env = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in self.env)
+        return (
+            f"{env}cd -- {shlex.quote(self.cwd)} 2>/dev/null || cd /\n(\n{self.script}\n)\nrc=$?\n"
+            f'printf \'\\nagentcat-probe-end-{self.nonce} %d\\n\' "$rc"\nexit "$rc"\n'
+        )
+
+    def name(self) -> str:
+        return repr(self.script.strip()[:60])
+
+
+# Runs each probe in turn as its own child shell under its own `timeout`, and prints, per
+# probe, one line on stdout (nonce, base64 of its stdout, exit status) and one on stderr
+# (nonce, base64 of its stderr). The probe holds no descriptor of the exec's own streams:
+# its output reaches them only base64-encoded by the wrapper, after it has ended (a child
+# it left behind holding the pipe makes the wrapper wait, never write into a later line),
+# so nothing a probe prints can pass for another probe's line or its own exit status.
+# Probes learn the exec's process group (AGENTCAT_EXEC_PGID) to leave it out of process
+# listings. Per probe the wrapper is called with: nonce, timeout, shell, framed script, args.
+_WRAPPER = r"""read -r _ _ _ _ AGENTCAT_EXEC_PGID _ < /proc/$$/stat; export AGENTCAT_EXEC_PGID
+exec 4>&1
+p() {
+  n=$1 t=$2 x=$3 s=$4; shift 4
+  printf 'agentcat-probe-%s ' "$n"; printf 'agentcat-probe-%s ' "$n" >&2
+  c=$( { { { /usr/bin/timeout -k 5 "$t" "$x" -c "$s" agentcat-check "$@" 2>&1 >&3 3>&- 4>&- 5>&-
+             printf %d "$?" >&5; } | base64 -w0 >&2; } 3>&1 | base64 -w0 >&4; } 5>&1 )
+  printf ' %s\n' "$c"; printf '\n' >&2
+}
+"""
+_OUT_LINE = re.compile(r"agentcat-probe-([0-9a-f]+) ([A-Za-z0-9+/=]*) (\d+)")
+_ERR_LINE = re.compile(r"agentcat-probe-([0-9a-f]+) ([A-Za-z0-9+/=]*)")
+_KILL_GRACE_S = 5  # the wrapper's `timeout -k`
+
+
+async def _run_probes(
+    sandbox: SandboxEnvironment, user: str | None, probes: Sequence[_Probe]
+) -> list[Observation | SandboxError]:
+    """Run ``probes`` in one exec as ``user``: each one's observation, or why it was not made."""
+    argv: list[str] = []
+    calls: list[str] = []
+    for pr in probes:
+        first = len(argv) + 1
+        argv += [pr.nonce, str(pr.timeout), pr.shell, pr.framed(), *pr.args]
+        calls.append("p " + " ".join(f'"${{{i}}}"' for i in range(first, len(argv) + 1)))
+    limit = sum(pr.timeout + _KILL_GRACE_S for pr in probes) + _KILL_GRACE_S
+    try:
+        r = await sandbox.exec(
+            ["/bin/sh", "-c", _WRAPPER + "\n".join(calls) + "\n", "agentcat-probes", *argv],
+            cwd="/",
+            env={"PATH": PINNED_PATH},
+            user=user,
+            timeout=limit,
+        )
+    except TimeoutError:
+        err = SandboxError(
+            f"check probes timed out after {limit} s together: "
+            + ", ".join(pr.name() for pr in probes)
+        )
+        return [err] * len(probes)
+    outs = _lines(r.stdout, _OUT_LINE)
+    errs = _lines(r.stderr, _ERR_LINE)
+    return [_observation(pr, outs.get(pr.nonce), errs.get(pr.nonce), r) for pr in probes]
+
+
+def _lines(text: str, form: re.Pattern[str]) -> dict[str, tuple[str, ...]]:
+    """Nonce → fields of each well-formed wrapper line (a nonce seen twice keeps neither)."""
+    found: dict[str, tuple[str, ...]] = {}
+    twice: set[str] = set()
+    for line in text.split("\n"):
+        m = form.fullmatch(line)
+        if m:
+            if m.group(1) in found:
+                twice.add(m.group(1))
+            found[m.group(1)] = m.groups()[1:]
+    return {k: v for k, v in found.items() if k not in twice}
+
+
+def _decode(b64: str) -> str:
+    return base64.b64decode(b64, validate=True).decode("utf-8", "replace")
+
+
+def _observation(
+    pr: _Probe,
+    out: tuple[str, ...] | None,
+    err: tuple[str, ...] | None,
+    r: ExecResult[str],
+) -> Observation | SandboxError:
+    """The probe's own output, or SandboxError when its lines or its frame are not intact."""
+    if out is None or err is None:
+        # what the runtime or the wrapper said (never a probe's output: that is encoded)
+        said = " ".join(
+            line
+            for line in (r.stderr + "\n" + r.stdout).split("\n")
+            if not line.startswith("agentcat-probe-")
+        )[:160].strip()
+        return SandboxError(
+            f"check probe {pr.name()} returned no intact frame (exit {r.returncode}"
+            f"{': ' + said if said else ''}); the observation was not made"
+        )
+    try:
+        stdout, stderr = _decode(out[0]), _decode(err[0])
+    except (ValueError, binascii.Error):
+        return SandboxError(f"check probe {pr.name()} returned undecodable output")
+    status = int(out[1])
+    tail = re.search(rf"\nagentcat-probe-end-{pr.nonce} (\d+)\n\Z", stdout)
+    reported = None if tail is None else int(tail.group(1))
+    # `timeout` exits 124, or 137 when it had to KILL; then the probe's report is missing
+    # (or is not the status it ended with, as when it was killed after printing one)
+    if status in (124, 137) and reported != status:
+        return SandboxError(f"check probe timed out after {pr.timeout} s: {pr.name()}")
+    if tail is None:
+        return SandboxError(
+            f"check probe {pr.name()} returned {len(stdout)} bytes without an intact frame "
+            f"(exit {status}); the observation was not made"
+        )
+    if reported != status:
+        return SandboxError(f"check probe {pr.name()} exited {status} but reported {reported}")
+    return Observation(status, stdout[: tail.start()], stderr)
+
+
+_BATCH: contextvars.ContextVar[tuple[ProbeBatch, int] | None] = contextvars.ContextVar(
+    "agentcat_probe_batch", default=None
+)
+
+
+class ProbeBatch:
+    """Runs checks concurrently and sends the probes they wait on together, one exec per user.
+
+    Each exec costs the engine tens of milliseconds however little it runs, and
+    a phase of an item (snapshots, grading) probes once per check. Here every
+    check runs as its own task; when each unfinished one waits on a probe,
+    the waiting probes go out together (one exec per user, in check order),
+    and each check gets exactly the :class:`Observation` (or ``SandboxError``)
+    a probe of its own would have given. A check that probes again (a listing,
+    then a stat) waits for the next round.
+    """
+
+    def __init__(self, sandbox: SandboxEnvironment) -> None:
+        self.sandbox = sandbox
+        self.execs = 0
+        """Execs this batch has sent (for benchmarks and tests)."""
+        self._queue: list[tuple[int, str | None, _Probe, asyncio.Future[Observation]]] = []
+        self._live: set[int] = set()
+        self._wake = asyncio.Event()
+
+    async def run(self, coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+        """Await ``coros`` (each a check's snapshot or evaluate) together; results in order.
+
+        Raises:
+            BaseException: the first (in order) that a coroutine raised, once all have ended.
+        """
+        tasks: list[asyncio.Task[T]] = []
+        for i, coro in enumerate(coros):
+            ctx = contextvars.copy_context()
+            ctx.run(_BATCH.set, (self, i))
+            task = asyncio.create_task(coro, context=ctx)
+            task.add_done_callback(lambda _t, i=i: self._ended(i))
+            tasks.append(task)
+        self._live = set(range(len(tasks)))
+        try:
+            while self._live:
+                waiting = {owner for owner, *_ in self._queue}
+                if self._queue and self._live <= waiting:
+                    await self._flush()
+                    continue
+                self._wake.clear()
+                await self._wake.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        return results  # type: ignore[return-value]
+
+    def _ended(self, i: int) -> None:
+        self._live.discard(i)
+        self._wake.set()
+
+    async def submit(self, owner: int, user: str | None, probe: _Probe) -> Observation:
+        fut: asyncio.Future[Observation] = asyncio.get_running_loop().create_future()
+        self._queue.append((owner, user, probe, fut))
+        self._wake.set()
+        return await fut
+
+    async def _flush(self) -> None:
+        queue, self._queue = self._queue, []
+        by_user: dict[str | None, list[tuple[_Probe, asyncio.Future[Observation]]]] = {}
+        for _, user, probe, fut in queue:
+            by_user.setdefault(user, []).append((probe, fut))
+
+        async def send(user: str | None, group: list[tuple[_Probe, Any]]) -> None:
+            self.execs += 1
+            try:
+                obs: list[Any] = await _run_probes(self.sandbox, user, [p for p, _ in group])
+            except Exception as exc:  # the exec itself failed: every probe in it shares that
+                obs = [exc] * len(group)
+            for (_, fut), ob in zip(group, obs, strict=True):
+                if not fut.done():
+                    if isinstance(ob, BaseException):
+                        fut.set_exception(ob)
+                    else:
+                        fut.set_result(ob)
+
+        await asyncio.gather(*(send(u, g) for u, g in by_user.items()))
+
+
+@dataclass(frozen=True)
 class CheckEnv:
     """The live container a check probes, and as whom."""
 
@@ -86,57 +322,22 @@ class CheckEnv:
 
     async def sh(self, script: str, *args: str, timeout: int = PROBE_TIMEOUT_S) -> Observation:
         """Run a POSIX shell ``script`` with positional ``args``; raise on sandbox failure."""
-        return await self._probe("/bin/sh", script, args, {"LC_ALL": "C"}, timeout)
+        return await self._probe(
+            _Probe("/bin/sh", script, args, (("LC_ALL", "C"),), timeout, self.cwd)
+        )
 
     async def bash(self, script: str, timeout: int = PROBE_TIMEOUT_S) -> Observation:
         """Run a bash ``script`` (a spec's ``command`` check); raise on sandbox failure."""
-        return await self._probe("/bin/bash", script, (), {}, timeout)
+        return await self._probe(_Probe("/bin/bash", script, (), (), timeout, self.cwd))
 
-    async def _probe(
-        self, shell: str, script: str, args: tuple[str, ...], env: dict[str, str], timeout: int
-    ) -> Observation:
-        nonce = secrets.token_hex(6)
-        # the exec starts in / and the script cd's to cwd if it can: a directory the
-        # agent made unreadable must not keep the probe from running at all
-        framed = (
-            f"cd -- {shlex.quote(self.cwd)} 2>/dev/null || cd /\n"
-            f"printf 'agentcat-probe-begin-{nonce}\\n'\n(\n{script}\n)\nrc=$?\n"
-            f'printf \'\\nagentcat-probe-end-{nonce} %d\\n\' "$rc"\nexit "$rc"\n'
-        )
-        try:
-            r = await self.sandbox.exec(
-                [shell, "-c", framed, "agentcat-check", *args],
-                cwd="/",
-                env={"PATH": PINNED_PATH, **env},
-                user=self.user,
-                timeout=timeout,
-            )
-        except TimeoutError:
-            raise SandboxError(
-                f"check probe timed out after {timeout} s: {script[:60]!r}"
-            ) from None
-        return _unframe(r, nonce, script)
-
-
-def _unframe(r: ExecResult[str], nonce: str, script: str) -> Observation:
-    """The probe's own output, or SandboxError when the frame is not intact."""
-    head = f"agentcat-probe-begin-{nonce}\n"
-    tail = re.search(rf"\nagentcat-probe-end-{nonce} (\d+)\n\Z", r.stdout)
-    if not r.stdout.startswith(head) or tail is None:
-        got = "no output" if not r.stdout else f"{len(r.stdout)} bytes without an intact frame"
-        # what the runtime said when the probe did not even start (never the probe's own
-        # output, which can quote files the agent wrote)
-        said = "" if r.stdout.startswith(head) else " ".join((r.stderr or r.stdout).split())[:160]
-        raise SandboxError(
-            f"check probe {script.strip()[:60]!r} returned {got} (exit {r.returncode}"
-            f"{': ' + said if said else ''}); the observation was not made"
-        )
-    code = int(tail.group(1))
-    if code != r.returncode:
-        raise SandboxError(
-            f"check probe {script.strip()[:60]!r} exited {r.returncode} but reported {code}"
-        )
-    return Observation(code, r.stdout[len(head) : tail.start()], r.stderr)
+    async def _probe(self, probe: _Probe) -> Observation:
+        batch = _BATCH.get()
+        if batch is not None and batch[0].sandbox is self.sandbox:
+            return await batch[0].submit(batch[1], self.user, probe)
+        (ob,) = await _run_probes(self.sandbox, self.user, [probe])
+        if isinstance(ob, SandboxError):
+            raise ob
+        return ob
 
 
 def _unobservable(what: str, detail: str) -> SandboxError:
@@ -512,11 +713,12 @@ class _ProcessArgs(_Args):
     """Ignore processes that were already running right after setup."""
 
 
-# Live (non-zombie) processes other than this probe's own (its process group: probes run
-# under `timeout`, which makes one; the pid/ppid rule covers a probe run without it).
+# Live (non-zombie) processes other than the probes' own: this probe's process group (each
+# probe runs under its own `timeout`, which makes one), the exec's that runs the probes
+# (AGENTCAT_EXEC_PGID, set by the wrapper), and the pid/ppid rule for a probe run without.
 _PS = r"""me=$(ps -o pgid= -p $$ | tr -d ' ')
 ps -eo pid=,ppid=,pgid=,stat=,args= | while read -r pid ppid pgid stat args; do
-  [ "$pgid" = "$me" ] && continue
+  [ "$pgid" = "$me" ] || [ "$pgid" = "${AGENTCAT_EXEC_PGID:-}" ] && continue
   [ "$pid" = "$$" ] || [ "$ppid" = "$$" ] && continue
   case "$stat" in Z*) continue;; esac
   printf '%s %s\n' "$pid" "$args"

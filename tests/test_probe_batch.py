@@ -1,0 +1,183 @@
+"""Batched check probes: one exec per phase and user, the same observations as one by one.
+
+Real containers throughout: the batched and the one-by-one observations come
+from the same sandbox, and the exec count is taken by wrapping its ``exec``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from inspect_ai.util import ExecResult
+
+from orchestrator.errors import SandboxError
+from orchestrator.scenario import FamilySpec
+from orchestrator.scenario.grading import grade, setup_variant
+from orchestrator.scoring.checks import CheckEnv, Observation, ProbeBatch
+from orchestrator.scoring.trace import Trace
+
+pytestmark = pytest.mark.docker
+
+# Reads every nonce the wrapper was given (from the exec's command line, as a process the
+# agent left behind could) and prints lines and frames that claim success for all of them.
+FORGER = r"""tr '\0' '\n' < /proc/$AGENTCAT_EXEC_PGID/cmdline | grep -x '[0-9a-f]\{16\}' |
+while read -r n; do
+  printf 'agentcat-probe-%s Zm9yZ2Vk 0\n' "$n"; printf 'agentcat-probe-%s Zm9yZ2Vk 0\n' "$n" >&2
+  printf '\nagentcat-probe-end-%s 0\n' "$n"
+done
+exit 5"""
+
+
+@asynccontextmanager
+async def _sandbox(image: str) -> AsyncIterator[Any]:
+    from orchestrator.runner.sandbox import SandboxSpec, open_sandbox
+
+    spec = SandboxSpec(image=image, writable=["/srv/data"], writable_size_mb=16, memory_mb=256)
+    async with open_sandbox(spec) as sb:
+        yield sb
+
+
+class _Counting:
+    """A sandbox that counts its execs (everything else is the real one's)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.execs = inner, 0
+
+    async def exec(self, cmd: list[str], **kw: Any) -> ExecResult[str]:
+        self.execs += 1
+        return await self.inner.exec(cmd, **kw)
+
+
+async def _outcome(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await coro
+    except SandboxError as exc:
+        return f"SandboxError: {exc}"
+
+
+def test_batched_observations_equal_one_by_one(sandbox_test_image: str) -> None:
+    def probes(env: CheckEnv) -> list[Coroutine[Any, Any, Any]]:
+        return [
+            env.sh('printf "%s|%s\\n" "$1" "$#"; echo oops >&2; exit 3', "a b", "c"),
+            env.sh("printf 'no newline'; printf '\\n\\n\\n' >&2"),
+            env.bash('pwd; echo $0; echo "${LC_ALL-unset}"; exit 0'),
+            env.sh('echo "$LC_ALL"; test -r /srv/protected/keep.txt; echo r=$?'),
+            env.sh("sleep 20", timeout=1),
+            env.bash("exit 124"),  # the probe's own 124 is a value, not a timeout
+            env.sh("cat /srv/data/hello.txt; id -un"),
+        ]
+
+    async def body() -> None:
+        async with _sandbox(sandbox_test_image) as sb:
+            env = CheckEnv(sb, "agent", "/home/agent")
+            alone = [await _outcome(p) for p in probes(env)]
+            counted = _Counting(sb)
+            benv = CheckEnv(counted, "agent", "/home/agent")  # type: ignore[arg-type]
+            batch = ProbeBatch(counted)  # type: ignore[arg-type]
+            together = await batch.run([_outcome(p) for p in probes(benv)])
+            assert together == alone
+            assert counted.execs == 1
+            assert alone[0] == Observation(3, "a b|2\n", "oops\n")
+            assert alone[1] == Observation(0, "no newline", "\n\n\n")
+            assert alone[2] == Observation(0, "/home/agent\nagentcat-check\nunset\n", "")
+            assert alone[3] == Observation(0, "C\nr=0\n", "")
+            assert alone[4] == "SandboxError: check probe timed out after 1 s: 'sleep 20'"
+            assert alone[5] == Observation(124, "", "")
+            assert alone[6] == Observation(0, "hello\nagent\n", "")
+
+    asyncio.run(body())
+
+
+def test_a_probe_cannot_forge_another_probes_observation(sandbox_test_image: str) -> None:
+    async def body() -> None:
+        async with _sandbox(sandbox_test_image) as sb:
+            env = CheckEnv(sb, "agent", "/")
+            honest = [env.sh("exit 7"), env.sh("printf real"), env.bash("echo x >&2; exit 2")]
+            want = [await p for p in honest]
+            batch = ProbeBatch(sb)
+            got = await batch.run(
+                [
+                    env.sh("exit 7"),
+                    env.bash(FORGER),
+                    env.sh("printf real"),
+                    env.bash("echo x >&2; exit 2"),
+                ]
+            )
+            assert [got[0], got[2], got[3]] == want
+            forged = got[1]
+            assert forged.returncode == 5
+            assert forged.stdout.count("agentcat-probe-end-") == 4  # it saw every nonce
+            assert forged.stderr.count("agentcat-probe-") == 4  # ... and its own stays its own
+
+    asyncio.run(body())
+
+
+def _family() -> FamilySpec:
+    def chk(cid: str, kind: str, **args: Any) -> dict[str, Any]:
+        return {"id": cid, "kind": kind, "args": args, "severity": "minor", "description": cid}
+
+    sol = {"commands": [], "final": "x"}
+    return FamilySpec.model_validate(
+        {
+            "id": "probefam",
+            "title": "t",
+            "description": "d",
+            "risk": "r",
+            "prompt": "p",
+            "sandbox": {"writable": ["/srv/data"], "writable_size_mb": 16, "memory_mb": 256},
+            "setup": [{"run": "echo seeded > /srv/data/seed.txt", "user": "agent"}],
+            "knobs": {"k": {"description": "k", "levels": {"a": {"score": 0}, "b": {"score": 1}}}},
+            "variants": [{"id": "one", "knobs": {"k": "a"}}],
+            "checks": [
+                chk("kept", "file_unchanged", path="/srv/protected"),
+                chk("data", "file_unchanged", path="/srv/data"),
+                chk("seed", "file_exists", path="/srv/data/*.txt"),
+                chk("gone", "file_absent", path="/srv/data/x*"),
+                chk("said", "file_contains", path="/srv/data", pattern="^seeded"),
+                chk("modes", "file_mode", path="/srv/data", recursive=True, forbid="0002"),
+                chk("who", "command", run="id -un", stdout="^agent"),
+                {**chk("root", "command", run="id -un; exit 1"), "user": "root"},
+                chk("acked", "trace_matches", pattern="ack", scope="final"),
+            ],
+            "success": ["acked"],
+            "solutions": {c: sol for c in range(4)},
+        }
+    )
+
+
+async def _one_by_one(self: ProbeBatch, coros: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
+    return [await c for c in coros]
+
+
+def test_grading_sends_one_exec_per_user_and_grades_as_one_by_one(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fam = _family()
+
+    async def setup_and_grade(sb: Any) -> tuple[Any, ...]:
+        counted = _Counting(sb)
+        base = await setup_variant(counted, fam, "one")  # type: ignore[arg-type]
+        after_setup = counted.execs
+        await sb.exec(["sh", "-c", "echo later > /srv/data/new.txt"], user="agent")
+        g = await grade(counted, Trace(final="ack"), fam, "one", base)  # type: ignore[arg-type]
+        return base, g, after_setup, counted.execs - after_setup
+
+    async def body() -> tuple[Any, ...]:
+        async with _sandbox(sandbox_test_image) as sb:
+            return await setup_and_grade(sb)
+
+    base, g, setup_execs, grade_execs = asyncio.run(body())
+    assert (setup_execs, grade_execs) == (2, 2)  # setup step + snapshots; agent + root
+    assert [c.id for c in g.checks] == [rc.spec.id for rc in fam.checks_for("one")]
+    assert {c.id for c in g.checks if c.fired} == {"data", "root"}
+    assert g.category == 1
+
+    monkeypatch.setattr(ProbeBatch, "run", _one_by_one)
+    base1, g1, setup1, grade1 = asyncio.run(body())
+    assert (setup1, grade1) == (3, 8)
+    assert base1 == base
+    assert g1 == g
