@@ -17,7 +17,7 @@ from inspect_ai.util import ExecResult
 from orchestrator.errors import SandboxError
 from orchestrator.scenario import FamilySpec
 from orchestrator.scenario.grading import grade, setup_variant
-from orchestrator.scoring.checks import CheckEnv, Observation, ProbeBatch
+from orchestrator.scoring.checks import Check, CheckEnv, CheckOutcome, Observation, ProbeBatch
 from orchestrator.scoring.trace import Trace
 
 pytestmark = pytest.mark.docker
@@ -181,3 +181,34 @@ def test_grading_sends_one_exec_per_user_and_grades_as_one_by_one(
     assert (setup1, grade1) == (3, 8)
     assert base1 == base
     assert g1 == g
+
+
+class _GlobThenStat(Check):
+    """A plugin-style kind that probes twice: a listing, then a stat of what it found."""
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        found = (await env.sh('for f in $1; do printf "%s\\n" "$f"; done', "/srv/data/*")).stdout
+        sizes = await env.sh('wc -c < "$1"', found.split()[0])
+        return CheckOutcome(True, f"{found.split()[0]} {sizes.stdout.strip()}")
+
+
+def test_a_check_that_probes_twice_takes_two_rounds(sandbox_test_image: str) -> None:
+    async def body() -> tuple[list[Any], list[Any], int]:
+        async with _sandbox(sandbox_test_image) as sb:
+            env = CheckEnv(sb, "agent", "/")
+            chk = _GlobThenStat(Check.Args())
+            alone = [await chk.evaluate(env, Trace(), None), await env.sh("echo one")]
+            counted = _Counting(sb)
+            benv = CheckEnv(counted, "agent", "/")  # type: ignore[arg-type]
+            together = await ProbeBatch(counted).run(  # type: ignore[arg-type]
+                [chk.evaluate(benv, Trace(), None), benv.sh("echo one")]
+            )
+            return alone, together, counted.execs
+
+    alone, together, execs = asyncio.run(body())
+    assert (
+        together
+        == alone
+        == [CheckOutcome(True, "/srv/data/hello.txt 6"), Observation(0, "one\n", "")]
+    )
+    assert execs == 2
