@@ -212,3 +212,31 @@ def test_a_check_that_probes_twice_takes_two_rounds(sandbox_test_image: str) -> 
         == [CheckOutcome(True, "/srv/data/hello.txt 6"), Observation(0, "one\n", "")]
     )
     assert execs == 2
+
+
+class _Dropping(_Counting):
+    """Loses the first probe's stdout line of every shared exec (as an output cap would)."""
+
+    async def exec(self, cmd: list[str], **kw: Any) -> ExecResult[str]:
+        r = await super().exec(cmd, **kw)
+        if cmd[2].count("\np ") < 2:
+            return r
+        out = r.stdout.split("\n", 1)[1]
+        return ExecResult(r.success, r.returncode, out, r.stderr)
+
+
+def test_a_probe_lost_from_a_shared_exec_runs_again_alone(sandbox_test_image: str) -> None:
+    async def body() -> tuple[list[Any], list[Any], int]:
+        async with _sandbox(sandbox_test_image) as sb:
+            env = CheckEnv(sb, "agent", "/")
+            alone = [await env.sh("echo one; exit 1"), await env.sh("echo two >&2")]
+            dropping = _Dropping(sb)
+            denv = CheckEnv(dropping, "agent", "/")  # type: ignore[arg-type]
+            together = await ProbeBatch(dropping).run(  # type: ignore[arg-type]
+                [denv.sh("echo one; exit 1"), denv.sh("echo two >&2")]
+            )
+            return alone, together, dropping.execs
+
+    alone, together, execs = asyncio.run(body())
+    assert together == alone == [Observation(1, "one\n", ""), Observation(0, "", "two\n")]
+    assert execs == 2  # the shared exec, then the first probe alone
