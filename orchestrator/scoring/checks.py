@@ -122,7 +122,9 @@ class _Probe:
 # so nothing a probe prints can pass for another probe's line or its own exit status.
 # Probes learn the exec's process group (AGENTCAT_EXEC_PGID) to leave it out of process
 # listings. Per probe the wrapper is called with: nonce, timeout, shell, framed script, args.
-_WRAPPER = r"""read -r _ _ _ _ AGENTCAT_EXEC_PGID _ < /proc/$$/stat; export AGENTCAT_EXEC_PGID
+_WRAPPER = r"""read -r _ _ _ _ g _ < /proc/$$/stat
+case $g in "$$" | "$PPID") ;; *) g= ;; esac  # only a group the exec leads, never one it joined
+AGENTCAT_EXEC_PGID=$g; export AGENTCAT_EXEC_PGID
 exec 4>&1
 p() {
   n=$1 t=$2 x=$3 s=$4; shift 4
@@ -249,8 +251,6 @@ class ProbeBatch:
 
     def __init__(self, sandbox: SandboxEnvironment) -> None:
         self.sandbox = sandbox
-        self.execs = 0
-        """Execs this batch has sent (for benchmarks and tests)."""
         self._queue: list[tuple[int, str | None, _Probe, asyncio.Future[Observation]]] = []
         self._live: set[int] = set()
         self._wake = asyncio.Event()
@@ -301,21 +301,20 @@ class ProbeBatch:
         by_user: dict[str | None, list[tuple[_Probe, asyncio.Future[Observation]]]] = {}
         for _, user, probe, fut in queue:
             by_user.setdefault(user, []).append((probe, fut))
-
-        async def send(user: str | None, group: list[tuple[_Probe, Any]]) -> None:
-            self.execs += 1
+        # one user after the other (in order of first probe): the engine does not overlap
+        # execs on a small machine anyway, and the probes' order stays the checks' order
+        for user, group in by_user.items():
             try:
                 obs: list[Any] = await _run_probes(self.sandbox, user, [p for p, _ in group])
             except Exception as exc:  # the exec itself failed: every probe in it shares that
                 obs = [exc] * len(group)
             for (_, fut), ob in zip(group, obs, strict=True):
-                if not fut.done():
-                    if isinstance(ob, BaseException):
-                        fut.set_exception(ob)
-                    else:
-                        fut.set_result(ob)
-
-        await asyncio.gather(*(send(u, g) for u, g in by_user.items()))
+                if fut.done():
+                    continue
+                if isinstance(ob, BaseException):
+                    fut.set_exception(ob)
+                else:
+                    fut.set_result(ob)
 
 
 @dataclass(frozen=True)
