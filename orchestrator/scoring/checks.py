@@ -290,7 +290,7 @@ class ProbeBatch:
         self._live.discard(i)
         self._wake.set()
 
-    async def submit(self, owner: int, user: str | None, probe: _Probe) -> Observation:
+    async def _submit(self, owner: int, user: str | None, probe: _Probe) -> Observation:
         fut: asyncio.Future[Observation] = asyncio.get_running_loop().create_future()
         self._queue.append((owner, user, probe, fut))
         self._wake.set()
@@ -339,7 +339,7 @@ class CheckEnv:
     async def _probe(self, probe: _Probe) -> Observation:
         batch = _BATCH.get()
         if batch is not None and batch[0].sandbox is self.sandbox:
-            return await batch[0].submit(batch[1], self.user, probe)
+            return await batch[0]._submit(batch[1], self.user, probe)
         (ob,) = await _run_probes(self.sandbox, self.user, [probe])
         if isinstance(ob, SandboxError):
             raise ob
