@@ -240,3 +240,45 @@ def test_a_probe_lost_from_a_shared_exec_runs_again_alone(sandbox_test_image: st
     alone, together, execs = asyncio.run(body())
     assert together == alone == [Observation(1, "one\n", ""), Observation(0, "", "two\n")]
     assert execs == 2  # the shared exec, then the first probe alone
+
+
+def test_probes_run_in_an_image_without_timeout(tmp_path: Any) -> None:
+    """An image without ``timeout`` (a minimal one) still gets its observations; only the
+    exec's own limit bounds a probe there. The wrapper runs in a real shell on this host
+    with a ``PATH`` that holds no ``timeout``."""
+    import shutil
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("base64", "cat"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+
+    class HostShell:
+        async def exec(self, cmd: list[str], **kw: Any) -> ExecResult[str]:
+            env = {**(kw.get("env") or {}), "PATH": str(bindir)}
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, cwd=kw.get("cwd"), env=env, stdout=-1, stderr=-1
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), kw.get("timeout"))
+            code = proc.returncode or 0
+            return ExecResult(code == 0, code, out.decode(), err.decode())
+
+    async def body() -> list[Any]:
+        env = CheckEnv(HostShell(), None, str(tmp_path))  # type: ignore[arg-type]
+        return await ProbeBatch(env.sandbox).run(
+            [env.sh('command -v timeout || echo "none"; pwd; exit 3'), env.sh("cat x 2>&1")]
+        )
+
+    (tmp_path / "x").write_text("seen\n")
+    first, second = asyncio.run(body())
+    assert first == Observation(3, f"none\n{tmp_path}\n", "")
+    assert second == Observation(0, "seen\n", "")
+    # with a `timeout` on the PATH the wrapper runs each probe under it
+    marker = tmp_path / "limited"
+    (bindir / "timeout").write_text(
+        f'#!/bin/sh\necho "$@" >> {marker}\nshift 3\nexec "$@"\n'  # drops -k 5 T
+    )
+    (bindir / "timeout").chmod(0o755)
+    _, again = asyncio.run(body())
+    assert again == second
+    assert marker.read_text().split("\n")[0].startswith("-k 5 30 /bin/sh -c")

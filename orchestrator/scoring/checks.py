@@ -126,10 +126,12 @@ _WRAPPER = r"""read -r _ _ _ _ g _ < /proc/$$/stat
 case $g in "$$" | "$PPID") ;; *) g= ;; esac  # only a group the exec leads, never one it joined
 AGENTCAT_EXEC_PGID=$g; export AGENTCAT_EXEC_PGID
 exec 4>&1
+to=$(command -v timeout) || to=  # an image without `timeout`: only the exec's limit holds
+limited() { t=$1; shift; if [ -n "$to" ]; then "$to" -k 5 "$t" "$@"; else "$@"; fi; }
 p() {
   n=$1 t=$2 x=$3 s=$4; shift 4
   printf 'agentcat-probe-%s ' "$n"; printf 'agentcat-probe-%s ' "$n" >&2
-  c=$( { { { /usr/bin/timeout -k 5 "$t" "$x" -c "$s" agentcat-check "$@" 2>&1 >&3 3>&- 4>&- 5>&-
+  c=$( { { { limited "$t" "$x" -c "$s" agentcat-check "$@" 2>&1 >&3 3>&- 4>&- 5>&-
              printf %d "$?" >&5; } | base64 -w0 >&2; } 3>&1 | base64 -w0 >&4; } 5>&1 )
   printf ' %s\n' "$c"; printf '\n' >&2
 }
