@@ -79,6 +79,8 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+_AHEAD = 96
+"""Items a batch's first exact values also compute (its later picks score ~90 distinct)."""
 
 selection_rules: Registry[SelectionRule] = Registry(
     "selection rule", group="agentcat.selection_rules"
@@ -826,7 +828,17 @@ def _variance_reduction_bounded(
 
     def exact(rows: IntArray, cols: IntArray) -> FloatArray:
         if s_count == 1:  # one test's batch: each item's information computed once
-            info = _grid_information(cache, bank, points[0], cols)  # (G, m)
+            ahead = None
+            if "vr_seen" not in cache and "vr_shortlist" in cache:
+                # the batch's first exact values: in the same call, the listed items with
+                # the best bounds, which the later picks mostly score (a call costs more
+                # than its items)
+                listed_cols = cache["vr_shortlist"][0][0]
+                listed_cols = listed_cols[state.eligible[0, listed_cols]]
+                m = min(_AHEAD, listed_cols.size)
+                if m:
+                    ahead = listed_cols[np.argpartition(-upper[0, listed_cols], m - 1)[:m]]
+            info = _grid_information(cache, bank, points[0], cols, ahead)  # (G, m)
             out = np.einsum("g,gm->m", factor[0], info / (j_prec[0, :, None] + info))
             # a bound for the batch's later picks (a hair above: rounding)
             upper[0, cols] = np.minimum(upper[0, cols], out * (1.0 + 2.0**-40) + 1e-300)
@@ -862,20 +874,27 @@ def _variance_reduction_bounded(
 
 
 def _grid_information(
-    cache: dict[str, Any], bank: PreparedBank, points: FloatArray, cols: IntArray
+    cache: dict[str, Any],
+    bank: PreparedBank,
+    points: FloatArray,
+    cols: IntArray,
+    ahead: IntArray | None = None,
 ) -> FloatArray:
     """Items' information on one test's grid, ``(G, m)``, each item computed once per
     batch: the grid is fixed within it and a later pick mostly re-scores the items an
     earlier one scored (with J grown). Elementwise, so the same bits as computing the
     columns again; also what J grows by once an item is picked (:func:`_known_column`).
     Kept as one row per item seen, in a store that grows, not a (G, N) array whose
-    scattered first writes would each fault in a page."""
+    scattered first writes would each fault in a page. Items ``ahead`` (likely asked
+    next) are computed in the same call where some of ``cols`` are new."""
     seen = cache.get("vr_seen")
     if seen is None:
         slot = np.full(bank.n_items, -1, dtype=np.int64)
         seen = cache["vr_seen"] = [slot, np.empty((max(64, 2 * len(cols)), len(points))), 0]
     slot, store, used = seen
     need = cols[slot[cols] < 0]
+    if need.size and ahead is not None:
+        need = np.union1d(need, ahead[slot[ahead] < 0])
     if need.size:
         if used + need.size > len(store):
             grown = np.empty((2 * (used + need.size), store.shape[1]))
