@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import PrerequisiteError
+from orchestrator.errors import PrerequisiteError, SandboxError
+from orchestrator.runner import sandbox
 from orchestrator.runner.docker_client import docker_client
 from orchestrator.runner.sandbox import (
     AgentcatSandbox,
     SandboxSpec,
     discard_prepared,
+    discard_spare,
     finish_removals,
     managed_containers,
     open_sandbox,
@@ -20,6 +27,8 @@ from orchestrator.runner.sandbox import (
 )
 
 pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _spec(image: str, **kw: object) -> SandboxSpec:
@@ -272,3 +281,156 @@ def test_missing_image_is_a_prerequisite_error(docker_engine: None) -> None:
     with pytest.raises(PrerequisiteError, match="is not built") as exc:
         _run(body())
     assert "agentcat images build" in (exc.value.hint or "")
+
+
+def _spare_id() -> str:
+    """The id of this process's spare, once its creation is done."""
+    assert sandbox._spare is not None
+    return sandbox._spare.creation.result(timeout=120)
+
+
+def _labels(cid: str) -> dict[str, str]:
+    return docker_client().api.inspect_container(cid)["Config"]["Labels"]
+
+
+def test_the_next_item_claims_the_spare_a_fresh_container_of_its_spec(
+    sandbox_test_image: str,
+) -> None:
+    """A worker's claim starts a spare of the same spec; the next item of that spec gets
+    it (nothing the first item wrote is there), another spec starts its own; the
+    spare is removed at the end, and task clean-up removes a claimed spare left over."""
+    run = uuid.uuid4().hex[:8]
+    spec = _spec(sandbox_test_image)
+
+    def meta(i: int) -> dict[str, str]:
+        return {"session": run, "item": f"x.{i}", "run": f"{i}.1"}
+
+    async def item(i: int, s: SandboxSpec = spec) -> AgentcatSandbox:
+        AgentcatSandbox.prepare("agentcat_x", s, meta(i), spare=True)
+        sb = (await AgentcatSandbox.sample_init("agentcat_x", s, meta(i)))["default"]
+        assert isinstance(sb, AgentcatSandbox)
+        return sb
+
+    async def body() -> None:
+        first = await item(1)
+        assert _labels(first.container_id)["agentcat.item"] == "x.1"  # nothing to claim yet
+        await first.exec(["sh", "-c", "echo mine > /srv/data/left"])
+        spare = _spare_id()
+        assert spare != first.container_id
+        assert _labels(spare)["agentcat.spare"] == "1"
+        assert "agentcat.session" not in _labels(spare)  # any session's next item may take it
+        await AgentcatSandbox.sample_cleanup("agentcat_x", spec, {"d": first}, interrupted=False)
+
+        second = await item(2)
+        assert second.container_id == spare
+        assert (await second.exec(["test", "-e", "/srv/data/left"])).returncode == 1
+        assert (await second.exec(["cat", "/srv/data/hello.txt"])).stdout  # seeded
+        next_spare = _spare_id()
+        assert next_spare not in (spare, first.container_id)
+        # its task's clean-up removes the claimed spare (no task label) and keeps the next one
+        await AgentcatSandbox.task_cleanup("agentcat_x", spec, cleanup=True)
+        assert not docker_client().api.containers(all=True, filters={"id": spare})
+        assert docker_client().api.containers(filters={"id": next_spare})
+
+        other = await item(3, _spec(sandbox_test_image, tmpfs_size_mb=8))
+        assert other.container_id != next_spare  # another spec: not claimed, but dropped
+        assert _labels(other.container_id)["agentcat.item"] == "x.3"
+        await AgentcatSandbox.sample_cleanup("agentcat_x", spec, {"d": other}, interrupted=True)
+        last = _spare_id()
+        discard_spare()
+        finish_removals()
+        for cid in (next_spare, last):
+            assert not docker_client().api.containers(all=True, filters={"id": cid})
+
+    _run(body())
+
+
+def test_a_failing_spare_never_fails_the_item(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection (a spare's creation cannot be made to fail on cue on a real engine):
+    the spare fails after the next item has claimed it; that item gets a fresh container."""
+    run = uuid.uuid4().hex[:8]
+    spec = _spec(sandbox_test_image)
+    claimed = threading.Event()
+    real = sandbox._create_container
+
+    def create(s: SandboxSpec, labels: dict[str, str]) -> str:
+        if labels.get(sandbox.SPARE):
+            claimed.wait(60)
+            raise SandboxError("injected: the spare could not start")
+        return real(s, labels)
+
+    monkeypatch.setattr(sandbox, "_create_container", create)
+
+    async def body() -> None:
+        for i in (1, 2):
+            meta = {"session": run, "item": f"x.{i}", "run": f"{i}.1"}
+            AgentcatSandbox.prepare("agentcat_x", spec, meta, spare=True)
+            if i == 2:  # the item has claimed the spare: now it fails
+                claimed.set()
+            sb = (await AgentcatSandbox.sample_init("agentcat_x", spec, meta))["default"]
+            assert isinstance(sb, AgentcatSandbox)
+            assert _labels(sb.container_id)["agentcat.item"] == f"x.{i}"
+            assert (await sb.exec(["echo", "ok"])).stdout == "ok\n"
+            await AgentcatSandbox.sample_cleanup("agentcat_x", spec, {"d": sb}, interrupted=True)
+        discard_spare()
+        finish_removals()
+        assert managed_containers({"agentcat.session": run}) == []
+
+    _run(body())
+
+
+_SPARE_OWNER = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from orchestrator.runner import sandbox
+    spec = sandbox.SandboxSpec(image=sys.argv[1], user="root", workdir="/root")
+    meta = {"session": sys.argv[2], "item": "x.1", "run": "1.1"}
+    sandbox.AgentcatSandbox.prepare("agentcat_x", spec, meta, spare=True)
+    asyncio.run(sandbox.AgentcatSandbox.sample_init("agentcat_x", spec, meta))
+    print(sandbox._spare.creation.result(), flush=True)
+    if sys.argv[3] == "crash":
+        os._exit(0)  # no cleanup at all, as after SIGKILL
+    """
+)
+
+
+def test_a_spare_whose_owner_is_gone_is_pruned_by_a_session_prune(
+    sandbox_test_image: str,
+) -> None:
+    """A worker's exit removes its spare; a crashed worker's spare carries no session,
+    yet a session's prune removes it (its owner is gone) and leaves a live one alone."""
+    session = f"spare-{uuid.uuid4().hex[:8]}"
+
+    def owner(mode: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", _SPARE_OWNER, sandbox_test_image, session, mode],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        return out.stdout.split()[-1]
+
+    exited = owner("exit")  # a normal exit removes the spare
+    assert not docker_client().api.containers(all=True, filters={"id": exited})
+    orphan = owner("crash")
+    assert _labels(orphan)["agentcat.spare"] == "1"
+
+    async def body() -> None:
+        meta = {"session": session, "item": "x.2", "run": "2.1"}
+        spec = _spec(sandbox_test_image)
+        AgentcatSandbox.prepare("agentcat_x", spec, meta, spare=True)
+        envs = await AgentcatSandbox.sample_init("agentcat_x", spec, meta)
+        mine = _spare_id()
+        pruned = prune_containers({"agentcat.session": session}, any_owner=True)
+        assert orphan in pruned.removed and mine not in pruned.removed
+        assert docker_client().api.containers(filters={"id": mine})
+        await AgentcatSandbox.sample_cleanup("agentcat_x", spec, envs, interrupted=True)
+        discard_spare()
+        finish_removals()
+
+    _run(body())
+    assert not docker_client().api.containers(all=True, filters={"id": orphan})

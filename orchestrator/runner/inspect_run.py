@@ -339,9 +339,9 @@ def _scrub_inspect_logging(log_level: str) -> None:
 
 
 def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
-    """Start the sample's container in our sandbox now; the provider hands it to the
-    sample when Inspect gets there (``AgentcatSandbox.prepare``; ``worker_entry``
-    removes it if the run ends before)."""
+    """Start the sample's container in our sandbox now (or take the worker's spare of
+    its spec); the provider hands it to the sample when Inspect gets there
+    (``AgentcatSandbox.prepare``; ``worker_entry`` removes it if the run ends before)."""
     if job.sandbox_provider != "agentcat":
         return
     samples = list(plan.task.dataset)
@@ -351,7 +351,8 @@ def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
     if spec is not None and spec.type == "agentcat":
         from orchestrator.runner.sandbox import AgentcatSandbox
 
-        AgentcatSandbox.prepare(plan.task.name, spec.config, samples[0].metadata or {})
+        # a worker runs item after item: its spare container serves the next one
+        AgentcatSandbox.prepare(plan.task.name, spec.config, samples[0].metadata or {}, spare=True)
 
 
 def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:

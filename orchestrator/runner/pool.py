@@ -6,11 +6,15 @@ from a pool of spawned worker processes, each running one item at a time
 invocation share the pool; its size (``workers``) bounds concurrent sandboxes.
 Workers die with their parent (``PR_SET_PDEATHSIG``), and a session prunes its
 own leftover containers when it resumes, so a killed run leaves nothing behind.
+Each worker keeps one spare container for its next item (see
+:mod:`orchestrator.runner.sandbox`); it is removed when the worker exits, or by
+the next prune once the worker is dead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -50,6 +54,15 @@ def _started() -> None:
     """A job that only makes the pool start a worker (and warm it up)."""
 
 
+def _prune_orphaned_spares() -> None:
+    """Remove the spare containers of dead workers (their items' own containers are
+    removed by their session's prune; a spare belongs to no session)."""
+    from orchestrator.runner.sandbox import SPARE, prune_containers
+
+    with contextlib.suppress(Exception):  # best effort: `agentcat sandbox prune` does it too
+        prune_containers({SPARE: "1"})
+
+
 class WorkerPool:
     """A pool of ``workers`` spawned processes running one item each at a time."""
 
@@ -78,6 +91,8 @@ class WorkerPool:
         except BrokenProcessPool as exc:  # a worker died (OOM, signal): fault, new pool
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new()
+            if job.sandbox_provider == "agentcat":
+                await asyncio.to_thread(_prune_orphaned_spares)
             return ItemResult(
                 job.item_id, error_kind="internal", error_message=f"worker process died: {exc}"
             )

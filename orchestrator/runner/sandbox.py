@@ -18,6 +18,17 @@ to the engine through the Docker SDK, so it works wherever an engine answers
 * removed on every exit path, cancellation included (cleanup runs shielded);
   after a graded run, in the background while the next run starts (the
   process waits for these removals before it exits).
+
+A worker's next item is only known once the CAT has picked it, so a worker
+keeps a *spare*: when its item claims its container, the next container of the
+same spec starts in the background, overlapping the item's agent work, and the
+next item of that spec claims it (see :meth:`AgentcatSandbox.prepare`). Every
+item still gets a fresh container: a spare never ran anything. Docker labels
+cannot change after creation, so a spare is labelled with its owner and
+``agentcat.spare=1`` only (no session, item or run: any session's next item may
+claim it); which item claimed it is known to its owner process (its task
+clean-up) and the item's Inspect log. A prune filtered by session or task
+cannot tell a spare's session, so it also removes the spares whose owner is gone.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
+import logging
 import os
 import posixpath
 import re
@@ -64,6 +76,7 @@ __all__ = [
     "Pruned",
     "SandboxSpec",
     "discard_prepared",
+    "discard_spare",
     "finish_removals",
     "managed_containers",
     "open_sandbox",
@@ -77,6 +90,12 @@ OWNER_PID = "agentcat.owner.pid"
 OWNER_BOOT = "agentcat.owner.boot"
 OWNER_START = "agentcat.owner.start"
 """Start time of the owner pid (clock ticks since boot): a reused pid is another process."""
+SPARE = "agentcat.spare"
+"""``1`` on a container started before its item was known (see the module docstring)."""
+SPARE_MAX_AGE_S = 300.0
+"""A spare older than this is dropped, not claimed (its image tag may have been rebuilt)."""
+
+_log = logging.getLogger(__name__)
 
 MAX_EXEC_OUTPUT = int(os.environ.get("INSPECT_SANDBOX_MAX_EXEC_OUTPUT_SIZE", 10 * 1024 * 1024))
 MAX_READ_FILE = int(os.environ.get("INSPECT_SANDBOX_MAX_READ_FILE_SIZE", 100 * 1024 * 1024))
@@ -272,6 +291,7 @@ def _remove_container(container_id: str) -> None:
         pass
     finally:
         _live.discard(container_id)
+        _claimed.pop(container_id, None)
 
 
 _removals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentcat-remove")
@@ -295,8 +315,32 @@ def _remove_later(container_id: str) -> None:
 
 
 _creations = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentcat-create")
-_prepared: dict[str, Future[str]] = {}
-"""Containers started ahead of the ``sample_init`` that will claim them (``prepare``)."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A container started ahead of the ``sample_init`` that will claim it (``prepare``)."""
+
+    creation: Future[str]
+    spare: bool = False
+    """It is a claimed spare: should it fail, the item starts a container of its own."""
+    keep_spare: bool = False
+    """Its claim starts the next spare of the spec."""
+
+
+@dataclass(frozen=True)
+class _Spare:
+    """The container this process started for its next item of ``spec`` (one at most)."""
+
+    spec: str
+    started: float
+    creation: Future[str]
+
+
+_prepared: dict[str, _Prepared] = {}
+_spare: _Spare | None = None
+_claimed: dict[str, str] = {}
+"""Claimed spares still live → the task they run for (their labels cannot say it)."""
 
 
 def _start_creation(spec: SandboxSpec, labels: Mapping[str, str] | None) -> Future[str]:
@@ -319,8 +363,53 @@ def _discard(creation: Future[str]) -> None:
 def discard_prepared() -> None:
     """Remove the containers prepared for runs that ended before claiming them."""
     while _prepared:
-        _, creation = _prepared.popitem()
-        _removals.submit(_discard, creation)
+        _, prepared = _prepared.popitem()
+        _removals.submit(_discard, prepared.creation)
+
+
+def _start_spare(spec: SandboxSpec) -> None:
+    global _spare
+    discard_spare()
+    _spare = _Spare(spec.model_dump_json(), time.monotonic(), _start_creation(spec, {SPARE: "1"}))
+
+
+def _take_spare(spec: SandboxSpec) -> Future[str] | None:
+    """The spare's creation if it is of ``spec`` and young enough; any other is dropped."""
+    global _spare
+    spare, _spare = _spare, None
+    if spare is None:
+        return None
+    failed = spare.creation.done() and spare.creation.exception() is not None
+    young = time.monotonic() - spare.started < SPARE_MAX_AGE_S
+    if spare.spec == spec.model_dump_json() and young and not failed:
+        return spare.creation
+    _removals.submit(_discard, spare.creation)
+    return None
+
+
+def discard_spare() -> None:
+    """Remove this process's spare container, if any (at the end of its runs)."""
+    global _spare
+    spare, _spare = _spare, None
+    if spare is not None:
+        _removals.submit(_discard, spare.creation)
+
+
+async def _claim(creation: Future[str]) -> str:
+    """The container a creation makes; should the caller be cancelled (or the creation
+    fail) first, the container is removed before that propagates.
+
+    The Docker call runs in a worker thread that cancellation cannot stop (and
+    asyncio's native ``Task.cancel`` is not held off by anyio's shielded scopes),
+    so the cancelled caller waits for the thread and removes its container.
+    """
+    try:
+        return await anyio.to_thread.run_sync(creation.result)
+    except BaseException:
+        global _unclean
+        _unclean = True
+        _discard(creation)  # blocking on purpose (rare)
+        raise
 
 
 def _sample_labels(task_name: str, metadata: Mapping[str, Any]) -> dict[str, str]:
@@ -341,7 +430,7 @@ def finish_removals() -> None:
 @atexit.register
 def _remove_live_containers() -> None:  # normal interpreter exit (Ctrl-C included)
     _removals.shutdown(wait=True)
-    for cid in list(_live):  # prepared but unclaimed ones too: creations finished by now
+    for cid in list(_live):  # prepared and spare ones too: creations finished by now
         with suppress(Exception):
             _remove_container(cid)
 
@@ -468,35 +557,48 @@ class AgentcatSandbox(SandboxEnvironment):
         cls, spec: SandboxSpec, labels: Mapping[str, str] | None = None
     ) -> AgentcatSandbox:
         """Start a container (or take the one :meth:`prepare` started for these arguments);
-        a cancellation while it starts still removes it.
-
-        The Docker call runs in a worker thread that cancellation cannot stop
-        (and asyncio's native ``Task.cancel`` is not held off by anyio's shielded
-        scopes), so the cancelled caller waits for the thread and removes its
-        container before the cancellation propagates.
-        """
-        key = _creation_key(spec, labels)
-        creation = _prepared.pop(key, None) or _start_creation(spec, labels)
+        a cancellation while it starts still removes it."""
+        prepared = _prepared.pop(_creation_key(spec, labels), None)
+        if prepared is None:
+            return cls(await _claim(_start_creation(spec, labels)), spec)
         try:
-            return cls(await anyio.to_thread.run_sync(creation.result), spec)
-        except BaseException:
-            # cancelled (or failed) while the thread may still be creating: wait for it
-            # (blocking on purpose, rare) and remove what it made before propagating
-            global _unclean
-            _unclean = True
-            _discard(creation)
-            raise
+            cid = await _claim(prepared.creation)
+        except Exception as exc:
+            if not prepared.spare:
+                raise
+            # a spare's failure is never the item's: it starts a container of its own
+            _log.warning("spare sandbox failed (%s); starting a fresh one", exc)
+            cid = await _claim(_start_creation(spec, labels))
+        else:
+            if prepared.spare:
+                _claimed[cid] = (labels or {}).get("agentcat.task", "")
+        if prepared.keep_spare:  # overlaps this item's agent work, not the next CAT pick
+            _start_spare(spec)
+        return cls(cid, spec)
 
     @classmethod
     def prepare(
-        cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, Any]
+        cls,
+        task_name: str,
+        config: SandboxEnvironmentConfigType | None,
+        metadata: dict[str, Any],
+        *,
+        spare: bool = False,
     ) -> None:
         """Start the container that :meth:`sample_init` will ask for with these arguments,
         so it starts while Inspect sets the eval up. The caller must call
         :func:`discard_prepared` after the eval: a run that ends before its sample
-        starts leaves the container unclaimed."""
+        starts leaves the container unclaimed.
+
+        With ``spare`` (a worker that runs item after item): take this process's spare
+        container instead when it is of the same spec, and have the claim start the
+        next spare; :func:`discard_spare` (or process exit) removes the last one.
+        """
         spec, labels = _as_spec(config), _sample_labels(task_name, metadata)
-        _prepared[_creation_key(spec, labels)] = _start_creation(spec, labels)
+        taken = _take_spare(spec) if spare else None
+        _prepared[_creation_key(spec, labels)] = _Prepared(
+            taken or _start_creation(spec, labels), spare=taken is not None, keep_spare=spare
+        )
 
     async def remove(self) -> None:
         """Remove the container and its volumes, finishing even when cancelled."""
@@ -544,10 +646,15 @@ class AgentcatSandbox(SandboxEnvironment):
         only when something may be left (a create that failed part-way, a container not
         removed or queued for removal); after clean runs there is nothing to list."""
         global _unclean
-        if cleanup and (_unclean or not _live <= _queued):
+        spare = _spare.creation if _spare is not None else None
+        spare_id = spare.result() if spare and spare.done() and not spare.exception() else None
+        if cleanup and (_unclean or not _live - {spare_id} <= _queued):
             _unclean = False
             labels = {"agentcat.task": task_name, **owner_labels()}
             await anyio.to_thread.run_sync(lambda: prune_containers(labels, any_owner=True))
+            for cid in [c for c, task in _claimed.items() if task == task_name]:
+                if cid not in _queued:  # a claimed spare carries no task label
+                    await anyio.to_thread.run_sync(_remove_container, cid)
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
@@ -770,16 +877,24 @@ def prune_containers(labels: Mapping[str, str] | None = None, *, any_owner: bool
     """Remove agentcat sandboxes (and their volumes) whose owner process is gone.
 
     Args:
-        labels: Only sandboxes that also carry these labels.
+        labels: Only sandboxes that also carry these labels, plus spares (which carry
+            no session, item or run) whose owner is gone.
         any_owner: Remove regardless of the owner: only for the owner itself, or for
             the driver of a session that holds the session's lock (then no other
             process can own a sandbox of that session).
     """
     removed, kept = [], []
-    for c in _sandboxes(labels):
+    found = _sandboxes(labels)
+    for c in found:
         if any_owner or owner_state(c.get("Labels") or {}) == "gone":
             _remove_container(c["Id"])
             removed.append(c["Id"])
         else:
             kept.append(c["Id"])
+    if labels and SPARE not in labels:  # spares carry no session/task: take the orphaned ones
+        seen = {c["Id"] for c in found}
+        for c in _sandboxes({SPARE: "1"}):
+            if c["Id"] not in seen and owner_state(c.get("Labels") or {}) == "gone":
+                _remove_container(c["Id"])
+                removed.append(c["Id"])
     return Pruned(removed, kept)
