@@ -19,7 +19,7 @@ from orchestrator.runner.sandbox import (
     AgentcatSandbox,
     SandboxSpec,
     discard_prepared,
-    discard_spare,
+    discard_spares,
     finish_removals,
     managed_containers,
     open_sandbox,
@@ -283,10 +283,9 @@ def test_missing_image_is_a_prerequisite_error(docker_engine: None) -> None:
     assert "agentcat images build" in (exc.value.hint or "")
 
 
-def _spare_id() -> str:
-    """The id of this process's spare, once its creation is done."""
-    assert sandbox._spare is not None
-    return sandbox._spare.creation.result(timeout=120)
+def _spare_id(spec: SandboxSpec) -> str:
+    """The id of this process's spare of ``spec``, once its creation is done."""
+    return sandbox._spares[spec.model_dump_json()].creation.result(timeout=120)
 
 
 def _labels(cid: str) -> dict[str, str]:
@@ -297,8 +296,9 @@ def test_the_next_item_claims_the_spare_a_fresh_container_of_its_spec(
     sandbox_test_image: str,
 ) -> None:
     """A worker's claim starts a spare of the same spec; the next item of that spec gets
-    it (nothing the first item wrote is there), another spec starts its own; the
-    spare is removed at the end, and task clean-up removes a claimed spare left over."""
+    it (nothing the first item wrote is there), another spec starts its own and keeps
+    the first spec's spare; spares are removed at the end, and task clean-up removes a
+    claimed spare left over."""
     run = uuid.uuid4().hex[:8]
     spec = _spec(sandbox_test_image)
 
@@ -315,7 +315,7 @@ def test_the_next_item_claims_the_spare_a_fresh_container_of_its_spec(
         first = await item(1)
         assert _labels(first.container_id)["agentcat.item"] == "x.1"  # nothing to claim yet
         await first.exec(["sh", "-c", "echo mine > /srv/data/left"])
-        spare = _spare_id()
+        spare = _spare_id(spec)
         assert spare != first.container_id
         assert _labels(spare)["agentcat.spare"] == "1"
         assert "agentcat.session" not in _labels(spare)  # any session's next item may take it
@@ -325,21 +325,23 @@ def test_the_next_item_claims_the_spare_a_fresh_container_of_its_spec(
         assert second.container_id == spare
         assert (await second.exec(["test", "-e", "/srv/data/left"])).returncode == 1
         assert (await second.exec(["cat", "/srv/data/hello.txt"])).stdout  # seeded
-        next_spare = _spare_id()
+        next_spare = _spare_id(spec)
         assert next_spare not in (spare, first.container_id)
         # its task's clean-up removes the claimed spare (no task label) and keeps the next one
         await AgentcatSandbox.task_cleanup("agentcat_x", spec, cleanup=True)
         assert not docker_client().api.containers(all=True, filters={"id": spare})
         assert docker_client().api.containers(filters={"id": next_spare})
 
-        other = await item(3, _spec(sandbox_test_image, tmpfs_size_mb=8))
-        assert other.container_id != next_spare  # another spec: not claimed, but dropped
+        other_spec = _spec(sandbox_test_image, tmpfs_size_mb=8)
+        other = await item(3, other_spec)
+        assert other.container_id != next_spare  # another spec: not claimed, and kept
         assert _labels(other.container_id)["agentcat.item"] == "x.3"
         await AgentcatSandbox.sample_cleanup("agentcat_x", spec, {"d": other}, interrupted=True)
-        last = _spare_id()
-        discard_spare()
+        other_spare = _spare_id(other_spec)
+        assert docker_client().api.containers(filters={"id": next_spare})
+        discard_spares()
         finish_removals()
-        for cid in (next_spare, last):
+        for cid in (next_spare, other_spare):
             assert not docker_client().api.containers(all=True, filters={"id": cid})
 
     _run(body())
@@ -374,7 +376,7 @@ def test_a_failing_spare_never_fails_the_item(
             assert _labels(sb.container_id)["agentcat.item"] == f"x.{i}"
             assert (await sb.exec(["echo", "ok"])).stdout == "ok\n"
             await AgentcatSandbox.sample_cleanup("agentcat_x", spec, {"d": sb}, interrupted=True)
-        discard_spare()
+        discard_spares()
         finish_removals()
         assert managed_containers({"agentcat.session": run}) == []
 
@@ -389,7 +391,7 @@ _SPARE_OWNER = textwrap.dedent(
     meta = {"session": sys.argv[2], "item": "x.1", "run": "1.1"}
     sandbox.AgentcatSandbox.prepare("agentcat_x", spec, meta, spare=True)
     asyncio.run(sandbox.AgentcatSandbox.sample_init("agentcat_x", spec, meta))
-    print(sandbox._spare.creation.result(), flush=True)
+    print(sandbox._spares[spec.model_dump_json()].creation.result(), flush=True)
     if sys.argv[3] == "crash":
         os._exit(0)  # no cleanup at all, as after SIGKILL
     """
@@ -424,12 +426,12 @@ def test_a_spare_whose_owner_is_gone_is_pruned_by_a_session_prune(
         spec = _spec(sandbox_test_image)
         AgentcatSandbox.prepare("agentcat_x", spec, meta, spare=True)
         envs = await AgentcatSandbox.sample_init("agentcat_x", spec, meta)
-        mine = _spare_id()
+        mine = _spare_id(spec)
         pruned = prune_containers({"agentcat.session": session}, any_owner=True)
         assert orphan in pruned.removed and mine not in pruned.removed
         assert docker_client().api.containers(filters={"id": mine})
         await AgentcatSandbox.sample_cleanup("agentcat_x", spec, envs, interrupted=True)
-        discard_spare()
+        discard_spares()
         finish_removals()
 
     _run(body())

@@ -20,9 +20,10 @@ to the engine through the Docker SDK, so it works wherever an engine answers
   process waits for these removals before it exits).
 
 A worker's next item is only known once the CAT has picked it, so a worker
-keeps a *spare*: when its item claims its container, the next container of the
+keeps *spares*: when its item claims its container, the next container of the
 same spec starts in the background, overlapping the item's agent work, and the
-next item of that spec claims it (see :meth:`AgentcatSandbox.prepare`). Every
+worker's next item of that spec claims it (see :meth:`AgentcatSandbox.prepare`);
+one spare per spec (a CAT seldom picks two items of one family in a row). Every
 item still gets a fresh container: a spare never ran anything. Docker labels
 cannot change after creation, so a spare is labelled with its owner and
 ``agentcat.spare=1`` only (no session, item or run: any session's next item may
@@ -76,7 +77,7 @@ __all__ = [
     "Pruned",
     "SandboxSpec",
     "discard_prepared",
-    "discard_spare",
+    "discard_spares",
     "finish_removals",
     "managed_containers",
     "open_sandbox",
@@ -92,8 +93,10 @@ OWNER_START = "agentcat.owner.start"
 """Start time of the owner pid (clock ticks since boot): a reused pid is another process."""
 SPARE = "agentcat.spare"
 """``1`` on a container started before its item was known (see the module docstring)."""
-SPARE_MAX_AGE_S = 300.0
-"""A spare older than this is dropped, not claimed (its image tag may have been rebuilt)."""
+SPARE_MAX_AGE_S = 900.0
+"""A spare older than this is dropped, not claimed (idle containers are not kept forever)."""
+SPARE_MAX = 16
+"""Spares one process keeps at most (one per spec); beyond, the oldest is dropped."""
 
 _log = logging.getLogger(__name__)
 
@@ -330,15 +333,15 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _Spare:
-    """The container this process started for its next item of ``spec`` (one at most)."""
+    """A container this process started for its next item of a spec."""
 
-    spec: str
     started: float
     creation: Future[str]
 
 
 _prepared: dict[str, _Prepared] = {}
-_spare: _Spare | None = None
+_spares: dict[str, _Spare] = {}
+"""Spec (JSON) → its spare, oldest first."""
 _claimed: dict[str, str] = {}
 """Claimed spares still live → the task they run for (their labels cannot say it)."""
 
@@ -368,30 +371,29 @@ def discard_prepared() -> None:
 
 
 def _start_spare(spec: SandboxSpec) -> None:
-    global _spare
-    discard_spare()
-    _spare = _Spare(spec.model_dump_json(), time.monotonic(), _start_creation(spec, {SPARE: "1"}))
+    key = spec.model_dump_json()
+    if key in _spares:  # claimed by another item meanwhile? keep the one there is
+        return
+    _spares[key] = _Spare(time.monotonic(), _start_creation(spec, {SPARE: "1"}))
+    while len(_spares) > SPARE_MAX:
+        _removals.submit(_discard, _spares.pop(next(iter(_spares))).creation)
 
 
 def _take_spare(spec: SandboxSpec) -> Future[str] | None:
-    """The spare's creation if it is of ``spec`` and young enough; any other is dropped."""
-    global _spare
-    spare, _spare = _spare, None
-    if spare is None:
-        return None
-    failed = spare.creation.done() and spare.creation.exception() is not None
-    young = time.monotonic() - spare.started < SPARE_MAX_AGE_S
-    if spare.spec == spec.model_dump_json() and young and not failed:
-        return spare.creation
-    _removals.submit(_discard, spare.creation)
-    return None
+    """The creation of the spare of ``spec``, if any; spares too old or failed are dropped."""
+    now = time.monotonic()
+    for key, spare in list(_spares.items()):
+        failed = spare.creation.done() and spare.creation.exception() is not None
+        if failed or now - spare.started >= SPARE_MAX_AGE_S:
+            _removals.submit(_discard, _spares.pop(key).creation)
+    spare = _spares.pop(spec.model_dump_json(), None)
+    return spare.creation if spare is not None else None
 
 
-def discard_spare() -> None:
-    """Remove this process's spare container, if any (at the end of its runs)."""
-    global _spare
-    spare, _spare = _spare, None
-    if spare is not None:
+def discard_spares() -> None:
+    """Remove this process's spare containers (at the end of its runs)."""
+    while _spares:
+        _, spare = _spares.popitem()
         _removals.submit(_discard, spare.creation)
 
 
@@ -592,7 +594,7 @@ class AgentcatSandbox(SandboxEnvironment):
 
         With ``spare`` (a worker that runs item after item): take this process's spare
         container instead when it is of the same spec, and have the claim start the
-        next spare; :func:`discard_spare` (or process exit) removes the last one.
+        next spare of the spec; :func:`discard_spares` (or process exit) removes them.
         """
         spec, labels = _as_spec(config), _sample_labels(task_name, metadata)
         taken = _take_spare(spec) if spare else None
@@ -646,9 +648,12 @@ class AgentcatSandbox(SandboxEnvironment):
         only when something may be left (a create that failed part-way, a container not
         removed or queued for removal); after clean runs there is nothing to list."""
         global _unclean
-        spare = _spare.creation if _spare is not None else None
-        spare_id = spare.result() if spare and spare.done() and not spare.exception() else None
-        if cleanup and (_unclean or not _live - {spare_id} <= _queued):
+        spares = {
+            s.creation.result()
+            for s in _spares.values()
+            if s.creation.done() and s.creation.exception() is None
+        }
+        if cleanup and (_unclean or not _live - spares <= _queued):
             _unclean = False
             labels = {"agentcat.task": task_name, **owner_labels()}
             await anyio.to_thread.run_sync(lambda: prune_containers(labels, any_owner=True))
