@@ -372,7 +372,7 @@ def discard_prepared() -> None:
 
 def _start_spare(spec: SandboxSpec) -> None:
     key = spec.model_dump_json()
-    if key in _spares:  # claimed by another item meanwhile? keep the one there is
+    if key in _spares:  # one per spec (two items of one spec ran at once)
         return
     _spares[key] = _Spare(time.monotonic(), _start_creation(spec, {SPARE: "1"}))
     while len(_spares) > SPARE_MAX:
