@@ -27,8 +27,8 @@ one spare per spec (a CAT seldom picks two items of one family in a row). Every
 item still gets a fresh container: a spare never ran anything. Docker labels
 cannot change after creation, so a spare is labelled with its owner and
 ``agentcat.spare=1`` only (no session, item or run: any session's next item may
-claim it); which item claimed it is known to its owner process (its task
-clean-up) and the item's Inspect log. A prune filtered by session or task
+claim it); which item claimed it is known to its owner process only (its task
+clean-up removes it by id). A prune filtered by session or task
 cannot tell a spare's session, so it also removes the spares whose owner is gone.
 """
 
