@@ -57,3 +57,19 @@ def test_the_pool_starts_its_workers_when_it_is_created() -> None:
     before = set(multiprocessing.active_children())
     with WorkerPool(1):
         assert len(set(multiprocessing.active_children()) - before) == 1  # no item submitted
+
+
+def test_a_worker_whose_parent_died_before_it_started_exits_at_once() -> None:
+    """The death signal is armed in the worker's initializer; a parent killed before
+    that would leave the worker waiting on its pipe forever. A worker told another
+    parent than its own (what it sees once it was orphaned) exits instead of warming up."""
+    code = (
+        "import os, sys; from orchestrator.runner import pool\n"
+        "pool.warm_worker = lambda: sys.exit(7)  # reached only by a worker that stays\n"
+        "pool._init_worker(int(sys.argv[1]))\n"
+    )
+    run = [sys.executable, "-c", code]
+    gone = subprocess.run([*run, "1"], cwd=REPO, timeout=60)  # pid 1 is not its parent
+    assert gone.returncode == 1
+    stays = subprocess.run([*run, str(os.getpid())], cwd=REPO, timeout=60)
+    assert stays.returncode == 7

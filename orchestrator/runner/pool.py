@@ -35,18 +35,26 @@ __all__ = ["InspectRunner", "WorkerPool"]
 _PR_SET_PDEATHSIG = 1
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     """Die with the parent; keep Inspect's display quiet; scrub secrets from its output;
-    warm up before the first item."""
+    warm up before the first item.
+
+    A parent killed between spawning this worker and the ``prctl`` below would never
+    send the death signal (the worker would run the jobs already queued, then wait on
+    its pipe forever, with its spare container); so a worker whose parent is no longer
+    ``parent`` exits at once.
+    """
     from orchestrator._secrets import install_scrubbed_stdio
 
-    install_scrubbed_stdio()
-    os.environ["INSPECT_DISPLAY"] = "none"
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: orphans finish their run and exit
         pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+    install_scrubbed_stdio()
+    os.environ["INSPECT_DISPLAY"] = "none"
     warm_worker()
 
 
@@ -79,6 +87,7 @@ class WorkerPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
         for _ in range(self.workers):
             executor.submit(_started)
