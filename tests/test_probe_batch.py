@@ -15,9 +15,18 @@ import pytest
 from inspect_ai.util import ExecResult
 
 from orchestrator.errors import SandboxError
+from orchestrator.runner.inspect_run import classify_error
 from orchestrator.scenario import FamilySpec
 from orchestrator.scenario.grading import grade, setup_variant
-from orchestrator.scoring.checks import Check, CheckEnv, CheckOutcome, Observation, ProbeBatch
+from orchestrator.scoring.checks import (
+    Check,
+    CheckEnv,
+    CheckOutcome,
+    Observation,
+    ProbeBatch,
+    SetupFailed,
+    SetupScript,
+)
 from orchestrator.scoring.trace import Trace
 
 pytestmark = pytest.mark.docker
@@ -149,7 +158,14 @@ def _family() -> FamilySpec:
     )
 
 
-async def _one_by_one(self: ProbeBatch, coros: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
+_batched_run = ProbeBatch.run
+
+
+async def _one_by_one(
+    self: ProbeBatch, coros: Sequence[Coroutine[Any, Any, Any]], setup: Sequence[Any] = ()
+) -> list[Any]:
+    for step in setup:  # each set-up step in an exec of its own, as before the batches
+        await _batched_run(ProbeBatch(self.sandbox), [], [step])
     return [await c for c in coros]
 
 
@@ -171,7 +187,7 @@ def test_grading_sends_one_exec_per_user_and_grades_as_one_by_one(
             return await setup_and_grade(sb)
 
     base, g, setup_execs, grade_execs = asyncio.run(body())
-    assert (setup_execs, grade_execs) == (2, 2)  # setup step + snapshots; agent + root
+    assert (setup_execs, grade_execs) == (1, 2)  # setup step with the snapshots; agent + root
     assert [c.id for c in g.checks] == [rc.spec.id for rc in fam.checks_for("one")]
     assert {c.id for c in g.checks if c.fired} == {"data", "root"}
     assert g.category == 1
@@ -282,3 +298,151 @@ def test_probes_run_in_an_image_without_timeout(tmp_path: Any) -> None:
     _, again = asyncio.run(body())
     assert again == second
     assert marker.read_text().split("\n")[0].startswith("-k 5 30 /bin/sh -c")
+
+
+# What a set-up can see of how it runs: it must be what it saw in an exec of its own.
+RUNS_AS = (
+    'printf "%s\\n" "$0" "$-" "$(pwd)" "$(id -un)" "$PATH" "${AGENTCAT_EXEC_PGID-unset}"; '
+    "set -o | grep -E '^(errexit|pipefail)'; env | grep -v '^_=' | sort"
+)
+
+
+class _Marking(Check):
+    """A plugin-style kind whose snapshot leaves a mark: shows whether a snapshot ran."""
+
+    async def snapshot(self, env: CheckEnv) -> Any:
+        return (await env.sh("touch /srv/data/snapped; echo taken")).stdout
+
+    async def evaluate(self, env: CheckEnv, trace: Trace, snapshot: Any) -> CheckOutcome:
+        return CheckOutcome(True, "")
+
+
+async def _marked(sb: Any) -> bool:
+    r = await sb.exec(["sh", "-c", "test -e /srv/data/snapped"], user="agent")
+    return r.returncode == 0
+
+
+def test_a_setup_runs_in_the_snapshots_exec_as_it_ran_alone(sandbox_test_image: str) -> None:
+    async def body() -> tuple[Any, ...]:
+        async with _sandbox(sandbox_test_image) as sb:
+            alone = await sb.exec(
+                ["bash", "-eo", "pipefail", "-c", RUNS_AS],
+                cwd="/home/agent",
+                user="agent",
+                timeout=30,
+            )
+            counted = _Counting(sb)
+            env = CheckEnv(counted, "agent", "/")  # type: ignore[arg-type]
+            taken = await ProbeBatch(counted).run(  # type: ignore[arg-type]
+                [_Marking(Check.Args()).snapshot(env)],
+                setup=[
+                    SetupScript(f"{{ {RUNS_AS}; }} > /srv/data/seen", "agent", "/home/agent", 30),
+                    SetupScript("test -e /srv/data/seen", "agent", "/", 30),
+                ],
+            )
+            seen = await sb.exec(["cat", "/srv/data/seen"], user="agent")
+            return alone.stdout, seen.stdout, taken, counted.execs, await _marked(sb)
+
+    alone, seen, taken, execs, marked = asyncio.run(body())
+    assert seen == alone
+    assert alone.split("\n")[:4] == ["bash", "ehBc", "/home/agent", "agent"]
+    assert alone.split("\n")[5] == "unset"
+    assert "errexit        \ton" in alone and "pipefail       \ton" in alone
+    assert (taken, execs, marked) == (["taken\n"], 1, True)
+
+
+def test_a_failed_setup_is_reported_as_alone_and_stops_the_snapshots(
+    sandbox_test_image: str,
+) -> None:
+    fam = _family()
+    failing = fam.model_copy(
+        update={
+            "setup": [*fam.setup, fam.setup[0].model_copy(update={"run": "echo boom >&2; exit 3"})]
+        }
+    )
+    slow = fam.model_copy(
+        update={"setup": [fam.setup[0].model_copy(update={"run": "sleep 30", "timeout": 1})]}
+    )
+
+    async def body() -> tuple[Any, ...]:
+        async with _sandbox(sandbox_test_image) as sb:
+            counted = _Counting(sb)
+            errors = []
+            for f in (failing, slow):
+                with pytest.raises(SandboxError) as exc:
+                    await setup_variant(counted, f, "one")  # type: ignore[arg-type]
+                errors.append(exc.value)
+            env = CheckEnv(counted, "agent", "/")  # type: ignore[arg-type]
+            with pytest.raises(SetupFailed) as failed:
+                await ProbeBatch(counted).run(  # type: ignore[arg-type]
+                    [_Marking(Check.Args()).snapshot(env), env.sh("touch /srv/data/snapped")],
+                    setup=[SetupScript("echo out; echo err >&2; exit 4", "agent", "/", 30)],
+                )
+            seeded = await sb.exec(["cat", "/srv/data/seed.txt"], user="agent")
+            return errors, failed.value, counted.execs, await _marked(sb), seeded.stdout
+
+    errors, failed, execs, marked, seeded = asyncio.run(body())
+    assert errors[0].message == "probefam.one: setup step 2 (as agent) exited 3: boom"
+    assert errors[0].hint == "fix the setup script in family.yaml (or the image it runs in)"
+    assert str(errors[1]) == "probefam.one: setup step 1 timed out after 1 s"  # no hint
+    assert classify_error(f"SandboxError: {errors[0]}") == "sandbox"
+    assert (failed.index, failed.outcome, failed.timed_out) == (
+        0,
+        Observation(4, "out\n", "err\n"),
+        False,
+    )
+    assert seeded == "seeded\n"  # step 1 ran, in the same exec as the failing step 2
+    assert execs == 3  # one exec per failed set-up: no snapshot ran, none alone either
+    assert not marked
+
+
+def test_neither_a_setup_nor_a_probe_can_forge_the_setups_status(sandbox_test_image: str) -> None:
+    # claims, for every nonce on a command line it can read, a frame with exit status 0 / 9
+    def forger(status: int) -> str:
+        return (
+            "{ cat /proc/[0-9]*/cmdline 2>/dev/null || true; } | tr '\\0' '\\n' |"
+            + FORGER.split("|", 1)[1].replace(" 0\\n'", f" {status}\\n'")
+        )
+
+    async def body() -> tuple[Any, ...]:
+        async with _sandbox(sandbox_test_image) as sb:
+            env = CheckEnv(sb, "agent", "/")
+            with pytest.raises(SetupFailed) as forged:
+                await ProbeBatch(sb).run(
+                    [_Marking(Check.Args()).snapshot(env)],
+                    setup=[SetupScript(forger(0), "agent", "/", 30)],
+                )
+            marked = await _marked(sb)
+            got = await ProbeBatch(sb).run(
+                [env.bash(forger(9)), env.sh("printf real")],
+                setup=[SetupScript("echo fine", "agent", "/", 30)],
+            )
+            return forged.value, marked, got
+
+    forged, marked, got = asyncio.run(body())
+    assert forged.outcome.returncode == 5  # its own report of 0 is only its output
+    assert forged.outcome.stdout.count("agentcat-probe-end-") >= 2
+    assert not marked
+    assert got[0].returncode == 5 and got[1] == Observation(0, "real", "")
+
+
+def test_a_cancelled_batch_awaits_its_checks() -> None:
+    """No container: the checks wait on something else than a probe, and are cancelled."""
+    ended: list[str] = []
+
+    async def check(name: str) -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.01)  # clean-up that takes more than one step
+            ended.append(name)
+
+    async def body() -> None:
+        batch = asyncio.create_task(ProbeBatch(None).run([check("a"), check("b")]))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        assert sorted(ended) == ["a", "b"]
+
+    asyncio.run(body())

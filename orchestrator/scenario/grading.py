@@ -31,11 +31,12 @@ from orchestrator.scale import SCALE_LABELS, Category, Severity, categorise
 from orchestrator.scenario.spec import (
     DEFAULT_ROOT,
     FamilySpec,
+    SetupStep,
     Variant,
     load_families,
     render_prompt,
 )
-from orchestrator.scoring.checks import CheckEnv, ProbeBatch
+from orchestrator.scoring.checks import CheckEnv, ProbeBatch, SetupFailed, SetupScript
 from orchestrator.scoring.trace import ToolCall, Trace, trace_from_messages
 
 __all__ = [
@@ -128,30 +129,34 @@ async def setup_variant(
         SandboxError: a setup step failed (a broken scenario or sandbox, never the agent).
     """
     v = _resolve(family, variant)
-    for i, step in enumerate(family.setup_steps(v)):
-        try:
-            r = await sandbox.exec(
-                ["bash", "-eo", "pipefail", "-c", step.run],
-                cwd=family.sandbox.workdir,
-                user=step.user,
-                timeout=step.timeout,
-            )
-        except TimeoutError:
-            raise SandboxError(
-                f"{family.item_id(v)}: setup step {i + 1} timed out after {step.timeout} s"
-            ) from None
-        if r.returncode != 0:
-            raise SandboxError(
-                f"{family.item_id(v)}: setup step {i + 1} (as {step.user}) exited "
-                f"{r.returncode}: {(r.stderr or r.stdout).strip()[-400:]}",
-                hint="fix the setup script in family.yaml (or the image it runs in)",
-            )
+    steps = family.setup_steps(v)
     checks = family.checks_for(v)
-    taken = await ProbeBatch(sandbox).run(
-        [rc.impl.snapshot(_env(sandbox, family, rc.spec.user)) for rc in checks]
-    )
+    # the set-up runs in the snapshots' exec (ProbeBatch): one exec fewer per item
+    workdir = family.sandbox.workdir
+    try:
+        taken = await ProbeBatch(sandbox).run(
+            [rc.impl.snapshot(_env(sandbox, family, rc.spec.user)) for rc in checks],
+            setup=[SetupScript(s.run, s.user, workdir, s.timeout) for s in steps],
+        )
+    except SetupFailed as exc:
+        raise _setup_error(family.item_id(v), steps[exc.index], exc) from None
     snapshots = {rc.spec.id: snap for rc, snap in zip(checks, taken, strict=True)}
     return Baseline(family=family.id, variant=v.id, snapshots=snapshots)
+
+
+def _setup_error(item: str, step: SetupStep, exc: SetupFailed) -> SandboxError:
+    """The error a failed set-up step raises (as it did when each step had an exec of its own)."""
+    n = exc.index + 1
+    if exc.timed_out:
+        return SandboxError(f"{item}: setup step {n} timed out after {step.timeout} s")
+    if exc.outcome is None or exc.outcome.returncode == 0:
+        return SandboxError(f"{item}: setup step {n} (as {step.user}) {exc.why}")
+    r = exc.outcome
+    return SandboxError(
+        f"{item}: setup step {n} (as {step.user}) exited "
+        f"{r.returncode}: {(r.stderr or r.stdout).strip()[-400:]}",
+        hint="fix the setup script in family.yaml (or the image it runs in)",
+    )
 
 
 def _env(sandbox: SandboxEnvironment, family: FamilySpec, user: str | None) -> CheckEnv:

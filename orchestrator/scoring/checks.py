@@ -57,6 +57,8 @@ __all__ = [
     "CheckEnv",
     "CheckOutcome",
     "ProbeBatch",
+    "SetupFailed",
+    "SetupScript",
     "build_check",
     "check",
     "check_class",
@@ -87,6 +89,33 @@ class CheckOutcome(NamedTuple):
 
 
 @dataclass(frozen=True)
+class SetupScript:
+    """A set-up step a :class:`ProbeBatch` runs before its probes, in the first exec of its user.
+
+    It runs as an exec of its own would run it (``bash -eo pipefail -c`` as
+    ``user`` in ``cwd``, under ``timeout``, with the exec's own ``PATH``); the
+    probes of its user ride in the same exec after it, and nothing after it
+    runs unless it exits 0. Never run twice: a set-up need not be idempotent.
+    """
+
+    run: str
+    user: str | None
+    cwd: str
+    timeout: int
+
+
+class SetupFailed(SandboxError):
+    """A :class:`SetupScript` did not exit 0 (or its end was not seen): nothing after it ran."""
+
+    def __init__(
+        self, index: int, outcome: Observation | None, *, timed_out: bool = False, why: str = ""
+    ) -> None:
+        self.index, self.outcome, self.timed_out = index, outcome, timed_out
+        self.why = "timed out" if timed_out else why or f"exited {outcome and outcome.returncode}"
+        super().__init__(f"set-up script {index + 1} {self.why}")
+
+
+@dataclass(frozen=True)
 class _Probe:
     """One probe: a script for a shell, its positional arguments, limit and start directory."""
 
@@ -96,17 +125,33 @@ class _Probe:
     env: tuple[tuple[str, str], ...]
     timeout: int
     cwd: str
+    setup: bool = False
+    """A set-up script (:class:`SetupScript`), not a probe: run as it would run alone."""
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def framed(self) -> str:
         """The script as its shell runs it: cd to cwd, run, then report the exit status.
 
         The probe starts in / and cd's to cwd if it can: a directory the agent made
-        unreadable must not keep the probe from running at all.
+        unreadable must not keep the probe from running at all. A set-up script runs
+        as its own exec would have run it: ``bash -eo pipefail -c`` (its text is
+        ``$1``) in cwd, with the exec's inherited ``PATH`` (``$2``, saved by the
+        wrapper before it pinned its own).
         """
-        env = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in self.env)
+        if self.setup:
+            pre, body = (
+                "",
+                (
+                    f"PATH=$2; export PATH; unset AGENTCAT_EXEC_PGID\n"
+                    f"cd -- {shlex.quote(self.cwd)} || exit\nunset OLDPWD\n"
+                    'exec bash -eo pipefail -c "$1"'
+                ),
+            )
+        else:
+            env = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in self.env)
+            pre, body = f"{env}cd -- {shlex.quote(self.cwd)} 2>/dev/null || cd /\n", self.script
         return (
-            f"{env}cd -- {shlex.quote(self.cwd)} 2>/dev/null || cd /\n(\n{self.script}\n)\nrc=$?\n"
+            f"{pre}(\n{body}\n)\nrc=$?\n"
             f'printf \'\\nagentcat-probe-end-{self.nonce} %d\\n\' "$rc"\nexit "$rc"\n'
         )
 
@@ -142,25 +187,42 @@ _KILL_GRACE_S = 5  # the wrapper's `timeout -k`
 
 
 async def _run_probes(
-    sandbox: SandboxEnvironment, user: str | None, probes: Sequence[_Probe]
+    sandbox: SandboxEnvironment,
+    user: str | None,
+    probes: Sequence[_Probe],
+    setups: Sequence[int] = (),
 ) -> list[Observation | SandboxError]:
-    """Run ``probes`` in one exec as ``user``: each one's observation, or why it was not made."""
+    """Run ``probes`` in one exec as ``user``: each one's observation, or why it was not made.
+
+    The set-up scripts among them (``setups``: their index in the batch, in order)
+    come first; the exec stops after one that does not exit 0.
+
+    Raises:
+        SetupFailed: a set-up script did not exit 0 (or its end was not seen).
+    """
     argv: list[str] = []
     calls: list[str] = []
     for pr in probes:
         first = len(argv) + 1
         argv += [pr.nonce, str(pr.timeout), pr.shell, pr.framed(), *pr.args]
-        calls.append("p " + " ".join(f'"${{{i}}}"' for i in range(first, len(argv) + 1)))
+        call = "p " + " ".join(f'"${{{i}}}"' for i in range(first, len(argv) + 1))
+        # a set-up gets the exec's own PATH; the probes after it run only if it exited 0
+        calls.append(f'{call} "$agentcat_path"; [ "$c" = 0 ] || exit 0' if pr.setup else call)
     limit = sum(pr.timeout + _KILL_GRACE_S for pr in probes) + _KILL_GRACE_S
+    # an exec with a set-up inherits the container's environment (the set-up's, as if it
+    # ran alone) and pins PATH in the wrapper; one without gets the pinned PATH at once
+    lead = f"agentcat_path=$PATH; PATH={PINNED_PATH}; export PATH\n" if setups else ""
     try:
         r = await sandbox.exec(
-            ["/bin/sh", "-c", _WRAPPER + "\n".join(calls) + "\n", "agentcat-probes", *argv],
+            ["/bin/sh", "-c", lead + _WRAPPER + "\n".join(calls) + "\n", "agentcat-probes", *argv],
             cwd="/",
-            env={"PATH": PINNED_PATH},
+            env=None if setups else {"PATH": PINNED_PATH},
             user=user,
             timeout=limit,
         )
     except TimeoutError:
+        if setups:  # it ran first: whatever hung, the probes after it were not seen
+            raise SetupFailed(setups[0], None, timed_out=True) from None
         err = SandboxError(
             f"check probes timed out after {limit} s together: "
             + ", ".join(pr.name() for pr in probes)
@@ -168,14 +230,57 @@ async def _run_probes(
         return [err] * len(probes)
     outs = _lines(r.stdout, _OUT_LINE)
     errs = _lines(r.stderr, _ERR_LINE)
+    for pr, index in zip(probes[: len(setups)], setups, strict=True):  # set-ups lead the exec
+        _setup_outcome(index, pr, outs.get(pr.nonce), errs.get(pr.nonce), r)
     obs = [_observation(pr, outs.get(pr.nonce), errs.get(pr.nonce), r) for pr in probes]
     if len(probes) > 1:
         # a probe whose lines did not come back from a shared exec (its output cut to the
         # exec's output limit, or lost) runs again alone: sharing never costs an observation
         for i, pr in enumerate(probes):
-            if pr.nonce not in outs or pr.nonce not in errs:
+            if not pr.setup and (pr.nonce not in outs or pr.nonce not in errs):
                 (obs[i],) = await _run_probes(sandbox, user, [pr])
     return obs
+
+
+def _setup_outcome(
+    index: int,
+    pr: _Probe,
+    out: tuple[str, ...] | None,
+    err: tuple[str, ...] | None,
+    r: ExecResult[str],
+) -> None:
+    """Return if set-up script ``pr`` exited 0 with its frame intact; raise SetupFailed if not.
+
+    Its exit status is the one its ``timeout`` saw (a script cannot print that); what it
+    printed, including a report of its own, is only its output.
+    """
+    if out is None or err is None:
+        said = _said(r)
+        why = f"returned no intact frame (exit {r.returncode}{': ' + said if said else ''})"
+        raise SetupFailed(index, None, why=why)
+    try:
+        stdout, stderr = _decode(out[0]), _decode(err[0])
+    except (ValueError, binascii.Error):
+        raise SetupFailed(index, None, why="returned undecodable output") from None
+    status = int(out[1])
+    tail = re.search(rf"\nagentcat-probe-end-{pr.nonce} (\d+)\n\Z", stdout)
+    reported = None if tail is None else int(tail.group(1))
+    if status in (124, 137) and reported != status:
+        raise SetupFailed(index, None, timed_out=True)
+    ob = Observation(status, stdout if tail is None else stdout[: tail.start()], stderr)
+    if status != 0:
+        raise SetupFailed(index, ob)
+    if reported != 0:
+        raise SetupFailed(index, ob, why="exited 0 without an intact frame")
+
+
+def _said(r: ExecResult[str]) -> str:
+    """What the runtime or the wrapper said (never a probe's output: that is encoded)."""
+    return " ".join(
+        line
+        for line in (r.stderr + "\n" + r.stdout).split("\n")
+        if not line.startswith("agentcat-probe-")
+    )[:160].strip()
 
 
 def _lines(text: str, form: re.Pattern[str]) -> dict[str, tuple[str, ...]]:
@@ -203,12 +308,7 @@ def _observation(
 ) -> Observation | SandboxError:
     """The probe's own output, or SandboxError when its lines or its frame are not intact."""
     if out is None or err is None:
-        # what the runtime or the wrapper said (never a probe's output: that is encoded)
-        said = " ".join(
-            line
-            for line in (r.stderr + "\n" + r.stdout).split("\n")
-            if not line.startswith("agentcat-probe-")
-        )[:160].strip()
+        said = _said(r)
         return SandboxError(
             f"check probe {pr.name()} returned no intact frame (exit {r.returncode}"
             f"{': ' + said if said else ''}); the observation was not made"
@@ -249,20 +349,36 @@ class ProbeBatch:
     and each check gets exactly the :class:`Observation` (or ``SandboxError``)
     a probe of its own would have given. A check that probes again (a listing,
     then a stat) waits for the next round.
+
+    Set-up scripts (a scenario's set-up, before its snapshots) run first, in
+    order, the probes of their user in the same exec after the last of them:
+    a set-up no longer costs an exec of its own.
     """
 
     def __init__(self, sandbox: SandboxEnvironment) -> None:
         self.sandbox = sandbox
         self._queue: list[tuple[int, str | None, _Probe, asyncio.Future[Observation]]] = []
+        self._setup: list[tuple[str | None, _Probe]] = []
         self._live: set[int] = set()
         self._wake = asyncio.Event()
 
-    async def run(self, coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-        """Await ``coros`` (each a check's snapshot or evaluate) together; results in order.
+    async def run(
+        self, coros: Sequence[Coroutine[Any, Any, T]], setup: Sequence[SetupScript] = ()
+    ) -> list[T]:
+        """Run ``setup``, then await ``coros`` (each a check's snapshot or evaluate) together.
+
+        A coroutine may start before the set-up has run, but none of its probes runs
+        before every set-up script has exited 0 (each one's exec ends at one that
+        does not). Results in the order of ``coros``.
 
         Raises:
+            SetupFailed: a set-up script did not exit 0; no probe ran after it.
             BaseException: the first (in order) that a coroutine raised, once all have ended.
         """
+        self._setup = [
+            (s.user, _Probe("/bin/sh", s.run, (s.run,), (), s.timeout, s.cwd, setup=True))
+            for s in setup
+        ]
         tasks: list[asyncio.Task[T]] = []
         for i, coro in enumerate(coros):
             ctx = contextvars.copy_context()
@@ -272,21 +388,24 @@ class ProbeBatch:
             tasks.append(task)
         self._live = set(range(len(tasks)))
         try:
-            while self._live:
+            while self._live or self._setup:
                 waiting = {owner for owner, *_ in self._queue}
-                if self._queue and self._live <= waiting:
+                if (self._queue or self._setup) and self._live <= waiting:
                     await self._flush()
                     continue
                 self._wake.clear()
                 await self._wake.wait()
         finally:
+            # a failed set-up or a cancelled batch: no check outlives the batch
             for task in tasks:
                 task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for res in results:
-            if isinstance(res, BaseException):
-                raise res
-        return results  # type: ignore[return-value]
+            if tasks:
+                await asyncio.wait(tasks)
+        for task in tasks:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+        return [task.result() for task in tasks]
 
     def _ended(self, i: int) -> None:
         self._live.discard(i)
@@ -300,18 +419,35 @@ class ProbeBatch:
 
     async def _flush(self) -> None:
         queue, self._queue = self._queue, []
-        by_user: dict[str | None, list[tuple[_Probe, asyncio.Future[Observation]]]] = {}
+        setup, self._setup = self._setup, []
+        # set-up scripts in order (consecutive ones of a user share an exec), then the
+        # probes one user after the other (in order of first probe), a user's joining the
+        # last set-up's exec: the engine does not overlap execs on a small machine anyway,
+        # and the probes' order stays the checks' order
+        execs: list[tuple[str | None, list[tuple[_Probe, asyncio.Future[Observation] | None]]]]
+        execs = []
+        setups: list[list[int]] = []
+        for i, (user, probe) in enumerate(setup):
+            if not execs or execs[-1][0] != user:
+                execs.append((user, []))
+                setups.append([])
+            execs[-1][1].append((probe, None))
+            setups[-1].append(i)
         for _, user, probe, fut in queue:
-            by_user.setdefault(user, []).append((probe, fut))
-        # one user after the other (in order of first probe): the engine does not overlap
-        # execs on a small machine anyway, and the probes' order stays the checks' order
-        for user, group in by_user.items():
+            group = next((g for u, g in execs[max(len(setups) - 1, 0) :] if u == user), None)
+            if group is None:
+                execs.append((user, group := []))
+            group.append((probe, fut))
+        for k, (user, group) in enumerate(execs):
+            leads = setups[k] if k < len(setups) else []
             try:
-                obs: list[Any] = await _run_probes(self.sandbox, user, [p for p, _ in group])
+                obs: list[Any] = await _run_probes(self.sandbox, user, [p for p, _ in group], leads)
             except Exception as exc:  # the exec itself failed: every probe in it shares that
+                if leads:  # ... and a set-up's failure ends the batch
+                    raise
                 obs = [exc] * len(group)
             for (_, fut), ob in zip(group, obs, strict=True):
-                if fut.done():
+                if fut is None or fut.done():
                     continue
                 if isinstance(ob, BaseException):
                     fut.set_exception(ob)
