@@ -25,7 +25,9 @@ sandbox user cannot read, is a value.
 Each ``docker exec`` costs the engine tens of milliseconds however little it
 runs, so the checks of one phase (setup snapshots, grading) run together in a
 :class:`ProbeBatch`, and the probes they wait on share one exec per user; a
-check sees exactly the observation a probe of its own would have made.
+check sees exactly the observation a probe of its own would have made. A
+scenario's set-up steps (:class:`SetupScript`) lead the snapshots' exec: they
+run as an exec of their own would, and no probe runs after one that failed.
 """
 
 from __future__ import annotations
@@ -115,6 +117,16 @@ class SetupFailed(SandboxError):
         super().__init__(f"set-up script {index + 1} {self.why}")
 
 
+# A set-up script in its frame: $1 its text, $2 the PATH the exec came with; the variables
+# the wrapper and the frame's own cd add are dropped, so it sees the environment it saw alone.
+_SETUP_BODY = (
+    "PATH=$2; export PATH; unset AGENTCAT_EXEC_PGID\n"
+    "cd -- {cwd} || exit\n"
+    "unset OLDPWD\n"
+    'exec bash -eo pipefail -c "$1"'
+)
+
+
 @dataclass(frozen=True)
 class _Probe:
     """One probe: a script for a shell, its positional arguments, limit and start directory."""
@@ -139,14 +151,7 @@ class _Probe:
         wrapper before it pinned its own).
         """
         if self.setup:
-            pre, body = (
-                "",
-                (
-                    f"PATH=$2; export PATH; unset AGENTCAT_EXEC_PGID\n"
-                    f"cd -- {shlex.quote(self.cwd)} || exit\nunset OLDPWD\n"
-                    'exec bash -eo pipefail -c "$1"'
-                ),
-            )
+            pre, body = "", _SETUP_BODY.format(cwd=shlex.quote(self.cwd))
         else:
             env = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in self.env)
             pre, body = f"{env}cd -- {shlex.quote(self.cwd)} 2>/dev/null || cd /\n", self.script
@@ -396,16 +401,14 @@ class ProbeBatch:
                 self._wake.clear()
                 await self._wake.wait()
         finally:
-            # a failed set-up or a cancelled batch: no check outlives the batch
             for task in tasks:
                 task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-        for task in tasks:
-            exc = task.exception()
-            if exc is not None:
-                raise exc
-        return [task.result() for task in tasks]
+            # a failed set-up or a cancelled batch: no check outlives the batch
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        return results  # type: ignore[return-value]
 
     def _ended(self, i: int) -> None:
         self._live.discard(i)
