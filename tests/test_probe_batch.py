@@ -446,3 +446,23 @@ def test_a_cancelled_batch_awaits_its_checks() -> None:
         assert sorted(ended) == ["a", "b"]
 
     asyncio.run(body())
+
+
+def test_a_setup_whose_frame_was_lost_fails_and_never_runs_twice(sandbox_test_image: str) -> None:
+    """A probe lost from a shared exec runs again alone; a set-up need not be idempotent."""
+    fam = _family()
+    counting = fam.model_copy(
+        update={"setup": [fam.setup[0].model_copy(update={"run": "echo x >> /srv/data/runs"})]}
+    )
+
+    async def body() -> tuple[Any, ...]:
+        async with _sandbox(sandbox_test_image) as sb:
+            dropping = _Dropping(sb)  # loses the set-up's stdout line (the exec's first)
+            with pytest.raises(SandboxError) as exc:
+                await setup_variant(dropping, counting, "one")  # type: ignore[arg-type]
+            runs = await sb.exec(["cat", "/srv/data/runs"], user="agent")
+            return exc.value, runs.stdout, dropping.execs
+
+    err, runs, execs = asyncio.run(body())
+    assert str(err).startswith("probefam.one: setup step 1 (as agent) returned no intact frame")
+    assert (runs, execs) == ("x\n", 1)
