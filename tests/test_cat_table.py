@@ -281,3 +281,75 @@ def test_early_batches_from_renewed_bounds_are_the_exact_batches(
     tabulated, exact = _both(monkeypatch, run)  # (only the tabulated run takes bounds)
     assert tabulated == exact
     assert calls["bounds"] > 5  # once per batch, and again where a batch outgrew them
+
+
+@pytest.mark.parametrize(
+    "selection",
+    ["max_info", "variance_reduction", {"rule": "max_info", "args": {"randomesque": 3}}],
+    ids=["max_info", "variance_reduction", "randomesque"],
+)
+def test_late_batches_settled_from_scores_at_hand_are_the_exact_batches(
+    monkeypatch: pytest.MonkeyPatch, selection: object
+) -> None:
+    """Later in a test (narrow posterior) a batch's later picks are settled from the
+    exact scores of the items its first picks already computed (``Bounded.known``),
+    without their shortlist: the picks stay the exact rule's."""
+    lazy, init = selection_module._lazy_candidates, Bounded.__init__
+    calls = {"lazy": 0, "listed": 0}
+
+    def counted_lazy(*args: object) -> object:
+        calls["lazy"] += 1
+        return lazy(*args)  # type: ignore[arg-type]
+
+    def counted_init(self: Bounded, *args: object, **kw: object) -> None:
+        init(self, *args, **kw)  # type: ignore[arg-type]
+        if self.shortlist is not None and self.upper_only:  # a batch's later picks
+            listed = self.shortlist
+
+            def counted_listed() -> object:
+                calls["listed"] += 1
+                return listed()
+
+            self.shortlist = counted_listed  # type: ignore[assignment]
+
+    monkeypatch.setattr(selection_module, "_lazy_candidates", counted_lazy)
+    monkeypatch.setattr(Bounded, "__init__", counted_init)
+
+    def run() -> list[list[str]]:
+        bank = tagged_bank(600, seed=4)
+        x = true_scores(bank, 0.6, seed=2)
+        ctl = CatController(bank, selection=selection, rng=1)
+        batches = []
+        for step in range(40):
+            if step >= 25 and step % 3 == 0:
+                batches.append(ctl.next_items(8))
+            item = ctl.next_items(1)[0]
+            ctl.record(item, int(x[bank.index[item]]))
+        return batches
+
+    tabulated, exact = _both(monkeypatch, run)
+    assert tabulated == exact
+    assert 0 < calls["listed"] < calls["lazy"]  # some later picks never needed their list
+
+
+@pytest.mark.parametrize("rest", [0.3, 0.6])
+def test_scores_at_hand_settle_a_pick_only_when_every_other_bound_is_below(
+    rest: float,
+) -> None:
+    """Items 0, 1 are at hand (exact 0.5, 0.4); item 2 is not (bound 0.7, exact 0.65).
+    With the others bounded by 0.3 the pick is settled from items 0, 1; with 0.6 it is
+    not, and the list finds item 2."""
+    exact = np.array([0.5, 0.4, 0.65, 0.05])
+    scores = Bounded(
+        np.array([[0.5, 0.4, 0.7, 0.1]]),
+        0.0,
+        np.empty(0, dtype=np.int64),
+        lambda rows, cols: exact[cols],
+        upper_only=True,
+        shortlist=lambda: (np.array([[2, 3]]), np.array([[0.7, 0.1]]), np.array([0.05])),
+        known=lambda eligible: (np.array([0, 1]), exact[:2], rest),
+    )
+    found = selection_module._lazy_candidates(scores, np.ones((1, 4), dtype=bool), 1)
+    assert found is not None
+    items = found[1][np.argmax(found[2])]
+    assert items == (0 if rest == 0.3 else 2)

@@ -241,18 +241,27 @@ class SelectionRule(Recorded, ABC):
             mask = mask.copy()
             rows, at = np.nonzero(inflight >= 0)
             mask[rows, inflight[rows, at]] = False
-        out = np.full((state.n_subjects, k), -1, dtype=np.int64)
-        picked = inflight
+        # in flight, then this batch's picks (−1 until made): each pick sees a view of
+        # the ones before it
+        first = inflight.shape[1]
+        picked = np.full((state.n_subjects, first + k), -1, dtype=np.int64)
+        picked[:, :first] = inflight
         cache: dict[str, Any] = {}
         for n in range(k):
-            idx = self._pick_one(state, mask, picked, rngs, cache)
-            out[:, n] = idx
-            if n + 1 == k or (idx < 0).all():  # nothing left anywhere: the rest stay −1
+            idx = self._pick_one(state, mask, picked[:, : first + n], rngs, cache)
+            picked[:, first + n] = idx
+            if n + 1 == k:
                 break
-            picked = np.concatenate([picked, idx[:, None]], axis=1)
+            if state.n_subjects == 1:  # one test (live): no index arithmetic
+                if idx[0] < 0:
+                    break
+                mask[0, idx[0]] = False
+                continue
+            if (idx < 0).all():  # nothing left anywhere: the rest stay −1
+                break
             ok = np.flatnonzero(idx >= 0)
             mask[ok, idx[ok]] = False
-        return out
+        return picked[:, first:]
 
     # -- the pipeline --------------------------------------------------------
     def _pick_one(
@@ -326,14 +335,16 @@ class SelectionRule(Recorded, ABC):
         found, exact = None, None
         if scores.shortlist is not None and cost is None:
             if scores.upper_only:
-                found = _lazy_candidates(scores, scores.shortlist(), mask, n)
+                found = _lazy_candidates(scores, mask, n)
                 if found is None and scores.tighten is not None and scores.tighten():
-                    found = _lazy_candidates(scores, scores.shortlist(), mask, n)
+                    found = _lazy_candidates(scores, mask, n)
                 exact = None if found is None else found[2]
             else:
                 found = self._shortlist_candidates(scores, scores.shortlist(), mask, n)
         rows, cols = self._candidates(scores, mask, cost, n) if found is None else found[:2]
         one = mask.shape[0] == 1
+        if one and exact is not None and rows.size > n and n == 1 and cost is None:
+            return cols[np.argmax(exact)][None]  # (what _pick makes of the row below)
         counts = np.array([rows.size]) if one else np.bincount(rows, minlength=mask.shape[0])
         if (counts <= n).all():
             out = np.full(len(counts), -1, dtype=np.int64)
@@ -512,38 +523,51 @@ def _shortlist_candidates_one(
 
 
 def _lazy_candidates(
-    scores: Bounded, listed: Shortlist, mask: BoolArray, n: int
+    scores: Bounded, mask: BoolArray, n: int
 ) -> tuple[IntArray, IntArray, FloatArray] | None:
     """Candidates of one test (S = 1) for an upper-bounded criterion, with their exact
     scores, from its shortlist: the eligible listed items are evaluated exactly in
     order of their bounds, a chunk at a time, until the next bound is below the n-th
     best exact score found (lazy greedy); None when an item off the list (bound ≤ the
     ceiling) could still reach it. Items without a bound are always evaluated. Every
-    item evaluated is returned: they include the best n."""
-    cols, est, ceiling = listed
-    if len(cols) != 1:
+    item evaluated is returned: they include the best n. First, the scores the
+    criterion has at hand (``Bounded.known``) settle the pick without the list when
+    every other item's bound is below their n-th best."""
+    if mask.shape[0] != 1:
         return None
-    cols, est = cols[0], est[0]
-    keep = mask[0, cols]
-    order = np.argsort(-est[keep], kind="stable")
-    cols, est = cols[keep][order], est[keep][order]
+    if scores.known is not None and (got := scores.known(mask[0])) is not None:
+        items, values, rest = got  # settled when every item not at hand is below the n-th
+        if values.size >= n and rest < -np.partition(-values, n - 1)[n - 1]:
+            return np.zeros(items.size, dtype=np.int64), items, values
+    assert scores.shortlist is not None
+    cols, est, ceiling = scores.shortlist()
+    keep = mask[0, cols[0]]
+    cols, est = cols[0][keep], est[0][keep]
     free = scores.unbounded[mask[0, scores.unbounded]]
     if cols.size + free.size < n:
         return None
-    done, items = 0, free
-    values = scores.exact(np.zeros(free.size, dtype=np.int64), free) if free.size else np.empty(0)
-    while True:  # a call costs more than its items: chunks of 32
-        chunk = cols[done : done + max(32, 4 * n)]
-        done += chunk.size
-        items = np.concatenate([items, chunk])
-        values = np.concatenate([values, scores.exact(np.zeros(chunk.size, np.int64), chunk)])
-        kth = -np.partition(-values, n - 1)[n - 1] if values.size >= n else -np.inf
-        if done == cols.size or est[done] < kth:
+    items, values = [free], [np.empty(0)]
+    if free.size:
+        values[0] = scores.exact(np.zeros(free.size, dtype=np.int64), free)
+    step = max(32, 4 * n)  # a call costs more than its items: chunks of 32
+    while True:  # the chunk of the best bounds left (a partition: no full sort)
+        if cols.size > step:
+            part = np.argpartition(-est, step)
+            chunk, cols, est = cols[part[:step]], cols[part[step:]], est[part[step:]]
+        else:
+            chunk, cols, est = cols, cols[:0], est[:0]
+        items.append(chunk)
+        values.append(scores.exact(np.zeros(chunk.size, np.int64), chunk))
+        found = np.concatenate(values) if len(values) > 2 or free.size else values[-1]
+        kth = -np.partition(-found, n - 1)[n - 1] if found.size >= n else -np.inf
+        # (argpartition left the best bound of the rest at its front)
+        if cols.size == 0 or est[0] < kth:
             break
     if not ceiling[0] < kth:
         return None
-    order = np.argsort(items)  # column order, as _candidates gives them
-    return np.zeros(items.size, dtype=np.int64), items[order], values[order]
+    picked = np.concatenate(items) if len(items) > 2 or free.size else items[-1]
+    order = np.argsort(picked)  # column order, as _candidates gives them
+    return np.zeros(picked.size, dtype=np.int64), picked[order], found[order]
 
 
 def _probe_targets(
@@ -604,6 +628,10 @@ class Bounded:
             so a pick may be proven from the listed items alone.
         tighten: Optional function that lowers ``estimate`` (still bounds) and renews
             the shortlist when the list could not prove the pick; True if it did.
+        known: Optional function of one test's eligibility ``(N,)``: the exact scores
+            of the eligible items it has at hand (cheaply, e.g. earlier picks of the
+            same batch scored them), in column order, and a bound on every other
+            eligible item's score; or None. Tried before the shortlist.
     """
 
     def __init__(
@@ -615,6 +643,7 @@ class Bounded:
         upper_only: bool = False,
         shortlist: Callable[[], Shortlist] | None = None,
         tighten: Callable[[], bool] | None = None,
+        known: Callable[[BoolArray], tuple[IntArray, FloatArray, float] | None] | None = None,
     ) -> None:
         self._estimate = estimate
         self.eps = eps
@@ -623,6 +652,7 @@ class Bounded:
         self.upper_only = upper_only
         self.shortlist = shortlist
         self.tighten = tighten
+        self.known = known
 
     @property
     def estimate(self) -> NDArray[Any]:
@@ -723,8 +753,11 @@ def _variance_reduction(
         w = state.weights()
         keep = (w > 1e-9 * w.max(axis=1, keepdims=True)).any(axis=0)
         j_prec = state.prior_precision[:, 0] + state.administered_information(keep)
-        prep = cache["vr_grid"] = [state.points[:, keep], w[:, keep], j_prec, 0]
-    points, w, j_prec, n_done = prep
+        points = state.points[:, keep]
+        table = bank.information_table()
+        table = table if table is not None and table.covers(points) else None
+        prep = cache["vr_grid"] = [points, w[:, keep], j_prec, 0, table]
+    points, w, j_prec, n_done, table = prep
     if batch.shape[1] > n_done:  # J grows by each row's picks since last time (−1: none)
         new = batch[:, n_done:]
         s_, g_, m_ = points.shape[0], points.shape[1], new.shape[1]
@@ -740,9 +773,8 @@ def _variance_reduction(
             items = np.broadcast_to(np.maximum(new, 0)[:, None, :], (s_, g_, m_))
             info = bank.model.information_at(theta.reshape(-1, points.shape[-1]), items.ravel())
             j_prec = j_prec + (info.reshape(s_, g_, m_) * (new >= 0)[:, None, :]).sum(axis=-1)
-        prep[2:] = [j_prec, batch.shape[1]]
-    table = state.bank.information_table()
-    if table is not None and table.covers(points):
+        prep[2:4] = [j_prec, batch.shape[1]]
+    if table is not None:
         return _variance_reduction_bounded(state, table, points, w / j_prec, j_prec, cache)
     # Within one select() call the posterior is fixed and the candidates only shrink,
     # so the information table over the state's eligible items is computed once.
@@ -850,6 +882,30 @@ def _variance_reduction_bounded(
             out[at] = np.einsum("g,gm->m", factor[s], info / (j_prec[s, :, None] + info))
         return out
 
+    def known(eligible: BoolArray) -> tuple[IntArray, FloatArray, float] | None:
+        """The exact scores of the eligible items this batch computed the information of
+        (at the batch's J now), and the highest bound of every other eligible item: after
+        a batch's first later pick, most picks are settled by these ~100 alone."""
+        seen, listing = cache.get("vr_seen"), cache.get("vr_shortlist")
+        if seen is None or listing is None:
+            return None
+        slot, store, used = seen
+        block = cache.get("vr_block")
+        if block is None or block[0] != used or block[1] is not listing:
+            items = np.flatnonzero(slot >= 0)  # in column order
+            listed = listing[0][0]
+            steep = table.steep[eligible[table.steep]]
+            if (slot[steep] < 0).any():  # items without a bound must be at hand
+                return None
+            off = listed[slot[listed] < 0]  # listed, not at hand: bounds fixed until relisted
+            off = off[eligible[off]]  # (eligibility of those only changes with a relisting)
+            rest = max(float(listing[1][0]), float(upper[0, off].max(initial=-np.inf)))
+            block = cache["vr_block"] = (used, listing, items, store[slot[items]], rest)
+        _, _, items, info, rest = block
+        values = np.einsum("mg,g->m", info / (j_prec[0] + info), factor[0])
+        ok = eligible[items]  # (the batch's picks among them drop out here)
+        return items[ok], values[ok], rest
+
     def tighten() -> bool:
         """Bounds at the batch's J now (early in a test the first pick's bounds, taken
         before the batch's picks, grow too loose to settle a later pick from the list);
@@ -870,6 +926,7 @@ def _variance_reduction_bounded(
         upper_only=True,
         shortlist=listed if one else None,
         tighten=tighten if one else None,
+        known=known if one else None,
     )
 
 
@@ -894,7 +951,8 @@ def _grid_information(
     slot, store, used = seen
     need = cols[slot[cols] < 0]
     if need.size and ahead is not None:
-        need = np.union1d(need, ahead[slot[ahead] < 0])
+        slot[need] = -2  # (marks need: no item twice, no sort)
+        need = np.concatenate([need, ahead[slot[ahead] == -1]])
     if need.size:
         if used + need.size > len(store):
             grown = np.empty((2 * (used + need.size), store.shape[1]))
