@@ -5,11 +5,12 @@ eligible item at the EAP, masking, argmax) + ``record(item, score)`` (grid
 posterior update, EAP/SE) + ``should_stop()`` (SE rule). Banks of 1k, 10k and
 100k items with known parameters (K = 4, or each ``--categories``); scores are
 drawn from the model at a fixed true θ. Also times one 8-item batch
-(``next_items(8)``, conditioned greedy picks) and one ``variance_reduction``
-pick on the same state (D = 1). ``--early 5 10 20`` also times one 8-item batch
-after 5, 10 and 20 steps of a second, identical test (the posterior is still
-wide there, which the batch after ``--steps`` does not show; the step columns
-stay those of the first test). Numbers, not asserts: prints a table and writes
+(``next_items(8)``, conditioned greedy picks; the median of ``--batches`` of
+them, 20 by default: three were too few for a steady median) and one
+``variance_reduction`` pick on the same state (D = 1). ``--early 5 10 20`` also
+times 8-item batches after 5, 10 and 20 steps of a second, identical test (the
+posterior is still wide there, which the batch after ``--steps`` does not show;
+the step columns stay those of the first test). Numbers, not asserts: prints a table and writes
 ``bench/results/cat_step.json``. ``--clock cpu`` times this process's CPU
 time instead of wall time (steadier when the machine is shared).
 
@@ -72,6 +73,7 @@ def bench(
     dims: int = 1,
     categories: int = 4,
     early: tuple[int, ...] = (),
+    batches: int = 20,
 ) -> dict[str, object]:
     bank = make_bank(n_items, dims=dims, categories=categories)
     truth = np.full((1, dims), 0.7)
@@ -97,7 +99,7 @@ def bench(
         stop_s.append(t3 - t2)
     step = [a + b + c for a, b, c in zip(select_s, record_s, stop_s, strict=True)]
     batch, vr = [], []
-    for _ in range(3):
+    for _ in range(batches):
         t0 = now()
         ctl.next_items(8)
         batch.append(now() - t0)
@@ -116,7 +118,7 @@ def bench(
         for n in range(max(early) + 1):
             if n in early:
                 times = []
-                for _ in range(3):
+                for _ in range(batches):
                     t0 = now()
                     ctl.next_items(8)
                     times.append(now() - t0)
@@ -137,7 +139,8 @@ def bench(
         "should_stop_ms_median": statistics.median(stop_s) * ms,
         "batch8_ms_median": statistics.median(batch) * ms,
         "vr1_ms_median": statistics.median(vr) * ms if vr else None,
-        "batch8_early_ms": batch_early,  # after n steps: median of 3 batches
+        "batch8_early_ms": batch_early,  # after n steps: median of `batches` batches
+        "batches": batches,
         "table_build_s": table_s,
         "final_theta": np.atleast_1d(ctl.theta).tolist(),  # a float in trees before #12
         "final_se": np.atleast_1d(ctl.se).tolist(),
@@ -170,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="also time an 8-item batch after these many steps of a second test",
     )
+    p.add_argument(
+        "--batches", type=int, default=20, help="8-item batches timed per state (median)"
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     out = args.out or RESULTS / (
@@ -186,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             dims=args.dims,
             categories=k,
             early=tuple(args.early),
+            batches=args.batches,
         )
         for rule in rules
         for k in args.categories

@@ -11,7 +11,8 @@ clock is each process's CPU time, which a busy machine disturbs less than
 wall time, but not by nothing. ``--early 5 10 20`` adds, per case, the
 8-item batch after that many steps of a second test (``batch8_early_ms``:
 per step count, the median over rounds of each side and their ratio);
-the other columns keep their meaning.
+the other columns keep their meaning. ``--batches`` (default 20) is how many
+8-item batches each run times per state (their median is the run's value).
 
     nice python bench/compare_cat_step.py --baseline /work/main --candidate . --rounds 5
 
@@ -49,12 +50,14 @@ def run_once(
     steps: int,
     clock: str,
     early: list[int],
+    batches: int,
     out: Path,
 ) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, str(BENCH), "--sizes", *map(str, sizes), "--steps", str(steps)]
     cmd += ["--clock", clock, "--categories", *map(str, categories)]
     cmd += ["--early", *map(str, early)] if early else []
+    cmd += ["--batches", str(batches)]
     subprocess.run([*cmd, "--out", str(out)], env=env, check=True, capture_output=True)
     return json.loads(out.read_text())["results"]
 
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
     p.add_argument("--early", type=int, nargs="*", default=[])
+    p.add_argument("--batches", type=int, default=20)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     trees = {"baseline": args.baseline.resolve(), "candidate": args.candidate.resolve()}
@@ -78,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             order = list(trees) if r % 2 == 0 else list(trees)[::-1]
             for label in order:
                 out = Path(tmp) / f"{label}{r}.json"
-                cases = (args.sizes, args.categories, args.steps, args.clock, args.early, out)
-                runs[label].append(run_once(trees[label], *cases))
+                cases = (args.sizes, args.categories, args.steps, args.clock, args.early)
+                runs[label].append(run_once(trees[label], *cases, args.batches, out))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     rows = []
     cases = [(k, n) for k in args.categories for n in args.sizes]  # bench_cat_step's order
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             early[n_steps] = {**med, "ratio": med["candidate"] / med["baseline"]}
         if early:
             row["batch8_early_ms"] = early
+        # the target: an 8-item batch within 10 steps (both medians of this run)
+        row["batch8_over_step"] = {
+            k: row["batch8_ms_median"][k] / row["step_ms_median"][k] for k in trees
+        }
         per_round = {k: [run[i]["step_ms_median"] for run in runs[k]] for k in trees}
         row["rounds_step_ms"] = per_round
         fastest = {k: min(v) for k, v in per_round.items()}  # the least disturbed round
@@ -116,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{row[key]['ratio']:.3f}" for key in KEYS[1:])
             + ")"
         )
+        b = row["batch8_over_step"]
+        print(
+            f"   batch8 / step: {b['baseline']:.1f} → {b['candidate']:.1f} "
+            f"(batch8 {row['batch8_ms_median']['baseline']:.3f} → "
+            f"{row['batch8_ms_median']['candidate']:.3f} ms)"
+        )
         for n_steps, e in row.get("batch8_early_ms", {}).items():
             print(
                 f"   batch8 after {n_steps:>3} steps: {e['baseline']:.2f} → "
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "clock": args.clock,
         "steps": args.steps,
         "early": args.early,
+        "batches": args.batches,
         "load_avg_1m": os.getloadavg()[0],
         "results": rows,
     }
