@@ -260,6 +260,7 @@ async def run_job(job: RunJob) -> ItemResult:
     from orchestrator._secrets import register_secret
 
     init_display_type("none")  # eval_async would default to "plain" console output
+    _quiet_display()
     register_secret(job.api_key)
     _scrub_inspect_logging("warning")
     t0 = time.perf_counter()
@@ -336,6 +337,23 @@ def _scrub_inspect_logging(log_level: str) -> None:
     for file_handler in (handler.trace_logger, handler.file_logger):
         if file_handler is not None:
             scrub_log_handler(file_handler)
+
+
+def _quiet_display() -> None:
+    """Give Inspect a display that draws nothing.
+
+    With display ``none`` Inspect still drives its rich display, which lays out
+    its task and results tables on every eval and then drops them (the console
+    is quiet): in a warm worker that was a visible share of an item's CPU. (A
+    private Inspect name: if a later Inspect moves it, this raises and the run
+    fails as ``internal``, rather than quietly paying for the tables again.)
+    """
+    from inspect_ai._display.core import active
+
+    from orchestrator.runner._quiet_display import QuietDisplay
+
+    if not isinstance(active._active_display, QuietDisplay):
+        active._active_display = QuietDisplay()
 
 
 def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
@@ -505,6 +523,7 @@ async def _empty_eval(log_dir: str) -> None:
         return score
 
     init_display_type("none")
+    _quiet_display()
     _scrub_inspect_logging("error")  # before Inspect's first trace line in this process
     task = Task(dataset=[Sample(id="warm", input="-")], solver=nothing(), scorer=zero())
     await eval_async(
