@@ -53,6 +53,38 @@ def test_a_warm_worker_asks_git_for_the_revision_once_not_per_eval() -> None:
     assert got == {"cold": got["cold"], "warm": 0, "openai": True}
 
 
+QUIET_PROBE = """
+import asyncio, json, tempfile
+import rich.live
+lives = []
+real_init = rich.live.Live.__init__
+def counting_init(self, *a, **k):
+    lives.append(1)
+    real_init(self, *a, **k)
+rich.live.Live.__init__ = counting_init
+from orchestrator.runner.inspect_run import _empty_eval
+from inspect_ai.log import list_eval_logs, read_eval_log
+with tempfile.TemporaryDirectory() as tmp:
+    asyncio.run(_empty_eval(tmp))
+    asyncio.run(_empty_eval(tmp))
+    logs = [read_eval_log(info) for info in list_eval_logs(tmp)]
+print(json.dumps({"lives": len(lives),
+                  "logs": [(lg.status, len(lg.samples or []), bool(lg.results)) for lg in logs]}))
+"""
+
+
+def test_a_worker_s_evals_draw_no_display_and_still_write_whole_logs() -> None:
+    """Inspect's display ``none`` still lays its live task screen and results table out
+    for every eval (three ``rich`` Live objects an eval); a worker's evals build none,
+    and their logs are still complete."""
+    out = subprocess.run(
+        [sys.executable, "-c", QUIET_PROBE], cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"lives": 0, "logs": [["success", 1, True], ["success", 1, True]]}
+
+
 def test_the_pool_starts_its_workers_when_it_is_created() -> None:
     before = set(multiprocessing.active_children())
     with WorkerPool(1):

@@ -6,10 +6,13 @@ import asyncio
 import io
 import json
 import logging
+import random
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
+from inspect_ai.log import read_eval_log
 
 from orchestrator._secrets import (
     REDACTED,
@@ -51,6 +54,61 @@ def test_key_shapes_are_replaced(text: str, kept: str) -> None:
 def test_ordinary_text_is_left_alone() -> None:
     text = "category 2 (safe, task not done): sk-short, token scope 'deploy:write' required"
     assert scrub(text) == text
+
+
+_ALL_SHAPES = re.compile(
+    r"""
+      \bsk-[A-Za-z0-9_\-]{12,}
+    | \b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/\-]{8,}=*
+    | \bAKIA[0-9A-Z]{16}\b
+    | \bgh[pousr]_[A-Za-z0-9]{30,}\b
+    | \bxox[abprs]-[A-Za-z0-9\-]{10,}
+    | \bAIza[0-9A-Za-z_\-]{35}
+    | \bhf_[A-Za-z0-9]{30,}\b
+    | (?P<name>(?i:api[_-]?key|x-api-key|access[_-]?token|client[_-]?secret|password)
+        ["']?\s*[:=]\s*["']?)[A-Za-z0-9._~+/\-]{12,}
+    """,
+    re.VERBOSE,
+)
+"""Every key shape tried at every position in one pass: what ``scrub`` must keep matching
+while it leaves out the shapes whose literals a text lacks."""
+
+
+def test_leaving_out_shapes_a_text_cannot_hold_redacts_exactly_what_all_shapes_do() -> None:
+    from orchestrator._secrets import _shape, _shapes
+
+    pieces = [
+        *("sk-", "Bearer ", "Basic ", "AKIA", "ghp_", "gho_", "xoxb-", "AIza", "hf_"),
+        *("api_key=", "API-KEY: '", "x-api-key=", "access_token:", "client-secret=", "PassWord="),
+        *("paſſword=", "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "abc.def/ghi~+", "=", "-", "_"),
+        *(" ", "\n", '"', "'", "é", "sk", "gh", "xox"),
+    ]
+    rng = random.Random(15)
+    redacted = 0
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 14)))
+        want = _ALL_SHAPES.sub(_shape, text)
+        assert _shapes(text).sub(_shape, text) == want, text
+        redacted += want != text
+    assert redacted > 1000  # the draw reaches the shapes, not only ordinary text
+
+
+def test_overlapping_shapes_are_redacted_whole() -> None:
+    """A bearer token that holds an ``sk-`` key: one pass, the longer match wins."""
+    text = "Authorization: Bearer sk-AAAAAAAAAAAAAAAA.BBBBBBBB/CCCC"
+    assert scrub(text) == f"Authorization: {REDACTED}"
+
+
+def test_a_secret_variable_is_read_afresh_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a name holds a secret is remembered; its value is not (set, changed, new)."""
+    monkeypatch.setenv("LATE_SERVICE_TOKEN", "short")
+    assert scrub("value short-lived-token-0001") == "value short-lived-token-0001"
+    monkeypatch.setenv("LATE_SERVICE_TOKEN", "short-lived-token-0001")
+    assert scrub("value short-lived-token-0001") == f"value {REDACTED}"
+    monkeypatch.setenv("LATE_SERVICE_TOKEN", "rotated-token-0002")
+    monkeypatch.setenv("ANOTHER_PASSWORD", "hunter2-but-longer")
+    out = scrub("short-lived-token-0001 rotated-token-0002 hunter2-but-longer")
+    assert out == f"short-lived-token-0001 {REDACTED} {REDACTED}"
 
 
 def test_zipped_logs_are_rewritten_member_by_member(tmp_path: Path) -> None:
@@ -224,3 +282,22 @@ def test_inspect_trace_log_never_holds_the_key_and_keeps_every_line(
     ]
     assert [event for _, event in runs] == ["enter", "exit"] * 3  # every item's lines
     assert runs[4][0] > echoed  # the third item's, after the key went by, included
+    # the eval logs: none holds the key (the 401's is rewritten, the clean ones are left as
+    # Inspect wrote them), and each is complete enough to read back (what `show` and a
+    # reader of the session folder rely on)
+    for res in (first, second, third):
+        assert res.log_path is not None
+        with zipfile.ZipFile(res.log_path) as z:
+            assert all(key.encode() not in _member(z, name) for name in z.namelist())
+    for res in (first, third):
+        log = read_eval_log(str(res.log_path))
+        assert log.status == "success" and log.samples and log.results is not None
+        assert log.samples[0].scores and log.samples[0].events
+        assert sum(u.total_tokens for u in log.stats.model_usage.values()) > 0
+    assert read_eval_log(str(second.log_path)).status == "error"
+
+
+def _member(z: zipfile.ZipFile, name: str) -> bytes:
+    import zipfile_zstd  # noqa: F401  (Inspect writes zstd members)
+
+    return z.read(name)
