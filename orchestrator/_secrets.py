@@ -65,7 +65,8 @@ _NAMED_SHAPE = (  # key = value; case-insensitive, so always tried (no cheap lit
     r"""(?P<name>(?i:api[_-]?key|x-api-key|access[_-]?token|client[_-]?secret|password)"""
     r"""["']?\s*[:=]\s*["']?)[A-Za-z0-9._~+/\-]{12,}"""
 )
-_shape_cache: dict[tuple[int, ...], re.Pattern[str]] = {}
+_SHAPE_MARKS = tuple((mark, i) for i, (marks, _) in enumerate(_MARKED_SHAPES) for mark in marks)
+_shape_cache: dict[frozenset[int], re.Pattern[str]] = {}
 
 
 def _shapes(text: str) -> re.Pattern[str]:
@@ -76,12 +77,10 @@ def _shapes(text: str) -> re.Pattern[str]:
     still run as one pass, so overlapping matches resolve as before). Trying
     every shape at every position made an item's eval log take ~30 ms to scrub.
     """
-    present = tuple(
-        i for i, (marks, _) in enumerate(_MARKED_SHAPES) if any(m in text for m in marks)
-    )
+    present = frozenset(i for mark, i in _SHAPE_MARKS if mark in text)
     rx = _shape_cache.get(present)
     if rx is None:
-        branches = [_MARKED_SHAPES[i][1] for i in present] + [_NAMED_SHAPE]
+        branches = [_MARKED_SHAPES[i][1] for i in sorted(present)] + [_NAMED_SHAPE]
         rx = _shape_cache[present] = re.compile("|".join(branches))
     return rx
 
