@@ -16,8 +16,8 @@ with ``[redacted]``. Where it applies: journal rows (:mod:`orchestrator.session.
 the CLI's stdout/stderr and the worker processes' (:func:`scrubbed_stdio`),
 Inspect's trace log and Python log file, record by record as they are written
 (:class:`ScrubbingFormatter` on Inspect's file handlers), and its ``.eval`` logs,
-rewritten after every run (:func:`scrub_file`; Inspect offers no hook that
-filters an eval log before it is written).
+read after every run and rewritten when they hold a secret (:func:`scrub_file`;
+Inspect offers no hook that filters an eval log before it is written).
 """
 
 from __future__ import annotations
