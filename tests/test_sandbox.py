@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from docker.errors import NotFound
 
 from orchestrator.errors import PrerequisiteError, SandboxError
 from orchestrator.runner import sandbox
@@ -436,3 +438,52 @@ def test_a_spare_whose_owner_is_gone_is_pruned_by_a_session_prune(
 
     _run(body())
     assert not docker_client().api.containers(all=True, filters={"id": orphan})
+
+
+_SEED_READER = textwrap.dedent(
+    """
+    import os, sys
+    from orchestrator.runner import sandbox
+    from orchestrator.runner.docker_client import docker_client
+
+    def killed(container, path):  # the process dies while it reads the image's content
+        print(container, flush=True)
+        os._exit(0)  # no cleanup at all, as after SIGKILL
+
+    docker_client().api.get_archive = killed
+    sandbox._image_content(docker_client().images.get(sys.argv[1]).id, "/srv/data")
+    """
+)
+
+
+def test_a_seed_container_whose_owner_was_killed_is_pruned_by_the_next_task(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed while it reads an image's content leaves its seed container (no
+    session, task or item); a process's first task prunes it (in the background), and
+    keeps a live process's seed."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SEED_READER, sandbox_test_image],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    orphan = out.stdout.split()[-1]
+    assert _labels(orphan)[sandbox.SEED] == "/srv/data"
+    api = docker_client().api
+    live_labels = {sandbox.LABEL_ROLE: "sandbox", **sandbox.owner_labels(), sandbox.SEED: "/x"}
+    live = api.create_container(sandbox_test_image, command=["true"], labels=live_labels)["Id"]
+    try:
+        monkeypatch.setattr(sandbox, "_orphans_pruned", False)
+        spec = _spec(sandbox_test_image)
+        _run(AgentcatSandbox.task_init("agentcat_x", spec))
+        finish_removals()  # it prunes in the background
+        assert not api.containers(all=True, filters={"id": orphan})
+        assert api.containers(all=True, filters={"id": live})
+        assert sandbox._orphans_pruned  # once per process
+    finally:
+        for cid in (orphan, live):
+            with contextlib.suppress(NotFound):
+                api.remove_container(cid, force=True, v=True)

@@ -63,12 +63,12 @@ def _started() -> None:
 
 
 def _prune_orphaned_spares() -> None:
-    """Remove the spare containers of dead workers (their items' own containers are
-    removed by their session's prune; a spare belongs to no session)."""
-    from orchestrator.runner.sandbox import SPARE, prune_containers
+    """Remove the spare (and seed) containers of dead workers (their items' own containers
+    are removed by their session's prune; a spare belongs to no session)."""
+    from orchestrator.runner.sandbox import prune_orphans
 
     with contextlib.suppress(Exception):  # best effort: `agentcat sandbox prune` does it too
-        prune_containers({SPARE: "1"})
+        prune_orphans()
 
 
 class WorkerPool:

@@ -29,7 +29,10 @@ cannot change after creation, so a spare is labelled with its owner and
 ``agentcat.spare=1`` only (no session, item or run: any session's next item may
 claim it); which item claimed it is known to its owner process only (its task
 clean-up removes it by id). A prune filtered by session or task
-cannot tell a spare's session, so it also removes the spares whose owner is gone.
+cannot tell a spare's session, so it also removes the spares whose owner is gone,
+as it does the *seed* containers (created, never started, to read an image's
+content) of a process killed while it read one; a worker's first task does
+the same (:func:`prune_orphans`).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ __all__ = [
     "open_sandbox",
     "owner_labels",
     "prune_containers",
+    "prune_orphans",
 ]
 
 ROLE_SANDBOX = "sandbox"
@@ -93,6 +97,8 @@ OWNER_START = "agentcat.owner.start"
 """Start time of the owner pid (clock ticks since boot): a reused pid is another process."""
 SPARE = "agentcat.spare"
 """``1`` on a container started before its item was known (see the module docstring)."""
+SEED = "agentcat.seed"
+"""On a container created (never started) only to read an image's content at this path."""
 SPARE_MAX_AGE_S = 900.0
 """A spare older than this is dropped, not claimed (idle containers are not kept forever)."""
 SPARE_MAX = 16
@@ -248,7 +254,7 @@ def _image_content(image_id: str, path: str) -> _Content:
             return _contents[key]
     api = docker_client().api
     # labelled like a sandbox: should this process die right here, prune removes it
-    labels = {LABEL_ROLE: ROLE_SANDBOX, **owner_labels(), "agentcat.seed": path}
+    labels = {LABEL_ROLE: ROLE_SANDBOX, **owner_labels(), SEED: path}
     tmp = api.create_container(image_id, command=["true"], network_disabled=True, labels=labels)[
         "Id"
     ]
@@ -422,6 +428,16 @@ def _sample_labels(task_name: str, metadata: Mapping[str, Any]) -> dict[str, str
     }
     labels["agentcat.task"] = task_name
     return labels
+
+
+_orphans_pruned = False
+
+
+def _prune_orphans_quietly() -> None:
+    try:
+        prune_orphans()
+    except Exception as exc:  # the engine is asked again by the next prune
+        _log.warning("could not prune orphaned sandboxes: %s", exc)
 
 
 def finish_removals() -> None:
@@ -609,6 +625,15 @@ class AgentcatSandbox(SandboxEnvironment):
         except BaseException:
             _remove_container(self.container_id)  # blocking on purpose; idempotent
             raise
+
+    @classmethod
+    async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
+        """A process's first task prunes the orphaned spares and seeds of dead processes,
+        in the background (best effort: ``agentcat sandbox prune`` does it too)."""
+        global _orphans_pruned
+        if not _orphans_pruned:
+            _orphans_pruned = True
+            _removals.submit(_prune_orphans_quietly)
 
     @classmethod
     def config_deserialize(cls, config: dict[str, Any]) -> BaseModel:
@@ -844,11 +869,13 @@ def owner_state(labels: Mapping[str, str]) -> Literal["alive", "gone", "unknown"
     return "unknown"
 
 
-def _sandboxes(labels: Mapping[str, str] | None) -> list[dict[str, Any]]:
+def _sandboxes(labels: Mapping[str, str] | None, has: str | None = None) -> list[dict[str, Any]]:
     """Containers agentcat started as sandboxes (a role label inherited from an image
-    does not count), optionally filtered by more labels."""
+    does not count), optionally filtered by more labels, and by a label ``has`` of any
+    value."""
     api = docker_client().api
     wanted = [f"{LABEL_ROLE}={ROLE_SANDBOX}", *(f"{k}={v}" for k, v in (labels or {}).items())]
+    wanted += [has] if has else []
     image_roles: dict[str, str | None] = {}
     found = []
     for c in api.containers(all=True, filters={"label": wanted}):
@@ -882,8 +909,8 @@ def prune_containers(labels: Mapping[str, str] | None = None, *, any_owner: bool
     """Remove agentcat sandboxes (and their volumes) whose owner process is gone.
 
     Args:
-        labels: Only sandboxes that also carry these labels, plus spares (which carry
-            no session, item or run) whose owner is gone.
+        labels: Only sandboxes that also carry these labels, plus the spares and seed
+            containers (which carry no session, item or run) whose owner is gone.
         any_owner: Remove regardless of the owner: only for the owner itself, or for
             the driver of a session that holds the session's lock (then no other
             process can own a sandbox of that session).
@@ -896,10 +923,18 @@ def prune_containers(labels: Mapping[str, str] | None = None, *, any_owner: bool
             removed.append(c["Id"])
         else:
             kept.append(c["Id"])
-    if labels and SPARE not in labels:  # spares carry no session/task: take the orphaned ones
-        seen = {c["Id"] for c in found}
-        for c in _sandboxes({SPARE: "1"}):
-            if c["Id"] not in seen and owner_state(c.get("Labels") or {}) == "gone":
+    if labels and SPARE not in labels:  # they carry no session/task: take the orphaned ones
+        removed += prune_orphans()  # (the ones found above are removed or kept: not gone)
+    return Pruned(removed, kept)
+
+
+def prune_orphans() -> list[str]:
+    """Remove the spares and seed containers whose owner process is gone (a SIGKILL leaves
+    them); they belong to no session or task, so no prune of one would find them."""
+    removed = []
+    for label in (SPARE, SEED):
+        for c in _sandboxes(None, has=label):
+            if owner_state(c.get("Labels") or {}) == "gone":
                 _remove_container(c["Id"])
                 removed.append(c["Id"])
-    return Pruned(removed, kept)
+    return removed
