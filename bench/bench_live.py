@@ -51,7 +51,9 @@ ENV = REPO / "environments"
 def _breakdown(runs: Path, session: str) -> list[dict[str, float]]:
     j = Journal.open(runs / session, readonly=True)
     rows = [r for r in j.steps() if r.status == "done"]
-    logs = [j.resolve(r.log_path) for r in rows]  # journalled relative to the session folder
+    # journalled relative to the session folder; a tree before #15 journals absolute paths
+    resolve = getattr(j, "resolve", lambda path: path)
+    logs = [resolve(r.log_path) for r in rows]
     j.close()
     out = []
     for r, path in zip(rows, logs, strict=True):

@@ -6,7 +6,11 @@ import that tree's ``orchestrator``), alternating the order; the same bank,
 scenario images and simulated agent serve both. Reported per side: the median
 over rounds of the per-item orchestration overhead (wall − model − agent
 tools), the per-item wall time, and items per minute for each concurrency
-level, with the ratio candidate / baseline.
+level, with the ratio candidate / baseline, and each round's own ratio (its
+two runs ran back to back, under similar load; the 1-minute load average
+before and after each run is kept with it). Each tree runs with its own
+``orchestrator`` (sessions, workers and the simulated agent server alike); a
+tree before #15 journals absolute log paths, which ``bench_live.py`` accepts.
 
     nice python bench/compare_live.py --baseline /work/main --candidate . --rounds 2 \\
         --items 8 --sessions 1 8
@@ -34,8 +38,9 @@ def run_once(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, str(HERE / "bench_live.py"), "--items", str(args.items)]
     cmd += ["--sessions", *map(str, args.sessions), "--max-workers", str(args.max_workers)]
+    load = os.getloadavg()[0]
     subprocess.run([*cmd, "--out", str(out)], env=env, check=True, cwd=tempfile.gettempdir())
-    return json.loads(out.read_text())
+    return {**json.loads(out.read_text()), "load_1min_before_after": [load, os.getloadavg()[0]]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, pick in picks.items():
         b, c = med("baseline", pick), med("candidate", pick)
-        rows[name] = {"baseline": b, "candidate": c, "ratio": c / b}
-        print(f"{name:>26} {b:8.3f} {c:8.3f}  ratio {c / b:6.3f}")
+        # each round's pair ran back to back: its ratio shares that round's load
+        pairs = zip(runs["baseline"], runs["candidate"], strict=True)
+        paired = [pick(rc) / pick(rb) for rb, rc in pairs]
+        rows[name] = {"baseline": b, "candidate": c, "ratio": c / b, "round_ratios": paired}
+        rounds = " ".join(f"{x:.3f}" for x in paired)
+        print(f"{name:>26} {b:8.3f} {c:8.3f}  ratio {c / b:6.3f}  (by round: {rounds})")
     doc = {
         "schema_version": 1,
         "benchmark": "compare_live",
