@@ -294,6 +294,8 @@ def simulate(
         from orchestrator.sim.by_dimension import dimension_banks, replay_by_dimension
 
         dimension_banks(bk, per_dimension)  # a bad tag fails before the long replays
+    if person_fit:
+        _persist_fit_nulls()
     result = replay(
         bk,
         aligned,
@@ -415,6 +417,22 @@ def run(
     return _run(load_config(config, **overrides), progress)
 
 
+def _persist_fit_nulls() -> None:
+    """Keep person-fit nulls on disk across processes, as the CLI's commands do.
+
+    A null table costs seconds of CPU (~2.5 s for shell-safety) and a live
+    session computes it inside its event loop, holding up every session of the
+    process; without the disk store each new process paid it again. A store
+    the caller installed is left alone.
+    """
+    from orchestrator.cat.fit import null_store
+
+    if null_store() is None:
+        from orchestrator.session.null_cache import install_disk_null_store
+
+        install_disk_null_store()
+
+
 def _run(cfg: Any, progress: bool, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     import asyncio
 
@@ -422,6 +440,7 @@ def _run(cfg: Any, progress: bool, meta: dict[str, Any] | None = None) -> list[d
     from orchestrator.session.progress import ProgressPrinter
 
     check_writable_dir(cfg.runs_dir, "--runs-dir")
+    _persist_fit_nulls()
     se_target = next((r.args.get("se") for r in cfg.cat.stopping if r.rule == "se"), None)
     if progress:
         with ProgressPrinter(se_target=se_target) as printer:
@@ -460,6 +479,7 @@ def _resume(session: str, runs_dir: Path, progress: bool) -> dict[str, Any]:
         printer = None
         if not finished:
             check_writable_dir(folder, "the session folder")
+            _persist_fit_nulls()
             if demo_meta is not None:
                 endpoint = stack.enter_context(_demo_agent(demo_meta, folder, progress))
             if progress:

@@ -595,6 +595,35 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(bank, disk_store, monkeypat
     assert disk_store.load("0" * 64) is None
 
 
+def test_the_api_keeps_nulls_on_disk_as_the_cli_does(bank, tmp_path, monkeypatch) -> None:
+    """A library caller's next process reads the null instead of simulating it again
+    (a live session computes it inside its event loop); a store the caller set is kept."""
+    from orchestrator.api import simulate
+    from orchestrator.cat import fit
+    from orchestrator.data import Responses
+    from orchestrator.session.null_cache import DiskNullStore
+
+    monkeypatch.setenv("AGENTCAT_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(21)
+    x = rng.integers(0, 2, (12, len(bank)))  # the bank is dichotomous
+    resp = Responses.from_triples(
+        [(f"m{s}", bank.ids[j], int(x[s, j])) for s in range(12) for j in range(len(bank))]
+    )
+    previous = fit.set_null_store(None)
+    try:
+        _forget_memory(monkeypatch)
+        simulate(bank, resp, strategies=["cat"], max_items=4, person_fit=True)
+        assert isinstance(fit.null_store(), DiskNullStore)
+        assert list((tmp_path / "cache" / "person-fit").glob("*.npz"))
+        mine = DiskNullStore(tmp_path / "mine")
+        fit.set_null_store(mine)
+        _forget_memory(monkeypatch)
+        simulate(bank, resp, strategies=["cat"], max_items=4, person_fit=True)
+        assert fit.null_store() is mine and list(mine.folder.glob("*.npz"))
+    finally:
+        fit.set_null_store(previous)
+
+
 def test_an_unwritable_cache_costs_speed_not_the_session(bank, tmp_path, monkeypatch) -> None:
     from orchestrator.cat import fit
     from orchestrator.session.null_cache import DiskNullStore

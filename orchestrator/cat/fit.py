@@ -8,8 +8,8 @@ grid posterior), all advancing in lockstep like the offline replay, and the
 statistics after every step are kept (:func:`simulate_fit_null`). A table is
 deterministic for its inputs and seed and cached per process, so a resumed
 session gets the same p-values without storing the table. A process may also
-install a :class:`NullStore` (:func:`set_null_store`; the CLI installs a disk
-cache, :mod:`orchestrator.session.null_cache`) so the next process starts
+install a :class:`NullStore` (:func:`set_null_store`; the CLI and the API's live
+runs install a disk cache, :mod:`orchestrator.session.null_cache`) so the next process starts
 without simulating again; this module itself does no I/O.
 """
 
@@ -49,6 +49,7 @@ __all__ = [
     "assess_fit",
     "draw_scores",
     "looks_like_test_flags",
+    "null_store",
     "require_one_dimension",
     "set_null_store",
     "simulate_fit_null",
@@ -78,6 +79,11 @@ class NullStore(Protocol):
 
 
 _STORE: NullStore | None = None
+
+
+def null_store() -> NullStore | None:
+    """The store installed by :func:`set_null_store` (None: memory only)."""
+    return _STORE
 
 
 def set_null_store(store: NullStore | None) -> NullStore | None:
