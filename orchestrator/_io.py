@@ -18,6 +18,7 @@ __all__ = [
     "cache_dir",
     "check_writable_dir",
     "check_writable_file",
+    "prune_least_recent",
     "sha256_file",
     "where_not_utf8",
 ]
@@ -32,12 +33,38 @@ threads create meanwhile be world-writable."""
 def cache_dir() -> Path:
     """agentcat's cache root: ``$AGENTCAT_CACHE_DIR``, else ``$XDG_CACHE_HOME/agentcat``
     (``~/.cache/agentcat`` without XDG). The first lets a test run or a container keep its
-    own caches (text embeddings, person-fit nulls) out of the user's."""
+    own caches (text embeddings, person-fit nulls, image content) out of the user's."""
     own = os.environ.get("AGENTCAT_CACHE_DIR")
     if own:
         return Path(own)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "agentcat"
+
+
+def prune_least_recent(
+    folder: Path, pattern: str, max_bytes: int, keep: str | None = None
+) -> list[Path]:
+    """Delete the least recently modified ``pattern`` files of ``folder`` until the rest
+    hold at most ``max_bytes`` (never the file whose stem is ``keep``); returns what was
+    deleted. A cache's reader refreshes a file's time on a hit, so it goes last."""
+    try:
+        files = [(f.stat(), f) for f in folder.glob(pattern)]
+    except OSError:
+        return []
+    total = sum(st.st_size for st, _ in files)
+    removed: list[Path] = []
+    for st, f in sorted(files, key=lambda sf: sf[0].st_mtime):
+        if total <= max_bytes:
+            break
+        if f.stem == keep:
+            continue
+        try:
+            f.unlink()
+        except OSError:  # another process removed it, or no permission: leave it
+            continue
+        total -= st.st_size
+        removed.append(f)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -457,7 +458,7 @@ _SEED_READER = textwrap.dedent(
 
 
 def test_a_seed_container_whose_owner_was_killed_is_pruned_by_the_next_task(
-    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A process killed while it reads an image's content leaves its seed container (no
     session, task or item); a process's first task prunes it (in the background), and
@@ -465,6 +466,7 @@ def test_a_seed_container_whose_owner_was_killed_is_pruned_by_the_next_task(
     out = subprocess.run(
         [sys.executable, "-c", _SEED_READER, sandbox_test_image],
         cwd=REPO,
+        env={**os.environ, "AGENTCAT_CACHE_DIR": str(tmp_path)},  # no content on disk yet
         capture_output=True,
         text=True,
         check=True,
@@ -487,3 +489,36 @@ def test_a_seed_container_whose_owner_was_killed_is_pruned_by_the_next_task(
         for cid in (orphan, live):
             with contextlib.suppress(NotFound):
                 api.remove_container(cid, force=True, v=True)
+
+
+def test_an_image_s_content_is_read_once_per_machine_not_per_process(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A new process (an empty memory cache) takes an image's content from disk and
+    creates no seed container; a damaged file is read from the image again."""
+    from orchestrator.runner import _content_cache
+
+    monkeypatch.setenv("AGENTCAT_CACHE_DIR", str(tmp_path))
+    api = docker_client().api
+    image_id = str(docker_client().images.get(sandbox_test_image).id)
+    monkeypatch.setattr(sandbox, "_contents", {})
+    first = sandbox._image_content(image_id, "/srv/data")
+    (stored,) = (tmp_path / "image-content").glob("*.bin")
+
+    def no_seed(*a: object, **kw: object) -> None:
+        raise AssertionError("the content on disk should have been used")
+
+    monkeypatch.setattr(sandbox, "_contents", {})
+    monkeypatch.setattr(api, "create_container", no_seed)
+    assert sandbox._image_content(image_id, "/srv/data") == first
+    assert _content_cache.load_content(image_id, "/other") is None  # another key
+    raw = stored.read_bytes()
+    stored.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))  # one bit of the tar flipped
+    monkeypatch.setattr(sandbox, "_contents", {})
+    with pytest.raises(AssertionError, match="content on disk"):
+        sandbox._image_content(image_id, "/srv/data")
+    monkeypatch.undo()
+    monkeypatch.setenv("AGENTCAT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(sandbox, "_contents", {})
+    assert sandbox._image_content(image_id, "/srv/data") == first
+    assert stored.read_bytes() == raw  # rewritten whole

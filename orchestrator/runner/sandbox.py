@@ -70,6 +70,7 @@ from inspect_ai.util import (
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import PrerequisiteError, SandboxError
+from orchestrator.runner._content_cache import load_content, save_content
 from orchestrator.runner.docker_client import LABEL_ROLE, docker_client
 from orchestrator.scenario import SandboxSection
 
@@ -246,12 +247,19 @@ def _image_content(image_id: str, path: str) -> _Content:
     """The image's directory at ``path`` (an absent path: an empty root-owned 0755 one).
 
     Read from a created, never started container of the image; cached per image id
-    and path (an image's content never changes).
+    and path (an image's content never changes), in memory and on disk
+    (:mod:`orchestrator.runner._content_cache`), so a new process reads no image.
     """
     key = (image_id, path)
     with _contents_lock:
         if key in _contents:
             return _contents[key]
+    stored = load_content(image_id, path)
+    if stored is not None:
+        content = _Content(*stored)
+        with _contents_lock:
+            _contents[key] = content
+        return content
     api = docker_client().api
     # labelled like a sandbox: should this process die right here, prune removes it
     labels = {LABEL_ROLE: ROLE_SANDBOX, **owner_labels(), SEED: path}
@@ -270,6 +278,7 @@ def _image_content(image_id: str, path: str) -> _Content:
     if len(content.tar) <= _CONTENT_CACHE_MAX:
         with _contents_lock:
             _contents[key] = content
+        save_content(image_id, path, content.uid, content.gid, content.mode, content.tar)
     return content
 
 

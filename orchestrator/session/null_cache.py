@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator._io import atomic_write_bytes, cache_dir
+from orchestrator._io import atomic_write_bytes, cache_dir, prune_least_recent
 from orchestrator.cat.fit import set_null_store
 from orchestrator.irt.personfit import FIT_COMPONENTS, FitNull
 
@@ -121,24 +121,7 @@ class DiskNullStore:
     def prune(self, keep: str | None = None) -> list[Path]:
         """Delete least recently used tables until the folder holds at most ``max_bytes``
         (never the table ``keep``, just saved); returns what was deleted."""
-        try:
-            files = [(f.stat(), f) for f in self.folder.glob("*.npz")]
-        except OSError:
-            return []
-        total = sum(st.st_size for st, _ in files)
-        removed: list[Path] = []
-        for st, f in sorted(files, key=lambda sf: sf[0].st_mtime):
-            if total <= self.max_bytes:
-                break
-            if f.stem == keep:
-                continue
-            try:
-                f.unlink()
-            except OSError:  # another session removed it, or no permission: leave it
-                continue
-            total -= st.st_size
-            removed.append(f)
-        return removed
+        return prune_least_recent(self.folder, "*.npz", self.max_bytes, keep)
 
 
 def install_disk_null_store(folder: str | os.PathLike[str] | None = None) -> DiskNullStore:
