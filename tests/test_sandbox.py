@@ -522,3 +522,38 @@ def test_an_image_s_content_is_read_once_per_machine_not_per_process(
     monkeypatch.setattr(sandbox, "_contents", {})
     assert sandbox._image_content(image_id, "/srv/data") == first
     assert stored.read_bytes() == raw  # rewritten whole
+
+
+def test_an_empty_image_directory_is_not_copied_but_keeps_its_owner_and_mode(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writable path that is an empty directory in the image costs no archive copy
+    (its tar holds only end-of-archive blocks); the tmpfs still has the image
+    directory's owner and mode, and the paths with content are still copied."""
+    api = docker_client().api
+    copied: list[str] = []
+    real = api.put_archive
+
+    def counting(container: str, path: str, data: bytes) -> bool:
+        copied.append(path)
+        return real(container, path, data)
+
+    monkeypatch.setattr(api, "put_archive", counting)
+    spec = SandboxSpec(
+        image=sandbox_test_image,
+        writable=["/srv/data", "/mnt"],
+        memory_mb=128,
+        pids=64,
+        writable_size_mb=16,
+        tmpfs_size_mb=16,
+    )
+
+    async def body() -> None:
+        async with open_sandbox(spec) as sb:
+            mnt = await sb.exec(["sh", "-c", "stat -c '%u:%g %a' /mnt; ls -A /mnt"])
+            data = await sb.exec(["cat", "/srv/data/hello.txt"])
+            assert mnt.stdout.split("\n")[:2] == ["0:0 755", ""]
+            assert data.stdout == "hello\n"
+
+    _run(body())
+    assert "/srv/data" in copied and "/mnt" not in copied

@@ -226,9 +226,11 @@ def _seed(container_id: str, path: str, content: _Content) -> None:
     """Copy an image directory's content into the (empty) tmpfs mounted at ``path``.
 
     Docker copies an image's content only into disk-backed volumes, so the tmpfs
-    is filled through the engine's archive API, which keeps owners and modes.
+    is filled through the engine's archive API, which keeps owners and modes. An empty
+    directory needs no call (each costs the engine as much as a real copy): its volume
+    already has the directory's owner and mode.
     """
-    if not content.tar:
+    if not content.tar.strip(b"\0"):  # no tar at all, or only its end-of-archive blocks
         return
     try:
         ok = docker_client().api.put_archive(container_id, path, content.tar)
