@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import header, write_json
 from bench_calibration import simulate_sparse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "calibration_threads.json"
@@ -108,16 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{name:>10}  {cells}  identical={row['identical_params']}", flush=True)
     doc = {
-        "schema_version": 1,
-        "benchmark": "calibration_threads",
-        "command": "python "
-        + " ".join(["bench/bench_calibration_threads.py", *(argv or sys.argv[1:])]),
+        **header("calibration_threads", "bench_calibration_threads.py", argv),
         "cpus": os.cpu_count(),
         "load_avg_at_end": os.getloadavg(),
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

@@ -28,7 +28,6 @@ grid for D = 2) for each ``--selection`` rule, and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import header, write_json
 
 from orchestrator.bank import ItemBank, Prior
 from orchestrator.cat import CatController, make_selection
@@ -213,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['should_stop_ms_median']:>6.3f} {r['batch8_ms_median']:>7.2f} {vr1:>7}"
         )
     doc = {
-        "schema_version": 1,
-        "benchmark": "cat_step",
-        "command": "python " + " ".join(["bench/bench_cat_step.py", *(argv or sys.argv[1:])]),
+        **header("cat_step", "bench_cat_step.py", argv),
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),
@@ -225,10 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": rows,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, doc)
     print(f"wrote {out}")
     return 0
 

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_item_cpu
+from _results import header, write_json
 from bench_item_cpu import TICK, EngineEvents, Sampler, machine_busy
 
 from orchestrator.runner.docker_client import docker_client
@@ -363,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 f" -> max {v['max_items_per_min']:.0f} items/min"
             )
     doc = {
-        "schema_version": 1,
-        "benchmark": "bench_engine_floor",
-        "command": "python " + " ".join(["bench/bench_engine_floor.py", *(argv or sys.argv[1:])]),
+        **header("bench_engine_floor", "bench_engine_floor.py", argv),
         "cpus": cores,
         "calls_per_batch": {"containers": args.n, "cheap": args.n_cheap},
         "concurrent": CONCURRENT,
@@ -377,8 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_after": load1,
         **res,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

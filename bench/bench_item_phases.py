@@ -20,7 +20,6 @@ Prints a table of per-item medians and writes ``bench/results/bench_item_phases.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _results import header, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 BANK = REPO / "item_banks" / "shell-safety"
@@ -244,16 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in floor.items():
         print(f"{'floor: ' + k:<{width}}  {v:8.3f} s")
     doc = {
-        "schema_version": 1,
-        "benchmark": "bench_item_phases",
-        "command": "python " + " ".join(["bench/bench_item_phases.py", *(argv or sys.argv[1:])]),
+        **header("bench_item_phases", "bench_item_phases.py", argv),
         "load_avg_at_end": os.getloadavg(),
         "median_per_item": med,
         "exec_floor": floor,
         "items": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

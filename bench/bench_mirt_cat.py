@@ -28,7 +28,6 @@ Numbers, not asserts. Writes ``bench/results/mirt_cat.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import header, write_json
 
 from orchestrator.bank import ItemBank, Prior
 from orchestrator.cat import make_selection
@@ -184,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"(at 5 and 10 items: {s['rmse_at_5_and_10']})"
                 )
     doc = {
-        "schema_version": 1,
-        "benchmark": "mirt_cat",
-        "command": "python " + " ".join(["bench/bench_mirt_cat.py", *(argv or sys.argv[1:])]),
+        **header("mirt_cat", "bench_mirt_cat.py", argv),
         "settings": {
             "items": args.items,
             "subjects": args.subjects,
@@ -205,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import header, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "read_responses.json"
 
@@ -113,15 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         v = rows[key]
         print(f"{key:>22} {v['baseline']:>10.2f} {v['candidate']:>10.2f} {v['ratio']:>6.3f}")
     doc = {
-        "schema_version": 1,
-        "benchmark": "read_responses",
-        "command": "python " + " ".join(["bench/bench_read_responses.py", *(argv or sys.argv[1:])]),
+        **header("read_responses", "bench_read_responses.py", argv),
         "trees": {k: str(v) for k, v in trees.items()},
         "load_avg_1m": os.getloadavg()[0],
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import header, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "replay_memory.json"
 CASE = ("items", "subjects", "share", "max_items", "categories")
@@ -126,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"{'same choices':>14}: {summary['share_identical_choices']:.6f}")
     doc = {
-        "schema_version": 1,
-        "benchmark": "replay_memory",
-        "command": "python " + " ".join(["bench/bench_replay_memory.py", *(argv or sys.argv[1:])]),
+        **header("replay_memory", "bench_replay_memory.py", argv),
         "trees": {k: str(v) for k, v in trees.items()},
         "case": {k: getattr(args, k) for k in CASE},
         "load_avg_1m": os.getloadavg()[0],
@@ -137,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             k: [{x: v for x, v in run.items() if x != "items"} for run in runs[k]] for k in trees
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

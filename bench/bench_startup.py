@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _results import header, write_json
+
 RESULTS = Path(__file__).resolve().parent / "results" / "startup.json"
 REPO = Path(__file__).resolve().parent.parent
 BANK = REPO / "item_banks" / "tinyarc"
@@ -143,16 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in refs:
         print(f"{name:>16} {rows[name]['reference']:>8.3f}")
     doc = {
-        "schema_version": 1,
-        "benchmark": "startup",
-        "command": "python " + " ".join(["bench/bench_startup.py", *(argv or sys.argv[1:])]),
+        **header("startup", "bench_startup.py", argv),
         "trees": {k: str(v) for k, v in trees.items()},
         "rounds": args.rounds,
         "load_avg_1m": os.getloadavg()[0],
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 
