@@ -48,6 +48,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+from _results import header, write_json
+
 from orchestrator import api
 
 REPO = Path(__file__).resolve().parents[1]
@@ -337,17 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"  {label:<16} " + "  ".join(f"{r[key]:7.2f}" for r in rows))
     doc = {
-        "schema_version": 1,
-        "benchmark": "bench_item_cpu",
-        "command": "python " + " ".join(["bench/bench_item_cpu.py", *(argv or sys.argv[1:])]),
+        **header("bench_item_cpu", "bench_item_cpu.py", argv),
         "cpus": os.cpu_count(),
         "items_per_session": args.items,
         "load_avg_before": load0,
         "load_avg_after": os.getloadavg(),
         "runs": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

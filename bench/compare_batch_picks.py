@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _results import header, write_json
+
 RESULTS = Path(__file__).resolve().parent / "results" / "compare_batch_picks.json"
 RULES: dict[str, Any] = {
     "max_info": "max_info",
@@ -121,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows.values()
     )
     doc = {
-        "schema_version": 1,
-        "benchmark": "compare_batch_picks",
-        "command": "python " + " ".join(["bench/compare_batch_picks.py", *(argv or sys.argv[1:])]),
+        **header("compare_batch_picks", "compare_batch_picks.py", argv),
         "trees": {k: str(v) for k, v in trees.items()},
         "items": args.items,
         "seeds": args.seeds,
@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "identical": same,
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"{'all identical' if same else 'PICKS DIFFER'}; wrote {args.out}")
     return 0 if same else 1
 

@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _results import header, write_json
+
 RESULTS = Path(__file__).resolve().parent / "results" / "compare_cat_step.json"
 BENCH = Path(__file__).resolve().parent / "bench_cat_step.py"
 KEYS = (
@@ -136,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{e['candidate']:.2f} ms ({e['ratio']:.3f})"
             )
     doc = {
-        "schema_version": 1,
-        "benchmark": "compare_cat_step",
-        "command": "python " + " ".join(["bench/compare_cat_step.py", *(argv or sys.argv[1:])]),
+        **header("compare_cat_step", "compare_cat_step.py", argv),
         "trees": {k: str(v) for k, v in trees.items()},
         "rounds": args.rounds,
         "clock": args.clock,
@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_1m": os.getloadavg()[0],
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _results import header, write_json
 from inspect_ai.event import ModelEvent, ToolEvent
 from inspect_ai.log import read_eval_log
 
@@ -156,17 +157,13 @@ def main(argv: list[str] | None = None) -> int:
             f"median per-item ratio {ratio:.3f}"
         )
     doc = {
-        "schema_version": 1,
-        "benchmark": "compare_item_overhead",
-        "command": "python "
-        + " ".join(["bench/compare_item_overhead.py", *(argv or sys.argv[1:])]),
+        **header("compare_item_overhead", "compare_item_overhead.py", argv),
         "trees": {k: str(v) for k, v in trees.items()},
         "load_avg_at_end": os.getloadavg(),
         "results": summary,
         "items": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 
