@@ -27,6 +27,8 @@ archives, whose CPU is a few clock ticks; ``--rounds`` rounds, interleaved):
 * ``exec_bash_tool``: the exec Inspect's bash tool makes (``bash --login -c``,
   with a timeout: ``/usr/bin/timeout`` wraps it), running ``true``;
 * ``put_archive``: ``_seed`` of a small tar (one 1 KiB file) into a live sandbox;
+  ``put_archive_empty``: of a tar with no entries (what an empty image directory
+  seeds: ``_seed`` skips only ``b""``);
 * ``docker_run_rm``: the family image running ``true`` with no hardening, as
   ``docker run --rm`` via the SDK (create, start, wait, logs, remove);
 * ``idle``: nothing (sleeps): what the engine spends meanwhile for others;
@@ -97,6 +99,7 @@ class Bench:
     noseed: SandboxSpec
     live: AgentcatSandbox
     small_tar: _Content
+    empty_tar: _Content
     mine: set[str] = field(default_factory=set)
 
     async def lifecycle(self) -> None:
@@ -117,6 +120,9 @@ class Bench:
 
     async def put_archive(self) -> None:
         _seed(self.live.container_id, self.spec.workdir, self.small_tar)
+
+    async def put_archive_empty(self) -> None:
+        _seed(self.live.container_id, self.spec.workdir, self.empty_tar)
 
     async def docker_run_rm(self) -> None:
         # what containers.run(image, cmd, remove=True) does, keeping the container's id
@@ -146,17 +152,20 @@ OPS: dict[str, tuple[bool, int]] = {  # op → (cheap: run --n-cheap times, not 
     "exec_true_x4": (True, CONCURRENT),
     "exec_bash_tool": (True, 1),
     "put_archive": (True, 1),
+    "put_archive_empty": (True, 1),
     "docker_run_rm": (False, 1),
     "idle": (False, 1),
 }
 
 
-def _small_tar() -> _Content:
+def _tar(size: int | None) -> _Content:
+    """A tar of one file of ``size`` bytes, or of nothing (what an empty directory seeds)."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
-        info = tarfile.TarInfo("engine_floor.txt")
-        info.size, info.mode = 1024, 0o644
-        tar.addfile(info, io.BytesIO(b"x" * 1024))
+        if size is not None:
+            info = tarfile.TarInfo("engine_floor.txt")
+            info.size, info.mode = size, 0o644
+            tar.addfile(info, io.BytesIO(b"x" * size))
     return _Content(tar=out.getvalue())
 
 
@@ -282,7 +291,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     daemons = _engine_pids()
     rows: dict[str, list[dict[str, Any]]] = {op: [] for op in OPS}
     async with open_sandbox(spec, LABELS) as live:
-        b = Bench(spec, noseed, live, _small_tar(), mine={live.container_id})
+        b = Bench(spec, noseed, live, _tar(1024), _tar(None), mine={live.container_id})
         for op in OPS:  # warm-up: caches, first-call imports, the image's layers
             await getattr(b, op)()
         with EngineEvents() as events:
