@@ -112,6 +112,36 @@ def test_isolation_from_network_host_and_privileges(sandbox_test_image: str) -> 
     _run(body())
 
 
+def test_inspect_s_root_access_verdict_costs_no_exec_and_is_what_its_probe_finds(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inspect's sample init asks every sandbox whether root can switch users; ours carries
+    the answer (all capabilities dropped), so no root exec runs, and the answer is the one
+    Inspect's own probe gets from the container."""
+    from inspect_ai.tool._sandbox_tools_utils.sandbox import resolve_root_access
+
+    execs: list[list[str]] = []
+    real = sandbox._run_exec
+
+    def counted(*args: object) -> tuple[int, bytes, bytes]:
+        execs.append(args[1])  # type: ignore[arg-type]
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sandbox, "_run_exec", counted)
+
+    async def body() -> tuple[object, int, object]:
+        async with open_sandbox(_spec(sandbox_test_image)) as sb:
+            recorded = await resolve_root_access(sb)  # as at sample init
+            before = len(execs)
+            sb._root_access = None  # a sandbox without a verdict: Inspect probes it
+            return recorded, before, await resolve_root_access(sb)
+
+    recorded, before, probed = _run(body())
+    assert before == 0 and len(execs) == 1  # only the probe we asked for
+    assert recorded.state == probed.state == "unusable"  # type: ignore[attr-defined]
+    assert "CapEff 0000000000000000" in probed.reason  # type: ignore[attr-defined]
+
+
 def test_read_only_root_and_writable_paths(sandbox_test_image: str) -> None:
     async def body() -> None:
         async with open_sandbox(_spec(sandbox_test_image)) as sb:

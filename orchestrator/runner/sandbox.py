@@ -571,6 +571,31 @@ def _exit_code(exec_id: str, cmd: list[str]) -> int:
 
 
 # ----------------------------------------------------------------------------- provider
+def _root_access() -> Any:
+    """Inspect's root-access verdict for every sandbox of ours, known without a probe.
+
+    At sample init Inspect asks each sandbox whether a ``user="root"`` exec can
+    switch users (one ``docker exec`` as root per item, reading ``Uid`` and
+    ``CapEff`` from ``/proc/self/status``) unless the sandbox already carries a
+    verdict. Ours cannot: every container drops all capabilities (no
+    CAP_SETUID/CAP_SETGID), so the answer is ``unusable`` by construction, as
+    the probe finds (``tests/test_sandbox.py`` runs Inspect's probe against a
+    container). (A private Inspect name: if a later Inspect moves it, Inspect
+    probes as before.)
+    """
+    try:
+        from inspect_ai.util._sandbox.environment import RootAccess
+    except ImportError:
+        return None
+    return RootAccess(
+        "unusable",
+        "root cannot switch users (CapEff 0: the agentcat sandbox drops every capability)",
+    )
+
+
+_ROOT_ACCESS = _root_access()
+
+
 @sandboxenv(name="agentcat")
 class AgentcatSandbox(SandboxEnvironment):
     """One hardened container; see the module docstring for what "hardened" means."""
@@ -579,6 +604,8 @@ class AgentcatSandbox(SandboxEnvironment):
         super().__init__()
         self.container_id = container_id
         self.spec = spec
+        if _ROOT_ACCESS is not None:  # Inspect's sample init then skips its root probe exec
+            self._root_access = _ROOT_ACCESS
 
     # -- lifecycle ------------------------------------------------------------
     @classmethod
