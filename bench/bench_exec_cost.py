@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _results import header, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -94,16 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         + f"; load average {load0[0]:.1f} → {load1[0]:.1f}"
     )
     doc = {
-        "schema_version": 1,
-        "benchmark": "bench_exec_cost",
-        "command": "python " + " ".join(["bench/bench_exec_cost.py", *(argv or sys.argv[1:])]),
+        **header("bench_exec_cost", "bench_exec_cost.py", argv),
         "execs": args.execs,
         "ms_per_exec": ms,
         "load_avg_before": load0,
         "load_avg_after": load1,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import sys
 import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
+
+from _results import header, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 BANK = REPO / "item_banks" / "shell-safety"
@@ -126,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v:.2f}" for k, v in row.items())
         )
     doc = {
-        "schema_version": 1,
-        "benchmark": "bench_item_execs",
-        "command": "python " + " ".join(["bench/bench_item_execs.py", *(argv or sys.argv[1:])]),
+        **header("bench_item_execs", "bench_item_execs.py", argv),
         "orchestrator": str(Path(sbm.__file__).resolve().parents[2]),
         "load_avg_before": load0,
         "load_avg_after": os.getloadavg(),
@@ -138,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_family_per_item": per_family,
         "scores": scores,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 
