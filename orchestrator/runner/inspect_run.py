@@ -22,6 +22,7 @@ says which limit stopped it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -68,6 +69,16 @@ class RunJob:
     model_timeout_s: int = 120
     usd_per_mtok_input: float | None = None
     usd_per_mtok_output: float | None = None
+    next_job: RunJob | None = None
+    """A queued job the pool means to give this worker next (no key, no ``next_job``):
+    the worker's spare container is of its sandbox spec (see :func:`_prepare_sandbox`)."""
+
+    def sandbox_group(self) -> str:
+        """What jobs that run in sandboxes of one spec have in common (a scenario family
+        and its image): the pool's guess at which spare container serves this job; the
+        worker compares the real specs."""
+        prepared = json.dumps(self.prepared, sort_keys=True, default=str)
+        return f"{self.sandbox_provider}|{self.source.kind}|{self.source.group()}|{prepared}"
 
 
 def classify_error(text: str) -> ErrorKind:
@@ -358,21 +369,55 @@ def _quiet_display() -> None:
         active._active_display = QuietDisplay()
 
 
-def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
-    """Start the sample's container in our sandbox now (or take the worker's spare of
-    its spec); the provider hands it to the sample when Inspect gets there
-    (``AgentcatSandbox.prepare``; ``worker_entry`` removes it if the run ends before)."""
-    if job.sandbox_provider != "agentcat":
-        return
+def _agentcat_sample(plan: SampleTask) -> Any:
+    """The plan's one sample when it runs in our sandbox, else None."""
     samples = list(plan.task.dataset)
     if plan.sample_id is not None:
         samples = [s for s in samples if s.id == plan.sample_id]
     spec = samples[0].sandbox if len(samples) == 1 else None
-    if spec is not None and spec.type == "agentcat":
+    return samples[0] if spec is not None and spec.type == "agentcat" else None
+
+
+_group_configs: dict[str, Any] = {}
+"""``RunJob.sandbox_group`` → the sandbox config of this process's items of that group
+(None: they run in none of ours)."""
+
+
+def _sandbox_config(job: RunJob) -> Any:
+    """The sandbox config of ``job``'s group (None: not our sandbox): that of the last item
+    of the group this process ran, or built from ``job`` (it builds the item's task:
+    ~10 ms, once per group and process)."""
+    key = job.sandbox_group()
+    if key not in _group_configs:
+        try:
+            sample = _agentcat_sample(_sample_task(job))
+        except Exception:  # only a guess at the next item: its own run reports the error
+            sample = None
+        _group_configs[key] = sample.sandbox.config if sample is not None else None
+    return _group_configs[key]
+
+
+def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
+    """Start the sample's container in our sandbox now (or take the worker's spare of
+    its spec); the provider hands it to the sample when Inspect gets there
+    (``AgentcatSandbox.prepare``; ``worker_entry`` removes it if the run ends before).
+    Its claim starts a spare for the worker's next item: of ``job.next_job``'s spec when
+    the pool named one, else of this item's."""
+    if job.sandbox_provider != "agentcat":
+        return
+    sample = _agentcat_sample(plan)
+    if sample is not None:
         from orchestrator.runner.sandbox import AgentcatSandbox
 
-        # a worker runs item after item: its spare container serves the next one
-        AgentcatSandbox.prepare(plan.task.name, spec.config, samples[0].metadata or {}, spare=True)
+        _group_configs[job.sandbox_group()] = sample.sandbox.config
+        following = _sandbox_config(job.next_job) if job.next_job is not None else None
+        AgentcatSandbox.prepare(
+            plan.task.name,
+            sample.sandbox.config,
+            sample.metadata or {},
+            spare=True,
+            next_config=following,
+        )
 
 
 def _result_from_log(job: RunJob, log: Any, wall: float) -> ItemResult:

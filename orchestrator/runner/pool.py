@@ -6,9 +6,18 @@ from a pool of spawned worker processes, each running one item at a time
 invocation share the pool; its size (``workers``) bounds concurrent sandboxes.
 Workers die with their parent (``PR_SET_PDEATHSIG``), and a session prunes its
 own leftover containers when it resumes, so a killed run leaves nothing behind.
-Each worker keeps one spare container for its next item (see
+Each worker keeps a spare container for its next item (see
 :mod:`orchestrator.runner.sandbox`); it is removed when the worker exits, or by
 the next prune once the worker is dead.
+
+The pool hands jobs to workers itself, one per free worker, rather than queueing
+them all in the executor: with more sessions than workers, jobs wait here, and
+the pool knows which of them a worker will get next. So a job goes out with a
+queued job no busy worker is already readying for (``RunJob.next_job``): the
+worker's spare container is of that job's sandbox spec, and when the worker is
+free that job (or the oldest of its group) is the one it gets. With nothing
+queued, the spare is of the job's own spec. A wrong guess costs a container start,
+never a result: the worker checks the real spec.
 """
 
 from __future__ import annotations
@@ -16,12 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.bank import ItemBank
 from orchestrator.config import ModelSpec, RunConfig
@@ -71,6 +84,17 @@ def _prune_orphaned_spares() -> None:
         prune_orphans()
 
 
+@dataclass(eq=False)
+class _Queued:
+    """A job waiting for a free worker."""
+
+    job: RunJob
+    group: str
+    """``job.sandbox_group()``: which workers' spare containers may serve it."""
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[dict[str, Any]]
+
+
 class WorkerPool:
     """A pool of ``workers`` spawned processes running one item each at a time."""
 
@@ -79,6 +103,12 @@ class WorkerPool:
             raise ValueError(f"workers must be ≥ 1; got {workers}")
         self.workers = workers
         self._executor = self._new()
+        self._queue: list[_Queued] = []
+        self._busy = 0
+        self._readying: Counter[str] = Counter()
+        """Groups of the spares the busy workers will hold once their job is done."""
+        self._idle: list[str] = []
+        """Groups of the spares idle workers hold, longest idle first."""
 
     def _new(self) -> ProcessPoolExecutor:
         """A pool whose workers start (and warm up) now, while the sessions get ready,
@@ -95,19 +125,111 @@ class WorkerPool:
 
     async def submit(self, job: RunJob) -> ItemResult:
         loop = asyncio.get_running_loop()
+        entry = _Queued(job, job.sandbox_group(), loop, loop.create_future())
+        self._queue.append(entry)
+        self._dispatch()
         try:
-            raw = await loop.run_in_executor(self._executor, worker_entry, job)
+            raw = await entry.done
         except BrokenProcessPool as exc:  # a worker died (OOM, signal): fault, new pool
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = self._new()
             if job.sandbox_provider == "agentcat":
                 await asyncio.to_thread(_prune_orphaned_spares)
             return ItemResult(
                 job.item_id, error_kind="internal", error_message=f"worker process died: {exc}"
             )
+        finally:
+            if entry in self._queue:  # cancelled before a worker took it
+                self._queue.remove(entry)
         return ItemResult(**raw)
 
+    def _dispatch(self) -> None:
+        """Hand queued jobs to free workers: to an idle worker whose spare serves one, that
+        job; else the oldest job no busy worker readies a spare for, else the oldest."""
+        while self._queue and self._busy < self.workers:
+            entry = None
+            for i, group in enumerate(self._idle):
+                entry = next((e for e in self._queue if e.group == group), None)
+                if entry is not None:
+                    del self._idle[i]
+                    break
+            if entry is None:
+                entry = self._unreadied() or self._queue[0]
+                if self._idle:
+                    self._idle.pop(0)
+            self._queue.remove(entry)
+            self._start(entry)
+
+    def _unreadied(self) -> _Queued | None:
+        """The oldest queued job that no busy worker readies a spare for (a group's jobs
+        beyond the spares of that group being readied)."""
+        surplus = Counter(e.group for e in self._queue)
+        surplus.subtract(self._readying)
+        return next((e for e in self._queue if surplus[e.group] > 0), None)
+
+    def _start(self, entry: _Queued) -> None:
+        """Run ``entry`` on the worker just freed, naming the queued job it gets next."""
+        following = self._unreadied()
+        job, spare = entry.job, entry.group
+        if following is not None:
+            job = dataclasses.replace(
+                job, next_job=dataclasses.replace(following.job, api_key=None, next_job=None)
+            )
+            spare = following.group
+        executor = self._executor
+        try:
+            future = executor.submit(worker_entry, job)
+        except BrokenProcessPool:  # a worker just died: its own job reports it, not this one
+            executor = self._renew(executor)
+            future = executor.submit(worker_entry, job)
+        self._busy += 1
+        self._readying[spare] += 1
+
+        def done(f: Future[dict[str, Any]]) -> None:  # in the executor's thread
+            try:
+                entry.loop.call_soon_threadsafe(self._finished, entry, executor, spare, f)
+            except RuntimeError:  # that event loop is closed: nobody waits for the result
+                self._busy -= 1
+                self._readying[spare] -= 1
+
+        future.add_done_callback(done)
+
+    def _renew(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """A new pool in place of ``broken`` (once: its other jobs find it replaced)."""
+        if broken is self._executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new()
+            self._idle.clear()
+        return self._executor
+
+    def _finished(
+        self,
+        entry: _Queued,
+        executor: ProcessPoolExecutor,
+        spare: str,
+        future: Future[dict[str, Any]],
+    ) -> None:
+        """A job ended: pass its result on, note the freed worker's spare, hand it the
+        next job."""
+        self._busy -= 1
+        self._readying[spare] -= 1
+        exc = None if future.cancelled() else future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            self._renew(executor)
+        else:
+            self._idle = [*self._idle, spare][-self.workers :]
+        if not entry.done.done():
+            if future.cancelled():  # the pool shut down
+                entry.done.cancel()
+            elif exc is not None:
+                entry.done.set_exception(exc)
+            else:
+                entry.done.set_result(future.result())
+        self._dispatch()
+
     def shutdown(self) -> None:
+        for entry in self._queue:
+            with contextlib.suppress(RuntimeError):  # its event loop is closed
+                entry.loop.call_soon_threadsafe(entry.done.cancel)
+        self._queue.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> WorkerPool:

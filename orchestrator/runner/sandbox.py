@@ -19,11 +19,13 @@ to the engine through the Docker SDK, so it works wherever an engine answers
   after a graded run, in the background while the next run starts (the
   process waits for these removals before it exits).
 
-A worker's next item is only known once the CAT has picked it, so a worker
-keeps *spares*: when its item claims its container, the next container of the
-same spec starts in the background, overlapping the item's agent work, and the
-worker's next item of that spec claims it (see :meth:`AgentcatSandbox.prepare`);
-one spare per spec (a CAT seldom picks two items of one family in a row). Every
+A worker keeps *spares*: when its item claims its container, a container for
+the worker's next item starts in the background, overlapping the item's agent
+work, and the worker's next item of that spec claims it (see
+:meth:`AgentcatSandbox.prepare`). Its spec is that of a job the pool has queued
+and means to give this worker next, when there is one (many sessions: the pool
+knows the next items before any worker takes them); else the spec of the item
+just run (a CAT picks its next item only after this result). One spare per spec. Every
 item still gets a fresh container: a spare never ran anything. Docker labels
 cannot change after creation, so a spare is labelled with its owner and
 ``agentcat.spare=1`` only (no session, item or run: any session's next item may
@@ -344,8 +346,8 @@ class _Prepared:
     creation: Future[str]
     spare: bool = False
     """It is a claimed spare: should it fail, the item starts a container of its own."""
-    keep_spare: bool = False
-    """Its claim starts the next spare of the spec."""
+    next_spare: SandboxSpec | None = None
+    """Its claim starts a spare of this spec (for the worker's next item)."""
 
 
 @dataclass(frozen=True)
@@ -389,7 +391,7 @@ def discard_prepared() -> None:
 
 def _start_spare(spec: SandboxSpec) -> None:
     key = spec.model_dump_json()
-    if key in _spares:  # one per spec (two items of one spec ran at once)
+    if key in _spares:  # one per spec: it has one (unclaimed, or two items ran at once)
         return
     _spares[key] = _Spare(time.monotonic(), _start_creation(spec, {SPARE: "1"}))
     while len(_spares) > SPARE_MAX:
@@ -628,8 +630,8 @@ class AgentcatSandbox(SandboxEnvironment):
         else:
             if prepared.spare:
                 _claimed[cid] = (labels or {}).get("agentcat.task", "")
-        if prepared.keep_spare:  # overlaps this item's agent work, not the next CAT pick
-            _start_spare(spec)
+        if prepared.next_spare is not None:  # overlaps this item's agent work
+            _start_spare(prepared.next_spare)
         return cls(cid, spec)
 
     @classmethod
@@ -640,6 +642,7 @@ class AgentcatSandbox(SandboxEnvironment):
         metadata: dict[str, Any],
         *,
         spare: bool = False,
+        next_config: SandboxEnvironmentConfigType | None = None,
     ) -> None:
         """Start the container that :meth:`sample_init` will ask for with these arguments,
         so it starts while Inspect sets the eval up. The caller must call
@@ -647,13 +650,19 @@ class AgentcatSandbox(SandboxEnvironment):
         starts leaves the container unclaimed.
 
         With ``spare`` (a worker that runs item after item): take this process's spare
-        container instead when it is of the same spec, and have the claim start the
-        next spare of the spec; :func:`discard_spares` (or process exit) removes them.
+        container instead when it is of the same spec, and have the claim start a spare
+        for the worker's next item: of ``next_config``'s spec when the caller knows what
+        comes next (the pool's queued job), else of this item's spec (a CAT often picks
+        a family again). One spare per spec: a spec that has one starts none.
+        :func:`discard_spares` (or process exit) removes them.
         """
         spec, labels = _as_spec(config), _sample_labels(task_name, metadata)
         taken = _take_spare(spec) if spare else None
+        following = _as_spec(next_config) if next_config is not None else spec
         _prepared[_creation_key(spec, labels)] = _Prepared(
-            taken or _start_creation(spec, labels), spare=taken is not None, keep_spare=spare
+            taken or _start_creation(spec, labels),
+            spare=taken is not None,
+            next_spare=following if spare else None,
         )
 
     async def remove(self) -> None:
