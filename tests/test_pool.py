@@ -1,17 +1,24 @@
-"""The worker pool: workers start with the pool, warmed up before their first item."""
+"""The worker pool: workers start with the pool, warmed up before their first item; it
+hands queued jobs to free workers itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
+import time
+from typing import Any
 
 import pytest
 
+from orchestrator.runner import pool as pool_module
+from orchestrator.runner.inspect_run import RunJob
 from orchestrator.runner.pool import WorkerPool
+from orchestrator.runner.sources.scenario import ScenarioSource
 from tests.conftest import REPO
 
 WARM_PROBE = """
@@ -105,3 +112,73 @@ def test_a_worker_whose_parent_died_before_it_started_exits_at_once() -> None:
     assert gone.returncode == 1
     stays = subprocess.run([*run, str(os.getpid())], cwd=REPO, timeout=60)
     assert stays.returncode == 7
+
+
+def _job(item: str, family: str) -> RunJob:
+    return RunJob(
+        session_id="s",
+        session_key="k",
+        item_id=item,
+        step=1,
+        attempt=1,
+        source=ScenarioSource(family=family, variant="v"),
+        n_categories=2,
+        labels=("no", "yes"),
+        model="mockllm/model",
+        log_dir="-",
+        prepared={"image": f"agentcat/{family}:1"},
+        api_key="sk-secret",
+    )
+
+
+def _stand_in(job: RunJob) -> dict[str, Any]:
+    """Runs in a pool worker instead of ``worker_entry``: reports the job the pool named
+    to follow (and whether its key stayed behind) and when it ran; ``die`` kills the
+    worker as an OOM kill would."""
+    if job.item_id == "die":
+        os._exit(1)
+    time.sleep(0.3)
+    nxt = job.next_job
+    named = None if nxt is None else [nxt.item_id, nxt.api_key, nxt.next_job]
+    return {"item_id": job.item_id, "score": 1, "explanation": json.dumps([named, time.time()])}
+
+
+def test_a_free_worker_gets_the_queued_job_its_spare_serves_and_is_told_its_next_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One worker, three jobs submitted at once. The first runs with nothing queued yet,
+    so its worker readies a spare of its own family; when it is free, the job of that
+    family goes ahead of an older one of another, and runs knowing which job follows
+    (without the API key); every job runs once."""
+    monkeypatch.setattr(pool_module, "worker_entry", _stand_in)
+
+    async def body(pool: WorkerPool) -> list[Any]:
+        jobs = [_job("a.1", "fam_a"), _job("b.1", "fam_b"), _job("a.2", "fam_a")]
+        return list(await asyncio.gather(*(pool.submit(j) for j in jobs)))
+
+    with WorkerPool(1) as pool:
+        results = asyncio.run(body(pool))
+    assert all(r.ok for r in results)
+    runs = {r.item_id: json.loads(r.explanation or "") for r in results}
+    assert sorted(runs, key=lambda i: runs[i][1]) == ["a.1", "a.2", "b.1"]
+    assert {i: run[0] for i, run in runs.items()} == {
+        "a.1": None,
+        "a.2": ["b.1", None, None],
+        "b.1": None,
+    }
+
+
+def test_a_worker_that_dies_faults_its_own_job_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job whose worker died is an ``internal`` fault; the job queued behind it runs
+    on the new pool that replaces the broken one."""
+    monkeypatch.setattr(pool_module, "worker_entry", _stand_in)
+
+    async def body(pool: WorkerPool) -> list[Any]:
+        jobs = [_job("die", "fam_a"), _job("a.1", "fam_a")]
+        return list(await asyncio.gather(*(pool.submit(j) for j in jobs)))
+
+    with WorkerPool(1) as pool:
+        died, ran = asyncio.run(body(pool))
+    assert died.error_kind == "internal"
+    assert "worker process died" in (died.error_message or "")
+    assert ran.ok

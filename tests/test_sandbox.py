@@ -380,6 +380,39 @@ def test_the_next_item_claims_the_spare_a_fresh_container_of_its_spec(
     _run(body())
 
 
+def test_a_claim_readies_the_spare_of_the_next_item_the_pool_named(
+    sandbox_test_image: str,
+) -> None:
+    """With the spec of the worker's next item known (the pool's queued job), the claim
+    starts a spare of that spec, not of its own; that next item claims it."""
+    run = uuid.uuid4().hex[:8]
+    spec, following = _spec(sandbox_test_image), _spec(sandbox_test_image, tmpfs_size_mb=8)
+
+    def meta(i: int) -> dict[str, str]:
+        return {"session": run, "item": f"x.{i}", "run": f"{i}.1"}
+
+    async def body() -> None:
+        AgentcatSandbox.prepare("agentcat_x", spec, meta(1), spare=True, next_config=following)
+        first = (await AgentcatSandbox.sample_init("agentcat_x", spec, meta(1)))["default"]
+        assert isinstance(first, AgentcatSandbox)
+        spare = _spare_id(following)
+        assert spec.model_dump_json() not in sandbox._spares  # none of its own spec
+        await AgentcatSandbox.sample_cleanup("agentcat_x", spec, {"d": first}, interrupted=True)
+
+        AgentcatSandbox.prepare("agentcat_x", following, meta(2), spare=True)
+        second = (await AgentcatSandbox.sample_init("agentcat_x", following, meta(2)))["default"]
+        assert isinstance(second, AgentcatSandbox)
+        assert second.container_id == spare
+        await AgentcatSandbox.sample_cleanup("agentcat_x", following, {"d": second}, True)
+        await AgentcatSandbox.task_cleanup("agentcat_x", following, cleanup=True)
+        discard_spares()
+        finish_removals()
+        assert not docker_client().api.containers(all=True, filters={"id": spare})
+        assert managed_containers({"agentcat.session": run}) == []
+
+    _run(body())
+
+
 def test_a_failing_spare_never_fails_the_item(
     sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
