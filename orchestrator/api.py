@@ -382,7 +382,7 @@ def prune(*, session: str | None = None, images: bool = False) -> dict[str, list
         told to be gone), ``images`` removed, ``kept_images`` (in use).
     """
     from orchestrator.runner import images as images_mod
-    from orchestrator.runner.sandbox import prune_containers
+    from orchestrator.runner.containers import prune_containers
 
     pruned = prune_containers({"agentcat.session": session} if session else None)
     removed, kept = images_mod.remove_images() if images else ([], [])

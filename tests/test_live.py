@@ -94,6 +94,43 @@ def test_short_live_session_grades_every_step_correctly(
     assert managed_containers({"agentcat.session": "short"}) == []
 
 
+DRIVER_PROBE = """
+import json, sys
+from orchestrator import api
+from orchestrator.bank import load_bank
+from orchestrator.sim.agent import SimAgent, scripts_for_bank
+from orchestrator.sim.server import SimServer
+bank_dir, env_dir, runs, key = sys.argv[1:]
+bank = load_bank(bank_dir)
+before = [m for m in sys.modules if m.split(".")[0] in ("inspect_ai", "inspect_evals")]
+with SimServer(SimAgent(bank, scripts_for_bank(bank, env_dir), seed=3), api_key=key) as srv:
+    model = {"model": "openai-api/sim/theta_0.5", "base_url": srv.url, "api_key_env": "SIM_API_KEY"}
+    (summary,) = api.run(None, bank=bank_dir, environments=env_dir, models=[model],
+                         max_items=2, runs_dir=runs, session_id="probe")
+after = [m for m in sys.modules if m.split(".")[0] in ("inspect_ai", "inspect_evals")]
+print(json.dumps({"status": summary["status"], "before": before, "after": after}))
+"""
+
+
+def test_the_driver_of_a_live_run_never_imports_inspect(live_images: None, tmp_path: Path) -> None:
+    """Importing Inspect and its extensions costs seconds of CPU per process; the workers
+    need it, the process that drives the sessions does not: its pre-flight model check
+    runs in a worker."""
+    env = {**os.environ, "SIM_API_KEY": KEY}
+    args = [str(BANK), str(ENV), str(tmp_path / "runs"), KEY]
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER_PROBE, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"status": "completed", "before": [], "after": []}
+
+
 def test_sessions_and_show_through_the_cli(
     live_images: None, agent: SimAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -163,8 +163,10 @@ def check_model(
     """
     from inspect_ai.model import GenerateConfig, get_model
 
-    from orchestrator._secrets import scrub
+    from orchestrator._secrets import register_secret, scrub
     from orchestrator.errors import PrerequisiteError
+
+    register_secret(api_key)  # also in a worker process, where the key arrives as an argument
 
     def clean(exc: BaseException) -> str:
         text = re.sub(r"\[/?[a-z ]+\]", "", f"{type(exc).__name__}: {exc}").strip()

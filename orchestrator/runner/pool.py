@@ -18,6 +18,10 @@ worker's spare container is of that job's sandbox spec, and when the worker is
 free that job (or the oldest of its group) is the one it gets. With nothing
 queued, the spare is of the job's own spec. A wrong guess costs a container start,
 never a result: the worker checks the real spec.
+
+The pre-flight model check runs in a worker too (:meth:`WorkerPool.check_models`):
+a worker imports Inspect and loads its extensions anyway, so the driver process
+never does (about 3 s of CPU per run on a small machine).
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from typing import Any
 
 from orchestrator.bank import ItemBank
 from orchestrator.config import ModelSpec, RunConfig
-from orchestrator.errors import RunnerError
-from orchestrator.runner.inspect_run import RunJob, warm_worker, worker_entry
+from orchestrator.errors import PrerequisiteError, RunnerError
+from orchestrator.runner.inspect_run import RunJob, check_model, warm_worker, worker_entry
 from orchestrator.runner.result import ItemResult, RunRequest
 from orchestrator.runner.sources import LiveItems
 
@@ -75,10 +79,24 @@ def _started() -> None:
     """A job that only makes the pool start a worker (and warm it up)."""
 
 
+def _check_model(
+    model: str, base_url: str | None, api_key: str | None, args: dict[str, Any], timeout_s: int
+) -> tuple[str, str | None] | None:
+    """:func:`check_model` in a worker; its failure as (message, hint), or None.
+
+    (A ``PrerequisiteError`` crossing the process boundary would lose its hint.)
+    """
+    try:
+        check_model(model, base_url, api_key, args, timeout_s)
+    except PrerequisiteError as exc:
+        return exc.message, exc.hint
+    return None
+
+
 def _prune_orphaned_spares() -> None:
     """Remove the spare (and seed) containers of dead workers (their items' own containers
     are removed by their session's prune; a spare belongs to no session)."""
-    from orchestrator.runner.sandbox import prune_orphans
+    from orchestrator.runner.containers import prune_orphans
 
     with contextlib.suppress(Exception):  # best effort: `agentcat sandbox prune` does it too
         prune_orphans()
@@ -122,6 +140,35 @@ class WorkerPool:
         for _ in range(self.workers):
             executor.submit(_started)
         return executor
+
+    def check_models(self, models: list[ModelSpec], timeout_s: int) -> None:
+        """Make one minimal real request with each model, in the workers (all at once).
+
+        Raises:
+            PrerequisiteError: the first model, in order, that failed its check.
+            RunnerError: a worker died during the checks.
+        """
+        checks = [
+            self._executor.submit(
+                _check_model,
+                m.model,
+                m.base_url,
+                m.resolved_api_key(),
+                dict(m.model_args),
+                timeout_s,
+            )
+            for m in models
+        ]
+        for check in checks:
+            try:
+                failed = check.result()
+            except BrokenProcessPool as exc:
+                self._renew(self._executor)
+                raise RunnerError(f"worker process died checking the model: {exc}") from None
+            if failed is not None:
+                for rest in checks:
+                    rest.cancel()
+                raise PrerequisiteError(failed[0], hint=failed[1])
 
     async def submit(self, job: RunJob) -> ItemResult:
         loop = asyncio.get_running_loop()
@@ -273,7 +320,7 @@ class InspectRunner:
         sandboxes (a killed driver cannot clean up after itself; holding the lock, no
         other process can own one of them)."""
         if self.config.sandbox == "agentcat":
-            from orchestrator.runner.sandbox import prune_containers
+            from orchestrator.runner.containers import prune_containers
 
             await asyncio.to_thread(
                 lambda: prune_containers({"agentcat.session.key": session_key}, any_owner=True)

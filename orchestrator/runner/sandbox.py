@@ -45,7 +45,6 @@ import io
 import logging
 import os
 import posixpath
-import re
 import shlex
 import socket
 import tarfile
@@ -55,7 +54,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, overload
 
 import anyio
@@ -73,6 +71,19 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import PrerequisiteError, SandboxError
 from orchestrator.runner._content_cache import load_content, save_content
+from orchestrator.runner.containers import (  # housekeeping that needs no Inspect
+    OWNER_HOST,
+    OWNER_PID,
+    ROLE_SANDBOX,
+    SEED,
+    SPARE,
+    Pruned,
+    managed_containers,
+    owner_labels,
+    prune_containers,
+    prune_orphans,
+    remove_container,
+)
 from orchestrator.runner.docker_client import LABEL_ROLE, docker_client
 from orchestrator.scenario import SandboxSection
 
@@ -92,16 +103,6 @@ __all__ = [
     "prune_orphans",
 ]
 
-ROLE_SANDBOX = "sandbox"
-OWNER_HOST = "agentcat.owner.host"
-OWNER_PID = "agentcat.owner.pid"
-OWNER_BOOT = "agentcat.owner.boot"
-OWNER_START = "agentcat.owner.start"
-"""Start time of the owner pid (clock ticks since boot): a reused pid is another process."""
-SPARE = "agentcat.spare"
-"""``1`` on a container started before its item was known (see the module docstring)."""
-SEED = "agentcat.seed"
-"""On a container created (never started) only to read an image's content at this path."""
 SPARE_MAX_AGE_S = 900.0
 """A spare older than this is dropped, not claimed (idle containers are not kept forever)."""
 SPARE_MAX = 16
@@ -308,9 +309,7 @@ def _retar(archive: bytes, top: str) -> _Content:
 
 def _remove_container(container_id: str) -> None:
     try:
-        docker_client().api.remove_container(container_id, v=True, force=True)
-    except NotFound:
-        pass
+        remove_container(container_id)
     finally:
         _live.discard(container_id)
         _claimed.pop(container_id, None)
@@ -866,122 +865,3 @@ async def open_sandbox(
         yield sb
     finally:
         await sb.remove()
-
-
-# ----------------------------------------------------------------------------- housekeeping
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _start_ticks(pid: int) -> str | None:
-    """Start time of ``pid`` (field 22 of /proc/PID/stat), or None when it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_labels() -> dict[str, str]:
-    """Labels naming this process as the owner of the sandboxes it starts."""
-    return {
-        OWNER_HOST: socket.gethostname(),
-        OWNER_BOOT: _boot_id(),
-        OWNER_PID: str(os.getpid()),
-        OWNER_START: _start_ticks(os.getpid()) or "",
-    }
-
-
-def owner_state(labels: Mapping[str, str]) -> Literal["alive", "gone", "unknown"]:
-    """Whether the process that started a sandbox still runs.
-
-    Known for owners on this host (same hostname and boot: the pid and its start
-    time) and for owners that ran in a container of this engine (Docker's default
-    hostname is the short container id: gone once that container is). Anything
-    else is ``unknown``, and prune keeps it.
-    """
-    host, pid = labels.get(OWNER_HOST), labels.get(OWNER_PID, "")
-    if not host or not pid.isdigit():
-        return "unknown"
-    if host == socket.gethostname() and labels.get(OWNER_BOOT, "") == _boot_id():
-        start = _start_ticks(int(pid))
-        return "alive" if start is not None and start == labels.get(OWNER_START) else "gone"
-    if re.fullmatch(r"[0-9a-f]{12}", host):
-        found = docker_client().api.containers(all=True, filters={"id": host})
-        if not any(c["Id"].startswith(host) and c["State"] == "running" for c in found):
-            return "gone"
-    return "unknown"
-
-
-def _sandboxes(labels: Mapping[str, str] | None, has: str | None = None) -> list[dict[str, Any]]:
-    """Containers agentcat started as sandboxes (a role label inherited from an image
-    does not count), optionally filtered by more labels, and by a label ``has`` of any
-    value."""
-    api = docker_client().api
-    wanted = [f"{LABEL_ROLE}={ROLE_SANDBOX}", *(f"{k}={v}" for k, v in (labels or {}).items())]
-    wanted += [has] if has else []
-    image_roles: dict[str, str | None] = {}
-    found = []
-    for c in api.containers(all=True, filters={"label": wanted}):
-        image = c.get("ImageID", "")
-        if image not in image_roles:
-            try:
-                image_labels = api.inspect_image(image)["Config"].get("Labels") or {}
-            except (NotFound, APIError):
-                image_labels = {}
-            image_roles[image] = image_labels.get(LABEL_ROLE)
-        if image_roles[image] is None:
-            found.append(c)
-    return found
-
-
-def managed_containers(labels: Mapping[str, str] | None = None) -> list[str]:
-    """Ids of agentcat sandboxes (running or not), optionally filtered by more labels."""
-    return [c["Id"] for c in _sandboxes(labels)]
-
-
-@dataclass(frozen=True)
-class Pruned:
-    """What :func:`prune_containers` did."""
-
-    removed: list[str]
-    kept: list[str]
-    """Sandboxes left alone: their owner runs, or cannot be told to be gone."""
-
-
-def prune_containers(labels: Mapping[str, str] | None = None, *, any_owner: bool = False) -> Pruned:
-    """Remove agentcat sandboxes (and their volumes) whose owner process is gone.
-
-    Args:
-        labels: Only sandboxes that also carry these labels, plus the spares and seed
-            containers (which carry no session, item or run) whose owner is gone.
-        any_owner: Remove regardless of the owner: only for the owner itself, or for
-            the driver of a session that holds the session's lock (then no other
-            process can own a sandbox of that session).
-    """
-    removed, kept = [], []
-    found = _sandboxes(labels)
-    for c in found:
-        if any_owner or owner_state(c.get("Labels") or {}) == "gone":
-            _remove_container(c["Id"])
-            removed.append(c["Id"])
-        else:
-            kept.append(c["Id"])
-    if labels and SPARE not in labels:  # they carry no session/task: take the orphaned ones
-        removed += prune_orphans()  # (the ones found above are removed or kept: not gone)
-    return Pruned(removed, kept)
-
-
-def prune_orphans() -> list[str]:
-    """Remove the spares and seed containers whose owner process is gone (a SIGKILL leaves
-    them); they belong to no session or task, so no prune of one would find them."""
-    removed = []
-    for label in (SPARE, SEED):
-        for c in _sandboxes(None, has=label):
-            if owner_state(c.get("Labels") or {}) == "gone":
-                _remove_container(c["Id"])
-                removed.append(c["Id"])
-    return removed

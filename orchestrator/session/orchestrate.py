@@ -38,8 +38,10 @@ SUMMARY_SCHEMA_VERSION = 1
 
 # ----------------------------------------------------------------------------- checks
 def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> LiveItems:
-    """Check the items' sources (images, packages …), the runs folder, and each model with
-    one real minimal request with its key.
+    """Check the items' sources (images, packages …), the runs folder and each model's key,
+    all in this process; the request each model must answer is made by the worker pool
+    once it starts (:meth:`WorkerPool.check_models`), so a run fails on a missing image
+    without starting a worker, and this process never imports Inspect for it.
 
     Returns:
         Each runnable item's source and what its workers need.
@@ -49,11 +51,8 @@ def preflight(config: RunConfig, bank: ItemBank, models: list[ModelSpec]) -> Liv
     """
     items = prepare_items(bank, SourceContext(config.environments, config.sandbox))
     _check_runs_dir(config)
-    from orchestrator.runner.inspect_run import check_model
-
     for m in models:
-        key = m.resolved_api_key()
-        check_model(m.model, m.base_url, key, dict(m.model_args), config.retry.model_timeout_s)
+        m.resolved_api_key()
     return items
 
 
@@ -84,14 +83,16 @@ async def run_sessions(
     """
     bank = load_bank(config.bank)
     items = preflight(config, bank, config.models)
-    sessions: list[Session] = []
-    for m in config.models:
-        sid = config.session_id
-        if sid and (config.runs_dir / sid / JOURNAL_FILENAME).exists():
-            sessions.append(Session.open(config.runs_dir / sid, api_key=m.api_key))
-        else:
-            sessions.append(Session.start(config, m, sid, meta=meta))
-    await _drive_all(sessions, config, bank, items, on_event)
+    with WorkerPool(config.workers) as pool:
+        pool.check_models(config.models, config.retry.model_timeout_s)
+        sessions: list[Session] = []
+        for m in config.models:
+            sid = config.session_id
+            if sid and (config.runs_dir / sid / JOURNAL_FILENAME).exists():
+                sessions.append(Session.open(config.runs_dir / sid, api_key=m.api_key))
+            else:
+                sessions.append(Session.start(config, m, sid, meta=meta))
+        await _drive_all(sessions, pool, bank, items, on_event)
     return [s.id for s in sessions]
 
 
@@ -118,26 +119,32 @@ async def resume_session(
     sess = Session.open(folder, api_key=api_key, base_url=base_url)
     try:
         items = preflight(sess.config, sess.bank, [sess.model])
+        pool = WorkerPool(sess.config.workers)
     except BaseException:
         sess.journal.close()
         raise
-    await _drive_all([sess], sess.config, sess.bank, items, on_event)
+    with pool:
+        try:
+            pool.check_models([sess.model], sess.config.retry.model_timeout_s)
+        except BaseException:
+            sess.journal.close()
+            raise
+        await _drive_all([sess], pool, sess.bank, items, on_event)
     return sess.id
 
 
 async def _drive_all(
     sessions: list[Session],
-    config: RunConfig,
+    pool: WorkerPool,
     bank: ItemBank,
     items: LiveItems,
     on_event: EventHandler | None,
 ) -> None:
-    with WorkerPool(config.workers) as pool:
-        drives = [
-            s.drive(InspectRunner(pool, s.config, s.model, bank, s.log_dir, items), on_event)
-            for s in sessions
-        ]
-        results = await asyncio.gather(*drives, return_exceptions=True)
+    drives = [
+        s.drive(InspectRunner(pool, s.config, s.model, bank, s.log_dir, items), on_event)
+        for s in sessions
+    ]
+    results = await asyncio.gather(*drives, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         raise errors[0]

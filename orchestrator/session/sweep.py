@@ -55,11 +55,17 @@ async def run_sweep(
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     sweep_key = secrets.token_hex(8)
     log_dir = config.runs_dir / sweep_id / "logs"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pool = WorkerPool(config.workers)
+    try:  # before the output file is created
+        pool.check_models(config.models, config.retry.model_timeout_s)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        pool.shutdown()
+        raise
     new_file = not out_path.exists()
     counts = {"written": 0, "skipped_existing": 0, "errors": 0}
     sem = asyncio.Semaphore(config.workers)
-    with WorkerPool(config.workers) as pool, open(out_path, "a", newline="") as fh:
+    with pool, open(out_path, "a", newline="") as fh:
         writer = csv.writer(fh)
         if new_file:
             writer.writerow(["subject", "item", "score"])
