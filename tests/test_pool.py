@@ -182,3 +182,20 @@ def test_a_worker_that_dies_faults_its_own_job_only(monkeypatch: pytest.MonkeyPa
     assert died.error_kind == "internal"
     assert "worker process died" in (died.error_message or "")
     assert ran.ok
+
+
+def test_a_model_check_in_a_worker_fails_with_the_drivers_message_and_hint() -> None:
+    """The pre-flight request runs in a worker; its failure reaches the driver whole (an
+    exception pickled across the process boundary would lose its hint)."""
+    from orchestrator.config import ModelSpec
+    from orchestrator.errors import PrerequisiteError
+
+    refused = ModelSpec(
+        model="openai-api/sim/theta_0.5", base_url="http://127.0.0.1:9/v1", api_key="sk-x" * 4
+    )
+    with WorkerPool(1) as pool, pytest.raises(PrerequisiteError) as exc:
+        pool.check_models([refused], timeout_s=10)
+    assert exc.value.message.startswith(
+        "model 'openai-api/sim/theta_0.5' at http://127.0.0.1:9/v1 failed a test request: "
+    )
+    assert exc.value.hint is not None and "no item was run" in exc.value.hint
