@@ -180,7 +180,7 @@ def test_live_batches_from_the_table_are_the_exact_batches(
     tabulated, exact = _both(monkeypatch, run)
     assert tabulated == exact
     assert paths["proven"] > 0  # single picks (max_info) and batch picks (lazy greedy)
-    if shortlist == 3:
+    if shortlist == 3 and selection == "max_info":  # (a batch's later picks use groups)
         assert paths["fallback"] > 0  # a list too short to decide: all items, same picks
 
 
@@ -248,39 +248,82 @@ def test_blockwise_log_likelihood_is_the_sum_of_the_observations(
     assert subject_log_likelihood(a, b, subj[:0], item[:0], score[:0], 9, grid).shape == (9, 31)
 
 
+def _small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups as a 600-item bank needs them to have many (bins of 40 items: 4, 4, 8, 24)."""
+    monkeypatch.setattr("orchestrator.cat._table.GROUP_BIN", 40)
+    monkeypatch.setattr("orchestrator.cat._table.GROUP_STARTS", (0, 4, 8, 16))
+
+
+def _opened(cache: dict[str, object]) -> int:
+    """Groups a batch has opened (their bound set to −inf)."""
+    if "vr_groups" not in cache:
+        return 0
+    return int(np.isneginf(cache["vr_groups"][1]).sum())  # type: ignore[index]
+
+
+def _count_scored(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the items a batch scores exactly, its groups opened, and all-item bounds."""
+    calls = {"scored": 0, "opened": 0, "all_items": 0, "picks": 0}
+    grid, upper = selection_module._grid_information, selection_module._variance_reduction_upper
+    open_groups = selection_module._open_groups
+
+    def counted_grid(cache, bank, points, cols):  # type: ignore[no-untyped-def]
+        seen = cache.get("vr_seen")
+        before = 0 if seen is None else seen[2]
+        out = grid(cache, bank, points, cols)
+        calls["scored"] += cache["vr_seen"][2] - before
+        return out
+
+    def counted_upper(*args):  # type: ignore[no-untyped-def]
+        calls["all_items"] += 1
+        return upper(*args)
+
+    def counted_open(*args):  # type: ignore[no-untyped-def]
+        calls["picks"] += 1
+        cache = args[-1]
+        before = _opened(cache)
+        out = open_groups(*args)
+        calls["opened"] += _opened(cache) - before
+        return out
+
+    monkeypatch.setattr(selection_module, "_grid_information", counted_grid)
+    monkeypatch.setattr(selection_module, "_variance_reduction_upper", counted_upper)
+    monkeypatch.setattr(selection_module, "_open_groups", counted_open)
+    return calls
+
+
 @pytest.mark.parametrize(
     "selection",
     ["max_info", "variance_reduction", {"rule": "max_info", "args": {"randomesque": 3}}],
     ids=["max_info", "variance_reduction", "randomesque"],
 )
-def test_early_batches_from_renewed_bounds_are_the_exact_batches(
-    monkeypatch: pytest.MonkeyPatch, selection: object
+@pytest.mark.parametrize("steep", [False, True])
+def test_early_batches_from_the_groups_are_the_exact_batches(
+    monkeypatch: pytest.MonkeyPatch, selection: object, steep: bool
 ) -> None:
-    """Early in a test (wide posterior) a batch's later picks outgrow the bounds taken
-    before its first pick: the bounds are taken again, and the picks stay exact."""
-    upper = selection_module._variance_reduction_upper
-    calls = {"bounds": 0}
-
-    def counted(*args: object) -> object:
-        calls["bounds"] += 1
-        return upper(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(selection_module, "_variance_reduction_upper", counted)
+    """Batches after 0 to 10 steps (a wide posterior, where a batch's picks move J the
+    most) pick what the exact rule picks, scoring a small part of the bank exactly and
+    never bounding all items (items too steep for the table always scored)."""
+    _small_groups(monkeypatch)
+    calls = _count_scored(monkeypatch)
 
     def run() -> list[list[str]]:
         bank = tagged_bank(600, seed=4)
+        bank = _steep(bank, every=50) if steep else bank
         x = true_scores(bank, -0.4, seed=2)
         ctl = CatController(bank, selection=selection, rng=1)
         batches = []
-        for _ in range(5):
+        for _ in range(11):
             batches.append(ctl.next_items(8))
-            item = batches[-1][0]
+            item = ctl.next_items(1)[0]
             ctl.record(item, int(x[bank.index[item]]))
         return batches
 
-    tabulated, exact = _both(monkeypatch, run)  # (only the tabulated run takes bounds)
+    tabulated, exact = _both(monkeypatch, run)  # (only the tabulated run opens groups)
     assert tabulated == exact
-    assert calls["bounds"] > 5  # once per batch, and again where a batch outgrew them
+    assert calls["all_items"] == 0
+    assert calls["picks"] >= 11 * 7
+    assert 0 < calls["scored"] < 11 * 600 // 4  # a few groups' members per batch
 
 
 @pytest.mark.parametrize(
@@ -291,29 +334,22 @@ def test_early_batches_from_renewed_bounds_are_the_exact_batches(
 def test_late_batches_settled_from_scores_at_hand_are_the_exact_batches(
     monkeypatch: pytest.MonkeyPatch, selection: object
 ) -> None:
-    """Later in a test (narrow posterior) a batch's later picks are settled from the
-    exact scores of the items its first picks already computed (``Bounded.known``),
-    without their shortlist: the picks stay the exact rule's."""
-    lazy, init = selection_module._lazy_candidates, Bounded.__init__
-    calls = {"lazy": 0, "listed": 0}
+    """Later in a test (narrow posterior, the best items administered) a batch's later
+    picks are mostly settled by re-scoring the items its first picks scored, opening no
+    group: the picks stay the exact rule's."""
+    _small_groups(monkeypatch)
+    calls = _count_scored(monkeypatch)
+    settled = {"n": 0}
+    open_groups = selection_module._open_groups
 
-    def counted_lazy(*args: object) -> object:
-        calls["lazy"] += 1
-        return lazy(*args)  # type: ignore[arg-type]
+    def counted_open(*args):  # type: ignore[no-untyped-def]
+        cache = args[-1]
+        before = _opened(cache) if "vr_groups" in cache else -1
+        out = open_groups(*args)
+        settled["n"] += _opened(cache) == before
+        return out
 
-    def counted_init(self: Bounded, *args: object, **kw: object) -> None:
-        init(self, *args, **kw)  # type: ignore[arg-type]
-        if self.shortlist is not None and self.upper_only:  # a batch's later picks
-            listed = self.shortlist
-
-            def counted_listed() -> object:
-                calls["listed"] += 1
-                return listed()
-
-            self.shortlist = counted_listed  # type: ignore[assignment]
-
-    monkeypatch.setattr(selection_module, "_lazy_candidates", counted_lazy)
-    monkeypatch.setattr(Bounded, "__init__", counted_init)
+    monkeypatch.setattr(selection_module, "_open_groups", counted_open)
 
     def run() -> list[list[str]]:
         bank = tagged_bank(600, seed=4)
@@ -329,7 +365,35 @@ def test_late_batches_settled_from_scores_at_hand_are_the_exact_batches(
 
     tabulated, exact = _both(monkeypatch, run)
     assert tabulated == exact
-    assert 0 < calls["listed"] < calls["lazy"]  # some later picks never needed their list
+    assert calls["all_items"] == 0
+    assert settled["n"] > 5 * 3  # most later picks opened no group
+
+
+@pytest.mark.parametrize("steep", [False, True])
+def test_group_envelopes_bound_every_member_and_groups_cover_the_bank(
+    monkeypatch: pytest.MonkeyPatch, steep: bool
+) -> None:
+    """Every bounded item is in exactly one group, and a member's exact information
+    anywhere on an interval is at most its group's larger envelope value there plus
+    eps: the bound a batch pick trusts to leave a group closed."""
+    _small_groups(monkeypatch)
+    bank = tagged_bank(200, seed=4)
+    bank = _steep(bank) if steep else bank
+    table = InformationTable(bank.model, -6.0, 6.0, max_bytes=200 * 4 * 200)
+    members, starts, envelope = table.groups()
+    bounded = np.setdiff1d(np.arange(len(bank)), table.steep)
+    np.testing.assert_array_equal(np.sort(members), bounded)
+    assert len(starts) - 1 == envelope.shape[1] > 5
+    group = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    theta = np.linspace(-6.0, 6.0, 20 * len(table.theta))
+    i, _ = table.position(theta)
+    exact = bank.model.information(theta[:, None])[:, members]  # (points, M)
+    bound = np.maximum(envelope[i], envelope[i + 1])[:, group] + table.eps
+    assert (exact <= bound).all()
+    # small groups of high peaks: the bound is close for the items that matter
+    best = exact.max(axis=0) >= np.quantile(exact.max(axis=0), 0.9)
+    gap = (bound - exact)[:, best].min(axis=0)
+    assert np.median(gap) < 0.2 * np.median(exact.max(axis=0)[best])
 
 
 @pytest.mark.parametrize("rest", [0.3, 0.6])

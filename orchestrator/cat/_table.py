@@ -25,6 +25,17 @@ best eligible shortlisted estimate beats the ceiling by more than 2·eps, no
 item off the list can win, and the step reads a few hundred table entries
 instead of N (``Bounded.shortlist``); otherwise it falls back to all items.
 
+A batch's later picks score items by their variance reduction, a sum over the
+posterior grid that no single interval's list bounds. For them the table keeps
+*groups* (:meth:`InformationTable.groups`): the bounded items sorted by where
+their information peaks, cut into bins of ``GROUP_BIN`` items, each bin cut by
+peak height into groups (4 items of the highest peaks, … 128 of the lowest),
+and per group and grid row the
+largest value of any member (its *envelope*). A group's envelope bounds every
+member's information on the whole grid, so a criterion increasing in the
+information is bounded for a whole group at once, and a batch pick opens only
+the few groups whose bound can still win (``selection._group_listing``).
+
 θ is one-dimensional here; for D > 1 the rules evaluate every item exactly
 (the same selection code, without a table).
 """
@@ -47,6 +58,11 @@ _STEEP = 0.25
 """Items with a·Δ above this are always evaluated exactly."""
 SHORTLIST = 256
 """Items per grid interval a live step looks at first (the best by their endpoint values)."""
+GROUP_BIN = 256
+"""Items per location bin (of similar peak location; see :meth:`InformationTable.groups`)."""
+GROUP_STARTS = (0, 4, 8, 16, 32, 64, 128)
+"""Where a bin's groups start, by rank of peak height: small groups of the highest peaks
+(the ones a pick opens), large groups of the low ones (never opened)."""
 _ROUNDING = 1.0 + 2.0**-20
 """Float32 interpolation may exceed the larger endpoint by an ulp or two: the ceiling's margin."""
 
@@ -101,7 +117,51 @@ class InformationTable:
         self.steep: IntArray = np.flatnonzero(steep)
         self.eps = float(bound[~steep].max(initial=0.0))
         self.row_max = self.values.max(axis=1).astype(float)
+        self._rows_per_block = rows
+        self._groups: tuple[IntArray, IntArray, NDArray[np.float32]] | None = None
         self._shortlists(rows)
+
+    def groups(self) -> tuple[IntArray, IntArray, NDArray[np.float32]]:
+        """The bounded items in groups of similar information curves, built on first use.
+
+        Returns ``members (M,)`` (item indices, group by group), ``starts (C + 1,)`` (group
+        c is ``members[starts[c]:starts[c + 1]]``) and ``envelope (n, C)``: per grid row
+        the largest tabulated value of any member. The members' interpolated (and, within
+        ``eps``, exact) information at θ in interval i is at most
+        ``max(envelope[i], envelope[i + 1])``. Sorted by peak location, then cut by peak
+        height, so a group's envelope is close to each member's curve and the groups of
+        high, nearby peaks are the only ones a pick needs to open.
+        """
+        if self._groups is not None:
+            return self._groups
+        bounded = np.setdiff1d(np.arange(self.values.shape[1]), self.steep)
+        peak_row = np.empty(bounded.size, dtype=np.int64)
+        peak = np.empty(bounded.size, dtype=np.float32)
+        step = max(1, _BLOCK_ELEMS // max(len(self.theta), 1))
+        for c0 in range(0, bounded.size, step):  # blocks of items bound the temporaries
+            block = self.values[:, bounded[c0 : c0 + step]]
+            peak_row[c0 : c0 + step] = block.argmax(axis=0)
+            peak[c0 : c0 + step] = block.max(axis=0)
+        perm = np.lexsort((-peak, peak_row))  # by location, then height
+        by_place, peak = bounded[perm], peak[perm]
+        members, starts, base = [], [], 0
+        for b0 in range(0, by_place.size, GROUP_BIN):  # each bin by height, in groups
+            order = np.argsort(-peak[b0 : b0 + GROUP_BIN], kind="stable")
+            members.append(by_place[b0 : b0 + GROUP_BIN][order])
+            starts.extend(base + c for c in GROUP_STARTS if c < order.size)
+            base += order.size
+        starts.append(base)
+        member = np.concatenate(members) if members else np.empty(0, dtype=np.int64)
+        start = np.array(starts, dtype=np.int64)
+        envelope = np.empty((len(self.theta), max(len(start) - 1, 0)), dtype=np.float32)
+        if member.size:
+            for r0 in range(0, len(self.theta), self._rows_per_block):
+                block = self.values[r0 : r0 + self._rows_per_block][:, member]
+                envelope[r0 : r0 + self._rows_per_block] = np.maximum.reduceat(
+                    block, start[:-1], axis=1
+                )
+        self._groups = (member, start, envelope)
+        return self._groups
 
     def _shortlists(self, rows: int) -> None:
         """Per interval, the best ``SHORTLIST`` bounded items by their larger endpoint value,

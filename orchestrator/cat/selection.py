@@ -79,8 +79,10 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
-_AHEAD = 96
-"""Items a batch's first exact values also compute (its later picks score ~90 distinct)."""
+
+_OPEN = 32
+"""Items a variance-reduction pick first opens groups for (the best bounds first; a call
+costs more than its items)."""
 
 selection_rules: Registry[SelectionRule] = Registry(
     "selection rule", group="agentcat.selection_rules"
@@ -246,7 +248,7 @@ class SelectionRule(Recorded, ABC):
         first = inflight.shape[1]
         picked = np.full((state.n_subjects, first + k), -1, dtype=np.int64)
         picked[:, :first] = inflight
-        cache: dict[str, Any] = {}
+        cache: dict[str, Any] = {"n": self.randomesque}  # (what a bounded criterion must rank)
         for n in range(k):
             idx = self._pick_one(state, mask, picked[:, : first + n], rngs, cache)
             picked[:, first + n] = idx
@@ -821,60 +823,31 @@ def _variance_reduction_bounded(
     tabulated information near each point, where the best items are and the
     tangent is tight.
 
-    Within one batch (S = 1, the posterior fixed, J only growing as picks join
-    it) the criterion of every item only falls, so the first pick's bounds stay
-    bounds for the later ones and are computed once, and every exact value
-    computed replaces its item's bound for the later picks (lazy greedy). Early
-    in a test (a wide posterior) the batch's picks can raise J so much that those
-    bounds no longer settle a pick from the list; they are then taken again at
-    the batch's J (``tighten``) rather than scoring thousands of items exactly.
+    One test's batch (S = 1) needs no bound per item: f also increases in I, so a
+    group of the table's items is bounded as a whole by f of its envelope, and a
+    pick scores exactly only the members of the groups whose bound can still win
+    (:func:`_open_groups`, offered as ``Bounded.known``). Within the batch the
+    posterior is fixed and J only grows as picks join it, so every criterion only
+    falls: the items scored for one pick are re-scored at the next pick's J from
+    their stored information, and a group's bound stays a bound until renewed.
+    The tangent bound of all N items is what the cost option (and the replay's
+    S tests) use.
     """
     s_count = state.n_subjects
-    n_picked = cache["vr_grid"][3]  # the batch's picks J holds now
-    upper = cache.get("vr_upper") if s_count == 1 else None
-    if upper is None:
-        upper = _variance_reduction_upper(table, points, factor, j_prec)
-        if s_count == 1:
-            cache["vr_upper"], cache["vr_upper_at"] = upper, n_picked
     bank = state.bank
+    one = s_count == 1 and table.order.shape[1] > 0
+    if one:  # (computed only for the cost option)
 
-    def listed() -> Shortlist:
-        """The items with the best bounds, chosen once per batch (S = 1), their bounds
-        now, and the ceiling of the others (bounds only fall, so it stays one)."""
-        if "vr_shortlist" not in cache:
-            ranked = upper[0].copy()
-            ranked[table.steep] = -np.inf  # (always candidates, never listed)
-            m = table.order.shape[1]
-            # the best m lie among the items ranked at least as high as the lowest of the
-            # m items the table lists for θ̂'s interval: partition those few, not all N
-            floor = ranked[table.order[table.position(state.theta)[0][0]]].min()
-            pool = np.flatnonzero(ranked >= floor)
-            if pool.size > m:
-                part = np.argpartition(-ranked[pool], m)
-                cols, ceiling = pool[part[:m]], ranked[pool[part[m]]]
-            else:  # exactly the listed ones; every other item ranks below the floor
-                cols, ceiling = pool, floor
-            cache["vr_shortlist"] = (cols[None, :], np.array([ceiling]))
-        cols, ceiling = cache["vr_shortlist"]
-        return cols, upper[0, cols[0]][None, :], ceiling
+        def upper() -> FloatArray:
+            return _variance_reduction_upper(table, points, factor, j_prec)
+
+    else:
+        upper = _variance_reduction_upper(table, points, factor, j_prec)  # type: ignore[assignment]
 
     def exact(rows: IntArray, cols: IntArray) -> FloatArray:
         if s_count == 1:  # one test's batch: each item's information computed once
-            ahead = None
-            if "vr_seen" not in cache and "vr_shortlist" in cache:
-                # the batch's first exact values: in the same call, the listed items with
-                # the best bounds, which the later picks mostly score (a call costs more
-                # than its items)
-                listed_cols = cache["vr_shortlist"][0][0]
-                listed_cols = listed_cols[state.eligible[0, listed_cols]]
-                m = min(_AHEAD, listed_cols.size)
-                if m:
-                    ahead = listed_cols[np.argpartition(-upper[0, listed_cols], m - 1)[:m]]
-            info = _grid_information(cache, bank, points[0], cols, ahead)  # (G, m)
-            out = np.einsum("g,gm->m", factor[0], info / (j_prec[0, :, None] + info))
-            # a bound for the batch's later picks (a hair above: rounding)
-            upper[0, cols] = np.minimum(upper[0, cols], out * (1.0 + 2.0**-40) + 1e-300)
-            return out  # type: ignore[no-any-return]
+            info = _grid_information(cache, bank, points[0], cols)  # (G, m)
+            return np.einsum("g,gm->m", factor[0], info / (j_prec[0, :, None] + info))  # type: ignore[no-any-return]
         out = np.empty(len(rows))
         for s in np.unique(rows):
             at = rows == s
@@ -882,42 +855,15 @@ def _variance_reduction_bounded(
             out[at] = np.einsum("g,gm->m", factor[s], info / (j_prec[s, :, None] + info))
         return out
 
-    def known(eligible: BoolArray) -> tuple[IntArray, FloatArray, float] | None:
-        """The exact scores of the eligible items this batch computed the information of
-        (at the batch's J now), and the highest bound of every other eligible item: after
-        a batch's first later pick, most picks are settled by these ~100 alone."""
-        seen, listing = cache.get("vr_seen"), cache.get("vr_shortlist")
-        if seen is None or listing is None:
-            return None
-        slot, store, used = seen
-        block = cache.get("vr_block")
-        if block is None or block[0] != used or block[1] is not listing:
-            items = np.flatnonzero(slot >= 0)  # in column order
-            listed = listing[0][0]
-            steep = table.steep[eligible[table.steep]]
-            if (slot[steep] < 0).any():  # items without a bound must be at hand
-                return None
-            off = listed[slot[listed] < 0]  # listed, not at hand: bounds fixed until relisted
-            off = off[eligible[off]]  # (eligibility of those only changes with a relisting)
-            rest = max(float(listing[1][0]), float(upper[0, off].max(initial=-np.inf)))
-            block = cache["vr_block"] = (used, listing, items, store[slot[items]], rest)
-        _, _, items, info, rest = block
-        values = np.einsum("mg,g->m", info / (j_prec[0] + info), factor[0])
-        ok = eligible[items]  # (the batch's picks among them drop out here)
-        return items[ok], values[ok], rest
+    def known(eligible: BoolArray) -> tuple[IntArray, FloatArray, float]:
+        return _open_groups(
+            table, bank, points[0], factor[0], j_prec[0], eligible, cache.get("n", 1), cache
+        )
 
-    def tighten() -> bool:
-        """Bounds at the batch's J now (early in a test the first pick's bounds, taken
-        before the batch's picks, grow too loose to settle a later pick from the list);
-        the lower of the old and new bound of each item, and a new list from them."""
-        if cache["vr_upper_at"] == n_picked:
-            return False
-        np.minimum(upper, _variance_reduction_upper(table, points, factor, j_prec), out=upper)
-        cache["vr_upper_at"] = n_picked
-        cache.pop("vr_shortlist", None)
-        return True
+    def listed() -> Shortlist:  # (only where fewer than n items are eligible)
+        items, values, rest = known(state.eligible[0])
+        return items[None, :], values[None, :], np.array([rest])
 
-    one = s_count == 1 and table.order.shape[1] > 0
     return Bounded(
         upper,
         0.0,
@@ -925,40 +871,109 @@ def _variance_reduction_bounded(
         exact,
         upper_only=True,
         shortlist=listed if one else None,
-        tighten=tighten if one else None,
         known=known if one else None,
     )
 
 
-def _grid_information(
-    cache: dict[str, Any],
+def _open_groups(
+    table: InformationTable,
     bank: PreparedBank,
     points: FloatArray,
-    cols: IntArray,
-    ahead: IntArray | None = None,
+    factor: FloatArray,
+    j_prec: FloatArray,
+    eligible: BoolArray,
+    n: int,
+    cache: dict[str, Any],
+) -> tuple[IntArray, FloatArray, float]:
+    """One test's variance-reduction pick, lazily over the table's groups.
+
+    With I ≤ U on the grid (U: a group's envelope plus eps, see
+    :meth:`InformationTable.groups`), the criterion Σ_g factor_g · I / (J_g + I)
+    of every member is at most the same sum of U, since it increases in I. The
+    items at hand (every member of an opened group and every item without a
+    bound, their information stored for the batch) are scored exactly at J now;
+    a closed group whose bound reaches their n-th best score is renewed at J now
+    and, if it still does, opened (the best groups of ``_OPEN`` eligible items
+    first, then twice as many each round, as their members raise the floor);
+    until none does. Returns the eligible items at hand (column order), their
+    exact scores, and the highest bound of a closed group: every other eligible
+    item is below it, so the best n are at hand.
+    """
+    members, starts, envelope = table.groups()
+    n_picked = cache["vr_grid"][3]  # (J holds the batch's picks so far)
+    j = j_prec[:, None]
+    prep = cache.get("vr_groups")
+    if prep is None:  # the batch's grid is fixed: each group's envelope on it, once
+        i, _ = table.position(points)
+        top = np.maximum(envelope[i], envelope[i + 1]).astype(float)
+        top += table.eps
+        size = np.add.reduceat(eligible[members], starts[:-1]) if members.size else starts[:0]
+        prep = cache["vr_groups"] = (top, factor @ (top / (j + top)), [n_picked], size)
+        _grid_information(cache, bank, points, table.steep)  # (always at hand)
+    top, bound, renewed, size = prep  # bound: −inf once a group is opened; size: eligible
+    stale, renewed[0] = renewed[0] != n_picked, n_picked
+
+    def scores(info: FloatArray) -> FloatArray:  # rows of stored information → exact scores
+        return np.einsum("mg,g->m", info / (j_prec + info), factor)  # type: ignore[no-any-return]
+
+    slot, store, used, owner = cache["vr_seen"]
+    items, values = owner[:used], scores(store[:used])  # opened groups' members and others
+    live = eligible[items]  # (the batch's picks drop out here)
+    take = _OPEN
+    while True:
+        best = values[live]
+        floor = -np.partition(-best, n - 1)[n - 1] if best.size >= n else -np.inf
+        reach = np.flatnonzero(bound >= floor if floor > -np.inf else bound > floor)
+        if stale:  # bounds from an earlier J: renew those that reach the floor
+            part = top[:, reach]
+            bound[reach] = factor @ (part / (j + part))
+            reach, stale = reach[bound[reach] >= floor], False
+        if reach.size == 0:
+            break
+        if size[reach].sum() > take:  # the best first (≥ take items): they raise the floor
+            reach = reach[np.argsort(-bound[reach])]
+            reach = reach[: int(np.searchsorted(np.cumsum(size[reach]), take)) + 1]
+        take *= 2
+        bound[reach] = -np.inf
+        new = np.concatenate([members[starts[c] : starts[c + 1]] for c in reach])
+        new = new[eligible[new] & (slot[new] < 0)]
+        if new.size:
+            _grid_information(cache, bank, points, new)
+            slot, store, now, owner = cache["vr_seen"]
+            items, live = owner[:now], np.concatenate([live, np.ones(now - used, dtype=bool)])
+            values = np.concatenate([values, scores(store[used:now])])
+            used = now
+    order = np.argsort(items[live])
+    return items[live][order], values[live][order], float(bound.max(initial=-np.inf))
+
+
+def _grid_information(
+    cache: dict[str, Any], bank: PreparedBank, points: FloatArray, cols: IntArray
 ) -> FloatArray:
     """Items' information on one test's grid, ``(G, m)``, each item computed once per
     batch: the grid is fixed within it and a later pick mostly re-scores the items an
     earlier one scored (with J grown). Elementwise, so the same bits as computing the
     columns again; also what J grows by once an item is picked (:func:`_known_column`).
-    Kept as one row per item seen, in a store that grows, not a (G, N) array whose
-    scattered first writes would each fault in a page. Items ``ahead`` (likely asked
-    next) are computed in the same call where some of ``cols`` are new."""
+    Kept as one row per item seen (``owner``: the item of each row), in a store that
+    grows, not a (G, N) array whose scattered first writes would each fault in a page."""
     seen = cache.get("vr_seen")
     if seen is None:
         slot = np.full(bank.n_items, -1, dtype=np.int64)
-        seen = cache["vr_seen"] = [slot, np.empty((max(64, 2 * len(cols)), len(points))), 0]
-    slot, store, used = seen
+        rows = max(64, 2 * len(cols))
+        seen = [slot, np.empty((rows, len(points))), 0, np.empty(rows, dtype=np.int64)]
+        cache["vr_seen"] = seen
+    slot, store, used, owner = seen
     need = cols[slot[cols] < 0]
-    if need.size and ahead is not None:
-        slot[need] = -2  # (marks need: no item twice, no sort)
-        need = np.concatenate([need, ahead[slot[ahead] == -1]])
+    if need.size > 1:
+        need = np.unique(need)
     if need.size:
         if used + need.size > len(store):
-            grown = np.empty((2 * (used + need.size), store.shape[1]))
-            grown[:used] = store[:used]
-            store = seen[1] = grown
+            size = 2 * (used + need.size)
+            grown, grown_owner = np.empty((size, store.shape[1])), np.empty(size, np.int64)
+            grown[:used], grown_owner[:used] = store[:used], owner[:used]
+            store, owner = seen[1], seen[3] = grown, grown_owner
         store[used : used + need.size] = bank.information(points, need).T
+        owner[used : used + need.size] = need
         slot[need] = np.arange(used, used + need.size)
         seen[2] = used + need.size
     return np.ascontiguousarray(store[slot[cols]].T)  # (G, m) as computed afresh
