@@ -80,7 +80,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-_OPEN = 32
+_OPEN = 64
 """Items a variance-reduction pick first opens groups for (the best bounds first; a call
 costs more than its items)."""
 
@@ -913,23 +913,28 @@ def _open_groups(
     top, bound, renewed, size = prep  # bound: −inf once a group is opened; size: eligible
     stale, renewed[0] = renewed[0] != n_picked, n_picked
 
-    def scores(info: FloatArray) -> FloatArray:  # rows of stored information → exact scores
-        return np.einsum("mg,g->m", info / (j_prec + info), factor)  # type: ignore[no-any-return]
-
-    slot, store, used, owner = cache["vr_seen"]
-    items, values = owner[:used], scores(store[:used])  # opened groups' members and others
-    live = eligible[items]  # (the batch's picks drop out here)
     take = _OPEN
     while True:
+        slot, store, used, owner = cache["vr_seen"]
+        block = cache.get("vr_block")
+        if block is None or block[0] != used:  # the items at hand in column order, once
+            order = np.argsort(owner[:used])  # (opened groups' members and others)
+            block = cache["vr_block"] = (used, owner[order], store[order])
+        _, items, info = block
+        values = np.einsum("mg,g->m", info / (j_prec + info), factor)
+        live = eligible[items]  # (the batch's picks drop out here)
         best = values[live]
-        floor = -np.partition(-best, n - 1)[n - 1] if best.size >= n else -np.inf
+        if best.size < n:
+            floor = -np.inf
+        else:
+            floor = best.max() if n == 1 else -np.partition(-best, n - 1)[n - 1]
         reach = np.flatnonzero(bound >= floor if floor > -np.inf else bound > floor)
-        if stale:  # bounds from an earlier J: renew those that reach the floor
+        if stale and reach.size:  # bounds from an earlier J: renew those that reach the floor
             part = top[:, reach]
             bound[reach] = factor @ (part / (j + part))
             reach, stale = reach[bound[reach] >= floor], False
         if reach.size == 0:
-            break
+            return items[live], best, float(bound.max(initial=-np.inf))
         if size[reach].sum() > take:  # the best first (≥ take items): they raise the floor
             reach = reach[np.argsort(-bound[reach])]
             reach = reach[: int(np.searchsorted(np.cumsum(size[reach]), take)) + 1]
@@ -939,12 +944,6 @@ def _open_groups(
         new = new[eligible[new] & (slot[new] < 0)]
         if new.size:
             _grid_information(cache, bank, points, new)
-            slot, store, now, owner = cache["vr_seen"]
-            items, live = owner[:now], np.concatenate([live, np.ones(now - used, dtype=bool)])
-            values = np.concatenate([values, scores(store[used:now])])
-            used = now
-    order = np.argsort(items[live])
-    return items[live][order], values[live][order], float(bound.max(initial=-np.inf))
 
 
 def _grid_information(
