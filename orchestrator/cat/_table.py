@@ -34,7 +34,7 @@ and per group and grid row the
 largest value of any member (its *envelope*). A group's envelope bounds every
 member's information on the whole grid, so a criterion increasing in the
 information is bounded for a whole group at once, and a batch pick opens only
-the few groups whose bound can still win (``selection._group_listing``).
+the few groups whose bound can still win (``selection._open_groups``).
 
 θ is one-dimensional here; for D > 1 the rules evaluate every item exactly
 (the same selection code, without a table).

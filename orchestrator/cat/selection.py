@@ -338,8 +338,6 @@ class SelectionRule(Recorded, ABC):
         if scores.shortlist is not None and cost is None:
             if scores.upper_only:
                 found = _lazy_candidates(scores, mask, n)
-                if found is None and scores.tighten is not None and scores.tighten():
-                    found = _lazy_candidates(scores, mask, n)
                 exact = None if found is None else found[2]
             else:
                 found = self._shortlist_candidates(scores, scores.shortlist(), mask, n)
@@ -628,8 +626,6 @@ class Bounded:
         shortlist: Optional function returning a :data:`Shortlist`: a few items per
             subject, their estimates, and a ceiling on every other item's estimate,
             so a pick may be proven from the listed items alone.
-        tighten: Optional function that lowers ``estimate`` (still bounds) and renews
-            the shortlist when the list could not prove the pick; True if it did.
         known: Optional function of one test's eligibility ``(N,)``: the exact scores
             of the eligible items it has at hand (cheaply, e.g. earlier picks of the
             same batch scored them), in column order, and a bound on every other
@@ -644,7 +640,6 @@ class Bounded:
         exact: Callable[[IntArray, IntArray], FloatArray],
         upper_only: bool = False,
         shortlist: Callable[[], Shortlist] | None = None,
-        tighten: Callable[[], bool] | None = None,
         known: Callable[[BoolArray], tuple[IntArray, FloatArray, float] | None] | None = None,
     ) -> None:
         self._estimate = estimate
@@ -653,7 +648,6 @@ class Bounded:
         self.exact = exact
         self.upper_only = upper_only
         self.shortlist = shortlist
-        self.tighten = tighten
         self.known = known
 
     @property
