@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _results import header, write_json
+
 REPO = Path(__file__).resolve().parents[1]
 
 PROBE = """
@@ -145,7 +147,7 @@ def _write(
         for tree, per in runs.items()
     }
     result = {
-        "command": " ".join(sys.argv),
+        **header("bench_run_startup", "bench_run_startup.py"),
         "cpu_count": os.cpu_count(),
         "workers": args.workers,
         "rounds": args.rounds,
@@ -154,8 +156,7 @@ def _write(
         "median": summary,
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     return result
 
 
