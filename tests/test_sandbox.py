@@ -621,3 +621,36 @@ def test_an_empty_image_directory_is_not_copied_but_keeps_its_owner_and_mode(
 
     _run(body())
     assert "/srv/data" in copied and "/mnt" not in copied
+
+
+def test_a_task_clean_up_that_pruned_leaves_the_next_one_nothing_to_list(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean-up that finds something left prunes the task's containers; the ones of this
+    process it removed are forgotten, so the next clean-up after a clean run does not ask
+    the engine again."""
+    run = uuid.uuid4().hex[:8]
+    spec = _spec(sandbox_test_image)
+    listed: list[object] = []
+    real = sandbox.prune_containers
+
+    def counting(*a: object, **kw: object) -> object:
+        listed.append(a)
+        return real(*a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sandbox, "prune_containers", counting)
+    monkeypatch.setattr(sandbox, "_live", set())  # (what earlier tests left is not this test's)
+    monkeypatch.setattr(sandbox, "_unclean", False)
+    meta = {"session": run, "item": "x.1", "run": "1.1"}
+
+    async def body() -> None:
+        left = (await AgentcatSandbox.sample_init("agentcat_left", spec, meta))["default"]
+        assert isinstance(left, AgentcatSandbox)  # never cleaned up: the task's clean-up prunes
+        await AgentcatSandbox.task_cleanup("agentcat_left", spec, cleanup=True)
+        assert len(listed) == 1
+        assert not docker_client().api.containers(all=True, filters={"id": left.container_id})
+        assert left.container_id not in sandbox._live
+        await AgentcatSandbox.task_cleanup("agentcat_left", spec, cleanup=True)
+        assert len(listed) == 1  # nothing left: the engine is not asked
+
+    _run(body())

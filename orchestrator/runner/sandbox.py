@@ -70,6 +70,7 @@ from inspect_ai.util import (
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import PrerequisiteError, SandboxError
+from orchestrator.runner import containers as housekeeping
 from orchestrator.runner._content_cache import load_content, save_content
 from orchestrator.runner.containers import (  # housekeeping that needs no Inspect
     OWNER_HOST,
@@ -80,7 +81,6 @@ from orchestrator.runner.containers import (  # housekeeping that needs no Inspe
     Pruned,
     managed_containers,
     owner_labels,
-    prune_containers,
     prune_orphans,
     remove_container,
 )
@@ -311,8 +311,23 @@ def _remove_container(container_id: str) -> None:
     try:
         remove_container(container_id)
     finally:
-        _live.discard(container_id)
-        _claimed.pop(container_id, None)
+        _forget(container_id)
+
+
+def _forget(container_id: str) -> None:
+    """This process no longer holds ``container_id`` (it is removed)."""
+    _live.discard(container_id)
+    _claimed.pop(container_id, None)
+
+
+def prune_containers(labels: Mapping[str, str] | None = None, *, any_owner: bool = False) -> Pruned:
+    """:func:`orchestrator.runner.containers.prune_containers`, and this process forgets
+    the containers of its own it removed (one left in ``_live`` would make every later
+    task clean-up list the engine)."""
+    pruned = housekeeping.prune_containers(labels, any_owner=any_owner)
+    for cid in pruned.removed:
+        _forget(cid)
+    return pruned
 
 
 _removals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentcat-remove")
