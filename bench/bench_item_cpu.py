@@ -60,7 +60,7 @@ CGROUP = Path("/sys/fs/cgroup/cpuacct/docker")
 POLL_S = 0.2
 
 
-def _serve(bank_dir: str, env_dir: str, conn: Any) -> None:
+def _serve(bank_dir: str, env_dir: str, conn: Any, api_key: str = "bench") -> None:
     """The simulated agent server in a process of its own (its CPU is then its pid's)."""
     from orchestrator.bank import load_bank
     from orchestrator.sim.agent import SimAgent, players_for_bank, scripts_for_bank
@@ -70,7 +70,7 @@ def _serve(bank_dir: str, env_dir: str, conn: Any) -> None:
     agent = SimAgent(
         bank, scripts_for_bank(bank, env_dir), seed=0, players=players_for_bank(bank, env_dir)
     )
-    srv = SimServer(agent, api_key="bench")
+    srv = SimServer(agent, api_key=api_key)
     conn.send(srv.url)
     srv.serve_forever()
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from _results import header, write_json
+from bench_item_phases import sim_job
 
 REPO = Path(__file__).resolve().parents[1]
 BANK = REPO / "item_banks" / "shell-safety"
@@ -91,23 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     with SimServer(agent, api_key="bench") as srv, tempfile.TemporaryDirectory() as tmp:
         for step, iid in enumerate(ids, start=1):
             current["item"] = iid
-            spec = bank.item(iid)
-            job = ir.RunJob(
-                session_id="execs",
-                session_key="execs",
-                item_id=iid,
-                step=step,
-                attempt=1,
-                source=items.sources[iid],
-                n_categories=spec.n_categories,
-                labels=tuple(bank.spec.scale.labels[: spec.n_categories]),
-                model="openai-api/sim/theta_0.5",
-                log_dir=tmp,
-                prepared=dict(items.prepared.get(iid, {})),
-                environments=str(ENV),
-                base_url=srv.url,
-                api_key="bench",
-            )
+            job = sim_job(ir, bank, items, iid, step, "execs", tmp, srv.url)
             res = ir.worker_entry(job)
             if res.get("error_kind"):
                 raise SystemExit(f"{iid}: {res['error_kind']} {res.get('error_message')}")

@@ -149,6 +149,30 @@ async def _seq(make: Callable[[], Any], n: int) -> None:
         await make()
 
 
+def sim_job(
+    ir: Any, bank: Any, items: Any, iid: str, step: int, session: str, log_dir: str, url: str
+) -> Any:
+    """The job a pool worker would get for bank item ``iid``, against the simulated agent
+    at ``url`` (key ``bench``); ``ir`` is the tree's ``orchestrator.runner.inspect_run``."""
+    spec = bank.item(iid)
+    return ir.RunJob(
+        session_id=session,
+        session_key=session,
+        item_id=iid,
+        step=step,
+        attempt=1,
+        source=items.sources[iid],
+        n_categories=spec.n_categories,
+        labels=tuple(bank.spec.scale.labels[: spec.n_categories]),
+        model="openai-api/sim/theta_0.5",
+        log_dir=log_dir,
+        prepared=dict(items.prepared.get(iid, {})),
+        environments=str(ENV),
+        base_url=url,
+        api_key="bench",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--items", type=int, default=12, help="measured items")
@@ -182,23 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, float]] = []
     with SimServer(agent, api_key="bench") as srv, tempfile.TemporaryDirectory() as tmp:
         for step, iid in enumerate(ids):
-            spec = bank.item(iid)
-            job = ir.RunJob(
-                session_id="phases",
-                session_key="phases",
-                item_id=iid,
-                step=step + 1,
-                attempt=1,
-                source=items.sources[iid],
-                n_categories=spec.n_categories,
-                labels=tuple(bank.spec.scale.labels[: spec.n_categories]),
-                model="openai-api/sim/theta_0.5",
-                log_dir=tmp,
-                prepared=dict(items.prepared.get(iid, {})),
-                environments=str(ENV),
-                base_url=srv.url,
-                api_key="bench",
-            )
+            job = sim_job(ir, bank, items, iid, step + 1, "phases", tmp, srv.url)
             _t.clear()
             _n.clear()
             _marks.clear()

@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from _results import header, write_json
+from bench_item_cpu import _serve
 
 REPO = Path(__file__).resolve().parents[1]
+KEY = "bench-startup-key"
 
 PROBE = """
 import json, os, resource, sys, tempfile, time
@@ -69,22 +71,8 @@ print(json.dumps({"driver_s": driver, "workers_s": kids.ru_utime + kids.ru_stime
 """
 
 
-def _serve(bank_dir: str, env_dir: str, conn: Any) -> None:
-    from orchestrator.bank import load_bank
-    from orchestrator.sim.agent import SimAgent, players_for_bank, scripts_for_bank
-    from orchestrator.sim.server import SimServer
-
-    bank = load_bank(bank_dir)
-    agent = SimAgent(
-        bank, scripts_for_bank(bank, env_dir), seed=0, players=players_for_bank(bank, env_dir)
-    )
-    srv = SimServer(agent, api_key="bench-startup-key")
-    conn.send(srv.url)
-    srv.serve_forever()
-
-
 def _probe(tree: Path, what: str, url: str, workers: int) -> dict[str, Any]:
-    env = {**os.environ, "SIM_API_KEY": "bench-startup-key", "PYTHONPATH": str(tree)}
+    env = {**os.environ, "SIM_API_KEY": KEY, "PYTHONPATH": str(tree)}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, what, url, str(workers)],
         cwd=tree,
@@ -111,7 +99,7 @@ def main() -> None:
     parent, child = ctx.Pipe()
     server = ctx.Process(
         target=_serve,
-        args=(str(REPO / "item_banks" / "shell-safety"), str(REPO / "environments"), child),
+        args=(str(REPO / "item_banks" / "shell-safety"), str(REPO / "environments"), child, KEY),
         daemon=True,
     )
     server.start()
