@@ -10,6 +10,7 @@ next choice), which is what makes an interrupted session resumable.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -224,6 +225,29 @@ class CatController:
             DataError: an id in ``exclude``/``pending`` is not in the bank, or a
                 pending item was already recorded.
         """
+        return self._pick(k, exclude, pending, self._rng)
+
+    def likely_next(self, pending: Iterable[str], k: int = 1) -> list[str]:
+        """The items a batch picked now, with ``pending`` in flight, would add: a guess at
+        what :meth:`next_items` will return once ``pending`` is recorded (the live runner
+        readies sandboxes for it). Empty when no other item is eligible.
+
+        The random stream is not advanced (a copy of it draws, for randomised rules), so
+        asking never changes the test: a resumed session picks as the original did.
+        """
+        try:
+            return self._pick(k, (), pending, copy.deepcopy(self._rng))
+        except NoItemsAvailableError:
+            return []
+
+    def _pick(
+        self,
+        k: int,
+        exclude: Iterable[str],
+        pending: Iterable[str],
+        rng: np.random.Generator,
+    ) -> list[str]:
+        """:meth:`next_items` drawing from ``rng``."""
         skip = [self._index(i, "exclude") for i in exclude]
         batch = [self._index(i, "pending") for i in pending]
         for i in batch:
@@ -240,7 +264,7 @@ class CatController:
             state = replace(state, eligible=eligible, n_eligible=None)
             state._info_theta, state._weights = shared._info_theta, shared._weights
             state._weight_theta = shared._weight_theta
-        picks = self.selection.select(state, k, self._rng, batch=batch)
+        picks = self.selection.select(state, k, rng, batch=batch)
         if not picks:
             raise NoItemsAvailableError(
                 f"no eligible item left in bank {self.bank.name!r}: {self.n_items} administered, "

@@ -70,8 +70,10 @@ class RunJob:
     usd_per_mtok_input: float | None = None
     usd_per_mtok_output: float | None = None
     next_job: RunJob | None = None
-    """A queued job the pool means to give this worker next (no key, no ``next_job``):
-    the worker's spare container is of its sandbox spec (see :func:`_prepare_sandbox`)."""
+    """The job this worker likely runs next (no key, no ``next_job``): a queued job the
+    pool means to give it, else the one the session expects to submit next (its CAT's
+    guess). The worker's spare container is of its sandbox spec (see
+    :func:`_prepare_sandbox`)."""
 
     def sandbox_group(self) -> str:
         """What jobs that run in sandboxes of one spec have in common (a scenario family
@@ -404,7 +406,7 @@ def _prepare_sandbox(job: RunJob, plan: SampleTask) -> None:
     its spec); the provider hands it to the sample when Inspect gets there
     (``AgentcatSandbox.prepare``; ``worker_entry`` removes it if the run ends before).
     Its claim starts a spare for the worker's next item: of ``job.next_job``'s spec when
-    the pool named one, else of this item's."""
+    the pool or the session named one, else of this item's."""
     if job.sandbox_provider != "agentcat":
         return
     sample = _agentcat_sample(plan)

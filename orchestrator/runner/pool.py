@@ -16,8 +16,10 @@ the pool knows which of them a worker will get next. So a job goes out with a
 queued job no busy worker is already readying for (``RunJob.next_job``): the
 worker's spare container is of that job's sandbox spec, and when the worker is
 free that job (or the oldest of its group) is the one it gets. With nothing
-queued, the spare is of the job's own spec. A wrong guess costs a container start,
-never a result: the worker checks the real spec.
+queued (one session), the job's own ``next_job`` names the item its session expects
+to run next (its CAT's guess, :attr:`RunRequest.next_item`); without that either, the
+spare is of the job's own spec. A wrong guess costs a container start, never a
+result: the worker checks the real spec.
 
 The pre-flight model check runs in a worker too (:meth:`WorkerPool.check_models`):
 a worker imports Inspect and loads its extensions anyway, so the driver process
@@ -45,7 +47,7 @@ from orchestrator.config import ModelSpec, RunConfig
 from orchestrator.errors import PrerequisiteError, RunnerError
 from orchestrator.runner.inspect_run import RunJob, check_model, warm_worker, worker_entry
 from orchestrator.runner.result import ItemResult, RunRequest
-from orchestrator.runner.sources import LiveItems
+from orchestrator.runner.sources import ItemSource, LiveItems
 
 __all__ = ["InspectRunner", "WorkerPool"]
 
@@ -213,14 +215,18 @@ class WorkerPool:
         return next((e for e in self._queue if surplus[e.group] > 0), None)
 
     def _start(self, entry: _Queued) -> None:
-        """Run ``entry`` on the worker just freed, naming the queued job it gets next."""
-        following = self._unreadied()
+        """Run ``entry`` on the worker just freed, naming the job it likely gets next: a
+        queued one, else the one its session expects to submit next (the job's own
+        ``next_job``), else none (its spare is of its own spec). The named job goes
+        without its API key."""
+        queued = self._unreadied()
+        following = queued.job if queued is not None else entry.job.next_job
         job, spare = entry.job, entry.group
         if following is not None:
             job = dataclasses.replace(
-                job, next_job=dataclasses.replace(following.job, api_key=None, next_job=None)
+                job, next_job=dataclasses.replace(following, api_key=None, next_job=None)
             )
-            spare = following.group
+            spare = queued.group if queued is not None else following.sandbox_group()
         executor = self._executor
         try:
             future = executor.submit(worker_entry, job)
@@ -333,10 +339,19 @@ class InspectRunner:
                 f"item {request.item_id!r} has no source to run",
                 hint="live sessions need a bank whose items name what runs them",
             )
+        job = self._job(request, source)
+        hint = request.next_item
+        if hint is not None and hint in self.items.sources:
+            nxt = RunRequest(request.session_id, hint, request.step + 1, 1, request.session_key)
+            following = dataclasses.replace(self._job(nxt, self.items.sources[hint]), api_key=None)
+            job = dataclasses.replace(job, next_job=following)
+        return await self.pool.submit(job)
+
+    def _job(self, request: RunRequest, source: ItemSource) -> RunJob:
         spec = self.bank.item(request.item_id)
         k = spec.n_categories
         cfg, lim, retry = self.config, self.config.limits, self.config.retry
-        job = RunJob(
+        return RunJob(
             session_id=request.session_id,
             session_key=request.session_key,
             item_id=request.item_id,
@@ -362,4 +377,3 @@ class InspectRunner:
             usd_per_mtok_input=self.model.usd_per_mtok_input,
             usd_per_mtok_output=self.model.usd_per_mtok_output,
         )
-        return await self.pool.submit(job)

@@ -32,6 +32,9 @@ class RunRequest:
     attempt: int
     session_key: str = ""
     """Unique key of the session (ids can repeat across runs folders); labels its sandboxes."""
+    next_item: str | None = None
+    """The item the session will likely run after this one (its CAT's guess), or None: only
+    a hint for which sandbox to ready next; a wrong one never changes a result."""
 
 
 @dataclass(frozen=True)

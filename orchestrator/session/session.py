@@ -403,9 +403,17 @@ class Session:
         retry = self.config.retry
         key = self.key
         todo = [s for s in slots if s.result is None and s.skip_reason is None]
+        following = self._likely_next(slots)
         while todo:
             results = await asyncio.gather(
-                *(runner.run(RunRequest(self.id, s.item_id, s.step, s.attempt, key)) for s in todo)
+                *(
+                    runner.run(
+                        RunRequest(
+                            self.id, s.item_id, s.step, s.attempt, key, following.get(s.step)
+                        )
+                    )
+                    for s in todo
+                )
             )
             again: list[_Slot] = []
             setup_fault: ItemResult | None = None
@@ -473,6 +481,14 @@ class Session:
             todo = again
         self._apply(slots, emit)
         return "ok"
+
+    def _likely_next(self, slots: list[_Slot]) -> dict[int, str]:
+        """Step → the item the controller will likely pick after this batch, one per slot
+        (the batch it would pick with these items in flight): the runner readies its
+        sandbox meanwhile. The controller's random stream is not touched
+        (:meth:`CatController.likely_next`), so picks and resume stay exact."""
+        guesses = self.controller.likely_next([s.item_id for s in slots], len(slots))
+        return {s.step: item for s, item in zip(slots, guesses, strict=False)}
 
     def _apply(self, slots: list[_Slot], emit: EventHandler) -> None:
         """Record graded slots in step order and give up exhausted ones; journal it all
