@@ -106,6 +106,36 @@ def test_json_round_trip_gives_same_choice_and_same_random_stream(bank) -> None:
     assert clone.theta == ctl.theta and clone.se == ctl.se
 
 
+def test_likely_next_is_the_pending_batch_pick_and_leaves_the_random_stream_alone(bank) -> None:
+    """``likely_next(pending, k)`` is what ``next_items(k, pending=...)`` would pick (the
+    live runner readies a sandbox for it); asking draws from a copy of the random
+    stream, so a test that asks every step picks, estimates and journals exactly what
+    one that never asks does (randomesque: the picks are random draws)."""
+    spec = {"rule": "max_info", "args": {"randomesque": 5}}
+    asked = CatController(bank, selection=spec, rng=11)
+    plain = CatController(bank, selection=spec, rng=11)
+    x = true_scores(bank, -0.4)
+    guesses = set()
+    for _ in range(8):
+        (item,) = asked.next_items(1)
+        assert plain.next_items(1) == [item]
+        doc = asked.to_dict()
+        guess = asked.likely_next([item], 2)
+        assert asked.to_dict() == doc
+        clone = CatController.from_dict(doc, bank)
+        assert clone.next_items(2, pending=[item]) == guess
+        assert len(guess) == 2 and item not in guess
+        guesses.add(tuple(guess))
+        asked.record(item, int(x[bank.index[item]]))
+        plain.record(item, int(x[bank.index[item]]))
+    assert len(guesses) > 1
+    assert asked.to_dict() == plain.to_dict()
+    for iid in bank.ids:
+        if iid not in asked.administered and iid != bank.ids[-1]:
+            asked.mark_unavailable(iid)
+    assert asked.likely_next([bank.ids[-1]]) == []  # nothing else eligible: no guess
+
+
 def test_journal_posterior_record_keeps_its_format_and_inconsistency_is_refused(bank) -> None:
     ctl = CatController(bank, rng=0)
     run(ctl, true_scores(bank, 0.4), 3)

@@ -4,6 +4,7 @@ hands queued jobs to free workers itself."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -11,10 +12,12 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestrator.bank import load_bank
 from orchestrator.runner import pool as pool_module
 from orchestrator.runner.inspect_run import RunJob
 from orchestrator.runner.pool import WorkerPool
@@ -166,6 +169,85 @@ def test_a_free_worker_gets_the_queued_job_its_spare_serves_and_is_told_its_next
         "a.2": ["b.1", None, None],
         "b.1": None,
     }
+
+
+def test_with_nothing_queued_a_worker_readies_for_the_job_its_session_expects_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One worker. The first job goes out with nothing queued: it names the job its
+    session expects next (``next_job``, another family), without the key, and that is
+    the spare its worker readies, so when it is free the queued job of that family goes
+    ahead of an older one of its own. A queued job beats a session's guess."""
+    monkeypatch.setattr(pool_module, "worker_entry", _stand_in)
+
+    def hinted(job: RunJob, following: RunJob) -> RunJob:
+        return dataclasses.replace(job, next_job=following)
+
+    async def body(pool: WorkerPool) -> list[Any]:
+        first = pool.submit(hinted(_job("a.1", "fam_a"), _job("b.0", "fam_b")))
+        running = asyncio.ensure_future(first)
+        await asyncio.sleep(0.1)  # a.1 runs; the next two queue behind it
+        rest = [_job("a.2", "fam_a"), hinted(_job("b.1", "fam_b"), _job("z.1", "fam_z"))]
+        ran, queued = await asyncio.gather(running, asyncio.gather(*map(pool.submit, rest)))
+        return [ran, *queued]
+
+    with WorkerPool(1) as pool:
+        results = asyncio.run(body(pool))
+    assert all(r.ok for r in results)
+    runs = {r.item_id: json.loads(r.explanation or "") for r in results}
+    assert sorted(runs, key=lambda i: runs[i][1]) == ["a.1", "b.1", "a.2"]
+    assert {i: run[0] for i, run in runs.items()} == {
+        "a.1": ["b.0", None, None],
+        "b.1": ["a.2", None, None],
+        "a.2": None,
+    }
+
+
+def test_the_runner_names_the_item_its_session_expects_next_without_the_key(
+    tmp_path: Path,
+) -> None:
+    """A request's ``next_item`` goes to the pool as the job's ``next_job``: that item's
+    own source and image, the session's labels, and no API key; an item the runner cannot
+    run names none (its worker's spare is then of its own item's spec)."""
+    from orchestrator.config import load_config
+    from orchestrator.runner.pool import InspectRunner
+    from orchestrator.runner.result import ItemResult, RunRequest
+    from orchestrator.runner.sources import LiveItems, bank_sources
+
+    bank = load_bank(REPO / "item_banks" / "shell-safety")
+    cfg = load_config(
+        None,
+        bank=str(bank.path),
+        models=[{"model": "openai-api/sim/x", "api_key": "sk-secret"}],
+        runs_dir=str(tmp_path / "runs"),
+    )
+    first, second = bank.ids[0], bank.ids[-1]
+    sources = bank_sources(bank)
+    items = LiveItems(
+        {i: sources[i] for i in (first, second)},
+        {first: {"image": "agentcat/a:1"}, second: {"image": "agentcat/b:1"}},
+    )
+    submitted: list[RunJob] = []
+
+    class Recorder:
+        async def submit(self, job: RunJob) -> ItemResult:
+            submitted.append(job)
+            return ItemResult(job.item_id, score=0)
+
+    runner = InspectRunner(Recorder(), cfg, cfg.models[0], bank, tmp_path, items)  # type: ignore[arg-type]
+
+    async def body() -> None:
+        await runner.run(RunRequest("s", first, 3, 1, "key", next_item=second))
+        await runner.run(RunRequest("s", first, 3, 1, "key", next_item=bank.ids[1]))
+
+    asyncio.run(body())
+    hinted, unrunnable = submitted
+    assert hinted.api_key == "sk-secret"
+    nxt = hinted.next_job
+    assert nxt is not None and nxt.api_key is None and nxt.next_job is None
+    assert (nxt.item_id, nxt.session_key, nxt.prepared) == (second, "key", items.prepared[second])
+    assert nxt.sandbox_group() != hinted.sandbox_group()
+    assert unrunnable.next_job is None
 
 
 def test_a_worker_that_dies_faults_its_own_job_only(monkeypatch: pytest.MonkeyPatch) -> None:

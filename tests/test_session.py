@@ -125,6 +125,44 @@ def test_crash_and_resume_gives_the_uninterrupted_result(tmp_path: Path, crash_a
     assert resumed.controller.theta == ref.theta and resumed.controller.se == ref.se
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_naming_the_likely_next_item_changes_no_pick_and_no_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    """Each run request names the item the CAT will likely pick next (the batch it would
+    add with this one in flight), for the runner's next sandbox; a session that names
+    them picks, journals and resumes exactly as one that does not (randomesque draws:
+    the guess must not advance the random stream). The guess is often the real pick."""
+    cfg, scores = _setup(
+        tmp_path,
+        batch_size=batch_size,
+        selection={"rule": "max_info", "args": {"randomesque": 3}},
+        person_fit={"enabled": False},  # (its null for batches takes a minute to simulate)
+    )
+    named = Session.start(cfg, cfg.models[0], "named")
+    runner = TableRunner(scores)
+    assert asyncio.run(named.drive(runner)) == "completed"
+    with monkeypatch.context() as m:
+        m.setattr(CatController, "likely_next", lambda self, pending, k=1: [])
+        silent = Session.start(cfg, cfg.models[0], "silent")
+        quiet = TableRunner(scores)
+        assert asyncio.run(silent.drive(quiet)) == "completed"
+    assert all(c.next_item is None for c in quiet.calls)
+
+    def journal(s: Session) -> list[tuple[object, ...]]:
+        return [(r.step, r.attempt, r.item_id, r.status, r.score, r.theta, r.se) for r in
+                s.journal.steps()]  # fmt: skip
+
+    assert journal(named) == journal(silent)
+    assert named.journal.controller_state() == silent.journal.controller_state()
+    items = [c.item_id for c in runner.calls]
+    hints = [c.next_item for c in runner.calls]
+    assert all(h is not None and h not in items[: i + 1] for i, h in enumerate(hints[:-1]))
+    # step n's guess against what step n + batch_size really ran
+    right = [h == items[i + batch_size] for i, h in enumerate(hints[:-batch_size])]
+    assert sum(right) >= len(right) / 3
+
+
 def test_errored_runs_are_retried_then_skipped_never_scored(tmp_path: Path) -> None:
     cfg, scores = _setup(tmp_path)
     first = Session.start(cfg, cfg.models[0], "probe").controller.next_items(1)[0]
