@@ -19,6 +19,10 @@ random stream gives the same items), applies results that were already
 ``scored``, gives up items whose attempts were already exhausted, and re-runs
 only what was in flight, so a resumed session ends exactly where an
 uninterrupted one would for the same responses.
+
+Each run request also names the item the controller will likely pick next
+(``RunRequest.next_item``), so the runner readies its sandbox while this one
+runs; the guess draws from a copy of the random stream and changes no pick.
 """
 
 from __future__ import annotations
