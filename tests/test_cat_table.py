@@ -264,7 +264,7 @@ def _opened(cache: dict[str, object]) -> int:
 def _count_scored(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Count the items a batch scores exactly, its groups opened, and all-item bounds."""
     calls = {"scored": 0, "opened": 0, "all_items": 0, "picks": 0}
-    grid, upper = selection_module._grid_information, selection_module._variance_reduction_upper
+    grid, upper = selection_module._store_information, selection_module._variance_reduction_upper
     open_groups = selection_module._open_groups
 
     def counted_grid(cache, bank, points, cols):  # type: ignore[no-untyped-def]
@@ -286,7 +286,7 @@ def _count_scored(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         calls["opened"] += _opened(cache) - before
         return out
 
-    monkeypatch.setattr(selection_module, "_grid_information", counted_grid)
+    monkeypatch.setattr(selection_module, "_store_information", counted_grid)
     monkeypatch.setattr(selection_module, "_variance_reduction_upper", counted_upper)
     monkeypatch.setattr(selection_module, "_open_groups", counted_open)
     return calls

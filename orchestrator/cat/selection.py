@@ -895,28 +895,28 @@ def _open_groups(
     """
     members, starts, envelope = table.groups()
     n_picked = cache["vr_grid"][3]  # (J holds the batch's picks so far)
-    j = j_prec[:, None]
     prep = cache.get("vr_groups")
     if prep is None:  # the batch's grid is fixed: each group's envelope on it, once
         i, _ = table.position(points)
-        top = np.maximum(envelope[i], envelope[i + 1]).astype(float)
+        # (C, G): a group's row is contiguous, so renewing a few groups gathers rows
+        top = np.maximum(envelope[i], envelope[i + 1]).T.astype(float, order="C")
         top += table.eps
-        size = np.add.reduceat(eligible[members], starts[:-1]) if members.size else starts[:0]
-        prep = cache["vr_groups"] = (top, factor @ (top / (j + top)), [n_picked], size)
-        _grid_information(cache, bank, points, table.steep)  # (always at hand)
-    top, bound, renewed, size = prep  # bound: −inf once a group is opened; size: eligible
+        prep = cache["vr_groups"] = (top, _criterion_sum(top, j_prec, factor), [n_picked])
+        _store_information(cache, bank, points, table.steep)  # (always at hand)
+    top, bound, renewed = prep  # bound: −inf once a group is opened
     stale, renewed[0] = renewed[0] != n_picked, n_picked
 
     take = _OPEN
+    scored = cache.get("vr_scored")  # [J's picks, rows of the store scored, their scores]
+    if scored is None or scored[0] != n_picked:  # (J is fixed within one pick)
+        scored = cache["vr_scored"] = [n_picked, 0, np.empty(0)]
     while True:
         slot, store, used, owner = cache["vr_seen"]
-        block = cache.get("vr_block")
-        if block is None or block[0] != used:  # the items at hand in column order, once
-            order = np.argsort(owner[:used])  # (opened groups' members and others)
-            block = cache["vr_block"] = (used, owner[order], store[order])
-        _, items, info = block
-        values = np.einsum("mg,g->m", info / (j_prec + info), factor)
-        live = eligible[items]  # (the batch's picks drop out here)
+        if scored[1] < used:  # the rows stored since, at J now
+            fresh = _criterion_sum(store[scored[1] : used], j_prec, factor)
+            scored[1:] = used, np.concatenate([scored[2], fresh]) if scored[1] else fresh
+        values = scored[2]
+        live = eligible[owner[:used]]  # (the batch's picks drop out here)
         best = values[live]
         if best.size < n:
             floor = -np.inf
@@ -924,31 +924,57 @@ def _open_groups(
             floor = best.max() if n == 1 else -np.partition(-best, n - 1)[n - 1]
         reach = np.flatnonzero(bound >= floor if floor > -np.inf else bound > floor)
         if stale and reach.size:  # bounds from an earlier J: renew those that reach the floor
-            part = top[:, reach]
-            bound[reach] = factor @ (part / (j + part))
+            bound[reach] = _criterion_sum(top[reach], j_prec, factor)
             reach, stale = reach[bound[reach] >= floor], False
-        if reach.size == 0:
-            return items[live], best, float(bound.max(initial=-np.inf))
-        if size[reach].sum() > take:  # the best first (≥ take items): they raise the floor
-            reach = reach[np.argsort(-bound[reach])]
-            reach = reach[: int(np.searchsorted(np.cumsum(size[reach]), take)) + 1]
+        if reach.size == 0:  # the eligible items at hand, in column order
+            ranked = cache.get("vr_order")
+            if ranked is None or ranked[0] != used:  # (sorted once per store size)
+                ranked = cache["vr_order"] = (used, np.argsort(owner[:used]))
+            order = ranked[1][live[ranked[1]]]
+            return owner[order], values[order], float(bound.max(initial=-np.inf))
+        size = starts[reach + 1] - starts[reach]  # (members, eligible or not)
+        if size.sum() > take:  # the best first (≥ take items): they raise the floor
+            order = np.argsort(-bound[reach])
+            cut = int(np.searchsorted(np.cumsum(size[order]), take)) + 1
+            reach, size = reach[order[:cut]], size[order[:cut]]
         take *= 2
         bound[reach] = -np.inf
-        new = np.concatenate([members[starts[c] : starts[c + 1]] for c in reach])
+        # the groups' members: each group's run of positions in ``members``
+        first = np.repeat(starts[reach] - (np.cumsum(size) - size), size)
+        new = members[first + np.arange(first.size)]
         new = new[eligible[new] & (slot[new] < 0)]
         if new.size:
-            _grid_information(cache, bank, points, new)
+            _store_information(cache, bank, points, new)
+
+
+def _criterion_sum(info: FloatArray, j_prec: FloatArray, factor: FloatArray) -> FloatArray:
+    """Σ_g factor_g · I_mg / (J_g + I_m g) of each row m of ``info (m, G)``: the variance
+    reduction of items (or a bound, of envelopes), with one temporary."""
+    ratio = np.add(info, j_prec)
+    np.divide(info, ratio, out=ratio)
+    return np.einsum("mg,g->m", ratio, factor)  # type: ignore[no-any-return]
 
 
 def _grid_information(
     cache: dict[str, Any], bank: PreparedBank, points: FloatArray, cols: IntArray
 ) -> FloatArray:
     """Items' information on one test's grid, ``(G, m)``, each item computed once per
-    batch: the grid is fixed within it and a later pick mostly re-scores the items an
-    earlier one scored (with J grown). Elementwise, so the same bits as computing the
-    columns again; also what J grows by once an item is picked (:func:`_known_column`).
-    Kept as one row per item seen (``owner``: the item of each row), in a store that
-    grows, not a (G, N) array whose scattered first writes would each fault in a page."""
+    batch (:func:`_store_information`), as computed afresh."""
+    slot = _store_information(cache, bank, points, cols)
+    return np.ascontiguousarray(cache["vr_seen"][1][slot[cols]].T)
+
+
+def _store_information(
+    cache: dict[str, Any], bank: PreparedBank, points: FloatArray, cols: IntArray
+) -> IntArray:
+    """Compute and keep the information on one test's grid of the items ``cols`` not
+    kept yet; returns the store's row of each item (−1: none). Each item is computed
+    once per batch: the grid is fixed within it and a later pick mostly re-scores the
+    items an earlier one scored (with J grown). Elementwise, so the same bits as
+    computing the columns again; also what J grows by once an item is picked
+    (:func:`_known_column`). Kept as one row per item seen (``owner``: the item of
+    each row), in a store that grows, not a (G, N) array whose scattered first writes
+    would each fault in a page."""
     seen = cache.get("vr_seen")
     if seen is None:
         slot = np.full(bank.n_items, -1, dtype=np.int64)
@@ -957,8 +983,10 @@ def _grid_information(
         cache["vr_seen"] = seen
     slot, store, used, owner = seen
     need = cols[slot[cols] < 0]
-    if need.size > 1:
-        need = np.unique(need)
+    if need.size > 1:  # sorted and distinct (np.unique's result; a sort is cheaper)
+        need = np.sort(need)
+        if (need[1:] == need[:-1]).any():
+            need = np.unique(need)
     if need.size:
         if used + need.size > len(store):
             size = 2 * (used + need.size)
@@ -969,7 +997,7 @@ def _grid_information(
         owner[used : used + need.size] = need
         slot[need] = np.arange(used, used + need.size)
         seen[2] = used + need.size
-    return np.ascontiguousarray(store[slot[cols]].T)  # (G, m) as computed afresh
+    return slot  # type: ignore[no-any-return]
 
 
 def _known_column(cache: dict[str, Any], item: int) -> FloatArray | None:
