@@ -417,3 +417,49 @@ def test_scores_at_hand_settle_a_pick_only_when_every_other_bound_is_below(
     assert found is not None
     items = found[1][np.argmax(found[2])]
     assert items == (0 if rest == 0.3 else 2)
+
+
+@pytest.mark.parametrize("opened", [4, 64])
+@pytest.mark.parametrize("n_categories", [2, 4])
+def test_first_batches_at_the_prior_are_the_exact_batches(
+    monkeypatch: pytest.MonkeyPatch, opened: int, n_categories: int
+) -> None:
+    """The first batch of a test (no response yet: the prior's wide posterior, where many
+    groups stay open and a pick opens groups over several rounds) picks what the exact
+    rule picks: with items in flight and excluded too, and with few items opened a round
+    (many rounds, their scores kept within a pick) or many."""
+    _small_groups(monkeypatch)
+    monkeypatch.setattr(selection_module, "_OPEN", opened)
+    rounds = {"most": 0, "now": 0}
+    store, open_groups = selection_module._store_information, selection_module._open_groups
+
+    def counted_store(*args):  # type: ignore[no-untyped-def]
+        rounds["now"] += 1
+        return store(*args)
+
+    def counted_open(*args):  # type: ignore[no-untyped-def]
+        rounds["now"] = 0
+        out = open_groups(*args)
+        rounds["most"] = max(rounds["most"], rounds["now"])
+        return out
+
+    monkeypatch.setattr(selection_module, "_store_information", counted_store)
+    monkeypatch.setattr(selection_module, "_open_groups", counted_open)
+
+    def run() -> list[list[str]]:
+        batches = []
+        for seed in range(3):
+            r = np.random.default_rng(seed)
+            n = 600
+            a = np.exp(r.normal(0.0, 0.3, n))
+            b = r.normal(0.0, 1.0, (n, 1)) + np.sort(r.uniform(-1, 1, (n, n_categories - 1)), 1)
+            bank = ItemBank.from_params(f"prior{seed}", [f"i{i}" for i in range(n)], a, b)
+            for selection in ("max_info", {"rule": "max_info", "args": {"randomesque": 2}}):
+                ctl = CatController(bank, selection=selection, rng=seed)
+                batches.append(ctl.next_items(8))
+                batches.append(ctl.next_items(6, exclude=batches[-1][:2], pending=["i7"]))
+        return batches
+
+    tabulated, exact = _both(monkeypatch, run)
+    assert tabulated == exact
+    assert rounds["most"] >= (3 if opened == 4 else 1)  # (several rounds in one pick)
