@@ -887,9 +887,10 @@ def _open_groups(
     items at hand (every member of an opened group and every item without a
     bound, their information stored for the batch) are scored exactly at J now;
     a closed group whose bound reaches their n-th best score is renewed at J now
-    and, if it still does, opened (the best groups of ``_OPEN`` eligible items
-    first, then twice as many each round, as their members raise the floor);
-    until none does. Returns the eligible items at hand (column order), their
+    and, if it still does, opened (the best groups of ``_OPEN`` members first, then
+    twice as many each round, as their members raise the floor); until none does.
+    Within one pick J is fixed, so each stored item is scored once per pick, however
+    many rounds it takes. Returns the eligible items at hand (column order), their
     exact scores, and the highest bound of a closed group: every other eligible
     item is below it, so the best n are at hand.
     """
@@ -948,7 +949,7 @@ def _open_groups(
 
 
 def _criterion_sum(info: FloatArray, j_prec: FloatArray, factor: FloatArray) -> FloatArray:
-    """Σ_g factor_g · I_mg / (J_g + I_m g) of each row m of ``info (m, G)``: the variance
+    """Σ_g factor_g · I_mg / (J_g + I_mg) of each row m of ``info (m, G)``: the variance
     reduction of items (or a bound, of envelopes), with one temporary."""
     ratio = np.add(info, j_prec)
     np.divide(info, ratio, out=ratio)
