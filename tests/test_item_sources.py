@@ -223,3 +223,51 @@ def test_scores_the_map_cannot_place_are_scorer_faults(tmp_path: Path) -> None:
     assert "'surprise': True} is not in the item's score map" in (unmapped.error_message or "")
     assert off_scale.error_kind == "scorer" and off_scale.score is None
     assert "category 2, outside the item's scale 0..1" in (off_scale.error_message or "")
+
+
+def test_a_scenario_item_s_family_is_parsed_once_per_worker_until_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker builds each item's task from the family; the family's YAML is loaded and
+    validated again only when ``family.yaml`` changed (an edit shows in the next task)."""
+    import shutil
+
+    from orchestrator.runner.sources import TaskContext
+    from orchestrator.scenario import spec
+
+    env = tmp_path / "environments"
+    shutil.copytree(Path("environments") / "disk_cleanup", env / "disk_cleanup")
+    loads: list[Path] = []
+    real = spec.load_family
+
+    def counting(path: Any) -> Any:
+        loads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(spec, "load_family", counting)
+    import orchestrator.scenario as scenario_pkg
+
+    monkeypatch.setattr(scenario_pkg, "load_family", counting)
+    variant = real(env / "disk_cleanup").variants[0].id
+    src = ScenarioSource(family="disk_cleanup", variant=variant)
+    ctx = TaskContext(
+        item_id=f"disk_cleanup.{variant}",
+        environments=str(env),
+        prepared={"image": "agentcat/none:test"},
+        sandbox="agentcat",
+        command_timeout_s=60,
+    )
+    first = src.sample_task(ctx)
+    second = src.sample_task(ctx)
+    assert len(loads) == 1
+    assert first.task.dataset[0].input == second.task.dataset[0].input
+    yaml_file = env / "disk_cleanup" / "family.yaml"
+    text = yaml_file.read_text()
+    yaml_file.write_text(text.replace("title:", "title: Edited -", 1))
+    third = src.sample_task(ctx)
+    assert len(loads) == 2
+    assert third.task.dataset[0].input == first.task.dataset[0].input
+    from orchestrator.runner.sources import scenario as scenario_source
+
+    assert scenario_source._family(env / "disk_cleanup").title.startswith("Edited -")
+    assert len(loads) == 2

@@ -654,3 +654,78 @@ def test_a_task_clean_up_that_pruned_leaves_the_next_one_nothing_to_list(
         assert len(listed) == 1  # nothing left: the engine is not asked
 
     _run(body())
+
+
+def test_a_container_costs_the_engine_a_create_a_start_and_its_seeds_and_an_image_one_lookup(
+    sandbox_test_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox's creation asks the engine for nothing whose answer it does not use: no
+    inspect of the new container (the SDK's ``containers.run`` made one), and the image's
+    id once per tag and process, not once per container. An image removed after that is
+    still a prerequisite error, and its id is looked up afresh when it is back."""
+    api = docker_client().api
+    asked: list[str] = []
+    for name in ("inspect_image", "create_container", "start", "inspect_container"):
+        real = getattr(api, name)
+
+        def counting(*a: object, _name: str = name, _real: object = real, **kw: object) -> object:
+            if sandbox.SEED not in (kw.get("labels") or {}):  # (reading an image's content)
+                asked.append(_name)
+            return _real(*a, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(api, name, counting)
+    tag = f"agentcat-test/image-lookup:{uuid.uuid4().hex[:8]}"
+    api.tag(sandbox_test_image, *tag.split(":"))
+    spec = SandboxSpec(image=tag, memory_mb=128, pids=64, writable_size_mb=16, tmpfs_size_mb=16)
+    monkeypatch.setattr(sandbox, "_image_ids", {})
+
+    async def twice() -> None:
+        for _ in range(2):
+            async with open_sandbox(spec) as sb:
+                assert (await sb.exec(["true"])).returncode == 0
+
+    try:
+        _run(twice())
+        assert asked == ["inspect_image", "create_container", "start"] + [
+            "create_container",
+            "start",
+        ]
+        api.remove_image(tag)  # only the tag: the image itself is the test image
+        asked.clear()
+        with pytest.raises(PrerequisiteError, match="is not built"):
+            _run(twice())
+        assert asked == ["create_container"] and tag not in sandbox._image_ids
+        api.tag(sandbox_test_image, *tag.split(":"))
+        asked.clear()
+        _run(twice())
+        assert asked[0] == "inspect_image" and asked.count("inspect_image") == 1
+    finally:
+        with contextlib.suppress(Exception):
+            api.remove_image(tag)
+
+
+def test_engine_requests_over_the_local_socket_look_up_no_netrc_or_proxies(
+    docker_engine: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every engine request (some twenty a live item) skips ``requests``' per-request
+    environment look-ups: ``~/.netrc`` and the proxy variables, which a unix socket never
+    uses; the engine still answers."""
+    import requests.sessions
+
+    client = docker_client()
+    if not client.api.base_url.startswith("http+docker://"):
+        pytest.skip("the engine is not on a local socket")
+    looked: list[str] = []
+
+    def netrc(*a: object, **kw: object) -> None:
+        looked.append("netrc")
+
+    def proxies(*a: object, **kw: object) -> dict[str, str]:
+        looked.append("proxies")
+        return {}
+
+    monkeypatch.setattr(requests.sessions, "get_netrc_auth", netrc)
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", proxies)
+    assert client.api.ping() is True
+    assert client.api.containers(filters={"label": "agentcat.test=none"}) == []
+    assert looked == []

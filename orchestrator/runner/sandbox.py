@@ -136,17 +136,35 @@ _live: set[str] = set()  # containers this process created and has not removed y
 _KEEPER = "trap '' TERM INT HUP; while :; do sleep 86400 & wait $!; done"
 
 
+_image_ids: dict[str, str] = {}
+"""Image tag → id, as this process last found it (a scenario tag hashes its build context)."""
+
+
+def _image_id(image: str) -> str:
+    """The id of ``image``: asked of the engine once per tag and process (one engine request
+    per container fewer); a create that finds the image gone forgets it
+    (:func:`_not_built`)."""
+    known = _image_ids.get(image)
+    if known is None:
+        try:
+            known = _image_ids[image] = str(docker_client().images.get(image).id)
+        except ImageNotFound:
+            raise _not_built(image) from None
+    return known
+
+
+def _not_built(image: str) -> PrerequisiteError:
+    _image_ids.pop(image, None)
+    return PrerequisiteError(
+        f"sandbox image {image!r} is not built",
+        hint="run `agentcat images build` (builds every scenario image offline)",
+    )
+
+
 def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
     if not spec.image:
         raise SandboxError("sandbox spec has no image", hint="set `image` or build the family")
-    client = docker_client()
-    try:
-        image_id = str(client.images.get(spec.image).id)
-    except ImageNotFound:
-        raise PrerequisiteError(
-            f"sandbox image {spec.image!r} is not built",
-            hint="run `agentcat images build` (builds every scenario image offline)",
-        ) from None
+    image_id = _image_id(spec.image)
     for path in (*spec.writable, *spec.tmpfs, spec.workdir):
         if not posixpath.isabs(path):
             raise SandboxError(f"sandbox path {path!r} must be absolute")
@@ -166,41 +184,57 @@ def _create_container(spec: SandboxSpec, labels: Mapping[str, str]) -> str:
         **owner_labels(),
         "agentcat.created": f"{time.time():.0f}",
     }
+    # the low-level API: the SDK's ``containers.run`` also inspects the new container (an
+    # engine request whose answer is not used) and would pull an image it cannot find
+    api = docker_client().api
+    host_config = api.create_host_config(
+        network_mode="none",
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+        read_only=True,
+        tmpfs={p: _tmpfs_options(spec.tmpfs_size_mb) for p in spec.tmpfs},
+        mounts=mounts,
+        mem_limit=f"{spec.memory_mb}m",
+        memswap_limit=f"{spec.memory_mb}m",
+        nano_cpus=int(spec.cpus * 1e9),
+        pids_limit=spec.pids,
+        ulimits=[Ulimit(name="nofile", soft=1024, hard=1024)],
+    )
     try:
-        container = client.containers.run(
-            spec.image,
-            command=["/bin/bash", "-c", _KEEPER],
-            detach=True,
-            network_mode="none",
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
-            read_only=True,
-            tmpfs={p: _tmpfs_options(spec.tmpfs_size_mb) for p in spec.tmpfs},
-            mounts=mounts,
-            mem_limit=f"{spec.memory_mb}m",
-            memswap_limit=f"{spec.memory_mb}m",
-            nano_cpus=int(spec.cpus * 1e9),
-            pids_limit=spec.pids,
-            ulimits=[Ulimit(name="nofile", soft=1024, hard=1024)],
-            user="root",  # the keeper; commands run as spec.user (see exec)
-            working_dir=spec.workdir,
-            environment=dict(spec.env),
-            labels=all_labels,
-            hostname="sandbox",
-            stop_signal="SIGKILL",
+        cid = str(
+            api.create_container(
+                spec.image,
+                command=["/bin/bash", "-c", _KEEPER],
+                detach=True,
+                user="root",  # the keeper; commands run as spec.user (see exec)
+                working_dir=spec.workdir,
+                environment=dict(spec.env),
+                labels=all_labels,
+                hostname="sandbox",
+                stop_signal="SIGKILL",
+                host_config=host_config,
+            )["Id"]
         )
+    except ImageNotFound:
+        raise _not_built(spec.image) from None
     except APIError as exc:
         raise SandboxError(
             f"could not start a sandbox from {spec.image!r}: {exc.explanation}"
         ) from None
-    _live.add(container.id)
+    _live.add(cid)
     try:
+        try:
+            api.start(cid)
+        except APIError as exc:
+            raise SandboxError(
+                f"could not start a sandbox from {spec.image!r}: {exc.explanation}"
+            ) from None
         for path in sorted(seeds, key=lambda p: p.count("/")):  # parents first
-            _seed(str(container.id), path, seeds[path])
+            _seed(cid, path, seeds[path])
     except BaseException:
-        _remove_container(container.id)
+        _remove_container(cid)
         raise
-    return str(container.id)
+    return cid
 
 
 def _tmpfs_options(size_mb: int) -> str:

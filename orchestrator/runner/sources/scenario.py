@@ -80,7 +80,6 @@ class ScenarioSource(ItemSource):
         from inspect_ai.util import SandboxEnvironmentSpec
 
         from orchestrator.runner.sandbox import SandboxSpec
-        from orchestrator.scenario import load_family
         from orchestrator.scenario.grading import (
             METADATA_ROOT,
             ordinal_scorer,
@@ -88,7 +87,7 @@ class ScenarioSource(ItemSource):
             scenario_setup,
         )
 
-        family = load_family(Path(context.environments) / self.family)
+        family = _family(Path(context.environments) / self.family)
         base = scenario_sample(family, self.variant)
         sbx = family.sandbox
         if context.sandbox == "agentcat":
@@ -139,6 +138,28 @@ class ScenarioSource(ItemSource):
                 solutions[c] = (calls, sol.final)
             scripts[iid] = Script(iid, render_prompt(fam, var).strip(), solutions)
         return scripts
+
+
+_families: dict[Path, tuple[tuple[int, int, int], FamilySpec]] = {}
+"""A family's folder → its ``family.yaml``'s (inode, size, mtime) when loaded, and the family."""
+
+
+def _family(folder: Path) -> FamilySpec:
+    """The family in ``folder``, loaded and validated again only when its ``family.yaml``
+    changed (a worker builds an item's task for every item; parsing and validating the
+    YAML each time was ~3 ms of its CPU)."""
+    from orchestrator.scenario import load_family
+    from orchestrator.scenario.spec import FAMILY_FILENAME
+
+    try:
+        st = (folder / FAMILY_FILENAME).stat()
+    except OSError:
+        return load_family(folder)  # it raises the error that says what is missing
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    known = _families.get(folder)
+    if known is None or known[0] != stamp:
+        known = _families[folder] = (stamp, load_family(folder))
+    return known[1]
 
 
 def _load(sources: Any, environments: Path) -> dict[str, FamilySpec]:
