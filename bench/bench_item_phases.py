@@ -81,6 +81,7 @@ def _instrument() -> None:
 
     api = docker_client().api
     for meth, name in (
+        ("inspect_image", "engine: image inspect"),
         ("create_container", "engine: container create"),
         ("start", "engine: container start"),
         ("inspect_container", "engine: container inspect"),

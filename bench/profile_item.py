@@ -15,6 +15,7 @@ item, to ``bench/results/profile_item.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import multiprocessing
 import os
@@ -67,10 +68,8 @@ class _ThreadProfiles:
     def stats(self) -> pstats.Stats:
         st = pstats.Stats(self.profiles[0])
         for prof in self.profiles[1:]:
-            try:
+            with contextlib.suppress(TypeError):  # a thread's profiler that saw no call
                 st.add(prof)
-            except TypeError:  # a thread's profiler that saw no call
-                pass
         return st
 
 
