@@ -530,6 +530,8 @@ def warm_worker() -> None:
     item (``git status`` scans the whole tree); it cannot change while the
     worker lives, so it is computed once here. (That is a private Inspect
     function: if a later Inspect moves it, every item computes it again.)
+    Inspect's extensions are loaded here too, all but inspect_evals' registry of
+    every eval (:mod:`orchestrator.runner.extensions`).
     Best effort: a failure here only leaves the work to the first item.
     """
     import asyncio
@@ -542,6 +544,9 @@ def warm_worker() -> None:
 
         import orchestrator.runner.sandbox  # registers the ``agentcat`` sandbox provider
         import orchestrator.scenario.grading  # noqa: F401
+        from orchestrator.runner.extensions import load_extensions
+
+        load_extensions()
 
         revision = task_log.resolve_revision()
         task_log.resolve_revision = lambda: revision

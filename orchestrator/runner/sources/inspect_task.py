@@ -25,7 +25,6 @@ Docker compose v2). The AgentDojo items also have a simulated-agent player
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 from collections.abc import Mapping
@@ -59,6 +58,7 @@ def load_task(task: str, task_args: Mapping[str, Any]) -> Any:
     For a registry name ``package/name`` the module ``package.name`` is imported
     first when it exists: Inspect then finds the task without importing every
     task of the package (inspect_evals' registry imports them all: seconds).
+    Else the package's ``inspect_ai`` entry point (its registry) is loaded.
 
     Raises:
         PrerequisiteError: the task's package is not installed.
@@ -75,8 +75,12 @@ def load_task(task: str, task_args: Mapping[str, Any]) -> Any:
                 f"Inspect task {task!r} needs the Python package {package!r}, not installed",
                 hint=_EXTRAS.get(package, f"pip install {package}"),
             ) from None
-        with contextlib.suppress(ImportError):  # else Inspect's registry looks for it
+        try:
             importlib.import_module(f"{package}.{name}")
+        except ImportError:  # the package's registry names it (not loaded in a worker)
+            from orchestrator.runner.extensions import load_extension
+
+            load_extension(package)
     try:
         tasks = load_tasks([task], dict(task_args))
     except Exception as exc:
