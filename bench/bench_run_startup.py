@@ -9,8 +9,9 @@ rounds; the simulated agent server runs in a process of its own:
   request), start a pool of ``--workers`` workers and wait until every one is warm
   (each runs one tiny job after its warm-up). ``driver_s`` is the driver's own CPU
   (``time.process_time``, imports of the orchestrator included), ``workers_s`` the
-  workers' (``RUSAGE_CHILDREN`` once the pool is shut down); ``driver_inspect`` says
-  whether the driver imported Inspect.
+  workers' (``RUSAGE_CHILDREN`` once the pool is shut down and, where the tree forks
+  its workers from a fork server, that server stopped: it reaped them, and its own
+  imports count here too); ``driver_inspect`` says whether the driver imported Inspect.
 * ``worker``: one worker's start-up alone (a one-worker pool, warmed, shut down).
 
     nice python bench/bench_run_startup.py [--trees DIR ...] [--rounds 3] [--workers 4]
@@ -65,6 +66,9 @@ with tempfile.TemporaryDirectory() as tmp:
         with pool_mod.WorkerPool(workers) as pool:
             warm(pool)
 driver = time.process_time() - t0
+from multiprocessing import forkserver
+if getattr(forkserver._forkserver, "_forkserver_pid", None):  # forked workers: it reaped them
+    forkserver._forkserver._stop()  # so its CPU and theirs count below
 kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"driver_s": driver, "workers_s": kids.ru_utime + kids.ru_stime,
                   "driver_inspect": "inspect_ai" in sys.modules}))

@@ -101,20 +101,73 @@ def test_the_pool_starts_its_workers_when_it_is_created() -> None:
         assert len(set(multiprocessing.active_children()) - before) == 1  # no item submitted
 
 
-def test_a_worker_whose_parent_died_before_it_started_exits_at_once() -> None:
-    """The death signal is armed in the worker's initializer; a parent killed before
-    that would leave the worker waiting on its pipe forever. A worker told another
-    parent than its own (what it sees once it was orphaned) exits instead of warming up."""
+def test_a_worker_whose_driver_died_before_it_started_exits_at_once() -> None:
+    """The worker starts watching its driver in its initializer; a driver killed before
+    that would leave the worker waiting on its pipe forever. A worker whose driver is
+    already gone exits instead of warming up."""
     code = (
         "import os, sys; from orchestrator.runner import pool\n"
         "pool.warm_worker = lambda: sys.exit(7)  # reached only by a worker that stays\n"
         "pool._init_worker(int(sys.argv[1]))\n"
     )
     run = [sys.executable, "-c", code]
-    gone = subprocess.run([*run, "1"], cwd=REPO, timeout=60)  # pid 1 is not its parent
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names no process
+    gone = subprocess.run([*run, str(dead.pid)], cwd=REPO, timeout=60)
     assert gone.returncode == 1
     stays = subprocess.run([*run, str(os.getpid())], cwd=REPO, timeout=60)
     assert stays.returncode == 7
+
+
+_KILLED_DRIVER = """
+import json, os, sys, time
+from multiprocessing import forkserver
+from orchestrator.runner.pool import WorkerPool
+if __name__ == "__main__":
+    pool = WorkerPool(2)
+    for f in [pool._executor.submit(os.getpid) for _ in range(4)]:
+        f.result()  # every worker has run its initializer
+    server = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    workers = list(pool._executor._processes)
+    parents = sorted({int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+                      for p in workers})
+    print(json.dumps({"workers": workers, "parents": parents, "server": server,
+                      "server_threads": len(os.listdir(f"/proc/{server}/task"))}), flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="workers are spawned, not forked")
+def test_a_killed_driver_leaves_no_forked_worker_nor_fork_server(tmp_path: Any) -> None:
+    """Workers fork from a single-threaded fork server that imported Inspect once; their
+    parent is that server, so each watches the driver itself: ``kill -9`` of the driver
+    ends the workers and the server within seconds."""
+    script = tmp_path / "driver.py"
+    script.write_text(_KILLED_DRIVER, encoding="utf-8")
+    driver = subprocess.Popen(
+        [sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert driver.stdout is not None
+        got = json.loads(driver.stdout.readline())
+    finally:
+        driver.kill()
+        driver.wait(30)
+    assert got["parents"] == [got["server"]]  # forked from the server, not spawned
+    assert got["server_threads"] == 1
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(p) for p in [*got["workers"], got["server"]]):
+        time.sleep(0.2)
+    assert [p for p in [*got["workers"], got["server"]] if _alive(p)] == []
 
 
 def _job(item: str, family: str) -> RunJob:

@@ -1,11 +1,15 @@
 """Worker processes that run items, and the runner the session loop talks to.
 
 Inspect allows one ``eval_async`` per process at a time, so concurrency comes
-from a pool of spawned worker processes, each running one item at a time
+from a pool of worker processes, each running one item at a time
 (:func:`orchestrator.runner.inspect_run.worker_entry`). All sessions of an
 invocation share the pool; its size (``workers``) bounds concurrent sandboxes.
-Workers die with their parent (``PR_SET_PDEATHSIG``), and a session prunes its
-own leftover containers when it resumes, so a killed run leaves nothing behind.
+On Linux the workers are forked from a fork server that imported Inspect and
+the sandbox provider once (:mod:`orchestrator.runner.preload`; a worker's
+start-up is then mostly its warm-up eval, not seconds of imports); elsewhere they are
+spawned. Workers die with the driver (each watches it through a pidfd; a
+spawned one also by ``PR_SET_PDEATHSIG``), and a session prunes its own leftover
+containers when it resumes, so a killed run leaves nothing behind.
 Each worker keeps a spare container for its next item (see
 :mod:`orchestrator.runner.sandbox`); it is removed when the worker exits, or by
 the next prune once the worker is dead.
@@ -34,7 +38,9 @@ import ctypes
 import dataclasses
 import multiprocessing
 import os
+import select
 import signal
+import threading
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,14 +60,28 @@ __all__ = ["InspectRunner", "WorkerPool"]
 _PR_SET_PDEATHSIG = 1
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """Fork the workers from a fork server that imported Inspect once
+    (:mod:`orchestrator.runner.preload`) where a worker can watch the driver itself
+    (Linux ≥ 5.3: a pidfd); else spawn them (each imports everything itself)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["orchestrator.runner.preload"])
+    return context
+
+
 def _init_worker(parent: int | None = None) -> None:
-    """Die with the parent; keep Inspect's display quiet; scrub secrets from its output;
+    """Die with the driver; keep Inspect's display quiet; scrub secrets from its output;
     warm up before the first item.
 
-    A parent killed between spawning this worker and the ``prctl`` below would never
-    send the death signal (the worker would run the jobs already queued, then wait on
-    its pipe forever, with its spare container); so a worker whose parent is no longer
-    ``parent`` exits at once.
+    A forked worker's parent is the fork server, so the death signal (``prctl``) only
+    covers a spawned one; a worker watches the driver ``parent`` itself
+    (:func:`_exit_with`). A driver killed before that leaves a worker that would run
+    the jobs already queued, then wait on its pipe forever, with its spare container;
+    so such a worker exits at once.
     """
     from orchestrator._secrets import install_scrubbed_stdio
 
@@ -70,11 +90,29 @@ def _init_worker(parent: int | None = None) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: orphans finish their run and exit
         pass
-    if parent is not None and os.getppid() != parent:
-        os._exit(1)
+    if parent is not None:
+        _exit_with(parent)
     install_scrubbed_stdio()
     os.environ["INSPECT_DISPLAY"] = "none"
     warm_worker()
+
+
+def _exit_with(parent: int) -> None:
+    """Exit this process at once when process ``parent`` ends (now, if it has)."""
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd: the death signal covers a spawned worker
+        if os.getppid() != parent:
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        select.select([pidfd], [], [])  # readable once the process has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name="agentcat-driver-watch", daemon=True).start()
 
 
 def _started() -> None:
@@ -135,7 +173,7 @@ class WorkerPool:
         rather than when the first items are already waiting for them."""
         executor = ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_context(),
             initializer=_init_worker,
             initargs=(os.getpid(),),
         )
