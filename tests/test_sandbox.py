@@ -307,6 +307,38 @@ def test_prune_removes_leftovers_by_label(sandbox_test_image: str) -> None:
     assert not docker_client().api.containers(all=True, filters={"id": cid})
 
 
+def test_removing_a_container_another_process_is_removing_is_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two runs' prunes of the same orphaned spare race: the engine answers the second
+    with 409 "removal … already in progress" (seen on a shared engine after a kill -9).
+    Any other conflict still raises."""
+    import requests
+    from docker.errors import APIError
+
+    from orchestrator.runner import containers
+
+    def conflict(explanation: str) -> APIError:
+        response = requests.Response()
+        response.status_code = 409
+        return APIError("409 Client Error", response=response, explanation=explanation)
+
+    class Api:
+        error = conflict("removal of container abc is already in progress")
+
+        def remove_container(self, *a: object, **k: object) -> None:
+            raise self.error
+
+    class Client:
+        api = Api()
+
+    monkeypatch.setattr(containers, "docker_client", lambda: Client())
+    containers.remove_container("abc")
+    Api.error = conflict("You cannot remove a running container abc")
+    with pytest.raises(APIError):
+        containers.remove_container("abc")
+
+
 def test_missing_image_is_a_prerequisite_error(docker_engine: None) -> None:
     async def body() -> None:
         async with open_sandbox(SandboxSpec(image="agentcat/does-not-exist:latest")):

@@ -11,7 +11,6 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,9 +44,15 @@ SEED = "agentcat.seed"
 
 
 def remove_container(container_id: str) -> None:
-    """Remove a container and its anonymous volumes; one already gone is fine."""
-    with suppress(NotFound):
+    """Remove a container and its anonymous volumes; one already gone is fine, and so
+    is one another process is removing (two runs' prunes of the same orphaned spare)."""
+    try:
         docker_client().api.remove_container(container_id, v=True, force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
+            raise
 
 
 def _boot_id() -> str:
