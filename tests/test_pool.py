@@ -137,6 +137,39 @@ if __name__ == "__main__":
 """
 
 
+_LATER_ENVIRONMENT = """
+import json, os, sys
+from orchestrator.runner.pool import WorkerPool
+if __name__ == "__main__":
+    with WorkerPool(1) as pool:  # starts the fork server with the environment as it is now
+        pool._executor.submit(os.getpid).result()
+    os.environ["AGENTCAT_PROBE"] = "set later"
+    os.chdir(sys.argv[1])
+    with WorkerPool(1) as pool:
+        got = [pool._executor.submit(f, *a).result()
+               for f, a in ((os.getenv, ("AGENTCAT_PROBE",)), (os.getcwd, ()))]
+    print(json.dumps(got))
+"""
+
+
+def test_a_worker_has_the_driver_s_environment_and_directory_as_the_pool_starts(
+    tmp_path: Any,
+) -> None:
+    """As a spawned worker would, though a forked one starts from the fork server (which
+    started with the driver's first pool)."""
+    script = tmp_path / "driver.py"
+    script.write_text(_LATER_ENVIRONMENT, encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["set later", str(tmp_path)]
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
     try:

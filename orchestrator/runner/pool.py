@@ -73,15 +73,19 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _init_worker(parent: int | None = None) -> None:
-    """Die with the driver; keep Inspect's display quiet; scrub secrets from its output;
-    warm up before the first item.
+def _init_worker(
+    parent: int | None = None, environ: dict[str, str] | None = None, cwd: str | None = None
+) -> None:
+    """Die with the driver; take the driver's environment and working directory; keep
+    Inspect's display quiet; scrub secrets from its output; warm up before the first item.
 
     A forked worker's parent is the fork server, so the death signal (``prctl``) only
     covers a spawned one; a worker watches the driver ``parent`` itself
     (:func:`_exit_with`). A driver killed before that leaves a worker that would run
     the jobs already queued, then wait on its pipe forever, with its spare container;
-    so such a worker exits at once.
+    so such a worker exits at once. A forked worker starts with the environment and
+    directory the fork server started with, so it is given the driver's as they are
+    when the pool starts, as a spawned worker has them.
     """
     from orchestrator._secrets import install_scrubbed_stdio
 
@@ -92,6 +96,11 @@ def _init_worker(parent: int | None = None) -> None:
         pass
     if parent is not None:
         _exit_with(parent)
+    if environ is not None and environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    if cwd is not None:
+        os.chdir(cwd)
     install_scrubbed_stdio()
     os.environ["INSPECT_DISPLAY"] = "none"
     warm_worker()
@@ -175,7 +184,7 @@ class WorkerPool:
             max_workers=self.workers,
             mp_context=_context(),
             initializer=_init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), dict(os.environ), os.getcwd()),
         )
         for _ in range(self.workers):
             executor.submit(_started)
