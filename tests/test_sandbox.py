@@ -759,3 +759,21 @@ def test_engine_requests_over_the_local_socket_look_up_no_netrc_or_proxies(
     assert client.api.ping() is True
     assert client.api.containers(filters={"label": "agentcat.test=none"}) == []
     assert looked == []
+
+
+def _container_left_open(image: str) -> str:
+    """In a pool worker: a container of its own that it does not remove (as a spare)."""
+    return sandbox._create_container(_spec(image), {})
+
+
+def test_a_pool_worker_removes_its_containers_when_it_exits(sandbox_test_image: str) -> None:
+    """A worker forked from the pool's fork server ends in ``os._exit``, where no
+    ``atexit`` handler runs: the containers it still holds (its spares) go when the
+    pool closes all the same, not at the next prune."""
+    from orchestrator.runner.pool import WorkerPool
+
+    with WorkerPool(1) as pool:
+        cid = pool._executor.submit(_container_left_open, sandbox_test_image).result(timeout=300)
+        assert docker_client().containers.get(cid).status == "running"
+    with pytest.raises(NotFound):
+        docker_client().containers.get(cid)

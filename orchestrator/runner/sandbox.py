@@ -43,6 +43,7 @@ import atexit
 import contextlib
 import io
 import logging
+import multiprocessing.util
 import os
 import posixpath
 import shlex
@@ -512,6 +513,15 @@ def _remove_live_containers() -> None:  # normal interpreter exit (Ctrl-C includ
     for cid in list(_live):  # prepared and spare ones too: creations finished by now
         with suppress(Exception):
             _remove_container(cid)
+
+
+def _remove_at_exit_of_forked(_: object) -> None:
+    """A forked process (the pool's workers, forked from its fork server) ends in
+    ``os._exit``: no ``atexit`` handler runs there, multiprocessing's finalizers do."""
+    multiprocessing.util.Finalize(None, _remove_live_containers, exitpriority=0)
+
+
+multiprocessing.util.register_after_fork(_remove_live_containers, _remove_at_exit_of_forked)
 
 
 def _run_exec(
