@@ -133,7 +133,9 @@ def test_images_never_mark_their_containers_as_sandboxes(
             )
             made.append(c)
         out = api.prune(session=session)
-        assert out["containers"] == []
+        # (a prune also removes dead workers' orphaned spares, which on a shared engine
+        # may be another run's: only these containers must be left alone)
+        assert not {c.id for c in made} & set(out["containers"])
         for c in made:
             c.reload()
             assert c.status == "running"
