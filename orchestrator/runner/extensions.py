@@ -40,9 +40,13 @@ _log = getLogger(__name__)
 def load_extensions() -> None:
     """Load every ``inspect_ai`` extension but the :data:`TASK_REGISTRIES`, and tell
     Inspect its entry points are loaded. For a worker process: once, before its first
-    eval."""
+    eval. Once marked, nothing is left to do (a worker forked from the fork server,
+    which ran this in :mod:`orchestrator.runner.preload`, runs it again in
+    ``warm_worker``)."""
     from inspect_ai._util import entrypoints
 
+    if getattr(entrypoints, "_inspect_ai_eps_loaded_all", False):
+        return
     for ep in entry_points(group="inspect_ai"):
         if ep.name not in TASK_REGISTRIES:
             _load(ep)
