@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,18 @@ def _stand_in(job: RunJob) -> dict[str, Any]:
     return {"item_id": job.item_id, "score": 1, "explanation": json.dumps([named, time.time()])}
 
 
+def _run_stand_ins(
+    body: Callable[[WorkerPool], Awaitable[list[Any]]],
+) -> tuple[list[str], dict[str, Any]]:
+    """Run ``body`` on a one-worker pool of :func:`_stand_in` workers: the items in the
+    order they ran, and the job each was told follows it (item, key, its ``next_job``)."""
+    with WorkerPool(1) as pool:
+        results = asyncio.run(body(pool))
+    assert all(r.ok for r in results)
+    runs = {r.item_id: json.loads(r.explanation or "") for r in results}
+    return sorted(runs, key=lambda i: runs[i][1]), {i: run[0] for i, run in runs.items()}
+
+
 def test_a_free_worker_gets_the_queued_job_its_spare_serves_and_is_told_its_next_job(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -245,12 +258,9 @@ def test_a_free_worker_gets_the_queued_job_its_spare_serves_and_is_told_its_next
         jobs = [_job("a.1", "fam_a"), _job("b.1", "fam_b"), _job("a.2", "fam_a")]
         return list(await asyncio.gather(*(pool.submit(j) for j in jobs)))
 
-    with WorkerPool(1) as pool:
-        results = asyncio.run(body(pool))
-    assert all(r.ok for r in results)
-    runs = {r.item_id: json.loads(r.explanation or "") for r in results}
-    assert sorted(runs, key=lambda i: runs[i][1]) == ["a.1", "a.2", "b.1"]
-    assert {i: run[0] for i, run in runs.items()} == {
+    order, named = _run_stand_ins(body)
+    assert order == ["a.1", "a.2", "b.1"]
+    assert named == {
         "a.1": None,
         "a.2": ["b.1", None, None],
         "b.1": None,
@@ -277,12 +287,9 @@ def test_with_nothing_queued_a_worker_readies_for_the_job_its_session_expects_ne
         ran, queued = await asyncio.gather(running, asyncio.gather(*map(pool.submit, rest)))
         return [ran, *queued]
 
-    with WorkerPool(1) as pool:
-        results = asyncio.run(body(pool))
-    assert all(r.ok for r in results)
-    runs = {r.item_id: json.loads(r.explanation or "") for r in results}
-    assert sorted(runs, key=lambda i: runs[i][1]) == ["a.1", "b.1", "a.2"]
-    assert {i: run[0] for i, run in runs.items()} == {
+    order, named = _run_stand_ins(body)
+    assert order == ["a.1", "b.1", "a.2"]
+    assert named == {
         "a.1": ["b.0", None, None],
         "b.1": ["a.2", None, None],
         "a.2": None,
